@@ -1,0 +1,204 @@
+package chat
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Agent is the team member who wrote a message.
+type Agent struct {
+	ID        string `json:"id"`
+	FirstName string `json:"first_name,omitempty"`
+	LastName  string `json:"last_name,omitempty"`
+	Email     string `json:"email,omitempty"`
+	Avatar    string `json:"avatar,omitempty"`
+}
+
+// Message is one message of a conversation. Notes are messages with
+// Private set.
+type Message struct {
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	From      string            `json:"from"`
+	Content   string            `json:"content"`
+	Timestamp int64             `json:"timestamp"` // epoch milliseconds
+	PersonID  string            `json:"person_id,omitempty"`
+	Private   bool              `json:"private"`
+	Entities  []json.RawMessage `json:"entities,omitempty"`
+	Data      json.RawMessage   `json:"data,omitempty"`
+	Agent     *Agent            `json:"agent,omitempty"`
+	Bot       json.RawMessage   `json:"bot,omitempty"`
+	Session   json.RawMessage   `json:"session,omitempty"`
+}
+
+// Time returns the message's timestamp as a time.Time.
+func (m Message) Time() time.Time { return time.UnixMilli(m.Timestamp) }
+
+// Latest is the most recent activity of a chat.
+type Latest struct {
+	Timestamp int64    `json:"timestamp"`
+	Message   *Message `json:"message,omitempty"`
+}
+
+// ReadDelivered holds when one side last read and received the chat (ms).
+type ReadDelivered struct {
+	Read      *int64 `json:"read,omitempty"`
+	Delivered *int64 `json:"delivered,omitempty"`
+}
+
+// Chat is a conversation; its ID is the visitor's person_id.
+type Chat struct {
+	ID       string          `json:"id"`
+	Archived *int64          `json:"archived"` // nil when active, epoch ms when archived
+	Latest   *Latest         `json:"latest,omitempty"`
+	Agent    *ReadDelivered  `json:"agent,omitempty"`
+	Client   *ReadDelivered  `json:"client,omitempty"`
+	Language string          `json:"language,omitempty"`
+	Links    json.RawMessage `json:"_links,omitempty"`
+}
+
+// FeedItem is a message or an event of a chat's feed. Events keep their
+// Type (for example "event") and Event name; Raw holds the item as returned,
+// so fields this package does not know are not lost.
+type FeedItem struct {
+	Message
+	Event string          `json:"event,omitempty"`
+	Raw   json.RawMessage `json:"-"`
+}
+
+// UnmarshalJSON decodes the item and keeps a copy of its raw JSON.
+func (f *FeedItem) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Message
+		Event string `json:"event,omitempty"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	f.Message, f.Event = v.Message, v.Event
+	f.Raw = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+// MarshalJSON returns Raw when set, so a decoded item re-encodes as received.
+func (f FeedItem) MarshalJSON() ([]byte, error) {
+	if len(f.Raw) > 0 {
+		return f.Raw, nil
+	}
+	return json.Marshal(struct {
+		Message
+		Event string `json:"event,omitempty"`
+	}{f.Message, f.Event})
+}
+
+// ChatList is the body of GET /chats.
+type ChatList struct {
+	List []Chat `json:"list"`
+}
+
+// FeedList is the body of GET /chats/{id}/feed.
+type FeedList struct {
+	List []FeedItem `json:"list"`
+}
+
+// MessageList is the body of GET /chats/{id}/messages.
+type MessageList struct {
+	List []Message `json:"list"`
+}
+
+// Senders accepted in SendMessageRequest.From.
+const (
+	FromClient = "client"
+	FromAgent  = "agent"
+	FromBot    = "bot"
+)
+
+// SendMessageRequest is the body of POST /chats/{id}/messages. From
+// defaults to "client", as in the API's documented example.
+type SendMessageRequest struct {
+	Content string `json:"content"`
+	From    string `json:"from,omitempty"`
+}
+
+// NoteRequest is the body of POST /chats/{id}/notes.
+type NoteRequest struct {
+	Content string `json:"content"`
+}
+
+// ListOptions selects a page of chats or of a feed. Offset and Count become
+// limit="offset,count" (Count 0 means the API default); From and To, when
+// set, are sent as epoch milliseconds.
+type ListOptions struct {
+	Offset, Count int
+	From, To      time.Time
+}
+
+func (o ListOptions) values() map[string][]string {
+	q := map[string][]string{}
+	switch {
+	case o.Offset > 0:
+		n := o.Count
+		if n <= 0 {
+			n = 10
+		}
+		q["limit"] = []string{strconv.Itoa(o.Offset) + "," + strconv.Itoa(n)}
+	case o.Count > 0:
+		q["limit"] = []string{strconv.Itoa(o.Count)}
+	}
+	if !o.From.IsZero() {
+		q["from"] = []string{strconv.FormatInt(o.From.UnixMilli(), 10)}
+	}
+	if !o.To.IsZero() {
+		q["to"] = []string{strconv.FormatInt(o.To.UnixMilli(), 10)}
+	}
+	return q
+}
+
+// MessagesOptions selects a page of messages (newest first); zero values
+// leave the API defaults (limit 20, offset 0).
+type MessagesOptions struct {
+	Limit, Offset int
+}
+
+// RateLimit is the API's rate budget as reported by the X-RateLimit-*
+// headers of a response. Known is false when the headers were absent.
+type RateLimit struct {
+	Cost      int           // units this call cost
+	Limit     int           // units per minute
+	Remaining int           // units left
+	Full      time.Duration // until the budget is full again
+	Known     bool
+}
+
+func parseRateLimit(h http.Header) RateLimit {
+	var rl RateLimit
+	atoi := func(name string) (int, bool) {
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			return 0, false
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f, ferr := strconv.ParseFloat(v, 64)
+			if ferr != nil {
+				return 0, false
+			}
+			n = int(f)
+		}
+		return n, true
+	}
+	var okL, okR bool
+	rl.Cost, _ = atoi("X-RateLimit-Cost")
+	rl.Limit, okL = atoi("X-RateLimit-Limit")
+	rl.Remaining, okR = atoi("X-RateLimit-Remaining")
+	if v := strings.TrimSpace(h.Get("X-RateLimit-Full")); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
+			rl.Full = time.Duration(f * float64(time.Second))
+		}
+	}
+	rl.Known = okL && okR && rl.Limit > 0
+	return rl
+}
