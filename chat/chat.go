@@ -383,6 +383,13 @@ func (c *Client) call(ctx context.Context, op, method, escPath string, query url
 			key = rand.Text()
 		}
 		req.Header.Set("Idempotency-Key", key)
+		// net/http silently replays a request carrying Idempotency-Key when a
+		// reused connection breaks before the response. The API is not known to
+		// honour the key, so that replay could post a message twice behind the
+		// caller's back; without GetBody the transport cannot replay it and the
+		// caller, who counts attempts, decides. (Archive has no body and stays
+		// replayable: archiving twice is harmless.)
+		req.GetBody = nil
 	}
 
 	var lim *keyLimiter
