@@ -1,0 +1,79 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// State is where a record is in its life.
+type State string
+
+const (
+	// StatePending: claimed (Owner and LeaseExpires set) or released after a
+	// failure (no owner), and may run again.
+	StatePending State = "pending"
+	// StateSucceeded: final; the outcome is stored and the id will not run again.
+	StateSucceeded State = "succeeded"
+)
+
+// Record is the stored value for one command id, as JSON.
+type Record struct {
+	ID             string          `json:"id"`
+	Hash           string          `json:"hash"`
+	State          State           `json:"state"`
+	Owner          string          `json:"owner,omitempty"`
+	LeaseExpires   time.Time       `json:"lease_expires,omitzero"`
+	Attempts       int             `json:"attempts"`
+	FirstAttemptAt time.Time       `json:"first_attempt_at,omitzero"`
+	LastAttemptAt  time.Time       `json:"last_attempt_at,omitzero"`
+	APIStatus      int             `json:"api_status,omitempty"`
+	Response       json.RawMessage `json:"response,omitempty"`
+	CompletedAt    time.Time       `json:"completed_at,omitzero"`
+}
+
+// Claim is a held lease on an id. The caller updates Attempts, FirstAttemptAt
+// and LastAttemptAt as it calls the API; Complete, Release and Extend write
+// them back. A Claim is used by one goroutine at a time.
+type Claim struct {
+	Record
+
+	key      string // the KV key of the id
+	revision uint64 // the revision we wrote last; every write is checked against it
+	done     bool   // completed or released: no further writes
+}
+
+// Outcome is what a successful API call returned.
+type Outcome struct {
+	APIStatus int
+	Response  json.RawMessage // must be valid JSON when not empty
+}
+
+// Store is the worker's idempotency key store. *KV is the NATS implementation
+// and *Fake a stand-in for unit tests.
+type Store interface {
+	// Claim takes the lease on id for a command whose body hashes to hash.
+	// It returns a *DuplicateError (ErrDuplicate) when id already succeeded
+	// with that hash, ErrConflict when id was used with another hash, and a
+	// *BusyError (ErrBusy) while another claim's lease is live.
+	Claim(ctx context.Context, id, hash string) (*Claim, error)
+	// Complete records a success as final and returns the stored record.
+	// ErrLeaseLost means the claim was taken over: do not report success twice.
+	Complete(ctx context.Context, c *Claim, out Outcome) (Record, error)
+	// Release drops the lease after a failure, keeping attempt counts and
+	// times, so a later delivery can claim the id again at once.
+	Release(ctx context.Context, c *Claim) error
+	// Extend renews the lease (and saves the attempt fields) during a long call.
+	Extend(ctx context.Context, c *Claim) error
+	// Lookup returns the record of id, or an error wrapping ErrNotFound.
+	Lookup(ctx context.Context, id string) (Record, error)
+}
+
+// Hash returns the hex SHA-256 of body. Callers hash a canonical encoding of
+// the command, so the same command always has the same hash.
+func Hash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
