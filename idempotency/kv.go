@@ -31,8 +31,11 @@ const maxRounds = 5
 
 // Config configures the bucket and the leases. The zero value is usable.
 type Config struct {
-	Bucket   string                // default DefaultBucket
-	TTL      time.Duration         // how long a record is kept after its last write (bucket TTL); default 24h
+	Bucket string // default DefaultBucket
+	// TTL is how long a record is kept after its last write (the bucket's
+	// MaxAge): a success is remembered that long, and a failed id left alone
+	// that long starts again from zero attempts. Default 24h.
+	TTL      time.Duration
 	Lease    time.Duration         // how long a claim is exclusive unless extended; default 60s
 	Replicas int                   // bucket replicas, 1..5; default 1
 	Owner    string                // written on claims, for people reading records; default "host/pid"
