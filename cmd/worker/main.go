@@ -1,9 +1,11 @@
 // Command worker executes chat commands from NATS JetStream against the
-// GoSquared Live Chat API. See README.md.
+// GoSquared Live Chat API, publishes their results and dead letters, and
+// lets operators inspect and replay dead letters. See README.md.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,12 +17,56 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(os.Stderr, "worker: %v\nRun `worker help` for the commands and their flags.\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
 		os.Exit(1)
 	}
 }
 
+const usage = `worker executes chat commands from NATS JetStream against the GoSquared Live Chat API.
+
+Commands:
+  run         consume commands and execute them (embedded NATS when no --nats-url)
+  demo        embedded NATS + chat API simulator + worker, with sample commands
+  sim         serve the chat API simulator over HTTP
+  send        publish a send command   (--chat, --content, --id)
+  note        publish a note command   (--chat, --content, --id)
+  archive     publish an archive command (--chat, --id)
+  dlq         inspect and replay dead letters (ls, show, replay, purge)
+  provision   create or update streams, consumer and buckets, then exit
+
+Run 'worker <command> -h' for a command's flags.
+`
+
+// run is the whole program; main only wires signals. Tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return fmt.Errorf("not implemented yet")
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runWorker(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "sim":
+		return runSim(ctx, rest, stdout, stderr)
+	case "send", "note", "archive":
+		return runPublish(ctx, cmd, rest, stdout, stderr)
+	case "provision":
+		return runProvision(ctx, rest, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, rest, stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Errorf("unknown command %q", cmd)}
 }

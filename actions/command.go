@@ -1,0 +1,291 @@
+package actions
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Type is the kind of a command. It is the <type> token of the subject.
+type Type string
+
+const (
+	TypeSend    Type = "send"
+	TypeNote    Type = "note"
+	TypeArchive Type = "archive"
+)
+
+// Known reports whether the worker can execute commands of this type.
+func (t Type) Known() bool {
+	return t == TypeSend || t == TypeNote || t == TypeArchive
+}
+
+// Limits on a command, enforced before any work is done.
+const (
+	MaxIDBytes      = 128
+	MaxChatIDBytes  = 256
+	MaxContentBytes = 16 << 10
+	// MaxMessageBytes bounds the whole command body: content, metadata and
+	// the other fields together.
+	MaxMessageBytes = 64 << 10
+	// MaxJSONDepth bounds nesting (in metadata), so a hostile body cannot
+	// make the decoder or anything that later walks the value recurse deeply.
+	MaxJSONDepth = 32
+)
+
+// Senders a send command may name in "from".
+const (
+	FromClient = "client"
+	FromAgent  = "agent"
+	FromBot    = "bot"
+)
+
+// Command is one command as it travels on the wire (JSON, UTF-8).
+type Command struct {
+	ID        string          `json:"id"`
+	Type      Type            `json:"type"`
+	ChatID    string          `json:"chat_id"`
+	Content   string          `json:"content,omitempty"`
+	From      string          `json:"from,omitempty"`
+	SiteToken string          `json:"site_token,omitempty"`
+	Metadata  json.RawMessage `json:"metadata,omitempty"`
+}
+
+// wire mirrors Command with pointers, so Decode can tell an absent field from
+// an empty one.
+type wire struct {
+	ID        *string         `json:"id"`
+	Type      *string         `json:"type"`
+	ChatID    *string         `json:"chat_id"`
+	Content   *string         `json:"content"`
+	From      *string         `json:"from"`
+	SiteToken *string         `json:"site_token"`
+	Metadata  json.RawMessage `json:"metadata"`
+}
+
+// Decode parses and validates the command in data, received on subject. Any
+// problem is an *Error of class invalid whose message says what to fix.
+func Decode(s Subjects, subject string, data []byte) (Command, error) {
+	typ, token, err := s.ParseCommand(subject)
+	if err != nil {
+		return Command{}, err
+	}
+	cmd, err := decodeBody(data)
+	if err != nil {
+		return Command{}, err
+	}
+	if cmd.Type != typ {
+		return Command{}, Invalidf("the body says type %q but the subject %q says %q", cmd.Type, subject, typ)
+	}
+	if Token(cmd.ChatID) != token {
+		return Command{}, Invalidf("the body's chat_id has the token %q but the subject %q carries %q", Token(cmd.ChatID), subject, token)
+	}
+	return cmd, nil
+}
+
+func decodeBody(data []byte) (Command, error) {
+	if len(data) > MaxMessageBytes {
+		return Command{}, Invalidf("the command is %d bytes; the limit is %d", len(data), MaxMessageBytes)
+	}
+	if !utf8.Valid(data) {
+		return Command{}, Invalidf("the command is not valid UTF-8")
+	}
+	if err := checkDepth(data); err != nil {
+		return Command{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var w wire
+	if err := dec.Decode(&w); err != nil {
+		return Command{}, Invalidf("the command is not a valid JSON object: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Command{}, Invalidf("the command has data after its JSON object")
+	}
+	cmd := Command{Metadata: w.Metadata}
+	var missing []string
+	take := func(dst *string, p *string, name string) {
+		if p == nil {
+			missing = append(missing, name)
+			return
+		}
+		*dst = *p
+	}
+	take(&cmd.ID, w.ID, "id")
+	var typ string
+	take(&typ, w.Type, "type")
+	cmd.Type = Type(typ)
+	take(&cmd.ChatID, w.ChatID, "chat_id")
+	if len(missing) > 0 {
+		return Command{}, Invalidf("the command lacks the required field(s) %s", strings.Join(missing, ", "))
+	}
+	if !cmd.Type.Known() {
+		return Command{}, Invalidf("unknown command type %q: want one of %s", cmd.Type, typeList)
+	}
+	switch cmd.Type {
+	case TypeSend, TypeNote:
+		if w.Content == nil {
+			return Command{}, Invalidf("a %s command needs \"content\"", cmd.Type)
+		}
+		cmd.Content = *w.Content
+	case TypeArchive:
+		if w.Content != nil {
+			return Command{}, Invalidf("an archive command takes no \"content\"")
+		}
+	}
+	if w.From != nil {
+		if cmd.Type != TypeSend {
+			return Command{}, Invalidf("\"from\" is only for send commands, not %s", cmd.Type)
+		}
+		cmd.From = *w.From
+		if cmd.From == "" {
+			return Command{}, Invalidf("\"from\" is empty: leave it out, or use %s, %s or %s", FromClient, FromAgent, FromBot)
+		}
+	}
+	if w.SiteToken != nil {
+		cmd.SiteToken = *w.SiteToken
+		if cmd.SiteToken == "" {
+			return Command{}, Invalidf("\"site_token\" is empty: leave it out to use the worker's project")
+		}
+	}
+	return cmd, cmd.Validate()
+}
+
+// Validate checks the fields' values (not the subject). Publish calls it, so
+// a bad command is refused before it reaches the stream.
+func (c Command) Validate() error {
+	switch {
+	case c.ID == "":
+		return Invalidf("\"id\" is empty: it is the idempotency key and needs 1 to %d bytes", MaxIDBytes)
+	case len(c.ID) > MaxIDBytes:
+		return Invalidf("\"id\" is %d bytes; the limit is %d", len(c.ID), MaxIDBytes)
+	case !c.Type.Known():
+		return Invalidf("unknown command type %q: want one of %s", c.Type, typeList)
+	case c.ChatID == "":
+		return Invalidf("\"chat_id\" is empty")
+	case len(c.ChatID) > MaxChatIDBytes:
+		return Invalidf("\"chat_id\" is %d bytes; the limit is %d", len(c.ChatID), MaxChatIDBytes)
+	case c.ChatID == "." || c.ChatID == "..":
+		return Invalidf("\"chat_id\" %q is not a chat ID", c.ChatID)
+	case !utf8.ValidString(c.ID) || !utf8.ValidString(c.ChatID) || !utf8.ValidString(c.Content):
+		return Invalidf("the command's text fields must be valid UTF-8")
+	}
+	switch c.Type {
+	case TypeSend, TypeNote:
+		if strings.TrimSpace(c.Content) == "" {
+			return Invalidf("\"content\" is empty: a %s command needs text", c.Type)
+		}
+		if len(c.Content) > MaxContentBytes {
+			return Invalidf("\"content\" is %d bytes; the limit is %d (16 KiB)", len(c.Content), MaxContentBytes)
+		}
+	case TypeArchive:
+		if c.Content != "" {
+			return Invalidf("an archive command takes no \"content\"")
+		}
+	}
+	if c.From != "" {
+		if c.Type != TypeSend {
+			return Invalidf("\"from\" is only for send commands, not %s", c.Type)
+		}
+		if c.From != FromClient && c.From != FromAgent && c.From != FromBot {
+			return Invalidf("\"from\" is %q: want %s, %s or %s", c.From, FromClient, FromAgent, FromBot)
+		}
+	}
+	if len(c.Metadata) > 0 {
+		if t := bytes.TrimLeft(c.Metadata, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+			if !bytes.Equal(bytes.TrimSpace(c.Metadata), []byte("null")) {
+				return Invalidf("\"metadata\" must be a JSON object")
+			}
+		}
+	}
+	return nil
+}
+
+// Hash identifies the command's content: the same id with a different hash
+// is a conflict. It covers every field in a fixed encoding, so the order of
+// fields and white space in the published JSON do not matter.
+func (c Command) Hash() string {
+	h := sha256.New()
+	for _, f := range []string{c.ID, string(c.Type), c.ChatID, c.Content, c.From, c.SiteToken} {
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	if len(c.Metadata) > 0 {
+		var buf bytes.Buffer
+		if json.Compact(&buf, c.Metadata) == nil {
+			h.Write(buf.Bytes())
+		} else {
+			h.Write(c.Metadata)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// checkDepth refuses JSON nested deeper than MaxJSONDepth without decoding
+// it. Strings are skipped so that brackets inside them do not count.
+func checkDepth(data []byte) error {
+	depth, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > MaxJSONDepth {
+				return Invalidf("the command is nested more than %d levels deep", MaxJSONDepth)
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return nil
+}
+
+// jsonProblem turns encoding/json's errors into a sentence about the
+// command, without Go type names.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("%s (at byte %d)", syn.Error(), syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q should be %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		}
+		return fmt.Sprintf("it is a JSON %s", typ.Value)
+	case errors.Is(err, io.EOF):
+		return "it is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "it ends too early"
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata)"
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "ptr", "string":
+		return "a string"
+	case "slice":
+		return "an object"
+	}
+	return k
+}

@@ -1,0 +1,90 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/idempotency"
+)
+
+// Class is what the consumer needs to know about a failure: it decides
+// between acknowledging, retrying later and dead-lettering from the class
+// alone.
+type Class string
+
+const (
+	// ClassInvalid: the command itself is malformed. Never retried.
+	ClassInvalid Class = "invalid"
+	// ClassPermanent: the API refused the command (4xx other than 408/425/429),
+	// or the worker may not execute it. Never retried.
+	ClassPermanent Class = "permanent"
+	// ClassRetryable: a network error, a timeout, 408, 425, 429 or 5xx.
+	ClassRetryable Class = "retryable"
+	// ClassConflict: an id reused with a different body.
+	ClassConflict Class = "conflict"
+	// ClassExhausted: retryable failures outlasted the retry budget. Only the
+	// consumer assigns it; it names a dead letter, not an error from a call.
+	ClassExhausted Class = "exhausted"
+	// ClassInternal: anything unknown. Treated like a retryable failure, since
+	// the cause may be on the worker's side.
+	ClassInternal Class = "internal"
+)
+
+// Error is a failure with a class and a message safe to show a person: it
+// never contains credentials.
+type Error struct {
+	Class Class
+	Msg   string
+	Err   error // the cause, if any
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil && e.Msg == "" {
+		return e.Err.Error()
+	}
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Invalidf returns an error of class invalid.
+func Invalidf(format string, args ...any) *Error {
+	return &Error{Class: ClassInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Permanentf returns an error of class permanent.
+func Permanentf(format string, args ...any) *Error {
+	return &Error{Class: ClassPermanent, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ClassOf classifies err. It looks through wrapping, so a caller may add
+// context with fmt.Errorf("...: %w", err) without changing the decision.
+func ClassOf(err error) Class {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	switch {
+	case errors.Is(err, idempotency.ErrConflict):
+		return ClassConflict
+	case errors.Is(err, chat.ErrRetryable):
+		return ClassRetryable
+	case errors.Is(err, chat.ErrPermanent):
+		return ClassPermanent
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassRetryable
+	}
+	return ClassInternal
+}
+
+// Retryable reports whether a failure of this class may succeed if tried
+// again later.
+func (c Class) Retryable() bool { return c == ClassRetryable || c == ClassInternal }

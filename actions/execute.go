@@ -1,0 +1,62 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/chatworker/worker/chat"
+)
+
+// Outcome is what the API answered to a command that succeeded.
+type Outcome struct {
+	APIStatus int
+	Response  json.RawMessage
+}
+
+// Executor carries out commands against the Chat API.
+type Executor struct {
+	Client *chat.Client
+	// SiteToken is the project of the client's default credentials.
+	SiteToken string
+	// Projects are the other projects a command may name in site_token,
+	// each with its own credentials. A command naming any other project is
+	// refused (class permanent), so an app cannot reach a business's other
+	// projects through the worker.
+	Projects map[string]chat.Credentials
+}
+
+// Execute makes the one API call that carries out cmd. The command id is
+// sent as the Idempotency-Key, so an API that honours it applies the effect
+// once however often the worker retries.
+func (e *Executor) Execute(ctx context.Context, cmd Command) (Outcome, error) {
+	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
+	if cmd.SiteToken != "" && cmd.SiteToken != e.SiteToken {
+		creds, ok := e.Projects[cmd.SiteToken]
+		if !ok {
+			return Outcome{}, Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
+		}
+		opts = append(opts, chat.WithCallCredentials(creds))
+	}
+	var (
+		resp *chat.Response
+		err  error
+	)
+	switch cmd.Type {
+	case TypeSend:
+		_, resp, err = e.Client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From}, opts...)
+	case TypeNote:
+		_, resp, err = e.Client.LeaveNote(ctx, cmd.ChatID, chat.NoteRequest{Content: cmd.Content}, opts...)
+	case TypeArchive:
+		resp, err = e.Client.Archive(ctx, cmd.ChatID, opts...)
+	default:
+		return Outcome{}, Invalidf("unknown command type %q", cmd.Type)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{APIStatus: resp.StatusCode}
+	if len(resp.Body) > 0 && json.Valid(resp.Body) {
+		out.Response = resp.Body
+	}
+	return out, nil
+}

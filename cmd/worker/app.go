@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// workerFlags configure a running worker (worker run; worker demo fills
+// them itself).
+type workerFlags struct {
+	nats         natsFlags
+	log          logFlags
+	apiURL       string
+	concurrency  int
+	httpAddr     string
+	dataDir      string
+	embeddedAddr string
+	idemBucket   string
+	idemTTL      time.Duration
+	idemLease    time.Duration
+	grace        time.Duration
+	retry        consumer.RetryPolicy
+}
+
+func (f *workerFlags) register(fs *flagSet) {
+	f.nats.register(fs)
+	f.log.register(fs)
+	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", "https://api.gosquared.com/chat/v1", "Chat API base URL")
+	fs.Int(&f.concurrency, "concurrency", "WORKER_CONCURRENCY", 64, "commands executed at once")
+	fs.String(&f.httpAddr, "http-addr", "WORKER_HTTP_ADDR", ":8080", "address for /metrics, /healthz and /readyz (empty: off)")
+	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
+	fs.String(&f.embeddedAddr, "embedded-listen", "WORKER_EMBEDDED_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens")
+	fs.String(&f.idemBucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", "CHAT_IDEMPOTENCY", "key-value bucket of the idempotency store")
+	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", 24*time.Hour, "how long a succeeded command id is remembered")
+	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", time.Minute, "how long a claim on a command id holds off other workers")
+	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", 20*time.Second, "on SIGTERM, how long in-flight commands may take to finish")
+	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", 8, "API calls per command before it is dead-lettered as exhausted")
+	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", time.Hour, "time from a command's first attempt after which it is dead-lettered as exhausted")
+	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", 200*time.Millisecond, "first retry's backoff ceiling (doubles each attempt, full jitter)")
+	fs.Duration(&f.retry.MaxInterval, "retry-max-interval", "WORKER_RETRY_MAX_INTERVAL", 5*time.Minute, "largest backoff between attempts")
+	fs.Duration(&f.retry.InProcessMax, "retry-in-process-max", "WORKER_RETRY_IN_PROCESS_MAX", 2*time.Second, "longest backoff waited in-process; longer ones hand the command back with a delayed redelivery")
+}
+
+// check validates the values, one clear sentence per problem.
+func (f *workerFlags) check() error {
+	var errs []error
+	if f.concurrency < 1 || f.concurrency > 100000 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: want 1 to 100000", f.concurrency))
+	}
+	if f.nats.replicas < 1 || f.nats.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", f.nats.replicas))
+	}
+	if f.retry.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
+	}
+	for name, d := range map[string]time.Duration{"--idempotency-ttl": f.idemTTL, "--idempotency-lease": f.idemLease, "--shutdown-grace": f.grace,
+		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: want a positive duration such as 30s", name, d))
+		}
+	}
+	if f.retry.MaxInterval < f.retry.InitialInterval {
+		errs = append(errs, fmt.Errorf("--retry-max-interval %v is below --retry-initial-interval %v", f.retry.MaxInterval, f.retry.InitialInterval))
+	}
+	if f.httpAddr != "" {
+		if _, _, err := net.SplitHostPort(f.httpAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--http-addr %q: want host:port such as :8080", f.httpAddr))
+		}
+	}
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	return nil
+}
+
+// app is a wired worker: NATS, streams, store, client, consumer and the HTTP
+// endpoints.
+type app struct {
+	log      *zap.Logger
+	embedded *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	worker   *consumer.Worker
+	reg      *prometheus.Registry
+	http     *http.Server
+	httpLn   net.Listener
+	topo     consumer.Topology
+}
+
+// newApp wires a worker. creds are the Chat API credentials; opts add chat
+// client options (the demo points it at the simulator).
+func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
+	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := consumer.NewMetrics(a.reg)
+
+	host, _ := os.Hostname()
+	name := fmt.Sprintf("%s/%d", host, os.Getpid())
+	var err error
+	a.nc, a.js, err = f.nats.connect(ctx, "chatworker "+name, embedded, log)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := consumer.Provision(ctx, a.js, a.topo)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	store, err := idempotency.Open(ctx, a.js, idempotency.Config{
+		Bucket: f.idemBucket, TTL: f.idemTTL, Lease: f.idemLease, Replicas: f.nats.replicas, Owner: name,
+	})
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("idempotency store: %w", err)
+	}
+	client, err := chat.New(
+		chat.WithBaseURL(f.apiURL),
+		chat.WithCredentials(creds),
+		chat.WithMaxConnsPerHost(f.concurrency),
+		chat.WithObserver(metrics),
+	)
+	if err != nil {
+		a.close()
+		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
+	}
+	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken}
+	a.worker = consumer.New(a.js, cons, exec, store, consumer.Config{
+		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
+		Name: name, Logger: log, Metrics: metrics,
+	})
+	if f.httpAddr != "" {
+		if err := a.serveHTTP(f.httpAddr); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// run consumes until ctx is cancelled, then drains and closes everything.
+func (a *app) run(ctx context.Context) error {
+	defer a.close()
+	a.log.Info("worker started", zap.String("stream", a.topo.WithDefaults().CommandsStream))
+	err := a.worker.Run(ctx)
+	a.log.Info("worker stopped")
+	return err
+}
+
+func (a *app) close() {
+	if a.http != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = a.http.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if a.nc != nil {
+		// Drain flushes pending acks and publishes before closing.
+		closed := make(chan struct{})
+		a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := a.nc.Drain(); err == nil {
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		a.nc.Close()
+	}
+	if a.embedded != nil {
+		a.embedded.Shutdown()
+		a.embedded.WaitForShutdown()
+	}
+}
+
+func (a *app) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %s: %w (choose another address, or pass --http-addr '' to turn the endpoints off)", addr, err)
+	}
+	a.httpLn = ln
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("HTTP endpoints stopped", zap.Error(err))
+		}
+	}()
+	a.log.Info("HTTP endpoints listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// ready: connected to NATS, the commands stream present, not draining.
+func (a *app) ready(ctx context.Context) error {
+	switch {
+	case a.worker.Draining():
+		return errors.New("draining")
+	case !a.nc.IsConnected():
+		return errors.New("not connected to NATS")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.js.Stream(ctx, a.topo.WithDefaults().CommandsStream); err != nil {
+		return fmt.Errorf("commands stream: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/nats-io/nats.go"
+)
+
+// runDemo runs everything in one process: embedded NATS, the chat API
+// simulator (with a few injected failures) and the worker. It publishes
+// sample commands, one of them malformed, prints what becomes of each, and
+// exits.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		f       workerFlags
+		timeout time.Duration
+	)
+	fs := newFlagSet("demo", "demo [flags]", stderr)
+	f.register(fs)
+	fs.Duration(&timeout, "timeout", "", time.Minute, "give up when the sample commands have not all finished by then")
+	if err := fs.FlagSet.Parse(args); err != nil { // no environment: the demo is self-contained
+		if errors.Is(err, errHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if !isFlagSet(fs, "log-level") {
+		f.log.level = "error" // the demo prints what happens itself
+	}
+	if !isFlagSet(fs, "http-addr") {
+		f.httpAddr = ""
+	}
+	f.concurrency = min(f.concurrency, 8)
+	f.retry.InitialInterval = 50 * time.Millisecond
+	log, err := f.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	dir, err := os.MkdirTemp("", "chatworker-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	embedded, err := startEmbedded("127.0.0.1", -1, dir, log)
+	if err != nil {
+		return err
+	}
+
+	// The simulator fails a quarter of the calls with 503, so some commands
+	// show retries.
+	sim := chatsim.New(chatsim.Config{
+		HonourIdempotencyKey: true,
+		Seed:                 7,
+		Faults:               chatsim.Faults{ErrorRate: 0.25, Latency: 5 * time.Millisecond},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		embedded.Shutdown()
+		return err
+	}
+	simSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = simSrv.Serve(ln) }()
+	defer simSrv.Close()
+	f.apiURL = "http://" + ln.Addr().String() + "/chat/v1"
+
+	creds := chat.Credentials{APIKey: "demo-key", SiteToken: "GSN-000000-DEMO"}
+	a, err := newApp(ctx, &f, log, creds, embedded)
+	if err != nil {
+		embedded.Shutdown()
+		return err
+	}
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- a.run(workerCtx) }()
+	defer func() { stopWorker(); <-workerDone }()
+
+	records := make(chan *nats.Msg, 64)
+	subjects := f.nats.subjects()
+	for _, filter := range []string{subjects.ResultsFilter(), subjects.DeadLettersFilter()} {
+		if _, err := a.nc.ChanSubscribe(filter, records); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stdout, "Demo: embedded NATS at %s, chat API simulator at %s (25%% of calls fail with 503).\n\n", embedded.ClientURL(), f.apiURL)
+	samples := []actions.Commander{
+		actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo! Your order A-17 has shipped.", From: actions.FromAgent, Metadata: json.RawMessage(`{"order":"A-17"}`)},
+		actions.Note{ChatID: "email:jo@example.com", Content: "Jo asked about delivery times; shipped by express."},
+		actions.Send{ChatID: "visitor-42", Content: "Thanks for your message! An agent will reply soon.", From: actions.FromBot},
+		actions.Archive{ChatID: "visitor-42"},
+		actions.Send{ChatID: "missing:ghost", Content: "Is anyone there?"},
+	}
+	var first actions.Command
+	fmt.Fprintln(stdout, "Publishing:")
+	for i, s := range samples {
+		cmd, err := actions.Publish(ctx, a.js, s, subjects)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			first = cmd
+		}
+		fmt.Fprintf(stdout, "  %-7s %-22s id=%s\n", cmd.Type, cmd.ChatID, cmd.ID)
+	}
+	// A malformed command, as an app with a typo would publish it.
+	bad := `{"id":"bad-1","type":"send","chat_id":"visitor-42","contnet":"Hi!"}`
+	if _, err := a.js.Publish(ctx, subjects.Command(actions.TypeSend, "visitor-42"), []byte(bad)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  %-7s %-22s id=bad-1 (malformed: %q is a typo of \"content\")\n", "send", "visitor-42", "contnet")
+	// The first command again, as a new message (an app retrying its
+	// publish after the duplicate window): the worker must not send it twice.
+	again, _ := json.Marshal(first)
+	msg := &nats.Msg{Subject: subjects.Command(first.Type, first.ChatID), Data: again, Header: nats.Header{}}
+	msg.Header.Set(nats.MsgIdHdr, first.ID+"/republished")
+	if _, err := a.js.PublishMsg(ctx, msg); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (the first command again)\n", first.Type, first.ChatID, first.ID)
+
+	want := len(samples) + 2
+	fmt.Fprintf(stdout, "\nWhat became of them:\n")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	for got := 0; got < want; got++ {
+		select {
+		case m := <-records:
+			fmt.Fprintln(tw, describeRecord(m))
+			tw.Flush()
+		case <-ctx.Done():
+			return fmt.Errorf("demo: only %d of %d commands finished within %v", got, want, timeout)
+		}
+	}
+	st := sim.Stats()
+	fmt.Fprintf(stdout, "\nThe simulator applied %d effects for %d calls; every command has exactly one result or dead letter.\n", len(sim.Effects()), st.Requests)
+	fmt.Fprintln(stdout, "Next: `worker run` with GOSQUARED_API_KEY and GOSQUARED_SITE_TOKEN for the real API; see README.md.")
+	return nil
+}
+
+// describeRecord renders a result or dead letter as one tab-separated line.
+func describeRecord(m *nats.Msg) string {
+	if strings.Contains(m.Subject, ".results.") {
+		var r consumer.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return "result\t(unreadable: " + err.Error() + ")"
+		}
+		return fmt.Sprintf("  result\t%s\t%s\t%s\tattempts=%d\tHTTP %d\tid=%s", r.Type, r.ChatID, r.Status, r.Attempts, r.APIStatus, r.ID)
+	}
+	var d consumer.DeadLetter
+	if err := json.Unmarshal(m.Data, &d); err != nil {
+		return "dead letter\t(unreadable: " + err.Error() + ")"
+	}
+	var cmd actions.Command
+	_ = json.Unmarshal(d.Command, &cmd)
+	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts, d.Error.Message)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func isFlagSet(fs *flagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

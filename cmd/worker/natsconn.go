@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/consumer"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// natsFlags are the flags of every subcommand that talks to NATS.
+type natsFlags struct {
+	url      string
+	creds    string
+	nkey     string
+	user     string
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
+	prefix   string
+	replicas int
+}
+
+func (n *natsFlags) register(fs *flagSet) {
+	fs.String(&n.url, "nats-url", "NATS_URL", "", "NATS server URL(s), comma separated")
+	fs.String(&n.creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT + NKey seed)")
+	fs.String(&n.nkey, "nats-nkey", "NATS_NKEY", "", "NATS NKey seed file")
+	fs.String(&n.user, "nats-user", "NATS_USER", "", "NATS user name (the password comes from NATS_PASSWORD or NATS_PASSWORD_FILE)")
+	fs.String(&n.tlsCA, "tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
+	fs.String(&n.tlsCert, "tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS (with --tls-key)")
+	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
+	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
+	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+}
+
+func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }
+
+func (n *natsFlags) topology() consumer.Topology {
+	return consumer.Topology{Subjects: n.subjects(), Replicas: n.replicas}
+}
+
+// options turns the flags and secret variables into connection options.
+func (n *natsFlags) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if n.creds != "" {
+		opts = append(opts, nats.UserCredentials(n.creds))
+	}
+	if n.nkey != "" {
+		o, err := nats.NkeyOptionFromSeed(n.nkey)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	password, err := secret("NATS_PASSWORD")
+	if err != nil {
+		return nil, err
+	}
+	if n.user != "" {
+		opts = append(opts, nats.UserInfo(n.user, password))
+	} else if password != "" {
+		return nil, errors.New("NATS_PASSWORD is set but --nats-user (NATS_USER) is not: set both")
+	}
+	token, err := secret("NATS_TOKEN")
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		opts = append(opts, nats.Token(token))
+	}
+	if (n.tlsCert == "") != (n.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together: set both or neither")
+	}
+	if n.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(n.tlsCert, n.tlsKey))
+	}
+	if n.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(n.tlsCA))
+	}
+	return opts, nil
+}
+
+// connect connects to the NATS server in the flags, or to embedded when it
+// is not nil (in-process, no TCP hop).
+func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.Server, log *zap.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := n.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", c.ConnectedUrlRedacted())) }),
+	)
+	opts = append(opts, extra...)
+	url := n.url
+	if embedded != nil {
+		opts = append(opts, nats.InProcessServer(embedded))
+		url = embedded.ClientURL()
+	}
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (start one with `worker run` without --nats-url, or set NATS_URL)", redactURL(url), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// redactURL hides user information (passwords, tokens) in NATS URLs.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("REDACTED")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// startEmbedded starts a JetStream server in this process. Port -1 picks a
+// free port.
+func startEmbedded(host string, port int, dataDir string, log *zap.Logger) (*server.Server, error) {
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory: %w (choose another with --data-dir)", err)
+	}
+	s, err := server.NewServer(&server.Options{
+		ServerName: "chatworker-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start on %s:%d (is the port in use? pass --nats-url to use a running server)", host, port)
+	}
+	log.Info("embedded NATS server started", zap.String("url", s.ClientURL()), zap.String("data_dir", dir))
+	return s, nil
+}

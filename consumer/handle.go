@@ -1,0 +1,361 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// verdict is what handling decided for one command message. Exactly one of
+// result and dead is set, or neither: then the message goes back to the
+// stream, after retryIn.
+type verdict struct {
+	result  *Result
+	dead    *DeadLetter
+	retryIn time.Duration
+}
+
+// delivery is one command message being handled.
+type delivery struct {
+	msg         jetstream.Msg
+	meta        *jetstream.MsgMetadata
+	cmd         actions.Command // zero until decoded
+	log         *zap.Logger
+	traceparent string
+}
+
+// Handle executes one command message and settles it: it acknowledges the
+// message only after its result or dead letter is stored. It does not care
+// how the message was fetched.
+func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
+	d := &delivery{msg: msg, log: w.log, traceparent: msg.Headers().Get("traceparent")}
+	if d.traceparent != "" {
+		d.log = d.log.With(zap.String("traceparent", d.traceparent))
+	}
+	w.m.inFlight(1)
+	defer w.m.inFlight(-1)
+	w.settle(ctx, d, w.process(ctx, d))
+}
+
+func (w *Worker) process(ctx context.Context, d *delivery) verdict {
+	meta, err := d.msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to settle it against.
+		d.log.Error("command without JetStream metadata", zap.String("subject", d.msg.Subject()), zap.Error(err))
+		return verdict{retryIn: time.Second}
+	}
+	d.meta = meta
+	cmd, err := actions.Decode(w.cfg.Topology.Subjects, d.msg.Subject(), d.msg.Data())
+	if err != nil {
+		w.m.received("invalid")
+		return w.deadLetter(d, nil, err)
+	}
+	d.cmd = cmd
+	d.log = d.log.With(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+	w.m.received(string(cmd.Type))
+
+	claim, err := w.store.Claim(ctx, cmd.ID, cmd.Hash())
+	var dup *idempotency.DuplicateError
+	var busy *idempotency.BusyError
+	switch {
+	case errors.As(err, &dup):
+		d.log.Info("already succeeded: publishing a duplicate result")
+		return verdict{result: w.result(d, StatusDuplicate, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
+	case errors.As(err, &busy):
+		// Usually the other run finishes soon: poll with backoff, but never
+		// past the point where its lease expires and we could take over.
+		delay := min(busy.RetryIn, w.cfg.Retry.Delay(int(meta.NumDelivered), 0))
+		d.log.Debug("being executed elsewhere: trying again later", zap.Duration("retry_in", delay))
+		return verdict{retryIn: max(delay, 50*time.Millisecond)}
+	case errors.Is(err, idempotency.ErrConflict):
+		return w.deadLetter(d, nil, &actions.Error{Class: actions.ClassConflict,
+			Msg: fmt.Sprintf("the id %q was used before for a command with a different body; give each command its own id", cmd.ID)})
+	case err != nil:
+		d.log.Warn("idempotency store unavailable: trying again later", zap.Error(err))
+		return verdict{retryIn: w.cfg.Retry.Delay(1, 0)}
+	}
+	return w.execute(ctx, d, claim)
+}
+
+// execute calls the API until the command succeeds, fails for good, or must
+// wait longer than is worth holding a slot for.
+func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Claim) (v verdict) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error("panic while executing a command", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			v = w.failed(ctx, d, claim, &actions.Error{Class: actions.ClassInternal, Msg: fmt.Sprintf("the worker failed unexpectedly (panic: %v)", p)})
+		}
+	}()
+	for {
+		now := w.now()
+		claim.Attempts++
+		if claim.FirstAttemptAt.IsZero() {
+			claim.FirstAttemptAt = now
+		}
+		claim.LastAttemptAt = now
+		out, err := w.call(ctx, d, claim)
+		if err == nil {
+			if _, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response}); err != nil {
+				// The effect happened: report it and acknowledge anyway. A
+				// republish of this id within the record's TTL could then run
+				// again, which the Idempotency-Key header still guards.
+				d.log.Error("recording the outcome failed", zap.Error(err))
+			}
+			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out)}
+		}
+		w.m.retried(err)
+		if v, done := w.failedOrRetry(ctx, d, claim, err); done {
+			return v
+		}
+	}
+}
+
+// failedOrRetry decides what a failed attempt leads to. It returns done=false
+// after waiting in-process, when the caller should try again at once.
+func (w *Worker) failedOrRetry(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) (verdict, bool) {
+	class := actions.ClassOf(err)
+	if !class.Retryable() || ctx.Err() != nil {
+		return w.failed(ctx, d, claim, err), true
+	}
+	if w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
+		return w.failed(ctx, d, claim, &actions.Error{Class: actions.ClassExhausted,
+			Msg: fmt.Sprintf("gave up after %d attempts", claim.Attempts), Err: err}), true
+	}
+	hint, _ := chat.RetryAfter(err)
+	delay := w.cfg.Retry.Delay(claim.Attempts, hint)
+	d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", delay), zap.Error(err))
+	if delay > w.cfg.Retry.InProcessMax {
+		return w.failed(ctx, d, claim, &retryLater{err: err, delay: delay}), true
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return verdict{}, false
+	case <-ctx.Done():
+		return w.failed(ctx, d, claim, ctx.Err()), true
+	}
+}
+
+// retryLater marks a retryable failure whose next attempt is far enough
+// away to hand the message back to the stream.
+type retryLater struct {
+	err   error
+	delay time.Duration
+}
+
+func (r *retryLater) Error() string { return r.err.Error() }
+func (r *retryLater) Unwrap() error { return r.err }
+
+// failed releases the claim (a failure is never final in the store, so a
+// replayed dead letter can run again) and turns err into a verdict: this is
+// the one place where a class decides between retrying and dead-lettering.
+func (w *Worker) failed(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) verdict {
+	if rerr := w.store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
+		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(rerr))
+	}
+	var later *retryLater
+	switch {
+	case errors.As(err, &later):
+		return verdict{retryIn: later.delay}
+	case ctx.Err() != nil:
+		return verdict{} // shutting down: hand back at once
+	case actions.ClassOf(err).Retryable():
+		// Internal failures (a panic, an unknown error) retry across
+		// deliveries, within the same budget.
+		if !w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
+			return verdict{retryIn: w.cfg.Retry.Delay(claim.Attempts, 0)}
+		}
+		err = &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf("gave up after %d attempts", claim.Attempts), Err: err}
+	}
+	return w.deadLetter(d, claim, err)
+}
+
+// call makes one API call, keeping the message and the claim alive if the
+// call outlasts a fraction of AckWait.
+func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (actions.Outcome, error) {
+	ka := w.keepAlive(ctx, d, claim)
+	defer ka.stop()
+	start := time.Now()
+	out, err := w.exec.Execute(ctx, d.cmd)
+	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", out.APIStatus), zap.Error(err))
+	return out, err
+}
+
+type keepAlive struct {
+	mu      sync.Mutex
+	stopped bool
+	t       *time.Timer
+}
+
+func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.Claim) *keepAlive {
+	ka := &keepAlive{}
+	every := w.cfg.Topology.AckWait / 3
+	var tick func()
+	tick = func() {
+		ka.mu.Lock()
+		defer ka.mu.Unlock()
+		if ka.stopped {
+			return
+		}
+		if err := d.msg.InProgress(); err != nil {
+			d.log.Warn("telling JetStream the command is in progress", zap.Error(err))
+		}
+		if err := w.store.Extend(ctx, claim); err != nil {
+			d.log.Warn("extending the idempotency lease", zap.Error(err))
+		}
+		ka.t.Reset(every)
+	}
+	ka.mu.Lock()
+	ka.t = time.AfterFunc(every, tick)
+	ka.mu.Unlock()
+	return ka
+}
+
+// stop waits for a tick in progress, so no lease extension races the
+// revision-checked update that records the outcome.
+func (ka *keepAlive) stop() {
+	ka.mu.Lock()
+	ka.stopped = true
+	ka.t.Stop()
+	ka.mu.Unlock()
+}
+
+func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *Result {
+	resp := out.Response
+	if len(resp) == 0 {
+		resp = json.RawMessage("null")
+	}
+	return &Result{
+		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
+		APIStatus: out.APIStatus, Response: resp, CompletedAt: w.now().UTC(), Metadata: d.cmd.Metadata,
+		Traceparent: d.traceparent,
+	}
+}
+
+func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) verdict {
+	class := actions.ClassOf(err)
+	if class == actions.ClassRetryable || class == actions.ClassInternal {
+		class = actions.ClassExhausted
+	}
+	dl := &DeadLetter{
+		Subject:     d.msg.Subject(),
+		Headers:     d.msg.Headers(),
+		Error:       ErrorInfo{Class: class, Message: err.Error()},
+		Worker:      w.cfg.Name,
+		Stream:      d.meta.Stream,
+		Sequence:    d.meta.Sequence.Stream,
+		DeadAt:      w.now().UTC(),
+		Traceparent: d.traceparent,
+	}
+	var apiErr *chat.APIError
+	if errors.As(err, &apiErr) {
+		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
+	}
+	if data := d.msg.Data(); isJSONObject(data) {
+		dl.Command = data
+	} else {
+		dl.Raw = data
+	}
+	if claim != nil {
+		dl.Attempts = claim.Attempts
+		if !claim.FirstAttemptAt.IsZero() {
+			first, last := claim.FirstAttemptAt.UTC(), claim.LastAttemptAt.UTC()
+			dl.FirstAttemptAt, dl.LastAttemptAt = &first, &last
+		}
+	}
+	return verdict{dead: dl}
+}
+
+func isJSONObject(data []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(data, &obj) == nil && obj != nil
+}
+
+// settle publishes the verdict's record, then acknowledges; or hands the
+// message back. A record that cannot be stored means no acknowledgement.
+func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) {
+	ctx = context.WithoutCancel(ctx) // a record being stored is worth finishing
+	seq := uint64(0)
+	if d.meta != nil {
+		seq = d.meta.Sequence.Stream
+	}
+	switch {
+	case v.result != nil:
+		err := w.publish(ctx, w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
+		if err != nil {
+			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
+			w.nak(d, time.Second)
+			return
+		}
+		w.m.succeeded(string(d.cmd.Type), v.result.Status)
+		d.log.Info("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
+		if err := d.msg.Ack(); err != nil {
+			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
+		}
+	case v.dead != nil:
+		id, subject := d.cmd.ID, w.deadLetterSubject(d)
+		if id == "" {
+			id = "invalid"
+		}
+		if err := w.publish(ctx, subject, id, seq, v.dead); err != nil {
+			d.log.Error("storing the dead letter failed: handing the command back", zap.Error(err))
+			w.nak(d, time.Second)
+			return
+		}
+		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.msg.Subject()))
+		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
+			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
+		}
+	default:
+		w.nak(d, v.retryIn)
+	}
+}
+
+func (w *Worker) nak(d *delivery, delay time.Duration) {
+	var err error
+	if delay <= 0 {
+		err = d.msg.Nak()
+	} else {
+		err = d.msg.NakWithDelay(delay)
+	}
+	if err != nil {
+		d.log.Warn("handing the command back failed; it returns after AckWait", zap.Error(err))
+	}
+}
+
+func (w *Worker) deadLetterSubject(d *delivery) string {
+	s := w.cfg.Topology.Subjects
+	if d.cmd.Type != "" {
+		return s.DeadLetter(d.cmd.Type, actions.Token(d.cmd.ChatID))
+	}
+	if typ, token, err := s.ParseCommand(d.msg.Subject()); err == nil {
+		return s.DeadLetter(typ, token)
+	}
+	return s.InvalidDeadLetter(d.msg.Subject())
+}
+
+// publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a
+// redelivery after a crash cannot store a second copy.
+func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any) error {
+	data, err := json.Marshal(record)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: data}
+	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id+":"+strconv.FormatUint(seq, 10)))
+	return err
+}

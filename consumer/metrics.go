@@ -1,0 +1,114 @@
+package consumer
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's Prometheus metrics. A nil *Metrics records
+// nothing. It also implements chat.Observer, for the API calls.
+type Metrics struct {
+	receivedC   *prometheus.CounterVec
+	results     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	inflight    prometheus.Gauge
+	apiCalls    *prometheus.CounterVec
+	apiLatency  *prometheus.HistogramVec
+	limiterWait prometheus.Histogram
+	Pending     prometheus.Gauge
+	AckPending  prometheus.Gauge
+	Redelivered prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "chatworker"
+	m := &Metrics{
+		receivedC: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_received_total",
+			Help: "Command messages received, by type (invalid when the type could not be read)."}, []string{"type"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_succeeded_total",
+			Help: "Results published, by type and status (succeeded or duplicate)."}, []string{"type", "status"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_dead_lettered_total",
+			Help: "Dead letters published, by type and class."}, []string{"type", "class"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "command_attempts_failed_total",
+			Help: "Failed API attempts, by error class."}, []string{"class"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "commands_in_flight",
+			Help: "Commands being handled now."}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_calls_total",
+			Help: "Chat API calls, by operation and HTTP status (0: no response)."}, []string{"op", "status"}),
+		apiLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "api_call_duration_seconds",
+			Help: "Chat API call latency.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"op"}),
+		limiterWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "rate_limiter_wait_seconds",
+			Help: "Time calls waited for the client-side rate limiter.", Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}),
+		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_pending",
+			Help: "Commands in the stream not yet delivered to the worker's consumer."}),
+		AckPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_ack_pending",
+			Help: "Commands delivered but not yet acknowledged."}),
+		Redelivered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_redelivered",
+			Help: "Commands being redelivered."}),
+	}
+	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
+		m.limiterWait, m.Pending, m.AckPending, m.Redelivered)
+	return m
+}
+
+var _ chat.Observer = (*Metrics)(nil)
+
+// APICall implements chat.Observer.
+func (m *Metrics) APICall(op string, status int, d time.Duration, _ error) {
+	if m == nil {
+		return
+	}
+	m.apiCalls.WithLabelValues(op, strconv.Itoa(status)).Inc()
+	m.apiLatency.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// LimiterWait implements chat.Observer.
+func (m *Metrics) LimiterWait(d time.Duration) {
+	if m != nil {
+		m.limiterWait.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) received(typ string) {
+	if m != nil {
+		m.receivedC.WithLabelValues(typ).Inc()
+	}
+}
+
+func (m *Metrics) succeeded(typ, status string) {
+	if m != nil {
+		m.results.WithLabelValues(typ, status).Inc()
+	}
+}
+
+func (m *Metrics) deadLettered(typ, class string) {
+	if m != nil {
+		if typ == "" {
+			typ = "invalid"
+		}
+		m.deadLetters.WithLabelValues(typ, class).Inc()
+	}
+}
+
+func (m *Metrics) retried(err error) {
+	if m != nil {
+		var later *retryLater
+		if errors.As(err, &later) {
+			err = later.err
+		}
+		m.retries.WithLabelValues(string(actions.ClassOf(err))).Inc()
+	}
+}
+
+func (m *Metrics) inFlight(delta float64) {
+	if m != nil {
+		m.inflight.Add(delta)
+	}
+}

@@ -1,0 +1,147 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology names and sizes the streams and the consumer. The zero value of
+// each field takes the default documented in the README.
+type Topology struct {
+	Subjects actions.Subjects
+
+	CommandsStream    string // CHAT_COMMANDS
+	ResultsStream     string // CHAT_RESULTS
+	DeadLettersStream string // CHAT_DLQ
+	Durable           string // chat-worker
+
+	Replicas int                   // 1; 3 on a NATS cluster
+	Storage  jetstream.StorageType // file
+
+	// Retention. Dead letters outlive the commands they came from.
+	CommandsMaxAge      time.Duration // 7 days
+	ResultsMaxAge       time.Duration // 7 days
+	DeadLettersMaxAge   time.Duration // 30 days
+	DeadLettersMaxMsgs  int64         // unlimited
+	DeadLettersMaxBytes int64         // 1 GiB
+	// DuplicateWindow is how long each stream remembers Nats-Msg-Id values.
+	DuplicateWindow time.Duration // 10 minutes
+
+	AckWait       time.Duration // 30 s; InProgress extends it for long calls
+	MaxDeliver    int           // 100: a backstop for crash loops
+	MaxAckPending int           // 4 × concurrency, at least 1000
+}
+
+// WithDefaults returns t with every zero field set to its default.
+func (t Topology) WithDefaults() Topology {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&t.CommandsStream, "CHAT_COMMANDS")
+	def(&t.ResultsStream, "CHAT_RESULTS")
+	def(&t.DeadLettersStream, "CHAT_DLQ")
+	def(&t.Durable, "chat-worker")
+	dur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	dur(&t.CommandsMaxAge, 7*24*time.Hour)
+	dur(&t.ResultsMaxAge, 7*24*time.Hour)
+	dur(&t.DeadLettersMaxAge, 30*24*time.Hour)
+	dur(&t.DuplicateWindow, 10*time.Minute)
+	dur(&t.AckWait, 30*time.Second)
+	if t.Replicas == 0 {
+		t.Replicas = 1
+	}
+	if t.DeadLettersMaxBytes == 0 {
+		t.DeadLettersMaxBytes = 1 << 30
+	}
+	if t.DeadLettersMaxMsgs == 0 {
+		t.DeadLettersMaxMsgs = -1
+	}
+	if t.MaxDeliver == 0 {
+		t.MaxDeliver = 100
+	}
+	if t.MaxAckPending == 0 {
+		t.MaxAckPending = 1000
+	}
+	return t
+}
+
+// Provision creates the three streams and the durable consumer, or updates
+// them to this configuration. It never deletes a stream, so an existing
+// deployment keeps its data; a change JetStream cannot make in place (such
+// as the commands stream's retention policy) is reported, not forced.
+func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstream.Consumer, error) {
+	t = t.WithDefaults()
+	streams := []jetstream.StreamConfig{
+		{
+			Name:        t.CommandsStream,
+			Description: "Chat commands waiting to be executed (work queue: a command leaves the stream when the worker acknowledges it).",
+			Subjects:    []string{t.Subjects.CommandsFilter()},
+			Retention:   jetstream.WorkQueuePolicy,
+			MaxAge:      t.CommandsMaxAge,
+			Duplicates:  t.DuplicateWindow,
+		},
+		{
+			Name:        t.ResultsStream,
+			Description: "One result per successful chat command.",
+			Subjects:    []string{t.Subjects.ResultsFilter()},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      t.ResultsMaxAge,
+			Duplicates:  t.DuplicateWindow,
+		},
+		{
+			Name:        t.DeadLettersStream,
+			Description: "Chat commands that cannot succeed, with the reason; replay them with `worker dlq replay`.",
+			Subjects:    []string{t.Subjects.DeadLettersFilter()},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      t.DeadLettersMaxAge,
+			MaxMsgs:     t.DeadLettersMaxMsgs,
+			MaxBytes:    t.DeadLettersMaxBytes,
+			Duplicates:  t.DuplicateWindow,
+		},
+	}
+	for _, cfg := range streams {
+		cfg.Storage = t.Storage
+		cfg.Replicas = t.Replicas
+		cfg.Discard = jetstream.DiscardOld
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, explain(err))
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, t.CommandsStream, jetstream.ConsumerConfig{
+		Durable:       t.Durable,
+		Description:   "chat command worker",
+		FilterSubject: t.Subjects.CommandsFilter(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxDeliver:    t.MaxDeliver,
+		MaxAckPending: t.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      t.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", t.Durable, t.CommandsStream, explain(err))
+	}
+	return cons, nil
+}
+
+// explain adds what an operator can do about the common failures.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("%w (enable JetStream on the NATS server: `nats-server -js`)", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w (is the NATS server reachable and JetStream available?)", err)
+	}
+	return err
+}
