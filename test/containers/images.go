@@ -1,0 +1,219 @@
+package containers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+)
+
+// ContentLabel is set on every image built here to the sha256 of its build
+// context (the static binary, the Dockerfile and any config files). An image
+// whose label matches is reused instead of rebuilt, across test binaries and
+// runs; a changed binary or Dockerfile gives a new hash and a rebuild.
+const ContentLabel = "org.chatworker.test.content-sha256"
+
+// imageSpec says how to build one image: which package to compile, and which
+// repository files (relative to the module root) join it in the context.
+type imageSpec struct {
+	ref        string            // repo:tag
+	pkg        string            // go build target
+	binary     string            // file name of the binary in the context
+	dockerfile string            // relative to the module root
+	files      map[string]string // context name -> path relative to the module root
+	dirs       []string          // empty directories to create in the context
+}
+
+var (
+	natsSpec = imageSpec{
+		ref:        "chatworker-nats:test",
+		pkg:        "github.com/nats-io/nats-server/v2",
+		binary:     "nats-server",
+		dockerfile: "deploy/nats/Dockerfile",
+		files: map[string]string{
+			"nats-server.conf": "deploy/nats/nats-server.conf",
+			"cluster.conf":     "deploy/nats/cluster.conf",
+		},
+		dirs: []string{"data"},
+	}
+	workerSpec = imageSpec{
+		ref:        "chatworker-worker:test",
+		pkg:        "github.com/chatworker/worker/cmd/worker",
+		binary:     "worker",
+		dockerfile: "Dockerfile",
+	}
+
+	natsImage   = sync.OnceValues(func() (string, error) { return buildImage(natsSpec) })
+	workerImage = sync.OnceValues(func() (string, error) { return buildImage(workerSpec) })
+)
+
+// NATSImage returns the reference of the NATS server image, building it (or
+// finding it already built) on first use in this test binary.
+func NATSImage(t testing.TB) string {
+	t.Helper()
+	RequireDocker(t)
+	ref, err := natsImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// WorkerImage returns the reference of the worker image built from the
+// repository's Dockerfile and ./cmd/worker, on first use in this test binary.
+func WorkerImage(t testing.TB) string {
+	t.Helper()
+	RequireDocker(t)
+	ref, err := workerImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func buildImage(spec imageSpec) (string, error) {
+	p, err := provider()
+	if err != nil {
+		return "", err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "chatworker-image-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	if err := goBuild(ctx, root, spec.pkg, filepath.Join(dir, spec.binary)); err != nil {
+		return "", err
+	}
+	files := map[string]string{"Dockerfile": spec.dockerfile}
+	for name, src := range spec.files {
+		files[name] = src
+	}
+	for name, src := range files {
+		if err := copyFile(filepath.Join(root, src), filepath.Join(dir, name)); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range spec.dirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	sum, err := hashContext(dir)
+	if err != nil {
+		return "", err
+	}
+
+	cli := p.Client()
+	old, err := cli.ImageInspect(ctx, spec.ref)
+	if err == nil && old.Config != nil && old.Config.Labels[ContentLabel] == sum {
+		return spec.ref, nil
+	}
+
+	repo, tag, _ := strings.Cut(spec.ref, ":")
+	var buildLog bytes.Buffer
+	req := &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
+		Context:        dir,
+		Dockerfile:     "Dockerfile",
+		Repo:           repo,
+		Tag:            tag,
+		KeepImage:      true,
+		BuildLogWriter: &buildLog,
+		BuildOptionsModifier: func(o *client.ImageBuildOptions) {
+			// The API build endpoint speaks BuildKit only through a session
+			// that testcontainers does not open; the classic builder handles
+			// FROM scratch + COPY on every engine, 20.10 included.
+			o.Version = build.BuilderV1
+			o.Labels = map[string]string{ContentLabel: sum}
+		},
+	}}
+	if _, err := p.BuildImage(ctx, req); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", spec.ref, err, buildLog.String())
+	}
+	// The previous image under this tag is now dangling: drop it so repeated
+	// runs do not fill the disk. It may still back a container; then it stays.
+	if old.ID != "" {
+		_, _ = cli.ImageRemove(ctx, old.ID, client.ImageRemoveOptions{})
+	}
+	return spec.ref, nil
+}
+
+// goBuild compiles a static linux binary for the daemon's usual architecture
+// (the host's). -trimpath and -buildvcs=false keep the output identical for
+// identical sources, which is what lets the content label find a cache hit.
+func goBuild(ctx context.Context, root, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the module: go env GOMOD is %q", gomod)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// hashContext hashes every file name and content in dir, in walk order
+// (lexical), so the same context always gives the same sum.
+func hashContext(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		fmt.Fprintf(h, "%s\x00", filepath.ToSlash(rel))
+		if d.IsDir() {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(h, f)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,48 @@
+package containers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// Ports of the worker binary's servers inside the containers.
+const (
+	WorkerHTTPPort = "8080/tcp" // worker run: /metrics, /healthz, /readyz
+	SimPort        = "8089/tcp" // worker sim: the chat API simulator
+)
+
+// StartWorker starts the worker image on nw, named worker-1, worker-2, ...,
+// with env (e.g. NATS_URL: cluster.InternalURLs(), CHAT_API_URL) and args
+// (the image's default is "run"). It waits until /healthz answers 200 on the
+// worker's HTTP port.
+func StartWorker(t testing.TB, nw *Network, env map[string]string, args ...string) *Container {
+	t.Helper()
+	return start(t, nw, request{
+		image:   WorkerImage(t),
+		name:    nw.nextName("worker"),
+		env:     env,
+		cmd:     args,
+		ports:   []string{WorkerHTTPPort},
+		waitFor: wait.ForHTTP("/healthz").WithPort(WorkerHTTPPort).WithStartupTimeout(time.Minute),
+	})
+}
+
+// StartSim starts the chat API simulator (worker sim --listen 0.0.0.0:8089,
+// then args) on nw, named sim-1, ..., and waits until it answers HTTP. Point
+// a worker at it with CHAT_API_URL: "http://" + sim.Name + ":8089".
+func StartSim(t testing.TB, nw *Network, args ...string) *Container {
+	t.Helper()
+	return start(t, nw, request{
+		image: WorkerImage(t),
+		name:  nw.nextName("sim"),
+		cmd:   append([]string{"sim", "--listen", "0.0.0.0:8089"}, args...),
+		ports: []string{SimPort},
+		// Any HTTP answer means the listener is up; the status depends on
+		// the path, which is the simulator's business.
+		waitFor: wait.ForHTTP("/").WithPort(SimPort).
+			WithStatusCodeMatcher(func(int) bool { return true }).
+			WithStartupTimeout(time.Minute),
+	})
+}

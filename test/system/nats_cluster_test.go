@@ -1,0 +1,131 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatworker/worker/test/containers"
+)
+
+// TestNATSClusterSurvivesLeaderLoss checks what the worker's durability rests
+// on: an R3 stream keeps accepting publishes when its leader's node stops,
+// and the node catches up when it returns.
+func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
+	containers.RequireDocker(t)
+	cluster := containers.StartNATSCluster(t, 3)
+
+	nc, err := nats.Connect(cluster.ClientURLs(t),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := t.Context()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:     "SYSTEM_TEST",
+		Subjects: []string{"systest.>"},
+		Replicas: 3,
+	})
+	if err != nil {
+		t.Fatalf("create R3 stream: %v", err)
+	}
+	for i := range 10 {
+		publish(t, js, i)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldLeader := info.Cluster.Leader
+	if oldLeader == "" {
+		t.Fatalf("stream has no leader: %+v", info.Cluster)
+	}
+
+	node := cluster.Node(t, oldLeader)
+	node.Stop(t, 10*time.Second)
+
+	// Publishes fail (timeout, no responders) until the two remaining nodes
+	// elect a new leader; publish retries with the same Nats-Msg-Id, so a
+	// publish that was stored but not acknowledged is not counted twice.
+	for i := 10; i < 20; i++ {
+		publish(t, js, i)
+	}
+	info = streamInfo(t, stream)
+	if info.Cluster.Leader == "" || info.Cluster.Leader == oldLeader {
+		t.Fatalf("leader after stopping %s: %q", oldLeader, info.Cluster.Leader)
+	}
+	if info.State.Msgs != 20 {
+		t.Fatalf("stream holds %d messages, want 20", info.State.Msgs)
+	}
+
+	node.Start(t)
+	cluster.WaitHealthy(t) // /healthz is 200 only once the node's replicas are current
+	waitFor(t, time.Minute, func() error {
+		info := streamInfo(t, stream)
+		for _, p := range info.Cluster.Replicas {
+			if p.Name == oldLeader && p.Current && !p.Offline && p.Lag == 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not a current replica: %+v", oldLeader, info.Cluster.Replicas)
+	})
+}
+
+// publish stores message i, retrying through a leader election.
+func publish(t *testing.T, js jetstream.JetStream, i int) {
+	t.Helper()
+	msg := &nats.Msg{
+		Subject: "systest.msg",
+		Data:    fmt.Appendf(nil, "message %d", i),
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprint("msg-", i)}},
+	}
+	waitFor(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		_, err := js.PublishMsg(ctx, msg)
+		return err
+	})
+}
+
+func streamInfo(t *testing.T, s jetstream.Stream) *jetstream.StreamInfo {
+	t.Helper()
+	var info *jetstream.StreamInfo
+	waitFor(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		var err error
+		info, err = s.Info(ctx)
+		return err
+	})
+	return info
+}
+
+// waitFor calls f until it returns nil, failing the test with f's last error
+// when d has passed.
+func waitFor(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || errors.Is(err, context.Canceled) && t.Context().Err() != nil {
+			t.Fatalf("still failing after %v: %v", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
