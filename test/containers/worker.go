@@ -30,8 +30,8 @@ func StartWorker(t testing.TB, nw *Network, env map[string]string, args ...strin
 }
 
 // StartSim starts the chat API simulator (worker sim --listen 0.0.0.0:8089,
-// then args) on nw, named sim-1, ..., and waits until it answers HTTP. Point
-// a worker at it with CHAT_API_URL: "http://" + sim.Name + ":8089".
+// then args) on nw, named sim-1, ..., and waits until its /_sim/stats answers.
+// Point a worker at it with CHAT_API_URL: SimAPIURL(sim).
 func StartSim(t testing.TB, nw *Network, args ...string) *Container {
 	t.Helper()
 	return start(t, nw, request{
@@ -39,10 +39,10 @@ func StartSim(t testing.TB, nw *Network, args ...string) *Container {
 		name:  nw.nextName("sim"),
 		cmd:   append([]string{"sim", "--listen", "0.0.0.0:8089"}, args...),
 		ports: []string{SimPort},
-		// Any HTTP answer means the listener is up; the status depends on
-		// the path, which is the simulator's business.
-		waitFor: wait.ForHTTP("/").WithPort(SimPort).
-			WithStatusCodeMatcher(func(int) bool { return true }).
-			WithStartupTimeout(time.Minute),
+		waitFor: wait.ForHTTP("/_sim/stats").WithPort(SimPort).WithStartupTimeout(time.Minute),
 	})
 }
+
+// SimAPIURL is the Chat API base URL of a simulator started by StartSim, for
+// containers on its network (CHAT_API_URL of a worker).
+func SimAPIURL(sim *Container) string { return "http://" + sim.Name + ":8089/chat/v1" }
