@@ -1,0 +1,288 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+)
+
+func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
+	p := newPipeline(t)
+	send := p.publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo", From: actions.FromAgent, Metadata: []byte(`{"order":"A-17"}`)})
+	note := p.publish(actions.Note{ChatID: "email:jo@example.com", Content: "private"})
+	arch := p.publish(actions.Archive{ChatID: "visitor-42"})
+
+	results := p.results(3)
+	p.settled()
+	byID := map[string]consumer.Result{}
+	for _, r := range results {
+		byID[r.ID] = r
+	}
+	for _, cmd := range []actions.Command{send, note, arch} {
+		r, ok := byID[cmd.ID]
+		switch {
+		case !ok:
+			t.Errorf("no result for %s %s", cmd.Type, cmd.ID)
+		case r.Status != consumer.StatusSucceeded || r.Attempts != 1 || r.APIStatus != 200 || r.Type != cmd.Type || r.ChatID != cmd.ChatID:
+			t.Errorf("result for %s = %+v", cmd.Type, r)
+		case r.CompletedAt.IsZero():
+			t.Errorf("result for %s has no completed_at", cmd.Type)
+		}
+	}
+	if got := string(byID[send.ID].Metadata); got != `{"order":"A-17"}` {
+		t.Errorf("metadata echoed as %s", got)
+	}
+	if len(byID[send.ID].Response) < 3 || !strings.Contains(string(byID[send.ID].Response), "Hello Jo") {
+		t.Errorf("send result response = %s, want the API's message", byID[send.ID].Response)
+	}
+
+	effects := p.sim.Effects()
+	if len(effects) != 3 {
+		t.Fatalf("simulator saw %d effects, want 3: %+v", len(effects), effects)
+	}
+	for _, e := range effects {
+		switch e.IdempotencyKey {
+		case send.ID:
+			if e.Op != "send" || e.ChatID != "email:jo@example.com" || e.Content != "Hello Jo" || e.From != "agent" {
+				t.Errorf("send effect = %+v", e)
+			}
+		case note.ID:
+			if e.Op != "note" || e.Content != "private" {
+				t.Errorf("note effect = %+v", e)
+			}
+		case arch.ID:
+			if e.Op != "archive" || e.ChatID != "visitor-42" {
+				t.Errorf("archive effect = %+v", e)
+			}
+		default:
+			t.Errorf("effect with unknown idempotency key: %+v", e)
+		}
+	}
+}
+
+func TestBadInputBecomesInvalidDeadLettersAndDoesNotStopGoodCommands(t *testing.T) {
+	p := newPipeline(t)
+	bad := []struct {
+		subject, body, problem string
+	}{
+		{"chat.commands.send.abc", `not json at all`, "not a valid JSON object"},
+		{"chat.commands.send.abc", `{"id":"u1","type":"send","chat_id":"abc","contnet":"x"}`, `unknown field "contnet"`},
+		{"chat.commands.send.abc", `{"id":"m1","type":"send","chat_id":"abc"}`, `needs "content"`},
+		{"chat.commands.note.abc", `{"id":"d1","type":"send","chat_id":"abc","content":"x"}`, `body says type "send"`},
+		{"chat.commands.send.abd", `{"id":"d2","type":"send","chat_id":"abc","content":"x"}`, `carries "abd"`},
+		{"chat.commands.delete.abc", `{"id":"t1","type":"delete","chat_id":"abc"}`, `unknown command type "delete"`},
+		{"chat.commands.send.abc", fmt.Sprintf(`{"id":"b1","type":"send","chat_id":"abc","content":%q}`, strings.Repeat("x", 20000)), "limit is 16384"},
+	}
+	for i, b := range bad {
+		p.publishRaw(b.subject, fmt.Sprint("bad-", i), []byte(b.body))
+	}
+	good := p.publish(actions.Send{ChatID: "abc", Content: "still works"})
+
+	dls := p.deadLetters(len(bad))
+	results := p.results(1)
+	p.settled()
+	if results[0].ID != good.ID {
+		t.Errorf("result = %+v, want the good command's", results[0])
+	}
+	for i, d := range dls {
+		b := bad[i] // one worker, but concurrent: match by subject and body
+		for _, cand := range bad {
+			if cand.subject == d.Subject && (string(d.Command) == cand.body || string(d.Raw) == cand.body) {
+				b = cand
+			}
+		}
+		if d.Error.Class != actions.ClassInvalid {
+			t.Errorf("dead letter for %s has class %q, want invalid", b.subject, d.Error.Class)
+		}
+		if !strings.Contains(d.Error.Message, b.problem) {
+			t.Errorf("dead letter message %q does not say %q", d.Error.Message, b.problem)
+		}
+		if d.Subject != b.subject || d.Worker == "" || d.Attempts != 0 || d.Headers["Nats-Msg-Id"] == nil {
+			t.Errorf("dead letter = %+v", d)
+		}
+	}
+	if n := len(p.sim.Effects()); n != 1 {
+		t.Errorf("simulator saw %d effects, want only the good command's", n)
+	}
+}
+
+func TestNonJSONDeadLetterKeepsTheBytes(t *testing.T) {
+	p := newPipeline(t)
+	raw := []byte("\xff\x00 not json {")
+	p.publishRaw("chat.commands.send.abc", "raw-1", raw)
+	d := p.deadLetters(1)[0]
+	if d.Command != nil || string(d.Raw) != string(raw) {
+		t.Errorf("dead letter command=%s raw=%q, want raw bytes %q", d.Command, d.Raw, raw)
+	}
+	m := p.records("CHAT_DLQ", 1)[0]
+	if !strings.Contains(string(m.Data), `"raw":"`+base64.StdEncoding.EncodeToString(raw)+`"`) {
+		t.Errorf("raw is not base64 in %s", m.Data)
+	}
+	if m.Subject != "chat.dlq.send.abc" {
+		t.Errorf("dead letter subject %q", m.Subject)
+	}
+}
+
+func TestUnparsableSubjectGoesToInvalidDeadLetterSubject(t *testing.T) {
+	p := newPipeline(t)
+	p.publishRaw("chat.commands.frobnicate.abc", "x", []byte(`{}`))
+	m := p.records("CHAT_DLQ", 1)[0]
+	if m.Subject != "chat.dlq.invalid.frobnicate.abc" {
+		t.Errorf("dead letter subject = %q", m.Subject)
+	}
+}
+
+func TestPermanentAPIErrorIsDeadLettered(t *testing.T) {
+	p := newPipeline(t)
+	cmd := p.publish(actions.Send{ChatID: "missing:ghost", Content: "hello?"})
+	d := p.deadLetters(1)[0]
+	p.settled()
+	if d.Error.Class != actions.ClassPermanent || d.Error.APIStatus != 404 || d.Error.APICode != 4004 || d.Attempts != 1 {
+		t.Errorf("dead letter error = %+v attempts %d", d.Error, d.Attempts)
+	}
+	if d.FirstAttemptAt == nil || d.LastAttemptAt == nil {
+		t.Error("dead letter lacks attempt times")
+	}
+	if !strings.Contains(string(d.Command), cmd.ID) || d.Subject != "chat.commands.send.missing%3Aghost" {
+		t.Errorf("dead letter = %+v", d)
+	}
+}
+
+func TestRetryableFailuresAreRetriedAndNothingIsDoubled(t *testing.T) {
+	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 0.3, DropRate: 0.2}))
+	const n = 60
+	ids := map[string]bool{}
+	for i := range n {
+		cmd := p.publish(actions.Send{ChatID: fmt.Sprint("chat-", i%7), Content: fmt.Sprint("message ", i)})
+		ids[cmd.ID] = true
+	}
+	results := p.results(n)
+	p.settled()
+	retried := 0
+	for _, r := range results {
+		if !ids[r.ID] {
+			t.Errorf("unexpected result %+v", r)
+		}
+		delete(ids, r.ID)
+		if r.Attempts > 1 {
+			retried++
+		}
+	}
+	if len(ids) != 0 {
+		t.Errorf("%d commands without a result", len(ids))
+	}
+	if retried == 0 {
+		t.Error("no command needed a retry: the faults were not injected")
+	}
+	for key, c := range effectsByKey(p.sim) {
+		if c != 1 {
+			t.Errorf("command %s took effect %d times", key, c)
+		}
+	}
+	if dl := p.count("CHAT_DLQ"); dl != 0 {
+		t.Errorf("%d dead letters for commands that could succeed", dl)
+	}
+}
+
+func TestRetryBudgetRunsOutAsExhausted(t *testing.T) {
+	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}))
+	p.publish(actions.Note{ChatID: "abc", Content: "never lands"})
+	d := p.deadLetters(1)[0]
+	p.settled()
+	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 || d.Error.APIStatus < 500 {
+		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
+	}
+	if !strings.Contains(d.Error.Message, "gave up after 3 attempts") {
+		t.Errorf("message %q", d.Error.Message)
+	}
+	if !d.LastAttemptAt.After(*d.FirstAttemptAt) && !d.LastAttemptAt.Equal(*d.FirstAttemptAt) {
+		t.Errorf("attempt times %v..%v", d.FirstAttemptAt, d.LastAttemptAt)
+	}
+}
+
+func TestLongBackoffHandsTheCommandBackAndCountsAttemptsAcrossDeliveries(t *testing.T) {
+	// Every wait is longer than the in-process maximum, so each attempt is
+	// a separate delivery; the attempt count must still reach the budget.
+	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 40 * time.Millisecond, InProcessMax: time.Microsecond}))
+	p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.deadLetters(1)[0]
+	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 {
+		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
+	}
+}
+
+func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
+	p := newPipeline(t)
+	cmd := p.publish(actions.Send{ID: "order-17-shipped", ChatID: "abc", Content: "Shipped!"})
+	p.results(1)
+	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Shipped!"}`, cmd.ID)
+	p.publishRaw("chat.commands.send.abc", "a new message id", []byte(body))
+	results := p.results(2)
+	if results[0].Status != consumer.StatusSucceeded || results[1].Status != consumer.StatusDuplicate {
+		t.Errorf("statuses %q, %q", results[0].Status, results[1].Status)
+	}
+	if string(results[1].Response) != string(results[0].Response) || results[1].APIStatus != 200 {
+		t.Errorf("duplicate result does not carry the original response: %s vs %s", results[1].Response, results[0].Response)
+	}
+	if n := len(p.sim.Effects()); n != 1 {
+		t.Errorf("%d effects, want 1", n)
+	}
+	// The same id with another body is a conflict.
+	p.publishRaw("chat.commands.send.abc", "third", []byte(fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Cancelled!"}`, cmd.ID)))
+	d := p.deadLetters(1)[0]
+	if d.Error.Class != actions.ClassConflict || !strings.Contains(d.Error.Message, "different body") {
+		t.Errorf("dead letter = %+v", d.Error)
+	}
+	if n := len(p.sim.Effects()); n != 1 {
+		t.Errorf("%d effects after the conflict, want 1", n)
+	}
+}
+
+// panicky panics on its first calls, then succeeds.
+type panicky struct{ calls atomic.Int32 }
+
+func (p *panicky) Execute(_ context.Context, cmd actions.Command) (actions.Outcome, error) {
+	if p.calls.Add(1) <= 2 {
+		panic("boom")
+	}
+	return actions.Outcome{APIStatus: 200, Response: []byte(`{}`)}, nil
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	p := newPipeline(t)
+	// A second worker on the same consumer whose executor panics; the
+	// simulator-backed worker may take some commands too, which is fine.
+	exec := &panicky{}
+	p.start(exec)
+	for i := range 10 {
+		p.publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
+	}
+	p.results(10)
+	p.settled()
+}
+
+func TestPanicsOutlastingTheBudgetAreDeadLettered(t *testing.T) {
+	p := newBarePipeline(t, withRetry(consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	p.start(alwaysPanics{})
+	p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.deadLetters(1)[0]
+	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "panic: kaboom") || d.Attempts != 2 {
+		t.Errorf("dead letter = %+v attempts %d", d.Error, d.Attempts)
+	}
+}
+
+type alwaysPanics struct{}
+
+func (alwaysPanics) Execute(context.Context, actions.Command) (actions.Outcome, error) {
+	panic("kaboom")
+}
