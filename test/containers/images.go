@@ -56,20 +56,40 @@ var (
 		dockerfile: "Dockerfile",
 	}
 
-	natsImage   = sync.OnceValues(func() (string, error) { return buildImage(natsSpec) })
-	workerImage = sync.OnceValues(func() (string, error) { return buildImage(workerSpec) })
+	natsImage   = sync.OnceValues(func() (*built, error) { return buildImage(natsSpec) })
+	workerImage = sync.OnceValues(func() (*built, error) { return buildImage(workerSpec) })
 )
+
+// built is the outcome of buildImage, kept for the first test to log.
+type built struct {
+	ref     string
+	reused  bool          // an image with the same content label existed
+	goBuild time.Duration // compiling the binary
+	docker  time.Duration // building the image (zero when reused)
+	logged  sync.Once
+}
+
+func (b *built) log(t testing.TB) {
+	b.logged.Do(func() {
+		if b.reused {
+			t.Logf("image %s: go build %v, image reused (content label matched)", b.ref, b.goBuild.Round(time.Millisecond))
+			return
+		}
+		t.Logf("image %s: go build %v, docker build %v", b.ref, b.goBuild.Round(time.Millisecond), b.docker.Round(time.Millisecond))
+	})
+}
 
 // NATSImage returns the reference of the NATS server image, building it (or
 // finding it already built) on first use in this test binary.
 func NATSImage(t testing.TB) string {
 	t.Helper()
 	RequireDocker(t)
-	ref, err := natsImage()
+	b, err := natsImage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ref
+	b.log(t)
+	return b.ref
 }
 
 // WorkerImage returns the reference of the worker image built from the
@@ -77,57 +97,62 @@ func NATSImage(t testing.TB) string {
 func WorkerImage(t testing.TB) string {
 	t.Helper()
 	RequireDocker(t)
-	ref, err := workerImage()
+	b, err := workerImage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ref
+	b.log(t)
+	return b.ref
 }
 
-func buildImage(spec imageSpec) (string, error) {
+func buildImage(spec imageSpec) (*built, error) {
 	p, err := provider()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	root, err := moduleRoot()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "chatworker-image-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
+	b := &built{ref: spec.ref}
+	start := time.Now()
 	if err := goBuild(ctx, root, spec.pkg, filepath.Join(dir, spec.binary)); err != nil {
-		return "", err
+		return nil, err
 	}
+	b.goBuild = time.Since(start)
 	files := map[string]string{"Dockerfile": spec.dockerfile}
 	for name, src := range spec.files {
 		files[name] = src
 	}
 	for name, src := range files {
 		if err := copyFile(filepath.Join(root, src), filepath.Join(dir, name)); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	for _, d := range spec.dirs {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	sum, err := hashContext(dir)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	cli := p.Client()
 	old, err := cli.ImageInspect(ctx, spec.ref)
 	if err == nil && old.Config != nil && old.Config.Labels[ContentLabel] == sum {
-		return spec.ref, nil
+		b.reused = true
+		return b, nil
 	}
 
 	repo, tag, _ := strings.Cut(spec.ref, ":")
@@ -147,15 +172,17 @@ func buildImage(spec imageSpec) (string, error) {
 			o.Labels = map[string]string{ContentLabel: sum}
 		},
 	}}
+	start = time.Now()
 	if _, err := p.BuildImage(ctx, req); err != nil {
-		return "", fmt.Errorf("build %s: %w\n%s", spec.ref, err, buildLog.String())
+		return nil, fmt.Errorf("build %s: %w\n%s", spec.ref, err, buildLog.String())
 	}
+	b.docker = time.Since(start)
 	// The previous image under this tag is now dangling: drop it so repeated
 	// runs do not fill the disk. It may still back a container; then it stays.
 	if old.ID != "" {
 		_, _ = cli.ImageRemove(ctx, old.ID, client.ImageRemoveOptions{})
 	}
-	return spec.ref, nil
+	return b, nil
 }
 
 // goBuild compiles a static linux binary for the daemon's usual architecture

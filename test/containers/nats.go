@@ -93,6 +93,7 @@ func StartNATSCluster(t testing.TB, n int) *Cluster {
 		t.Fatalf("StartNATSCluster: n is %d; use 1 or 3 (an even count cannot outvote a lost node)", n)
 	}
 	img := NATSImage(t)
+	began := time.Now()
 	nw := NewNetwork(t)
 
 	routes := make([]string, n)
@@ -139,6 +140,7 @@ func StartNATSCluster(t testing.TB, n int) *Cluster {
 		t.Fatal(err)
 	}
 	c.WaitHealthy(t)
+	t.Logf("%d-node NATS cluster healthy in %v", n, time.Since(began).Round(time.Millisecond))
 	return c
 }
 

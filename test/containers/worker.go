@@ -35,10 +35,10 @@ func StartWorker(t testing.TB, nw *Network, env map[string]string, args ...strin
 func StartSim(t testing.TB, nw *Network, args ...string) *Container {
 	t.Helper()
 	return start(t, nw, request{
-		image: WorkerImage(t),
-		name:  nw.nextName("sim"),
-		cmd:   append([]string{"sim", "--listen", "0.0.0.0:8089"}, args...),
-		ports: []string{SimPort},
+		image:   WorkerImage(t),
+		name:    nw.nextName("sim"),
+		cmd:     append([]string{"sim", "--listen", "0.0.0.0:8089"}, args...),
+		ports:   []string{SimPort},
 		waitFor: wait.ForHTTP("/_sim/stats").WithPort(SimPort).WithStartupTimeout(time.Minute),
 	})
 }
