@@ -203,8 +203,7 @@ type keepAlive struct {
 func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.Claim) *keepAlive {
 	ka := &keepAlive{}
 	every := w.cfg.Topology.AckWait / 3
-	var tick func()
-	tick = func() {
+	tick := func() {
 		ka.mu.Lock()
 		defer ka.mu.Unlock()
 		if ka.stopped {

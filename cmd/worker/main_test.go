@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/internal/natstest"
+)
+
+func TestCommandLineErrors(t *testing.T) {
+	t.Setenv("GOSQUARED_API_KEY", "")
+	t.Setenv("GOSQUARED_API_KEY_FILE", "")
+	tests := []struct {
+		name  string
+		args  []string
+		usage bool     // a usage error (exit 2)
+		says  []string // parts of the message
+	}{
+		{"no command", nil, true, []string{"no command"}},
+		{"unknown command", []string{"frob"}, true, []string{`unknown command "frob"`}},
+		{"run without a key", []string{"run"}, false, []string{"GOSQUARED_API_KEY", "worker demo"}},
+		{"bad flag", []string{"run", "--concurency", "3"}, true, []string{"concurency"}},
+		{"bad concurrency", []string{"run", "--concurrency", "0"}, true, []string{"--concurrency 0"}},
+		{"bad duration", []string{"run", "--shutdown-grace", "soon"}, true, []string{"shutdown-grace"}},
+		{"bad log level", []string{"demo", "--log-level", "loud"}, true, []string{"--log-level"}},
+		{"send without chat", []string{"send", "--content", "x"}, true, []string{"--chat is required"}},
+		{"send without content", []string{"send", "--chat", "x"}, true, []string{`"content" is empty`}},
+		{"send stray argument", []string{"send", "--chat", "x", "hello", "there"}, true, []string{"unexpected argument"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tt.args, strings.NewReader(""), &stdout, &stderr)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := errors.As(err, new(usageError)); got != tt.usage {
+				t.Errorf("usage error = %v, want %v (%v)", got, tt.usage, err)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(err.Error()+stderr.String(), s) {
+					t.Errorf("message %q (stderr %q) does not say %q", err, stderr.String(), s)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironmentFillsFlags(t *testing.T) {
+	t.Setenv("WORKER_CONCURRENCY", "-4")
+	t.Setenv("GOSQUARED_API_KEY", "k")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
+	err := run(t.Context(), []string{"run"}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--concurrency -4") {
+		t.Errorf("error = %v, want the bad WORKER_CONCURRENCY reported", err)
+	}
+	t.Setenv("WORKER_CONCURRENCY", "many")
+	err = run(t.Context(), []string{"run"}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "WORKER_CONCURRENCY") {
+		t.Errorf("error = %v, want WORKER_CONCURRENCY named", err)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"demo"}, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"succeeded", "duplicate", "dead letter", "invalid", `unknown field "contnet"`, "permanent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRunSendAndDrain runs the real wiring: worker run against a NATS
+// server and the simulator, a command published with worker send, and a
+// shutdown that returns cleanly.
+func TestRunSendAndDrain(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, srv)
+	_ = nc
+	sim := chatsim.New(chatsim.Config{})
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	t.Setenv("GOSQUARED_API_KEY", "test-key")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "GSN-1-S")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1", "--http-addr", "127.0.0.1:0"},
+			nil, &bytes.Buffer{}, &syncWriter{w: &logs})
+	}()
+
+	var id bytes.Buffer
+	eventuallyOK(t, func() error {
+		id.Reset()
+		return run(t.Context(), []string{"send", "--nats-url", srv.ClientURL(), "--chat", "email:jo@example.com", "--content", "Hi Jo", "--id", "cli-1"}, nil, &id, &bytes.Buffer{})
+	})
+	if strings.TrimSpace(id.String()) != "cli-1" {
+		t.Errorf("send printed %q, want the id", id.String())
+	}
+	eventuallyOK(t, func() error {
+		s, err := js.Stream(t.Context(), "CHAT_RESULTS")
+		if err != nil {
+			return err
+		}
+		m, err := s.GetLastMsgForSubject(t.Context(), "chat.results.send.email%3Ajo%40example%2Ecom")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(m.Data), `"id":"cli-1"`) {
+			return errors.New("wrong result")
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v after shutdown, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	if n := len(sim.Effects()); n != 1 {
+		t.Errorf("%d effects, want 1", n)
+	}
+	if strings.Contains(logs.String(), "test-key") {
+		t.Error("the API key appears in the logs")
+	}
+}
+
+func eventuallyOK(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
