@@ -14,74 +14,93 @@ import (
 )
 
 // TestNATSClusterSurvivesLeaderLoss checks what the worker's durability rests
-// on: an R3 stream keeps accepting publishes when its leader's node stops,
-// and the node catches up when it returns.
+// on: an R3 stream keeps accepting publishes when its leader's node goes away
+// (stopped, crashed or cut off), and the node catches up when it returns.
 func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
 	containers.RequireDocker(t)
-	cluster := containers.StartNATSCluster(t, 3)
-
-	nc, err := nats.Connect(cluster.ClientURLs(t),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ctx := t.Context()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:     "SYSTEM_TEST",
-		Subjects: []string{"systest.>"},
-		Replicas: 3,
-	})
-	if err != nil {
-		t.Fatalf("create R3 stream: %v", err)
-	}
-	for i := range 10 {
-		publish(t, js, i)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldLeader := info.Cluster.Leader
-	if oldLeader == "" {
-		t.Fatalf("stream has no leader: %+v", info.Cluster)
-	}
-
-	node := cluster.Node(t, oldLeader)
-	node.Stop(t, 10*time.Second)
-
-	// Publishes fail (timeout, no responders) until the two remaining nodes
-	// elect a new leader; publish retries with the same Nats-Msg-Id, so a
-	// publish that was stored but not acknowledged is not counted twice.
-	for i := 10; i < 20; i++ {
-		publish(t, js, i)
-	}
-	info = streamInfo(t, stream)
-	if info.Cluster.Leader == "" || info.Cluster.Leader == oldLeader {
-		t.Fatalf("leader after stopping %s: %q", oldLeader, info.Cluster.Leader)
-	}
-	if info.State.Msgs != 20 {
-		t.Fatalf("stream holds %d messages, want 20", info.State.Msgs)
-	}
-
-	node.Start(t)
-	cluster.WaitHealthy(t) // /healthz is 200 only once the node's replicas are current
-	waitFor(t, time.Minute, func() error {
-		info := streamInfo(t, stream)
-		for _, p := range info.Cluster.Replicas {
-			if p.Name == oldLeader && p.Current && !p.Offline && p.Lag == 0 {
-				return nil
+	for _, tc := range []struct {
+		name          string
+		lose, restore func(t testing.TB, n *containers.Node)
+	}{
+		{
+			name:    "stop",
+			lose:    func(t testing.TB, n *containers.Node) { n.Stop(t, 10*time.Second) },
+			restore: func(t testing.TB, n *containers.Node) { n.Start(t) },
+		},
+		{
+			name:    "kill",
+			lose:    func(t testing.TB, n *containers.Node) { n.Kill(t) },
+			restore: func(t testing.TB, n *containers.Node) { n.Start(t) },
+		},
+		{
+			name:    "partition",
+			lose:    func(t testing.TB, n *containers.Node) { n.Disconnect(t) },
+			restore: func(t testing.TB, n *containers.Node) { n.Connect(t) },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster := containers.StartNATSCluster(t, 3)
+			nc, err := nats.Connect(cluster.ClientURLs(t),
+				nats.MaxReconnects(-1),
+				nats.ReconnectWait(100*time.Millisecond),
+			)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return fmt.Errorf("%s not a current replica: %+v", oldLeader, info.Cluster.Replicas)
-	})
+			t.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ctx := t.Context()
+			stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
+				Name:     "SYSTEM_TEST",
+				Subjects: []string{"systest.>"},
+				Replicas: 3,
+			})
+			if err != nil {
+				t.Fatalf("create R3 stream: %v", err)
+			}
+			for i := range 10 {
+				publish(t, js, i)
+			}
+			oldLeader := streamInfo(t, stream).Cluster.Leader
+			if oldLeader == "" {
+				t.Fatal("stream has no leader")
+			}
+
+			node := cluster.Node(t, oldLeader)
+			tc.lose(t, node)
+
+			// Publishes fail (timeout, no responders) until the other two
+			// nodes elect a new leader; publish retries with the same
+			// Nats-Msg-Id, so a message stored but not acknowledged is not
+			// counted twice.
+			for i := 10; i < 20; i++ {
+				publish(t, js, i)
+			}
+			info := streamInfo(t, stream)
+			if info.Cluster.Leader == "" || info.Cluster.Leader == oldLeader {
+				t.Fatalf("leader after losing %s: %q", oldLeader, info.Cluster.Leader)
+			}
+			if info.State.Msgs != 20 {
+				t.Fatalf("stream holds %d messages, want 20", info.State.Msgs)
+			}
+
+			tc.restore(t, node)
+			cluster.WaitHealthy(t) // 200 only once the node's replicas are current
+			waitFor(t, time.Minute, func() error {
+				info := streamInfo(t, stream)
+				for _, p := range info.Cluster.Replicas {
+					if p.Name == oldLeader && p.Current && !p.Offline && p.Lag == 0 {
+						return nil
+					}
+				}
+				return fmt.Errorf("%s not a current replica: %+v", oldLeader, info.Cluster.Replicas)
+			})
+		})
+	}
 }
 
 // publish stores message i, retrying through a leader election.
