@@ -1,0 +1,457 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pipeline is a real worker on an embedded server, executing against the
+// simulator.
+type pipeline struct {
+	js   jetstream.JetStream
+	sim  *chatsim.Server
+	q    *Queue
+	topo consumer.Topology
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	ctx := t.Context()
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	topo := consumer.Topology{}.WithDefaults()
+	cons, err := consumer.Provision(ctx, js, topo)
+	if err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	store, err := idempotency.Open(ctx, js, idempotency.Config{})
+	if err != nil {
+		t.Fatalf("idempotency: %v", err)
+	}
+	// The simulator does not honour Idempotency-Key here, so a command
+	// executed twice would show as two effects.
+	sim := chatsim.New(chatsim.Config{Faults: chatsim.Faults{ErrorRate: 1}, Seed: 1})
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	client, err := chat.New(chat.WithBaseURL(hs.URL), chat.WithCredentials(chat.Credentials{APIKey: "test-key", SiteToken: "GSN-TEST"}))
+	if err != nil {
+		t.Fatalf("chat client: %v", err)
+	}
+	w := consumer.New(js, cons, &actions.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
+		Topology:    topo,
+		Retry:       consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
+		Concurrency: 8,
+	})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	q, err := Open(ctx, js, Config{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return &pipeline{js: js, sim: sim, q: q, topo: topo}
+}
+
+func (p *pipeline) publish(t *testing.T, cmds ...actions.Commander) {
+	t.Helper()
+	for _, c := range cmds {
+		if _, err := actions.Publish(t.Context(), p.js, c, actions.Subjects{}); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+}
+
+func (p *pipeline) publishRaw(t *testing.T, subject, body string) {
+	t.Helper()
+	if _, err := p.js.Publish(t.Context(), subject, []byte(body)); err != nil {
+		t.Fatalf("publish raw: %v", err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // a poll interval, not a wait for an outcome
+	}
+}
+
+func (p *pipeline) waitDead(t *testing.T, n uint64) {
+	t.Helper()
+	eventually(t, "dead letters", func() bool {
+		c, err := p.q.Count(t.Context())
+		return err == nil && c >= n
+	})
+	if c, _ := p.q.Count(t.Context()); c != n {
+		t.Fatalf("%d dead letters, want %d", c, n)
+	}
+}
+
+// waitIdle waits until the worker has settled every command.
+func (p *pipeline) waitIdle(t *testing.T) {
+	t.Helper()
+	eventually(t, "the worker to settle every command", func() bool {
+		st, err := p.js.Stream(t.Context(), p.topo.CommandsStream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
+// results reads CHAT_RESULTS, counting results per command id.
+func (p *pipeline) results(t *testing.T) map[string]int {
+	t.Helper()
+	st, err := p.js.Stream(t.Context(), p.topo.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(t.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r consumer.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		out[r.ID]++
+	}
+	return out
+}
+
+func (p *pipeline) effects() map[string]int {
+	out := map[string]int{}
+	for _, e := range p.sim.Effects() {
+		out[e.IdempotencyKey]++
+	}
+	return out
+}
+
+func ids(entries []Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.ID
+	}
+	sort.Strings(out)
+	return out
+}
+
+func keys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// deadLetterSet makes 4 exhausted sends, 2 exhausted notes, 2 permanent
+// sends (unknown chats), 1 invalid command and 1 non-JSON one.
+func (p *pipeline) deadLetterSet(t *testing.T) {
+	t.Helper()
+	p.publish(t,
+		actions.Send{ID: "send-1", ChatID: "chat-a", Content: "one"},
+		actions.Send{ID: "send-2", ChatID: "chat-a", Content: "two"},
+		actions.Send{ID: "send-3", ChatID: "email:jo@example.com", Content: "three", From: "agent"},
+		actions.Send{ID: "send-4", ChatID: "chat-b", Content: "four"},
+		actions.Note{ID: "note-1", ChatID: "chat-a", Content: "a note"},
+		actions.Note{ID: "note-2", ChatID: "chat-b", Content: "another"},
+	)
+	p.waitDead(t, 6)
+	p.sim.SetFaults(chatsim.Faults{}) // the API is fixed
+	p.publish(t,
+		actions.Send{ID: "perm-1", ChatID: "missing:1", Content: "to nobody"},
+		actions.Archive{ID: "perm-2", ChatID: "missing:2"},
+	)
+	p.publishRaw(t, "chat.commands.send.chat-c", `{"id":"bad-1","type":"send","chat_id":"chat-c"}`)
+	p.publishRaw(t, "chat.commands.note.chat-c", `not json`)
+	p.waitDead(t, 10)
+	p.waitIdle(t)
+	if n := len(p.sim.Effects()); n != 0 {
+		t.Fatalf("%d effects before any replay, want 0", n)
+	}
+}
+
+func TestReplayFilteredSubset(t *testing.T) {
+	p := newPipeline(t)
+	p.deadLetterSet(t)
+	ctx := t.Context()
+
+	all, err := p.q.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes := map[actions.Class]int{}
+	for _, e := range all.Entries {
+		classes[e.Class()]++
+	}
+	if want := map[actions.Class]int{actions.ClassExhausted: 6, actions.ClassPermanent: 2, actions.ClassInvalid: 2}; !mapsEqual(classes, want) {
+		t.Fatalf("classes %v, want %v", classes, want)
+	}
+
+	f, err := ParseFilter(Values{Class: "exhausted", Type: "send"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := p.q.List(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"send-1", "send-2", "send-3", "send-4"}
+	if got := ids(sel.Entries); !slices.Equal(got, want) {
+		t.Fatalf("selected %v, want %v", got, want)
+	}
+
+	// A dry run changes nothing.
+	c, err := p.q.Replay(ctx, sel.Entries, ReplayOptions{DryRun: true})
+	if err != nil || c.Replayed != 4 {
+		t.Fatalf("dry run: %+v, %v", c, err)
+	}
+	if n, _ := p.q.Count(ctx); n != 10 {
+		t.Fatalf("dry run left %d dead letters, want 10", n)
+	}
+
+	var steps []Step
+	c, err = p.q.Replay(ctx, sel.Entries, ReplayOptions{Rate: 1000, Progress: func(s Step) { steps = append(steps, s) }})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if c != (Counts{Replayed: 4}) || len(steps) != 4 || steps[3].Done != 4 || steps[3].Total != 4 {
+		t.Fatalf("counts %+v, %d steps", c, len(steps))
+	}
+	eventually(t, "results of the replayed commands", func() bool { return len(p.results(t)) == 4 })
+	p.waitIdle(t)
+
+	if got := p.results(t); !mapsEqual(got, map[string]int{"send-1": 1, "send-2": 1, "send-3": 1, "send-4": 1}) {
+		t.Errorf("results %v, want one per replayed command", got)
+	}
+	if got := p.effects(); !mapsEqual(got, map[string]int{"send-1": 1, "send-2": 1, "send-3": 1, "send-4": 1}) {
+		t.Errorf("effects %v, want one per replayed command", got)
+	}
+	for _, e := range p.sim.Effects() {
+		if e.IdempotencyKey == "send-3" && (e.ChatID != "email:jo@example.com" || e.From != "agent" || e.Content != "three") {
+			t.Errorf("send-3 effect %+v: the command changed on its way back", e)
+		}
+	}
+	left, err := p.q.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(left.Entries), []string{"", "bad-1", "note-1", "note-2", "perm-1", "perm-2"}; !slices.Equal(got, want) {
+		t.Errorf("left in CHAT_DLQ: %v, want %v", got, want)
+	}
+}
+
+func TestReplaySkipsInvalidAndRaw(t *testing.T) {
+	p := newPipeline(t)
+	p.deadLetterSet(t)
+	ctx := t.Context()
+	sel, err := p.q.List(ctx, Filter{Classes: []actions.Class{actions.ClassInvalid}})
+	if err != nil || len(sel.Entries) != 2 {
+		t.Fatalf("invalid: %d, %v", len(sel.Entries), err)
+	}
+	c, err := p.q.Replay(ctx, sel.Entries, ReplayOptions{})
+	if err != nil || c != (Counts{Skipped: 2}) {
+		t.Fatalf("without --include-invalid: %+v, %v", c, err)
+	}
+	var reasons []string
+	c, err = p.q.Replay(ctx, sel.Entries, ReplayOptions{IncludeInvalid: true, Progress: func(s Step) {
+		if s.Action == Skipped {
+			reasons = append(reasons, s.Reason)
+		}
+	}})
+	if err != nil || c != (Counts{Replayed: 1, Skipped: 1}) {
+		t.Fatalf("with --include-invalid: %+v, %v", c, err)
+	}
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "not JSON") {
+		t.Errorf("skip reasons %q: want the raw one explained", reasons)
+	}
+	// The invalid command dies again, as a new dead letter.
+	p.waitIdle(t)
+	eventually(t, "the invalid command to die again", func() bool {
+		s, err := p.q.List(ctx, Filter{ID: "bad-1"})
+		return err == nil && len(s.Entries) == 1 && s.Entries[0].Letter.Headers[ReplayedFromHeader] != nil
+	})
+}
+
+func TestReplayInterruptedAndRunAgain(t *testing.T) {
+	p := newPipeline(t)
+	p.deadLetterSet(t)
+	ctx := t.Context()
+	f := Filter{Classes: []actions.Class{actions.ClassExhausted}}
+	sel, err := p.q.List(ctx, f)
+	if err != nil || len(sel.Entries) != 6 {
+		t.Fatalf("list: %d, %v", len(sel.Entries), err)
+	}
+
+	// Die after the third republish is stored and before its dead letter
+	// is removed: the worst moment.
+	crash := errors.New("killed")
+	published := 0
+	c, err := p.q.Replay(ctx, sel.Entries, ReplayOptions{afterPublish: func(Entry) error {
+		if published++; published == 3 {
+			return crash
+		}
+		return nil
+	}})
+	if !errors.Is(err, crash) || c.Replayed != 2 {
+		t.Fatalf("first run: %+v, %v", c, err)
+	}
+	// Let the worker execute the third republish before the second run, so
+	// only the stream's duplicate detection can keep it from running twice.
+	eventually(t, "three results", func() bool { return len(p.results(t)) == 3 })
+
+	sel, err = p.q.List(ctx, f)
+	if err != nil || len(sel.Entries) != 4 {
+		t.Fatalf("after the crash: %d left, %v; want 4", len(sel.Entries), err)
+	}
+	c, err = p.q.Replay(ctx, sel.Entries, ReplayOptions{})
+	if err != nil || c != (Counts{Replayed: 4, Already: 1}) {
+		t.Fatalf("second run: %+v, %v", c, err)
+	}
+	eventually(t, "six results", func() bool { return len(p.results(t)) == 6 })
+	p.waitIdle(t)
+
+	want := map[string]int{"send-1": 1, "send-2": 1, "send-3": 1, "send-4": 1, "note-1": 1, "note-2": 1}
+	if got := p.results(t); !mapsEqual(got, want) {
+		t.Errorf("results %v, want %v", got, want)
+	}
+	if got := p.effects(); !mapsEqual(got, want) {
+		t.Errorf("effects %v, want %v", got, want)
+	}
+	if n, _ := p.q.Count(ctx); n != 4 {
+		t.Errorf("%d dead letters left, want the 4 not exhausted", n)
+	}
+}
+
+func TestShowAndPurge(t *testing.T) {
+	p := newPipeline(t)
+	p.deadLetterSet(t)
+	ctx := t.Context()
+	e, err := p.q.Get(ctx, "perm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Class() != actions.ClassPermanent || e.Letter.Error.APIStatus != 404 || e.ChatID != "missing:1" || e.Type != "send" {
+		t.Errorf("perm-1: %+v", e)
+	}
+	bySeq, err := p.q.Get(ctx, strconv.FormatUint(e.Seq, 10))
+	if err != nil || bySeq.ID != "perm-1" {
+		t.Errorf("by sequence: %+v, %v", bySeq, err)
+	}
+	if _, err := p.q.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown id: %v, want ErrNotFound", err)
+	}
+	sel, err := p.q.List(ctx, Filter{Types: []string{"note"}, ChatID: "chat-a"})
+	if err != nil || len(sel.Entries) != 1 || sel.Entries[0].ID != "note-1" {
+		t.Fatalf("note on chat-a: %+v, %v", sel, err)
+	}
+	sel, err = p.q.List(ctx, Filter{Classes: []actions.Class{actions.ClassExhausted}, Limit: 2})
+	if err != nil || len(sel.Entries) != 2 || sel.Matched != 6 {
+		t.Fatalf("limit: %d of %d, %v", len(sel.Entries), sel.Matched, err)
+	}
+	n, err := p.q.Purge(ctx, sel.Entries)
+	if err != nil || n != 2 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	if c, _ := p.q.Count(ctx); c != 8 {
+		t.Errorf("%d left after purging 2 of 10", c)
+	}
+	future, err := p.q.List(ctx, Filter{Since: time.Now().Add(time.Hour)})
+	if err != nil || len(future.Entries) != 0 {
+		t.Errorf("since the future: %d, %v", len(future.Entries), err)
+	}
+	past, err := p.q.List(ctx, Filter{Until: time.Now().Add(-time.Hour)})
+	if err != nil || len(past.Entries) != 0 {
+		t.Errorf("until an hour ago: %d, %v", len(past.Entries), err)
+	}
+}
+
+func TestOpenWithoutStream(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	_, err := Open(t.Context(), js, Config{})
+	if !errors.Is(err, ErrNoStream) || !strings.Contains(err.Error(), "worker provision") {
+		t.Fatalf("err = %v, want ErrNoStream naming `worker provision`", err)
+	}
+}
+
+func TestRepublishDropsNatsHeaders(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(t.Context(), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Entry{Seq: 7, ID: "x-1", Letter: consumer.DeadLetter{
+		Command: json.RawMessage(`{"id":"x-1","type":"archive","chat_id":"c"}`),
+		Subject: "chat.commands.archive.c",
+		Headers: map[string][]string{"Nats-Msg-Id": {"x-1"}, "Nats-Expected-Last-Sequence": {"1"}, "traceparent": {"00-abc"}},
+		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+	}}
+	ack, err := q.republish(t.Context(), e)
+	if err != nil || ack.Duplicate {
+		t.Fatalf("republish: %+v, %v", ack, err)
+	}
+	st, _ := js.Stream(t.Context(), "CHAT_COMMANDS")
+	m, err := st.GetMsg(t.Context(), ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get(nats.MsgIdHdr); got != "x-1:replay:7" {
+		t.Errorf("Nats-Msg-Id %q", got)
+	}
+	if m.Header.Get("traceparent") != "00-abc" || m.Header.Get(ReplayedFromHeader) != "CHAT_DLQ:7" || m.Header.Get("Nats-Expected-Last-Sequence") != "" {
+		t.Errorf("headers %v", m.Header)
+	}
+	if ack, err := q.republish(t.Context(), e); err != nil || !ack.Duplicate {
+		t.Errorf("second republish: %+v, %v; want a duplicate", ack, err)
+	}
+}
+
+func mapsEqual[K comparable](a, b map[K]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,180 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+)
+
+// ReplayedFromHeader marks a republished command with the dead letter it
+// came from ("CHAT_DLQ:42"), so a command that dies again can be traced.
+const ReplayedFromHeader = "Chat-Replayed-From"
+
+// ReplayOptions control a replay.
+type ReplayOptions struct {
+	// Rate caps republishes per second; 0 means no cap.
+	Rate float64
+	// DryRun reports what would happen and changes nothing.
+	DryRun bool
+	// IncludeInvalid replays dead letters of class invalid too. They failed
+	// because the command itself is malformed, so they usually fail again.
+	IncludeInvalid bool
+	// Progress, when set, is called after each dead letter.
+	Progress func(Step)
+
+	// afterPublish runs after a republish was stored and before its dead
+	// letter is deleted; an error stops the replay there, as a crash would.
+	afterPublish func(Entry) error
+}
+
+// Action is what replay did with one dead letter.
+type Action string
+
+const (
+	Replayed    Action = "replayed"     // republished and removed
+	Republished Action = "already"      // an earlier, interrupted replay had republished it: removed
+	WouldReplay Action = "would-replay" // dry run
+	Skipped     Action = "skipped"      // cannot or may not be replayed: left in place
+)
+
+// Counts add up what a replay did.
+type Counts struct {
+	Replayed int `json:"replayed"` // including Already
+	Already  int `json:"already"`  // republished by an earlier run, now removed
+	Skipped  int `json:"skipped"`
+}
+
+// Step reports one dead letter handled by Replay.
+type Step struct {
+	Entry   Entry
+	Action  Action
+	Reason  string // why it was skipped
+	Done    int    // dead letters handled so far, this one included
+	Total   int
+	Counts  Counts
+	Elapsed time.Duration
+}
+
+// Replay republishes each dead letter's command to its original subject and
+// removes the dead letter once JetStream has stored the republish. Entries
+// come from List. It stops at the first NATS failure; what was done is in
+// the returned Counts, and running the same replay again is safe:
+//
+//   - the republish carries Nats-Msg-Id "<command id>:replay:<dead-letter
+//     sequence>", so a republish whose dead letter was not yet removed is
+//     dropped by the commands stream as a duplicate within its window;
+//   - after the window, the idempotency store still keeps a command that
+//     succeeded from running twice.
+func (q *Queue) Replay(ctx context.Context, entries []Entry, opts ReplayOptions) (Counts, error) {
+	var (
+		c     Counts
+		lim   *rate.Limiter
+		start = time.Now()
+	)
+	if opts.Rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(opts.Rate), 1)
+	}
+	report := func(i int, e Entry, a Action, reason string) {
+		if opts.Progress != nil {
+			opts.Progress(Step{Entry: e, Action: a, Reason: reason, Done: i + 1, Total: len(entries), Counts: c, Elapsed: time.Since(start)})
+		}
+	}
+	for i, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return c, err
+		}
+		if reason := q.unreplayable(e, opts.IncludeInvalid); reason != "" {
+			c.Skipped++
+			report(i, e, Skipped, reason)
+			continue
+		}
+		if opts.DryRun {
+			c.Replayed++
+			report(i, e, WouldReplay, "")
+			continue
+		}
+		if lim != nil {
+			if err := lim.Wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					return c, ctx.Err()
+				}
+				return c, err
+			}
+		}
+		ack, err := q.republish(ctx, e)
+		if err != nil {
+			if ctx.Err() != nil {
+				return c, ctx.Err()
+			}
+			return c, fmt.Errorf("republish dead letter %d (command %q) to %s: %w; it stays in %s, and running the replay again is safe",
+				e.Seq, e.ID, e.Letter.Subject, err, q.cfg.Stream)
+		}
+		if opts.afterPublish != nil {
+			if err := opts.afterPublish(e); err != nil {
+				return c, err
+			}
+		}
+		if err := q.delete(ctx, e.Seq); err != nil {
+			return c, fmt.Errorf("%w; its command was republished, so running the replay again only removes it", err)
+		}
+		c.Replayed++
+		action := Replayed
+		if ack.Duplicate {
+			c.Already++
+			action = Republished
+		}
+		report(i, e, action, "")
+	}
+	return c, nil
+}
+
+// unreplayable says why e cannot or may not be replayed, or "".
+func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
+	commands := strings.TrimSuffix(q.cfg.Subjects.CommandsFilter(), ">")
+	switch {
+	case e.Malformed != "":
+		return e.Malformed
+	case len(e.Letter.Command) == 0 && len(e.Letter.Raw) > 0:
+		return "the command was not JSON (kept as raw bytes), so it cannot be replayed: publish a corrected command, then purge this one"
+	case len(e.Letter.Command) == 0:
+		return "the dead letter holds no command"
+	case e.Class() == actions.ClassInvalid && !includeInvalid:
+		return "class invalid: the command itself is malformed and would fail again (--include-invalid replays it anyway)"
+	case !strings.HasPrefix(e.Letter.Subject, commands) || strings.ContainsAny(e.Letter.Subject, " \t\r\n*>"):
+		return fmt.Sprintf("its original subject %q is not a command subject (%s...)", e.Letter.Subject, commands)
+	}
+	return ""
+}
+
+// republish publishes e's command as it was first received, and waits for
+// the commands stream to store it.
+func (q *Queue) republish(ctx context.Context, e Entry) (*jetstream.PubAck, error) {
+	msg := &nats.Msg{Subject: e.Letter.Subject, Data: e.Letter.Command, Header: nats.Header{}}
+	for k, vs := range e.Letter.Headers {
+		// Nats-* headers steer JetStream (the original Nats-Msg-Id would be
+		// dropped as a duplicate within the window; expectations would fail).
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		for _, v := range vs {
+			msg.Header.Add(k, v)
+		}
+	}
+	msg.Header.Set(ReplayedFromHeader, q.cfg.Stream+":"+strconv.FormatUint(e.Seq, 10))
+	id := e.ID
+	if id == "" {
+		id = "-"
+	}
+	pctx, cancel := withTimeout(ctx)
+	defer cancel()
+	return q.js.PublishMsg(pctx, msg,
+		jetstream.WithMsgID(id+":replay:"+strconv.FormatUint(e.Seq, 10)),
+		jetstream.WithExpectStream(q.cfg.CommandsStream))
+}
