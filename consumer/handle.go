@@ -38,15 +38,16 @@ type delivery struct {
 
 // Handle executes one command message and settles it: it acknowledges the
 // message only after its result or dead letter is stored. It does not care
-// how the message was fetched.
-func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
+// how the message was fetched. It reports whether the message left the
+// stream (acknowledged or terminated) rather than being handed back.
+func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) bool {
 	d := &delivery{msg: msg, log: w.log, traceparent: msg.Headers().Get("traceparent")}
 	if d.traceparent != "" {
 		d.log = d.log.With(zap.String("traceparent", d.traceparent))
 	}
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
-	w.settle(ctx, d, w.process(ctx, d))
+	return w.settle(ctx, d, w.process(ctx, d))
 }
 
 func (w *Worker) process(ctx context.Context, d *delivery) verdict {
@@ -285,7 +286,7 @@ func isJSONObject(data []byte) bool {
 
 // settle publishes the verdict's record, then acknowledges; or hands the
 // message back. A record that cannot be stored means no acknowledgement.
-func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) {
+func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 	ctx = context.WithoutCancel(ctx) // a record being stored is worth finishing
 	seq := uint64(0)
 	if d.meta != nil {
@@ -297,13 +298,15 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) {
 		if err != nil {
 			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
 			w.nak(d, time.Second)
-			return
+			return false
 		}
 		w.m.succeeded(string(d.cmd.Type), v.result.Status)
 		d.log.Info("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
 		if err := d.msg.Ack(); err != nil {
 			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
+			return false
 		}
+		return true
 	case v.dead != nil:
 		id, subject := d.cmd.ID, w.deadLetterSubject(d)
 		if id == "" {
@@ -312,15 +315,18 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) {
 		if err := w.publish(ctx, subject, id, seq, v.dead); err != nil {
 			d.log.Error("storing the dead letter failed: handing the command back", zap.Error(err))
 			w.nak(d, time.Second)
-			return
+			return false
 		}
 		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
 		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.msg.Subject()))
 		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
 			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
+			return false
 		}
+		return true
 	default:
 		w.nak(d, v.retryIn)
+		return false
 	}
 }
 

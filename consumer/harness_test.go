@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,4 +253,18 @@ func (p *pipeline) count(stream string) uint64 {
 		p.t.Fatal(err)
 	}
 	return info.State.Msgs
+}
+
+// failFirst fails the first call for one chat with a retryable error.
+type failFirst struct {
+	next   consumer.Executor
+	chat   string
+	failed atomic.Bool
+}
+
+func (f *failFirst) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+	if cmd.ChatID == f.chat && f.failed.CompareAndSwap(false, true) {
+		return actions.Outcome{}, fmt.Errorf("simulated outage: %w", chat.ErrRetryable)
+	}
+	return f.next.Execute(ctx, cmd)
 }

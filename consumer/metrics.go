@@ -24,6 +24,7 @@ type Metrics struct {
 	Pending     prometheus.Gauge
 	AckPending  prometheus.Gauge
 	Redelivered prometheus.Gauge
+	orderWaits  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -52,9 +53,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands delivered but not yet acknowledged."}),
 		Redelivered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_redelivered",
 			Help: "Commands being redelivered."}),
+		orderWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "order_waits_total",
+			Help: "Commands handed back because an earlier command of their chat was still pending."}),
 	}
 	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
-		m.limiterWait, m.Pending, m.AckPending, m.Redelivered)
+		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits)
 	return m
 }
 
@@ -110,5 +113,11 @@ func (m *Metrics) retried(err error) {
 func (m *Metrics) inFlight(delta float64) {
 	if m != nil {
 		m.inflight.Add(delta)
+	}
+}
+
+func (m *Metrics) orderWait() {
+	if m != nil {
+		m.orderWaits.Inc()
 	}
 }

@@ -114,6 +114,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 		cfg.Storage = t.Storage
 		cfg.Replicas = t.Replicas
 		cfg.Discard = jetstream.DiscardOld
+		// Direct gets serve the per-chat order check (and dead-letter
+		// tooling) from any replica, without the JetStream API's overhead.
+		cfg.AllowDirect = true
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, explain(err))
 		}

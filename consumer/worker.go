@@ -30,9 +30,12 @@ type Config struct {
 	// Run's context is cancelled; then they are handed back unacknowledged.
 	ShutdownGrace time.Duration // 20 s
 	// Name identifies this worker in dead letters ("host/pid").
-	Name    string
-	Logger  *zap.Logger
-	Metrics *Metrics // optional
+	Name string
+	// Unordered turns per-chat order off: commands of one chat may then run
+	// in parallel (one fewer JetStream round trip per command).
+	Unordered bool
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
 }
 
 func (c Config) withDefaults() Config {
@@ -65,6 +68,9 @@ type Worker struct {
 	m     *Metrics
 	now   func() time.Time
 
+	commands jetstream.Stream // for the per-chat order check
+	lanes    *lanes
+
 	draining atomic.Bool
 }
 
@@ -76,7 +82,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if store == nil {
 		store = noStore{}
 	}
-	return &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now}
+	return &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now, lanes: newLanes()}
 }
 
 // Draining reports whether Run is shutting down.
@@ -86,6 +92,12 @@ func (w *Worker) Draining() bool { return w.draining.Load() }
 // back commands it fetched but had not started, lets in-flight commands
 // finish within the shutdown grace, and hands back any still running.
 func (w *Worker) Run(ctx context.Context) error {
+	if !w.cfg.Unordered {
+		var err error
+		if w.commands, err = w.js.Stream(ctx, w.cfg.Topology.CommandsStream); err != nil {
+			return fmt.Errorf("stream %s: %w", w.cfg.Topology.CommandsStream, err)
+		}
+	}
 	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Topology.CommandsStream, err)
@@ -99,34 +111,72 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	defer stopWatch()
 
+	keepAliveCtx, stopKeepAlive := context.WithCancel(workCtx)
+	defer stopKeepAlive()
+	if w.cfg.Unordered {
+		w.lanes = nil
+	} else {
+		go w.keepQueuedAlive(keepAliveCtx)
+	}
+
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, w.cfg.Concurrency)
+	start := func(f func()) bool {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			f()
+		}()
+		return true
+	}
+	failures := 0
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			break
 		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			it.Stop()
+			wg.Wait()
+			return fmt.Errorf("consumer %s is gone: run `worker provision` (or restart the worker) to create it again: %w", w.cfg.Topology.Durable, err)
+		}
 		if err != nil {
 			// Missed heartbeats and similar: the iterator recovers by itself
 			// once NATS is reachable again.
+			failures++
 			w.log.Warn("fetching commands", zap.Error(err))
+			sleepCtx(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
 			continue
 		}
+		failures = 0
 		if ctx.Err() != nil {
 			w.handBack(msg)
 			continue
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			w.handBack(msg)
+		token, ordered := w.orderToken(msg.Subject())
+		if !ordered {
+			if !start(func() { w.Handle(workCtx, msg) }) {
+				w.handBack(msg)
+			}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			w.Handle(workCtx, msg)
-		}()
+		l, ok := w.lanes.add(token, msg)
+		switch {
+		case !ok:
+			w.nakMsg(msg, time.Second)
+		case l != nil:
+			if !start(func() { w.runLane(workCtx, l) }) {
+				for _, m := range w.lanes.takeAll(l) {
+					w.handBack(m)
+				}
+				w.lanes.next(l) // removes the now empty lane
+			}
+		}
 	}
 
 	done := make(chan struct{})
@@ -139,6 +189,32 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// orderToken returns the chat token of a command subject when commands are
+// kept in per-chat order; a subject that cannot be parsed needs no order
+// (it becomes a dead letter).
+func (w *Worker) orderToken(subject string) (string, bool) {
+	if w.lanes == nil {
+		return "", false
+	}
+	_, token, err := w.cfg.Topology.Subjects.ParseCommand(subject)
+	return token, err == nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (w *Worker) nakMsg(msg jetstream.Msg, delay time.Duration) {
+	if err := msg.NakWithDelay(delay); err != nil {
+		w.log.Warn("handing back a command", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
 }
 
 func (w *Worker) handBack(msg jetstream.Msg) {

@@ -36,6 +36,7 @@ type workerFlags struct {
 	idemTTL      time.Duration
 	idemLease    time.Duration
 	grace        time.Duration
+	perChatOrder bool
 	retry        consumer.RetryPolicy
 }
 
@@ -51,6 +52,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", 24*time.Hour, "how long a succeeded command id is remembered")
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", time.Minute, "how long a claim on a command id holds off other workers")
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", 20*time.Second, "on SIGTERM, how long in-flight commands may take to finish")
+	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", 8, "API calls per command before it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", time.Hour, "time from a command's first attempt after which it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", 200*time.Millisecond, "first retry's backoff ceiling (doubles each attempt, full jitter)")
@@ -143,7 +145,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken}
 	a.worker = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
-		Name: name, Logger: log, Metrics: metrics,
+		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder,
 	})
 	if f.httpAddr != "" {
 		if err := a.serveHTTP(f.httpAddr); err != nil {

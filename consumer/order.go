@@ -1,0 +1,206 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Per-chat order
+//
+// Commands for one chat must reach the API in the order they were
+// published, on any number of workers, while other chats run in parallel.
+// The rule that gives this needs no partitions and no coordination between
+// workers: the commands stream is a work queue, so a command leaves it only
+// when it is acknowledged or dead-lettered, and a command is executed only
+// when it is the oldest command of its chat still in the stream (its chat's
+// head). An earlier command that is running elsewhere, waiting for a retry,
+// or stranded on a crashed worker holds back the later ones until it is
+// settled; a dead letter releases its chat. The check is one direct get on
+// the stream: the first message at or after a sequence on
+// <prefix>.commands.*.<chat token>.
+//
+// Inside one worker, a lane per chat runs that chat's commands one after
+// another, so commands that arrive together wait in memory rather than
+// going back to the stream.
+
+// maxLaneQueue bounds how many commands of one chat a worker holds; more are
+// handed back for a little while.
+const maxLaneQueue = 256
+
+// lane is the commands of one chat held by this worker, oldest first.
+type lane struct {
+	token string
+	queue []jetstream.Msg
+	// settled is the stream sequence of this chat's last command that this
+	// worker acknowledged or dead-lettered: no older command of the chat
+	// can still be in the stream, so the head search starts after it.
+	settled uint64
+}
+
+type lanes struct {
+	mu     sync.Mutex
+	byChat map[string]*lane
+	// recent remembers settled sequences of chats whose lane emptied, so a
+	// command arriving right after its predecessor's ack does not mistake
+	// the not-yet-removed predecessor for a head. Reset when large: it is
+	// only an optimisation.
+	recent map[string]uint64
+}
+
+func newLanes() *lanes {
+	return &lanes{byChat: map[string]*lane{}, recent: map[string]uint64{}}
+}
+
+// add queues msg behind its chat's commands in this worker. It returns a
+// new lane that the caller must run, or nil when the chat already has one
+// (or when the lane is full: then ok is false and the caller hands the
+// message back).
+func (ls *lanes) add(token string, msg jetstream.Msg) (l *lane, ok bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l := ls.byChat[token]; l != nil {
+		if len(l.queue) >= maxLaneQueue {
+			return nil, false
+		}
+		l.queue = append(l.queue, msg)
+		return nil, true
+	}
+	l = &lane{token: token, queue: []jetstream.Msg{msg}, settled: ls.recent[token]}
+	delete(ls.recent, token)
+	ls.byChat[token] = l
+	return l, true
+}
+
+// next takes the lane's oldest command, or removes the empty lane.
+func (ls *lanes) next(l *lane) (jetstream.Msg, uint64, bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(l.queue) == 0 {
+		delete(ls.byChat, l.token)
+		if l.settled > 0 {
+			if len(ls.recent) >= 1<<14 {
+				clear(ls.recent)
+			}
+			ls.recent[l.token] = l.settled
+		}
+		return nil, 0, false
+	}
+	msg := l.queue[0]
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	return msg, l.settled, true
+}
+
+func (ls *lanes) markSettled(l *lane, seq uint64) {
+	ls.mu.Lock()
+	l.settled = max(l.settled, seq)
+	ls.mu.Unlock()
+}
+
+// takeAll empties the lane's queue.
+func (ls *lanes) takeAll(l *lane) []jetstream.Msg {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	q := l.queue
+	l.queue = nil
+	return q
+}
+
+// each calls f for every queued command (for keep-alives).
+func (ls *lanes) each(f func(jetstream.Msg)) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, l := range ls.byChat {
+		for _, m := range l.queue {
+			f(m)
+		}
+	}
+}
+
+// runLane executes a chat's commands in order until its lane is empty.
+func (w *Worker) runLane(ctx context.Context, l *lane) {
+	for {
+		msg, settled, ok := w.lanes.next(l)
+		if !ok {
+			return
+		}
+		if w.draining.Load() {
+			w.handBack(msg)
+			continue
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			w.Handle(ctx, msg) // dead-letters or hands back; no order to keep
+			continue
+		}
+		head, err := w.isHead(ctx, l.token, settled+1, meta.Sequence.Stream)
+		if err != nil {
+			w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
+		}
+		if !head {
+			// An earlier command of this chat is still in the stream: this
+			// one and everything behind it wait.
+			w.m.orderWait()
+			delay := orderDelay(meta.NumDelivered)
+			w.nakMsg(msg, delay)
+			for _, m := range w.lanes.takeAll(l) {
+				w.nakMsg(m, delay)
+			}
+			continue
+		}
+		if w.Handle(ctx, msg) {
+			w.lanes.markSettled(l, meta.Sequence.Stream)
+		}
+	}
+}
+
+// isHead reports whether the command at seq is the oldest command of its
+// chat in the stream, searching from sequence from on.
+func (w *Worker) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.chatFilter(token)))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Not even this command is there (it aged out of the stream):
+		// nothing older can be either.
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return first.Sequence >= seq, nil
+}
+
+func (w *Worker) chatFilter(token string) string {
+	return w.cfg.Topology.Subjects.CommandsFilter()[:len(w.cfg.Topology.Subjects.CommandsFilter())-1] + "*." + token
+}
+
+// orderDelay is how long a command waits behind an earlier command of its
+// chat held elsewhere: short at first (the earlier one is usually about to
+// finish), growing to a second.
+func orderDelay(delivered uint64) time.Duration {
+	ceiling := 20 * time.Millisecond << min(delivered, 6)
+	ceiling = min(ceiling, time.Second)
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)))
+}
+
+// keepQueuedAlive tells JetStream that commands waiting in lanes are being
+// worked on, so they are not redelivered to another worker meanwhile.
+func (w *Worker) keepQueuedAlive(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Topology.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.lanes.each(func(m jetstream.Msg) { _ = m.InProgress() })
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package consumer_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+)
+
+// TestPerChatOrderAcrossWorkersWithRetries runs three workers on one
+// consumer while the simulator fails and drops calls, including retries
+// long enough to hand commands back to the stream. Every chat's effects
+// must still be in publish order, each exactly once.
+func TestPerChatOrderAcrossWorkersWithRetries(t *testing.T) {
+	p := newBarePipeline(t,
+		withFaults(chatsim.Faults{ErrorRate: 0.2, DropRate: 0.05, LatencyJitter: 2 * time.Millisecond}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 50, InitialInterval: 2 * time.Millisecond, MaxInterval: 30 * time.Millisecond, InProcessMax: 10 * time.Millisecond}))
+	for range 3 {
+		p.start(p.executor)
+	}
+	const chats, perChat = 12, 15
+	for i := range perChat {
+		for c := range chats {
+			p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
+		}
+	}
+	p.results(chats * perChat)
+	p.settled()
+
+	next := map[string]int{}
+	seen := map[string]bool{}
+	for _, e := range p.sim.Effects() {
+		if seen[e.IdempotencyKey] {
+			t.Errorf("command %s took effect twice", e.IdempotencyKey)
+		}
+		seen[e.IdempotencyKey] = true
+		if want := strconv.Itoa(next[e.ChatID]); e.Content != want {
+			t.Errorf("chat %s: effect %q arrived when %q was next", e.ChatID, e.Content, want)
+		}
+		next[e.ChatID]++
+	}
+	for c := range chats {
+		if got := next[fmt.Sprintf("chat-%d", c)]; got != perChat {
+			t.Errorf("chat-%d: %d effects, want %d", c, got, perChat)
+		}
+	}
+}
+
+// TestDeadLetterReleasesItsChat: a command that fails for good must not
+// block the commands of its chat behind it.
+func TestDeadLetterReleasesItsChat(t *testing.T) {
+	p := newPipeline(t)
+	p.publishRaw("chat.commands.send.abc", "bad", []byte(`{"id":"bad","type":"send","chat_id":"abc"}`))
+	p.publish(actions.Send{ChatID: "abc", Content: "after the bad one"})
+	p.deadLetters(1)
+	r := p.results(1)[0]
+	if r.Status != consumer.StatusSucceeded {
+		t.Errorf("result %+v", r)
+	}
+	p.settled()
+}
+
+// TestRetryHoldsBackItsChatOnly: while one chat's first command waits for
+// its retry, the chat's next command waits too, and other chats proceed.
+func TestRetryHoldsBackItsChatOnly(t *testing.T) {
+	p := newBarePipeline(t, withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: 300 * time.Millisecond, InProcessMax: time.Millisecond}))
+	p.start(&failFirst{next: p.executor, chat: "slow"})
+	first := p.publish(actions.Send{ChatID: "slow", Content: "1"})
+	second := p.publish(actions.Send{ChatID: "slow", Content: "2"})
+	other := p.publish(actions.Send{ChatID: "fast", Content: "x"})
+	results := p.results(3)
+	var order []string
+	for _, r := range results {
+		order = append(order, r.ID)
+	}
+	got := strings.Join(order, ",")
+	if want := other.ID + "," + first.ID + "," + second.ID; got != want {
+		t.Errorf("results in order %s, want other, first, second (%s)", got, want)
+	}
+}
