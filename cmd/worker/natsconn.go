@@ -29,6 +29,11 @@ type natsFlags struct {
 	tlsKey   string
 	prefix   string
 	replicas int
+
+	// Dead-letter retention (see consumer.Topology).
+	dlqMaxAge   time.Duration
+	dlqMaxMsgs  int
+	dlqMaxBytes int
 }
 
 func (n *natsFlags) register(fs *flagSet) {
@@ -41,12 +46,16 @@ func (n *natsFlags) register(fs *flagSet) {
 	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
 	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
 	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", 30*24*time.Hour, "how long CHAT_DLQ keeps a dead letter (commands are kept 7 days)")
+	fs.Int(&n.dlqMaxMsgs, "dlq-max-msgs", "WORKER_DLQ_MAX_MSGS", -1, "most dead letters CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
+	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }
 
 func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }
 
 func (n *natsFlags) topology() consumer.Topology {
-	return consumer.Topology{Subjects: n.subjects(), Replicas: n.replicas}
+	return consumer.Topology{Subjects: n.subjects(), Replicas: n.replicas,
+		DeadLettersMaxAge: n.dlqMaxAge, DeadLettersMaxMsgs: int64(n.dlqMaxMsgs), DeadLettersMaxBytes: int64(n.dlqMaxBytes)}
 }
 
 // options turns the flags and secret variables into connection options.
