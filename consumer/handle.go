@@ -164,9 +164,19 @@ func (r *retryLater) Unwrap() error { return r.err }
 // replayed dead letter can run again) and turns err into a verdict: this is
 // the one place where a class decides between retrying and dead-lettering.
 func (w *Worker) failed(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) verdict {
+	v := w.failedVerdict(ctx, d, claim, err)
+	if v.dead != nil {
+		// The dead letter keeps the attempt count; the record starts a
+		// fresh budget, so a replayed dead letter gets a full set of retries.
+		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = 0, time.Time{}, time.Time{}
+	}
 	if rerr := w.store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
 		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(rerr))
 	}
+	return v
+}
+
+func (w *Worker) failedVerdict(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) verdict {
 	var later *retryLater
 	switch {
 	case errors.As(err, &later):

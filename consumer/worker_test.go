@@ -286,3 +286,16 @@ type alwaysPanics struct{}
 func (alwaysPanics) Execute(context.Context, actions.Command) (actions.Outcome, error) {
 	panic("kaboom")
 }
+
+func TestReplayedDeadLetterGetsAFreshBudget(t *testing.T) {
+	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.deadLetters(1)
+	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"x"}`, cmd.ID)
+	p.publishRaw("chat.commands.send.abc", cmd.ID+":replay:1", []byte(body))
+	again := p.deadLetters(2)[1]
+	if again.Error.Class != actions.ClassExhausted || again.Attempts != 3 {
+		t.Errorf("replayed dead letter: %+v after %d attempts, want exhausted after 3", again.Error, again.Attempts)
+	}
+}
