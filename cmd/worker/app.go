@@ -37,6 +37,8 @@ type workerFlags struct {
 	idemLease    time.Duration
 	grace        time.Duration
 	perChatOrder bool
+	ackWait      time.Duration
+	maxDeliver   int
 	retry        consumer.RetryPolicy
 }
 
@@ -52,6 +54,8 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", 24*time.Hour, "how long a succeeded command id is remembered")
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", time.Minute, "how long a claim on a command id holds off other workers")
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", 20*time.Second, "on SIGTERM, how long in-flight commands may take to finish")
+	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", 30*time.Second, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
+	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", 100, "deliveries of one command before JetStream gives up on it (the worker then dead-letters it)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", 8, "API calls per command before it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", time.Hour, "time from a command's first attempt after which it is dead-lettered as exhausted")
@@ -69,11 +73,17 @@ func (f *workerFlags) check() error {
 	if f.nats.replicas < 1 || f.nats.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", f.nats.replicas))
 	}
+	if f.maxDeliver < 2 {
+		errs = append(errs, fmt.Errorf("--max-deliver %d: want at least 2", f.maxDeliver))
+	}
+	if f.ackWait > 0 && f.idemLease > 0 && f.idemLease <= f.ackWait/3 {
+		errs = append(errs, fmt.Errorf("--idempotency-lease %v must exceed a third of --ack-wait %v, the interval at which the worker renews it", f.idemLease, f.ackWait))
+	}
 	if f.retry.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
 	}
 	for name, d := range map[string]time.Duration{"--idempotency-ttl": f.idemTTL, "--idempotency-lease": f.idemLease, "--shutdown-grace": f.grace,
-		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax} {
+		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax, "--ack-wait": f.ackWait} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want a positive duration such as 30s", name, d))
 		}
@@ -110,6 +120,8 @@ type app struct {
 // client options (the demo points it at the simulator).
 func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
+	a.topo.AckWait, a.topo.MaxDeliver = f.ackWait, f.maxDeliver
+	a.topo.MaxAckPending = max(1000, 4*f.concurrency)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := consumer.NewMetrics(a.reg)
 
