@@ -21,7 +21,7 @@ import (
 
 // scenario is one run of workers being killed and added while commands flow.
 type scenario struct {
-	honourKey bool          // the simulator honours Idempotency-Key
+	honourKey bool           // the simulator honours Idempotency-Key
 	faults    chatsim.Faults // injected API failures
 	commands  int
 	chats     int
@@ -30,8 +30,7 @@ type scenario struct {
 
 type outcome struct {
 	results, deadLetters, effects, duplicateEffects, outOfOrder int
-	missing                                                    []string
-	doubledRecords                                             []string
+	doubledRecords                                              []string
 }
 
 func TestKilledWorkersLoseNothingAndDoubleNothing(t *testing.T) {
