@@ -29,7 +29,10 @@ type verdict struct {
 
 // delivery is one command message being handled.
 type delivery struct {
-	msg         jetstream.Msg
+	msg         jetstream.Msg // nil when the message was read from the stream, not delivered
+	subject     string
+	data        []byte
+	headers     nats.Header
 	meta        *jetstream.MsgMetadata
 	cmd         actions.Command // zero until decoded
 	log         *zap.Logger
@@ -41,24 +44,29 @@ type delivery struct {
 // how the message was fetched. It reports whether the message left the
 // stream (acknowledged or terminated) rather than being handed back.
 func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) bool {
-	d := &delivery{msg: msg, log: w.log, traceparent: msg.Headers().Get("traceparent")}
-	if d.traceparent != "" {
-		d.log = d.log.With(zap.String("traceparent", d.traceparent))
-	}
+	d := w.newDelivery(msg, msg.Subject(), msg.Data(), msg.Headers())
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
 	return w.settle(ctx, d, w.process(ctx, d))
+}
+
+func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
+	d := &delivery{msg: msg, subject: subject, data: data, headers: headers, log: w.log, traceparent: headers.Get("traceparent")}
+	if d.traceparent != "" {
+		d.log = d.log.With(zap.String("traceparent", d.traceparent))
+	}
+	return d
 }
 
 func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	meta, err := d.msg.Metadata()
 	if err != nil {
 		// Not a JetStream message: nothing to settle it against.
-		d.log.Error("command without JetStream metadata", zap.String("subject", d.msg.Subject()), zap.Error(err))
+		d.log.Error("command without JetStream metadata", zap.String("subject", d.subject), zap.Error(err))
 		return verdict{retryIn: time.Second}
 	}
 	d.meta = meta
-	cmd, err := actions.Decode(w.cfg.Topology.Subjects, d.msg.Subject(), d.msg.Data())
+	cmd, err := actions.Decode(w.cfg.Topology.Subjects, d.subject, d.data)
 	if err != nil {
 		w.m.received("invalid")
 		return w.deadLetter(d, nil, err)
@@ -261,8 +269,8 @@ func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) ve
 		class = actions.ClassExhausted
 	}
 	dl := &DeadLetter{
-		Subject:     d.msg.Subject(),
-		Headers:     d.msg.Headers(),
+		Subject:     d.subject,
+		Headers:     d.headers,
 		Error:       ErrorInfo{Class: class, Message: err.Error()},
 		Worker:      w.cfg.Name,
 		Stream:      d.meta.Stream,
@@ -274,7 +282,7 @@ func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) ve
 	if errors.As(err, &apiErr) {
 		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
 	}
-	if data := d.msg.Data(); isJSONObject(data) {
+	if data := d.data; isJSONObject(data) {
 		dl.Command = data
 	} else {
 		dl.Raw = data
@@ -328,7 +336,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 			return false
 		}
 		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
-		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.msg.Subject()))
+		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
 		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
 			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
 			return false
@@ -357,10 +365,10 @@ func (w *Worker) deadLetterSubject(d *delivery) string {
 	if d.cmd.Type != "" {
 		return s.DeadLetter(d.cmd.Type, actions.Token(d.cmd.ChatID))
 	}
-	if typ, token, err := s.ParseCommand(d.msg.Subject()); err == nil {
+	if typ, token, err := s.ParseCommand(d.subject); err == nil {
 		return s.DeadLetter(typ, token)
 	}
-	return s.InvalidDeadLetter(d.msg.Subject())
+	return s.InvalidDeadLetter(d.subject)
 }
 
 // publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a

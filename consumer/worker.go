@@ -98,6 +98,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("stream %s: %w", w.cfg.Topology.CommandsStream, err)
 		}
 	}
+	stopBackstop, err := w.watchMaxDeliveries(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopBackstop()
 	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Topology.CommandsStream, err)

@@ -299,3 +299,23 @@ func TestReplayedDeadLetterGetsAFreshBudget(t *testing.T) {
 		t.Errorf("replayed dead letter: %+v after %d attempts, want exhausted after 3", again.Error, again.Attempts)
 	}
 }
+
+func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
+	p := newBarePipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 5 * time.Millisecond, MaxInterval: 5 * time.Millisecond, InProcessMax: time.Microsecond}))
+	p.cfg.Topology.MaxDeliver = 3
+	p.start(p.executor)
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.deadLetters(1)[0]
+	p.settled()
+	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "delivered the command 3 times") {
+		t.Errorf("dead letter error = %+v", d.Error)
+	}
+	if !strings.Contains(string(d.Command), cmd.ID) || d.Attempts != 3 {
+		t.Errorf("dead letter = %s, attempts %d", d.Command, d.Attempts)
+	}
+	// The chat is free again.
+	p.sim.SetFaults(chatsim.Faults{})
+	p.publish(actions.Send{ChatID: "abc", Content: "next"})
+	p.results(1)
+}
