@@ -1,0 +1,142 @@
+package bench_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/test/bench"
+)
+
+// TestHarness checks that every kind of in-process run completes and
+// reports something; it measures nothing (timings are never asserted).
+func TestHarness(t *testing.T) {
+	r := &bench.Runner{}
+	scenarios := []bench.Scenario{
+		{Group: bench.GroupLimit, Mode: bench.ModeLimit, Commands: 30, Concurrency: 4, Chats: 5},
+		{Group: bench.GroupLimit, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Chats: 5},
+		{Group: bench.GroupLimit, Mode: bench.ModeNoStore, Commands: 30, Concurrency: 4, Chats: 1},
+		{Group: bench.GroupLittle, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
+		{Group: bench.GroupLatency, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
+	}
+	results, err := bench.RunSuite(t.Context(), r, scenarios, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range results {
+		if res.Done != res.Commands || res.Dead != 0 {
+			t.Errorf("%s: %d of %d done, %d dead letters", res.Mode, res.Done, res.Commands, res.Dead)
+		}
+		if res.Throughput <= 0 {
+			t.Errorf("%s: no throughput reported", res.Mode)
+		}
+	}
+	var out bytes.Buffer
+	bench.WriteTable(&out, results)
+	for _, want := range []string{"| limit ", "| worker ", "| worker-nostore ", "| 1ms ", "| 300/s "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// run runs sc once per benchmark iteration and reports its figures.
+func run(b *testing.B, r *bench.Runner, sc bench.Scenario) bench.Result {
+	b.Helper()
+	var res bench.Result
+	for b.Loop() {
+		var err error
+		if res, err = r.Run(b.Context(), sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(res.Throughput, "cmd/s")
+	if res.Bound > 0 {
+		b.ReportMetric(res.Throughput/res.Bound, "of-bound")
+	}
+	if res.P99 > 0 {
+		b.ReportMetric(float64(res.P50.Microseconds()), "p50-µs")
+		b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
+	}
+	b.ReportMetric(float64(res.PeakRSS)/(1<<20), "rss-MiB")
+	b.ReportMetric(res.CPU, "cpu")
+	return res
+}
+
+// perCommand runs one zero-latency scenario of b.N commands with the timer
+// on only while they are consumed, so ns/op and allocs/op are per command.
+func perCommand(b *testing.B, mode bench.Mode) {
+	b.ReportAllocs()
+	r := &bench.Runner{OnStart: b.ResetTimer, OnStop: b.StopTimer}
+	res, err := r.Run(b.Context(), bench.Scenario{Mode: mode, Commands: max(b.N, 64), Concurrency: 64, Chats: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(res.Throughput, "cmd/s")
+}
+
+// The limit and the worker variants at zero API latency, per command:
+//
+//	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./test/bench
+func BenchmarkPerCommandLimit(b *testing.B)     { perCommand(b, bench.ModeLimit) }
+func BenchmarkPerCommandWorker(b *testing.B)    { perCommand(b, bench.ModeWorker) }
+func BenchmarkPerCommandNoStore(b *testing.B)   { perCommand(b, bench.ModeNoStore) }
+func BenchmarkPerCommandUnordered(b *testing.B) { perCommand(b, bench.ModeUnordered) }
+
+// BenchmarkSuite runs the scenarios of `worker bench` (with --quick sizes
+// under -short), one sub-benchmark each:
+//
+//	go test -run '^$' -bench Suite -benchtime 1x ./test/bench
+func BenchmarkSuite(b *testing.B) {
+	opts := bench.Options{Quick: testing.Short(), WorkerBinary: workerBinary(b)}
+	r := &bench.Runner{WorkerBinary: opts.WorkerBinary}
+	for _, sc := range opts.Scenarios() {
+		b.Run(name(sc), func(b *testing.B) { run(b, r, sc) })
+	}
+}
+
+func name(sc bench.Scenario) string {
+	parts := []string{sc.Group, string(sc.Mode)}
+	if sc.Latency > 0 {
+		parts = append(parts, "lat="+sc.Latency.String())
+	}
+	parts = append(parts, "c="+strconv.Itoa(sc.Concurrency))
+	if sc.Rate > 0 {
+		parts = append(parts, "rate="+strconv.Itoa(sc.Rate))
+	}
+	if sc.Processes > 0 {
+		parts = append(parts, "procs="+strconv.Itoa(sc.Processes))
+	}
+	parts = append(parts, "chats="+strconv.Itoa(sc.Chats))
+	return strings.Join(parts, "/")
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+)
+
+// workerBinary builds the worker once for the runs with worker processes;
+// without a go command those runs are left out.
+func workerBinary(b *testing.B) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chatworker-bench-bin-")
+		if err != nil {
+			return
+		}
+		p := filepath.Join(dir, "worker")
+		out, err := exec.Command("go", "build", "-o", p, "github.com/chatworker/worker/cmd/worker").CombinedOutput()
+		if err != nil {
+			b.Logf("building the worker failed, leaving out the runs with worker processes: %v\n%s", err, out)
+			return
+		}
+		binPath = p
+	})
+	return binPath
+}

@@ -1,0 +1,649 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var errNotReady = errors.New("bench: embedded NATS server did not start")
+
+// Mode is what consumes the commands.
+type Mode string
+
+const (
+	// ModeWorker is the full worker: per-chat order, idempotency store,
+	// results, dead letters, metrics.
+	ModeWorker Mode = "worker"
+	// ModeNoStore is the worker with the idempotency store off.
+	ModeNoStore Mode = "worker-nostore"
+	// ModeUnordered is the worker with per-chat order off.
+	ModeUnordered Mode = "worker-unordered"
+	// ModeLimit is the minimal loop: consume, make the same API call, ack.
+	ModeLimit Mode = "limit"
+)
+
+// Scenario is one measured run, on a fresh NATS server and simulator.
+type Scenario struct {
+	Group       string        `json:"group"` // the table it belongs to
+	Mode        Mode          `json:"mode"`
+	Commands    int           `json:"commands"`
+	Concurrency int           `json:"concurrency"` // per worker process
+	Latency     time.Duration `json:"latency"`     // added by the simulator to every call
+	Chats       int           `json:"chats"`       // commands spread round-robin over this many chats
+	// Rate paces publishing at this many commands/s while the worker runs;
+	// 0 publishes all commands before the worker starts.
+	Rate int `json:"rate,omitempty"`
+	// Processes > 0 runs the worker as that many child processes of
+	// Runner.WorkerBinary (`worker run`); 0 runs it in this process.
+	Processes int `json:"processes,omitempty"`
+	// Timeout bounds the run (default 2 minutes).
+	Timeout time.Duration `json:"-"`
+}
+
+// Result is what a scenario measured.
+type Result struct {
+	Scenario
+	Done int `json:"done"` // commands completed (results, or acks for the limit loop)
+	Dead int `json:"dead"` // dead letters (expected 0)
+	// Elapsed is from starting the worker (or the first publish, when
+	// paced) to the last completion.
+	Elapsed time.Duration `json:"elapsed"`
+	// Throughput is the steady rate in commands/s: from the completion of
+	// the first `concurrency × processes` commands to the last, so start-up
+	// (connecting, provisioning, the first batch's latency) is left out.
+	Throughput float64 `json:"throughput"`
+	// Bound is Little's law, concurrency × processes / latency (0 when the
+	// simulator adds no latency).
+	Bound float64 `json:"bound,omitempty"`
+	// P50 and P99 are the latency the worker adds: publish to result,
+	// minus the simulator's handling time (paced runs only).
+	P50 time.Duration `json:"p50,omitempty"`
+	P99 time.Duration `json:"p99,omitempty"`
+	// PeakRSS is the peak resident set: of this whole process (worker,
+	// embedded NATS server, simulator, harness) when the worker runs
+	// in-process; of the worker processes alone (summed) otherwise.
+	PeakRSS uint64 `json:"peak_rss"`
+	// PeakHeap is this process's peak live heap (in-process runs).
+	PeakHeap uint64 `json:"peak_heap,omitempty"`
+	// AllocsPerCmd is heap allocations per command in this process while
+	// the commands were consumed (in-process runs; it includes the NATS
+	// server's and the simulator's allocations).
+	AllocsPerCmd float64 `json:"allocs_per_cmd,omitempty"`
+	// CPU is the CPU time used, as a share of the machine's cores over
+	// Elapsed (1 = every core busy).
+	CPU float64 `json:"cpu"`
+}
+
+// Runner runs scenarios.
+type Runner struct {
+	// WorkerBinary is the `worker` executable for scenarios with Processes.
+	WorkerBinary string
+	// Hooks for testing.B: called right before the worker starts and right
+	// after the last command completed (or the run failed).
+	OnStart, OnStop func()
+}
+
+// Run runs one scenario.
+func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
+	if sc.Commands <= 0 || sc.Concurrency <= 0 {
+		return Result{}, fmt.Errorf("bench: scenario needs commands and concurrency: %+v", sc)
+	}
+	sc.Chats = max(sc.Chats, 1)
+	if sc.Timeout <= 0 {
+		sc.Timeout = 2 * time.Minute
+	}
+	if sc.Processes > 0 && sc.Mode == ModeLimit {
+		return Result{}, errors.New("bench: the limit loop runs in-process only")
+	}
+	if sc.Processes > 0 && r.WorkerBinary == "" {
+		return Result{}, errors.New("bench: scenario with worker processes needs Runner.WorkerBinary")
+	}
+	ctx, cancel := context.WithTimeout(ctx, sc.Timeout)
+	defer cancel()
+
+	e, err := startEnv(sc.Commands, sc.Latency)
+	if err != nil {
+		return Result{}, err
+	}
+	defer e.close()
+
+	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench publisher"))
+	if err != nil {
+		return Result{}, err
+	}
+	defer nc.Close()
+	// Results arrive on their own connection, so publishing cannot delay them.
+	rc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench results"))
+	if err != nil {
+		return Result{}, err
+	}
+	defer rc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return Result{}, err
+	}
+	topo := consumer.Topology{}
+	if sc.Processes == 0 {
+		// The default (1000) would cap the commands in flight below a
+		// concurrency above 1000.
+		topo.MaxAckPending = max(1000, 4*sc.Concurrency)
+	}
+	cons, err := consumer.Provision(ctx, js, topo)
+	if err != nil {
+		return Result{}, err
+	}
+	topo = topo.WithDefaults()
+
+	tr := newTracker(sc.Commands)
+	if sc.Mode != ModeLimit {
+		sub, err := rc.Subscribe(topo.Subjects.ResultsFilter(), func(m *nats.Msg) {
+			if i, ok := commandIndex(m.Header.Get(nats.MsgIdHdr)); ok {
+				tr.done(i)
+			}
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		dsub, err := rc.Subscribe(topo.Subjects.DeadLettersFilter(), func(*nats.Msg) { tr.dead.Add(1) })
+		if err != nil {
+			return Result{}, err
+		}
+		_ = dsub.SetPendingLimits(-1, -1)
+		if err := rc.Flush(); err != nil {
+			return Result{}, err
+		}
+	}
+
+	pub := newPublisher(js, topo.Subjects, sc)
+	if sc.Rate == 0 {
+		if err := pub.publish(ctx, 0, sc.Commands, nil); err != nil {
+			return Result{}, err
+		}
+	}
+
+	var (
+		ms      runtime.MemStats
+		mallocs uint64
+		cpu0    = selfCPU()
+	)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	mallocs = ms.Mallocs
+
+	var (
+		stopWorker func() error
+		pids       func() []int
+	)
+	if r.OnStart != nil {
+		r.OnStart()
+	}
+	start := time.Now()
+	tr.start = start
+	switch {
+	case sc.Processes > 0:
+		var ps *procs
+		ps, err = startProcs(ctx, r.WorkerBinary, e, sc)
+		if ps != nil {
+			stopWorker, pids = ps.stop, ps.pids
+		}
+	case sc.Mode == ModeLimit:
+		stopWorker, err = startLimit(ctx, e, cons, sc, tr)
+	default:
+		stopWorker, err = startWorker(ctx, e, sc, topo)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	smp := startSampler(pids)
+	if sc.Rate > 0 {
+		if err := waitReady(ctx, cons, max(sc.Processes, 1)); err != nil {
+			_ = stopWorker()
+			smp.finish()
+			return Result{}, err
+		}
+		start = time.Now()
+		tr.start = start
+		if err := pub.paced(ctx, sc.Rate, tr); err != nil {
+			_ = stopWorker()
+			smp.finish()
+			return Result{}, err
+		}
+	}
+	waitErr := tr.wait(ctx)
+	end := tr.last()
+	if r.OnStop != nil {
+		r.OnStop()
+	}
+	elapsed := end.Sub(start)
+	runtime.ReadMemStats(&ms)
+	mallocs = ms.Mallocs - mallocs
+	cpu := selfCPU() - cpu0
+	if pids != nil {
+		for _, pid := range pids() {
+			cpu += procCPU(pid)
+		}
+	}
+	rss, heap := smp.finish()
+	if pids != nil {
+		// The high-water mark catches peaks between samples.
+		var hwm uint64
+		for _, pid := range pids() {
+			hwm += procStatus(pid, "VmHWM:")
+		}
+		rss = max(rss, hwm)
+	}
+	stopErr := stopWorker()
+	if waitErr != nil {
+		return Result{}, fmt.Errorf("%s: %d of %d commands done: %w", sc.Mode, tr.count.Load(), sc.Commands, waitErr)
+	}
+	if stopErr != nil {
+		return Result{}, stopErr
+	}
+
+	res := Result{Scenario: sc, Done: int(tr.count.Load()), Dead: int(tr.dead.Load()), Elapsed: elapsed,
+		PeakRSS: rss, PeakHeap: heap}
+	res.Throughput = tr.steady(sc.Concurrency * max(sc.Processes, 1))
+	if sc.Latency > 0 {
+		res.Bound = float64(sc.Concurrency*max(sc.Processes, 1)) / sc.Latency.Seconds()
+	}
+	if sc.Processes == 0 {
+		res.AllocsPerCmd = float64(mallocs) / float64(sc.Commands)
+	}
+	if elapsed > 0 {
+		res.CPU = cpu.Seconds() / elapsed.Seconds() / float64(runtime.NumCPU())
+	}
+	if sc.Rate > 0 {
+		res.P50, res.P99 = tr.added(e, pub)
+	}
+	return res, nil
+}
+
+// tracker records when each command completed.
+type tracker struct {
+	start  time.Time
+	at     []atomic.Int64 // completion time per command, ns since start; 0: not yet
+	count  atomic.Int64
+	dead   atomic.Int64
+	allIn  chan struct{}
+	closed sync.Once
+	lastNS atomic.Int64
+}
+
+func newTracker(n int) *tracker {
+	return &tracker{at: make([]atomic.Int64, n), allIn: make(chan struct{})}
+}
+
+func (t *tracker) done(i int) {
+	if i >= len(t.at) {
+		return
+	}
+	ns := max(int64(time.Since(t.start)), 1)
+	if !t.at[i].CompareAndSwap(0, ns) {
+		return // a duplicate result
+	}
+	for {
+		last := t.lastNS.Load()
+		if ns <= last || t.lastNS.CompareAndSwap(last, ns) {
+			break
+		}
+	}
+	if t.count.Add(1) == int64(len(t.at)) {
+		t.closed.Do(func() { close(t.allIn) })
+	}
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	select {
+	case <-t.allIn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *tracker) last() time.Time { return t.start.Add(time.Duration(t.lastNS.Load())) }
+
+// steady is the completion rate from the k-th completion to the last.
+func (t *tracker) steady(k int) float64 {
+	times := make([]int64, 0, len(t.at))
+	for i := range t.at {
+		if v := t.at[i].Load(); v > 0 {
+			times = append(times, v)
+		}
+	}
+	if len(times) < 2 {
+		return 0
+	}
+	slices.Sort(times)
+	k = min(k, len(times)/2)
+	span := time.Duration(times[len(times)-1] - times[k-1])
+	if k < 1 || span <= 0 {
+		return 0
+	}
+	return float64(len(times)-k) / span.Seconds()
+}
+
+// added returns the p50 and p99 of publish-to-result time minus the
+// simulator's time.
+func (t *tracker) added(e *env, p *publisher) (p50, p99 time.Duration) {
+	var d []time.Duration
+	for i := range t.at {
+		done, pub := t.at[i].Load(), p.at[i].Load()
+		if done == 0 || pub == 0 {
+			continue
+		}
+		d = append(d, time.Duration(done-pub-e.simT[i].Load()))
+	}
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)*50/100], d[min(len(d)*99/100, len(d)-1)]
+}
+
+// publisher publishes the scenario's commands.
+type publisher struct {
+	js  jetstream.JetStream
+	s   actions.Subjects
+	sc  Scenario
+	at  []atomic.Int64 // paced runs: publish time per command, ns since tracker start
+	buf bytes.Buffer
+}
+
+func newPublisher(js jetstream.JetStream, s actions.Subjects, sc Scenario) *publisher {
+	return &publisher{js: js, s: s, sc: sc, at: make([]atomic.Int64, sc.Commands)}
+}
+
+func (p *publisher) command(i int) actions.Command {
+	return actions.Command{ID: commandID(i), Type: actions.TypeSend, ChatID: fmt.Sprintf("bench-chat-%d", i%p.sc.Chats),
+		Content: "Your order has shipped and will arrive on Tuesday.", From: actions.FromAgent}
+}
+
+// publish publishes commands [from, to) asynchronously and waits for every
+// PubAck. With t set, it records each publish time.
+func (p *publisher) publish(ctx context.Context, from, to int, t *tracker) error {
+	var futures []jetstream.PubAckFuture
+	for i := from; i < to; i++ {
+		cmd := p.command(i)
+		data, err := json.Marshal(cmd)
+		if err != nil {
+			return err
+		}
+		msg := &nats.Msg{Subject: p.s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
+		if t != nil {
+			p.at[i].Store(int64(time.Since(t.start)))
+		}
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(cmd.ID))
+		if err != nil {
+			return fmt.Errorf("publish command %d: %w", i, err)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-p.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, f := range futures {
+		select {
+		case err := <-f.Err():
+			return fmt.Errorf("publish: %w", err)
+		default:
+		}
+	}
+	return nil
+}
+
+// paced publishes all commands at rate per second, in a batch every 10ms,
+// without waiting for the PubAcks between batches.
+func (p *publisher) paced(ctx context.Context, rate int, t *tracker) error {
+	const tick = 10 * time.Millisecond
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	sent := 0
+	begin := time.Now()
+	for sent < p.sc.Commands {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tk.C:
+		}
+		due := min(int(time.Since(begin).Seconds()*float64(rate)), p.sc.Commands)
+		for ; sent < due; sent++ {
+			cmd := p.command(sent)
+			data, err := json.Marshal(cmd)
+			if err != nil {
+				return err
+			}
+			msg := &nats.Msg{Subject: p.s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
+			p.at[sent].Store(int64(time.Since(t.start)))
+			if _, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(cmd.ID)); err != nil {
+				return fmt.Errorf("publish command %d: %w", sent, err)
+			}
+		}
+	}
+	select {
+	case <-p.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitReady waits until n workers have pull requests waiting.
+func waitReady(ctx context.Context, cons jetstream.Consumer, n int) error {
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumWaiting >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: workers not consuming: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+const (
+	apiKey    = "bench-key"
+	siteToken = "GSN-000000-BENCH"
+)
+
+func newClient(e *env, concurrency int) (*chat.Client, error) {
+	return chat.New(
+		chat.WithBaseURL(e.api),
+		chat.WithCredentials(chat.Credentials{APIKey: apiKey, SiteToken: siteToken}),
+		chat.WithMaxConnsPerHost(concurrency),
+		chat.WithRateLimit(false),
+	)
+}
+
+// startWorker runs the worker in this process, wired as `worker run` wires
+// it, connected to NATS over TCP loopback.
+func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology) (func() error, error) {
+	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench worker"))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	cons, err := consumer.Provision(ctx, js, topo)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	var store idempotency.Store
+	if sc.Mode != ModeNoStore {
+		kv, err := idempotency.Open(ctx, js, idempotency.Config{})
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		store = kv
+	}
+	client, err := newClient(e, sc.Concurrency)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	metrics := consumer.NewMetrics(prometheus.NewRegistry())
+	w := consumer.New(js, cons, &actions.Executor{Client: client, SiteToken: siteToken}, store, consumer.Config{
+		Topology: topo, Concurrency: sc.Concurrency, Metrics: metrics, Unordered: sc.Mode == ModeUnordered,
+		ShutdownGrace: 5 * time.Second,
+	})
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	return func() error {
+		stop()
+		err := <-done
+		_ = nc.Drain()
+		return err
+	}, nil
+}
+
+// startLimit runs the minimal loop: the same consumer, `concurrency`
+// goroutines making the same API call through the same client, then an ack.
+// No decoding beyond what the call needs, no store, no result.
+func startLimit(ctx context.Context, e *env, cons jetstream.Consumer, sc Scenario, tr *tracker) (func() error, error) {
+	client, err := newClient(e, sc.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(sc.Concurrency))
+	if err != nil {
+		return nil, err
+	}
+	msgs := make(chan jetstream.Msg, sc.Concurrency)
+	var wg sync.WaitGroup
+	for range sc.Concurrency {
+		wg.Go(func() {
+			for msg := range msgs {
+				var cmd struct {
+					ID      string `json:"id"`
+					ChatID  string `json:"chat_id"`
+					Content string `json:"content"`
+					From    string `json:"from"`
+				}
+				if json.Unmarshal(msg.Data(), &cmd) != nil {
+					_ = msg.Term()
+					continue
+				}
+				_, _, err := client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From},
+					chat.WithIdempotencyKey(cmd.ID))
+				if err != nil {
+					_ = msg.Nak()
+					continue
+				}
+				if msg.Ack() == nil {
+					if i, ok := commandIndex(cmd.ID); ok {
+						tr.done(i)
+					}
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(msgs)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				time.Sleep(10 * time.Millisecond) // a missed heartbeat: the iterator recovers
+				continue
+			}
+			msgs <- msg
+		}
+	}()
+	return func() error {
+		it.Stop()
+		wg.Wait()
+		return nil
+	}, nil
+}
+
+// procs are worker child processes.
+type procs struct {
+	cmds []*exec.Cmd
+	errs []*bytes.Buffer
+}
+
+func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, error) {
+	ps := &procs{}
+	for i := range sc.Processes {
+		args := []string{"run", "--nats-url", e.ns.ClientURL(), "--chat-api-url", e.api, "--http-addr", "",
+			"--concurrency", fmt.Sprint(sc.Concurrency), "--log-level", "error", "--shutdown-grace", "5s"}
+		if sc.Mode == ModeUnordered {
+			args = append(args, "--per-chat-order=false")
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "GOSQUARED_API_KEY="+apiKey, "GOSQUARED_SITE_TOKEN="+siteToken, "WORKER_HTTP_ADDR=")
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		if err := cmd.Start(); err != nil {
+			_ = ps.stop()
+			return nil, fmt.Errorf("start worker %d: %w", i, err)
+		}
+		ps.cmds = append(ps.cmds, cmd)
+		ps.errs = append(ps.errs, &stderr)
+	}
+	return ps, nil
+}
+
+func (ps *procs) pids() []int {
+	p := make([]int, len(ps.cmds))
+	for i, c := range ps.cmds {
+		p[i] = c.Process.Pid
+	}
+	return p
+}
+
+// stop sends SIGTERM to every worker and waits for them to exit.
+func (ps *procs) stop() error {
+	for _, c := range ps.cmds {
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	var errs []error
+	for i, c := range ps.cmds {
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("worker process %d: %w: %s", i, err, ps.errs[i].String()))
+			}
+		case <-time.After(30 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+			errs = append(errs, fmt.Errorf("worker process %d did not stop within 30s of SIGTERM", i))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Groups of the suite, one table each.
+const (
+	GroupLimit   = "limit"   // zero latency: worker next to the minimal loop
+	GroupLittle  = "little"  // simulated latency: throughput against Little's law
+	GroupLatency = "latency" // paced: latency added, memory
+	GroupProcs   = "procs"   // worker processes
+	GroupChats   = "chats"   // chats, with per-chat order
+)
+
+// Options size the suite.
+type Options struct {
+	Commands      int             // zero-latency runs; the others scale from it (default 10000)
+	Concurrency   []int           // Little's-law runs (default 16, 64, 256, 1024)
+	Latencies     []time.Duration // Little's-law runs (default 50ms, 200ms)
+	Rates         []int           // paced runs (default 1000, 5000 commands/s)
+	Processes     []int           // (default 1, 2, 4; empty with no WorkerBinary)
+	Chats         []int           // (default 1, 100, 1000)
+	Quick         bool            // a tenth of the commands: a check that everything runs
+	WorkerBinary  string
+	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Commands <= 0 {
+		o.Commands = 10000
+	}
+	if o.Quick {
+		o.Commands = max(o.Commands/10, 100)
+	}
+	if len(o.Concurrency) == 0 {
+		o.Concurrency = []int{16, 64, 256, 1024}
+	}
+	if len(o.Latencies) == 0 {
+		o.Latencies = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
+	}
+	if len(o.Rates) == 0 {
+		o.Rates = []int{1000, 5000}
+	}
+	if len(o.Processes) == 0 && o.WorkerBinary != "" {
+		o.Processes = []int{1, 2, 4}
+	}
+	if len(o.Chats) == 0 {
+		o.Chats = []int{1, 100, 1000}
+	}
+	if o.LittleSeconds <= 0 {
+		o.LittleSeconds = 3
+		if o.Quick {
+			o.LittleSeconds = 0.5
+		}
+	}
+	return o
+}
+
+// Scenarios lists the suite's runs, in order.
+func (o Options) Scenarios() []Scenario {
+	o = o.withDefaults()
+	n := o.Commands
+	const c = 64 // the worker's default concurrency
+	var s []Scenario
+	// The limit first, then the worker in its variants: the same load.
+	for _, m := range []Mode{ModeLimit, ModeWorker, ModeNoStore, ModeUnordered} {
+		s = append(s, Scenario{Group: GroupLimit, Mode: m, Commands: n, Concurrency: c, Chats: 1000})
+	}
+	for _, lat := range o.Latencies {
+		for _, cc := range o.Concurrency {
+			bound := float64(cc) / lat.Seconds()
+			cmds := int(bound * o.LittleSeconds)
+			cmds = max(cmds, 10*cc)             // ten rounds at least: start-up is left out
+			cmds = min(cmds, max(n+n/5, 10*cc)) // the CPU caps the rate well below a high bound
+			s = append(s, Scenario{Group: GroupLittle, Mode: ModeWorker, Commands: cmds, Concurrency: cc, Latency: lat, Chats: 1000})
+		}
+	}
+	for _, rate := range o.Rates {
+		secs := 5.0
+		if o.Quick {
+			secs = 1
+		}
+		cmds := int(float64(rate) * secs)
+		if rate > 2000 {
+			cmds = int(float64(rate) * secs * 0.6)
+		}
+		s = append(s, Scenario{Group: GroupLatency, Mode: ModeWorker, Commands: cmds, Concurrency: c, Rate: rate, Chats: 1000})
+		if o.WorkerBinary != "" {
+			s = append(s, Scenario{Group: GroupLatency, Mode: ModeWorker, Commands: cmds, Concurrency: c, Rate: rate, Chats: 1000, Processes: 1})
+		}
+	}
+	for _, p := range o.Processes {
+		s = append(s, Scenario{Group: GroupProcs, Mode: ModeWorker, Commands: n / 2, Concurrency: c, Latency: 50 * time.Millisecond, Chats: 1000, Processes: p})
+	}
+	for _, ch := range o.Chats {
+		cmds := n / 4
+		if ch == 1 {
+			cmds = n / 10 // one chat runs serially
+		}
+		s = append(s, Scenario{Group: GroupChats, Mode: ModeWorker, Commands: cmds, Concurrency: c, Chats: ch})
+	}
+	return s
+}
+
+// RunSuite runs the scenarios one after another, reporting each result to
+// progress as it comes (nil: quiet).
+func RunSuite(ctx context.Context, r *Runner, scenarios []Scenario, progress func(Result)) ([]Result, error) {
+	var out []Result
+	for _, sc := range scenarios {
+		res, err := r.Run(ctx, sc)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", describe(sc), err)
+		}
+		out = append(out, res)
+		if progress != nil {
+			progress(res)
+		}
+	}
+	return out, nil
+}
+
+func describe(sc Scenario) string {
+	s := fmt.Sprintf("%s %s n=%d c=%d", sc.Group, sc.Mode, sc.Commands, sc.Concurrency)
+	if sc.Latency > 0 {
+		s += " latency=" + sc.Latency.String()
+	}
+	if sc.Rate > 0 {
+		s += fmt.Sprintf(" rate=%d/s", sc.Rate)
+	}
+	if sc.Processes > 0 {
+		s += fmt.Sprintf(" procs=%d", sc.Processes)
+	}
+	return s + fmt.Sprintf(" chats=%d", sc.Chats)
+}
+
+// WriteTable prints the results as a Markdown table per group, with the
+// ratios against the limit and Little's law measured in the same run.
+func WriteTable(w io.Writer, results []Result) {
+	var limit float64
+	for _, r := range results {
+		if r.Group == GroupLimit && r.Mode == ModeLimit {
+			limit = r.Throughput
+		}
+	}
+	groups := []struct{ name, title, head string }{
+		{GroupLimit, "Zero API latency, concurrency 64, 1000 chats: the worker next to the minimal consume-call-ack loop",
+			"| run | commands | cmd/s | of limit | CPU | allocs/cmd | peak RSS (all in-process) |"},
+		{GroupLittle, "Simulated API latency: throughput against Little's law (concurrency / latency)",
+			"| latency | concurrency | commands | cmd/s | bound cmd/s | of bound | CPU |"},
+		{GroupLatency, "Paced load, zero API latency: latency the worker adds (publish to result, minus the API's time) and memory",
+			"| rate | worker | achieved cmd/s | p50 | p99 | peak RSS | peak heap | CPU |"},
+		{GroupProcs, "Worker processes (concurrency 64 each), API latency 50 ms",
+			"| processes | commands | cmd/s | bound cmd/s | of bound | RSS per process | CPU |"},
+		{GroupChats, "Chats, per-chat order on, zero API latency, concurrency 64",
+			"| chats | commands | cmd/s | of limit | CPU |"},
+	}
+	for _, g := range groups {
+		var rows []Result
+		for _, r := range results {
+			if r.Group == g.name {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\n\n", g.title)
+		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+		fmt.Fprintln(tw, tabbed(g.head))
+		fmt.Fprintln(tw, tabbed(separator(g.head)))
+		for _, r := range rows {
+			fmt.Fprintln(tw, tabbed(row(g.name, r, limit)))
+		}
+		tw.Flush()
+	}
+}
+
+func row(group string, r Result, limit float64) string {
+	cpu := fmt.Sprintf("%.0f%%", 100*r.CPU)
+	switch group {
+	case GroupLimit:
+		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ratio(r.Throughput, limit), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
+	case GroupLittle:
+		return fmt.Sprintf("| %v | %d | %d | %.0f | %.0f | %s | %s |", r.Latency, r.Concurrency, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), cpu)
+	case GroupLatency:
+		who := "in-process (RSS: worker + NATS + simulator)"
+		if r.Processes > 0 {
+			who = "own process (RSS: worker only)"
+		}
+		achieved := float64(r.Done) / r.Elapsed.Seconds()
+		heap := "-"
+		if r.PeakHeap > 0 {
+			heap = mib(r.PeakHeap)
+		}
+		return fmt.Sprintf("| %d/s | %s | %.0f | %s | %s | %s | %s | %s |", r.Rate, who, achieved, ms(r.P50), ms(r.P99), mib(r.PeakRSS), heap, cpu)
+	case GroupProcs:
+		return fmt.Sprintf("| %d | %d | %.0f | %.0f | %s | %s | %s |", r.Processes, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), mib(r.PeakRSS/uint64(max(r.Processes, 1))), cpu)
+	case GroupChats:
+		return fmt.Sprintf("| %d | %d | %.0f | %s | %s |", r.Chats, r.Commands, r.Throughput, ratio(r.Throughput, limit), cpu)
+	}
+	return ""
+}
+
+func ratio(a, b float64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*a/b)
+}
+
+func mib(b uint64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// tabbed turns "| a | b |" into tab-separated cells for tabwriter, keeping
+// the pipes so the output is still a Markdown table.
+func tabbed(s string) string {
+	out := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '|' && i > 0 {
+			out = append(out, '\t')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func separator(head string) string {
+	out := []byte{}
+	for i := 0; i < len(head); i++ {
+		if head[i] == '|' {
+			if i > 0 {
+				out = append(out, []byte(" --- ")...)
+			}
+			out = append(out, '|')
+		}
+	}
+	return string(out)
+}
