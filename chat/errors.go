@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Classes of failure. Test with errors.Is; every error returned by the
@@ -214,29 +216,53 @@ func checkResponse(op, method, path string, r *Response, creds Credentials) erro
 		}
 		e.Message = body.Message
 	}
-	const maxMsg = 512
-	if len(e.Message) > maxMsg {
-		e.Message = e.Message[:maxMsg] + "..."
-	}
-	e.Message = redact(e.Message, creds)
+	// Redact before cutting, so a credential straddling the cut cannot leave
+	// a prefix behind; cut on a rune boundary, so the message stays UTF-8.
+	e.Message = truncate(redact(e.Message, creds), maxMessageBytes)
 	return e
 }
 
-// parseRetryAfter reads Retry-After as seconds or an HTTP date.
+// maxMessageBytes bounds the API's message kept in an APIError.
+const maxMessageBytes = 512
+
+// truncate cuts s to at most n bytes (plus "...") on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// MaxRetryAfter caps the server's Retry-After hint. A hint is honoured up to
+// this long; a larger one (or an absurd one such as "1e300") would otherwise
+// park every call of the API key for years.
+const MaxRetryAfter = time.Hour
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date, within
+// [0, MaxRetryAfter]; garbage (NaN, infinities, negatives) reads as 0.
 func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s <= 0 {
+	if s, err := strconv.ParseFloat(v, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
+			if errors.Is(err, strconv.ErrRange) && s > 0 {
+				return MaxRetryAfter
+			}
 			return 0
+		}
+		if s >= MaxRetryAfter.Seconds() {
+			return MaxRetryAfter
 		}
 		return time.Duration(s * float64(time.Second))
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, MaxRetryAfter)
 		}
 	}
 	return 0

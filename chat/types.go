@@ -2,6 +2,8 @@ package chat
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -173,30 +175,40 @@ type RateLimit struct {
 	Known     bool
 }
 
+// Bounds of the X-RateLimit-* values: a hostile or broken header cannot
+// overflow the limiter's arithmetic (burst = calls × cost) or go negative.
+const (
+	maxRateValue = 1 << 30
+	maxRateFull  = 24 * time.Hour
+)
+
+// parseRateLimit reads the X-RateLimit-* headers. Values are clamped to
+// [0, maxRateValue] (Full to [0, maxRateFull]); unparsable ones read as 0.
 func parseRateLimit(h http.Header) RateLimit {
-	var rl RateLimit
-	atoi := func(name string) (int, bool) {
+	num := func(name string) (float64, bool) {
 		v := strings.TrimSpace(h.Get(name))
 		if v == "" {
 			return 0, false
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f, ferr := strconv.ParseFloat(v, 64)
-			if ferr != nil {
-				return 0, false
-			}
-			n = int(f)
+		f, err := strconv.ParseFloat(v, 64)
+		if (err != nil && !errors.Is(err, strconv.ErrRange)) || math.IsNaN(f) {
+			return 0, false
 		}
-		return n, true
+		return f, true
 	}
-	var okL, okR bool
-	rl.Cost, _ = atoi("X-RateLimit-Cost")
-	rl.Limit, okL = atoi("X-RateLimit-Limit")
-	rl.Remaining, okR = atoi("X-RateLimit-Remaining")
-	if v := strings.TrimSpace(h.Get("X-RateLimit-Full")); v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
-			rl.Full = time.Duration(f * float64(time.Second))
+	clampInt := func(f float64) int {
+		return int(min(max(f, 0), maxRateValue))
+	}
+	var rl RateLimit
+	cost, _ := num("X-RateLimit-Cost")
+	limit, okL := num("X-RateLimit-Limit")
+	remaining, okR := num("X-RateLimit-Remaining")
+	rl.Cost, rl.Limit, rl.Remaining = clampInt(cost), clampInt(limit), clampInt(remaining)
+	if full, ok := num("X-RateLimit-Full"); ok && full > 0 {
+		if full >= maxRateFull.Seconds() {
+			rl.Full = maxRateFull
+		} else {
+			rl.Full = time.Duration(full * float64(time.Second))
 		}
 	}
 	rl.Known = okL && okR && rl.Limit > 0

@@ -238,6 +238,13 @@ type handler func(r *http.Request, id string, body map[string]any, now int64) re
 func (s *Server) api(op string, h handler) http.HandlerFunc {
 	isPost := op == "send" || op == "note" || op == "archive"
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Read the body first: only then does net/http notice a client that
+		// gives up, which ends injected hangs and latency.
+		var raw []byte
+		var rawErr error
+		if isPost {
+			raw, rawErr = io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		}
 		f := s.faults.Load()
 		if d := f.Latency + s.jitter(f.LatencyJitter); d > 0 {
 			t := time.NewTimer(d)
@@ -276,13 +283,12 @@ func (s *Server) api(op string, h handler) http.HandlerFunc {
 		id := r.PathValue("id")
 		var body map[string]any
 		if isPost && op != "archive" {
-			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-			if err != nil {
+			if rawErr != nil {
 				s.write(w, reply{413, errBody(4003, "request body too large")})
 				return
 			}
-			if len(strings.TrimSpace(string(b))) > 0 {
-				if err := json.Unmarshal(b, &body); err != nil {
+			if len(strings.TrimSpace(string(raw))) > 0 {
+				if err := json.Unmarshal(raw, &body); err != nil {
 					s.write(w, reply{400, errBody(4003, "request body is not a JSON object")})
 					return
 				}
