@@ -177,10 +177,12 @@ func buildImage(spec imageSpec) (*built, error) {
 		return nil, fmt.Errorf("build %s: %w\n%s", spec.ref, err, buildLog.String())
 	}
 	b.docker = time.Since(start)
-	// The previous image under this tag is now dangling: drop it so repeated
-	// runs do not fill the disk. It may still back a container; then it stays.
+	// The previous image under this tag is now dangling: drop it, with the
+	// untagged parent layers the classic builder left (one per Dockerfile
+	// step), so repeated runs do not fill the disk. An image still backing a
+	// container stays.
 	if old.ID != "" {
-		_, _ = cli.ImageRemove(ctx, old.ID, client.ImageRemoveOptions{})
+		_, _ = cli.ImageRemove(ctx, old.ID, client.ImageRemoveOptions{PruneChildren: true})
 	}
 	return b, nil
 }
