@@ -399,6 +399,14 @@ func (p *publisher) publish(ctx context.Context, from, to int, t *tracker) error
 			return fmt.Errorf("publish command %d: %w", i, err)
 		}
 		futures = append(futures, f)
+		if (i-from)%2000 == 1999 {
+			// Stay under the client's cap on outstanding publishes.
+			select {
+			case <-p.js.PublishAsyncComplete():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 	select {
 	case <-p.js.PublishAsyncComplete():

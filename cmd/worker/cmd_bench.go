@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatworker/worker/test/bench"
+)
+
+// runBench runs the benchmark suite of test/bench against an embedded NATS
+// server and the simulator, with this binary as the worker processes, and
+// prints the results as Markdown tables.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		opts              bench.Options
+		concurrency, lats string
+		jsonPath          string
+		inProcessOnly     bool
+	)
+	fs := newFlagSet("bench", "bench [flags]", stderr)
+	fs.Int(&opts.Commands, "commands", "", 5000, "commands per zero-latency run; the other runs are sized from it")
+	fs.String(&concurrency, "concurrency", "", "16,64,256,1024", "concurrency of the Little's-law runs, comma separated")
+	fs.String(&lats, "latencies", "", "50ms,200ms", "API latencies of the Little's-law runs, comma separated")
+	fs.Bool(&opts.Quick, "quick", "", false, "a tenth of the commands and short runs: checks that everything works, measures little")
+	fs.String(&jsonPath, "json", "", "", "also write the results as JSON to this file (the input of cmd/benchchart)")
+	fs.Bool(&inProcessOnly, "in-process-only", "", false, "leave out the runs with worker child processes")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	var err error
+	if opts.Concurrency, err = parseInts(concurrency); err != nil {
+		return usageError{fmt.Errorf("--concurrency: %w", err)}
+	}
+	if opts.Latencies, err = parseDurations(lats); err != nil {
+		return usageError{fmt.Errorf("--latencies: %w", err)}
+	}
+	if opts.Commands < 100 {
+		return usageError{fmt.Errorf("--commands %d: want at least 100", opts.Commands)}
+	}
+	if !inProcessOnly {
+		if opts.WorkerBinary, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding this binary for the worker processes: %w (or pass --in-process-only)", err)
+		}
+	}
+	r := &bench.Runner{WorkerBinary: opts.WorkerBinary}
+	scenarios := opts.Scenarios()
+
+	fmt.Fprintf(stdout, "Machine: %s, %d cores (GOMAXPROCS %d), %s %s/%s\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "Command: worker %s\n", strings.Join(append([]string{"bench"}, args...), " "))
+	fmt.Fprintln(stdout, "NATS: embedded nats-server in this process, over TCP loopback; API: the simulator over HTTP on loopback.")
+	start := time.Now()
+	results, err := bench.RunSuite(ctx, r, scenarios, func(res bench.Result) {
+		fmt.Fprintf(stderr, "done %-16s %-7s n=%-6d c=%-5d latency=%-6v rate=%-5d procs=%d chats=%-5d  %8.0f cmd/s  (%v)\n",
+			res.Mode, res.Group, res.Commands, res.Concurrency, res.Latency, res.Rate, res.Processes, res.Chats, res.Throughput, res.Elapsed.Round(time.Millisecond))
+	})
+	if len(results) > 0 {
+		bench.WriteTable(stdout, results)
+		fmt.Fprintf(stdout, "\n%d runs in %v.\n", len(results), time.Since(start).Round(time.Second))
+	}
+	if jsonPath != "" && len(results) > 0 {
+		b, jerr := json.MarshalIndent(report{Machine: cpuModel(), Cores: runtime.NumCPU(), Go: runtime.Version(),
+			Command: "worker " + strings.Join(append([]string{"bench"}, args...), " "), Results: results}, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+		}
+		if jerr != nil && err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
+// report is the JSON written with --json.
+type report struct {
+	Machine string         `json:"machine"`
+	Cores   int            `json:"cores"`
+	Go      string         `json:"go"`
+	Command string         `json:"command"`
+	Results []bench.Result `json:"results"`
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 100000 {
+			return nil, fmt.Errorf("%q: want numbers from 1 to 100000, comma separated", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseDurations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q: want positive durations such as 50ms, comma separated", f)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// cpuModel names the processor, from /proc/cpuinfo where there is one.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
