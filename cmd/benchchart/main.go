@@ -1,0 +1,219 @@
+// Command benchchart draws the results of `worker bench --json FILE` as an
+// SVG image, with the standard library only:
+//
+//	go run ./cmd/benchchart -in bench.json -out docs/bench.svg
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"html"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchchart:", err)
+		os.Exit(1)
+	}
+}
+
+// report is what `worker bench --json` writes; only the fields drawn.
+type report struct {
+	Machine string   `json:"machine"`
+	Cores   int      `json:"cores"`
+	Go      string   `json:"go"`
+	Command string   `json:"command"`
+	Results []result `json:"results"`
+}
+
+type result struct {
+	Group       string        `json:"group"`
+	Mode        string        `json:"mode"`
+	Commands    int           `json:"commands"`
+	Concurrency int           `json:"concurrency"`
+	Latency     time.Duration `json:"latency"`
+	Chats       int           `json:"chats"`
+	Rate        int           `json:"rate"`
+	Processes   int           `json:"processes"`
+	Done        int           `json:"done"`
+	Elapsed     time.Duration `json:"elapsed"`
+	Throughput  float64       `json:"throughput"`
+	Bound       float64       `json:"bound"`
+	P50         time.Duration `json:"p50"`
+	P99         time.Duration `json:"p99"`
+	PeakRSS     uint64        `json:"peak_rss"`
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("benchchart", flag.ContinueOnError)
+	in := fs.String("in", "bench.json", "results written by `worker bench --json`")
+	out := fs.String("out", "docs/bench.svg", "SVG file to write (- for standard output)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", *in, err)
+	}
+	if len(rep.Results) == 0 {
+		return errors.New(*in + ": no results")
+	}
+	svg := draw(rep)
+	if *out == "-" {
+		_, err = io.WriteString(stdout, svg)
+		return err
+	}
+	return os.WriteFile(*out, []byte(svg), 0o644)
+}
+
+// bar is one horizontal bar: its length is value/scale of the panel width.
+type bar struct {
+	label string
+	value float64
+	text  string // written after the bar
+	color string
+}
+
+type panel struct {
+	title  string
+	bars   []bar
+	scale  float64 // the value of a full-width bar
+	target float64 // a dashed line at this value (0: none)
+	tlabel string
+}
+
+const (
+	width  = 960
+	labelW = 300
+	barW   = 520
+	barH   = 18
+	gap    = 6
+)
+
+func draw(rep report) string {
+	panels := panels(rep.Results)
+	var sb strings.Builder
+	y := 70
+	body := &strings.Builder{}
+	for _, p := range panels {
+		if len(p.bars) == 0 {
+			continue
+		}
+		y = p.render(body, y) + 28
+	}
+	height := y + 10
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
+	fmt.Fprintf(&sb, `<text x="16" y="26" font-size="17" font-weight="bold">chat command worker: one worker against the simulator</text>`+"\n")
+	fmt.Fprintf(&sb, `<text x="16" y="46" fill="#555">%s</text>`+"\n", esc(fmt.Sprintf("%s, %d cores, %s: %s", rep.Machine, rep.Cores, rep.Go, rep.Command)))
+	sb.WriteString(body.String())
+	sb.WriteString("</svg>\n")
+	return sb.String()
+}
+
+func (p panel) render(w io.Writer, y int) int {
+	fmt.Fprintf(w, `<text x="16" y="%d" font-size="14" font-weight="bold">%s</text>`+"\n", y, esc(p.title))
+	y += 10
+	top := y
+	for _, b := range p.bars {
+		l := 0.0
+		if p.scale > 0 {
+			l = min(b.value/p.scale, 1) * barW
+		}
+		color := b.color
+		if color == "" {
+			color = "#4e79a7"
+		}
+		fmt.Fprintf(w, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelW-8, y+barH-5, esc(b.label))
+		fmt.Fprintf(w, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", labelW, y, l, barH, color)
+		fmt.Fprintf(w, `<text x="%.1f" y="%d" fill="#222">%s</text>`+"\n", float64(labelW)+l+6, y+barH-5, esc(b.text))
+		y += barH + gap
+	}
+	if p.target > 0 && p.scale > 0 {
+		x := float64(labelW) + min(p.target/p.scale, 1)*barW
+		fmt.Fprintf(w, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e15759" stroke-dasharray="4 3"/>`+"\n", x, top-4, x, y-gap+4)
+		fmt.Fprintf(w, `<text x="%.1f" y="%d" fill="#e15759" font-size="11">%s</text>`+"\n", x+4, top+4, esc(p.tlabel))
+	}
+	return y
+}
+
+func panels(rs []result) []panel {
+	var limit float64
+	for _, r := range rs {
+		if r.Group == "limit" && r.Mode == "limit" {
+			limit = r.Throughput
+		}
+	}
+	pct := func(a, b float64) string {
+		if b <= 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%.0f%%)", 100*a/b)
+	}
+	var ps []panel
+
+	p := panel{title: "Zero API latency, concurrency 64: commands/s, share of the minimal loop (limit)", target: 0.6 * limit, tlabel: "60% of limit"}
+	for _, r := range rs {
+		if r.Group == "limit" {
+			c := "#4e79a7"
+			if r.Mode == "limit" {
+				c = "#9c9c9c"
+			}
+			p.bars = append(p.bars, bar{label: r.Mode, value: r.Throughput, text: fmt.Sprintf("%.0f/s", r.Throughput) + pct(r.Throughput, limit), color: c})
+			p.scale = max(p.scale, r.Throughput)
+		}
+	}
+	ps = append(ps, p)
+
+	p = panel{title: "Simulated API latency: share of Little's-law bound (concurrency / latency)", scale: 1, target: 0.9, tlabel: "90%"}
+	for _, r := range rs {
+		if r.Group == "little" && r.Bound > 0 {
+			p.bars = append(p.bars, bar{label: fmt.Sprintf("%v, concurrency %d", r.Latency, r.Concurrency), value: r.Throughput / r.Bound,
+				text: fmt.Sprintf("%.0f of %.0f/s (%.0f%%)", r.Throughput, r.Bound, 100*r.Throughput/r.Bound)})
+		}
+	}
+	ps = append(ps, p)
+
+	p = panel{title: "Latency added by the worker at a paced rate (p99; publish to result minus the API's time)", target: 5, tlabel: "5 ms"}
+	for _, r := range rs {
+		if r.Group == "latency" {
+			where := "in-process"
+			if r.Processes > 0 {
+				where = "own process"
+			}
+			ms := float64(r.P99) / float64(time.Millisecond)
+			p.bars = append(p.bars, bar{label: fmt.Sprintf("%d/s offered, %s", r.Rate, where), value: ms,
+				text: fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, %.0f/s done, RSS %.0f MiB", float64(r.P50)/1e6, ms, float64(r.Done)/r.Elapsed.Seconds(), float64(r.PeakRSS)/(1<<20)), color: "#f28e2b"})
+			p.scale = max(p.scale, ms, 10)
+		}
+	}
+	ps = append(ps, p)
+
+	p = panel{title: "Scaling: worker processes (50 ms API latency, concurrency 64 each) and chats (per-chat order)"}
+	for _, r := range rs {
+		switch r.Group {
+		case "procs":
+			p.bars = append(p.bars, bar{label: fmt.Sprintf("%d worker process(es)", r.Processes), value: r.Throughput,
+				text: fmt.Sprintf("%.0f/s of %.0f/s bound", r.Throughput, r.Bound), color: "#59a14f"})
+			p.scale = max(p.scale, r.Throughput, r.Bound)
+		case "chats":
+			p.bars = append(p.bars, bar{label: fmt.Sprintf("%d chat(s), zero latency", r.Chats), value: r.Throughput,
+				text: fmt.Sprintf("%.0f/s", r.Throughput) + pct(r.Throughput, limit), color: "#76b7b2"})
+			p.scale = max(p.scale, r.Throughput)
+		}
+	}
+	ps = append(ps, p)
+	return ps
+}
+
+func esc(s string) string { return html.EscapeString(s) }
