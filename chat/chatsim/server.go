@@ -48,7 +48,8 @@ type Server struct {
 	cfg      Config
 	perSec   float64 // refill rate
 	limitHdr string  // X-RateLimit-Limit (units per real minute)
-	mux      *http.ServeMux
+	mux      *http.ServeMux // inspection endpoints
+	routes   map[string]http.HandlerFunc
 	faults   atomic.Pointer[Faults]
 	honour   atomic.Bool
 
@@ -124,29 +125,81 @@ func New(cfg Config) *Server {
 	s.faults.Store(&f)
 	s.honour.Store(cfg.HonourIdempotencyKey)
 
+	s.routes = map[string]http.HandlerFunc{
+		"POST messages": s.api("send", s.send),
+		"POST notes":    s.api("note", s.note),
+		"POST archive":  s.api("archive", s.archive),
+		"GET list":      s.api("list_chats", s.listChats),
+		"GET chat":      s.api("get_chat", s.getChat),
+		"GET feed":      s.api("feed", s.feed),
+		"GET messages":  s.api("messages", s.messages),
+	}
 	s.mux = http.NewServeMux()
 	for _, prefix := range []string{"", "/chat/v1"} {
-		s.mux.HandleFunc("POST "+prefix+"/chats/{id}/messages", s.api("send", s.send))
-		s.mux.HandleFunc("POST "+prefix+"/chats/{id}/notes", s.api("note", s.note))
-		s.mux.HandleFunc("POST "+prefix+"/chats/{id}/archive", s.api("archive", s.archive))
-		s.mux.HandleFunc("GET "+prefix+"/chats", s.api("list_chats", s.listChats))
-		s.mux.HandleFunc("GET "+prefix+"/chats/{id}", s.api("get_chat", s.getChat))
-		s.mux.HandleFunc("GET "+prefix+"/chats/{id}/feed", s.api("feed", s.feed))
-		s.mux.HandleFunc("GET "+prefix+"/chats/{id}/messages", s.api("messages", s.messages))
 		s.mux.HandleFunc("GET "+prefix+"/_sim/effects", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Effects()) })
 		s.mux.HandleFunc("GET "+prefix+"/_sim/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Stats()) })
 		s.mux.HandleFunc("POST "+prefix+"/_sim/reset", func(w http.ResponseWriter, r *http.Request) { s.Reset(); writeJSON(w, 200, emptyObject) })
 		s.mux.HandleFunc("POST "+prefix+"/_sim/faults", s.postFaults)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.count(404)
-		writeJSON(w, 404, errBody(4004, "no such endpoint"))
+		s.write(w, reply{404, errBody(4004, "no such endpoint")})
 	})
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. API paths are routed on the escaped
+// path, segment by segment, rather than by http.ServeMux: the mux cleans
+// paths and redirects, so a chat ID such as "/" (escaped "%2F") or one that
+// unescapes to "..", would not reach its chat.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	if rest, ok := strings.CutPrefix(p, "/chat/v1/"); ok {
+		p = "/" + rest
+	}
+	rest, ok := strings.CutPrefix(p, "/chats")
+	if !ok || (rest != "" && rest[0] != '/') {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	var route string
+	switch segs := strings.Split(rest, "/"); {
+	case rest == "":
+		route = "list"
+	case len(segs) == 2:
+		route = "chat"
+	case len(segs) == 3 && (segs[2] == "messages" || segs[2] == "notes" || segs[2] == "archive" || segs[2] == "feed"):
+		route = segs[2]
+	default:
+		s.write(w, reply{404, errBody(4004, "no such endpoint")})
+		return
+	}
+	if route != "list" {
+		seg := strings.Split(rest, "/")[1]
+		id, err := url.PathUnescape(seg)
+		if err != nil || id == "" || id == "." || id == ".." {
+			s.write(w, reply{404, errBody(4004, "invalid chat ID")})
+			return
+		}
+		r.SetPathValue("id", id)
+	}
+	h, ok := s.routes[r.Method+" "+route]
+	if !ok {
+		w.Header().Set("Allow", s.allow(route))
+		s.write(w, reply{405, errBody(4003, "method not allowed")})
+		return
+	}
+	h(w, r)
+}
+
+func (s *Server) allow(route string) string {
+	var m []string
+	for _, method := range []string{"GET", "POST"} {
+		if _, ok := s.routes[method+" "+route]; ok {
+			m = append(m, method)
+		}
+	}
+	return strings.Join(m, ", ")
+}
 
 // SetFaults changes the injected faults at run time. Invalid rates are
 // clamped to [0, 1].
