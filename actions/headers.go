@@ -1,0 +1,33 @@
+package actions
+
+import "github.com/nats-io/nats.go"
+
+// Limits on a command message's headers, checked before its body is read: a
+// publisher cannot make the worker hold (and copy into a dead letter) an
+// unbounded header block.
+const (
+	// MaxHeaders is the number of header lines (values, over all names).
+	MaxHeaders = 64
+	// MaxHeaderBytes bounds the header block as written on the wire
+	// ("Name: value\r\n" per value).
+	MaxHeaderBytes = 8 << 10
+)
+
+// CheckHeaders refuses a header block over MaxHeaders lines or
+// MaxHeaderBytes bytes with an error of class invalid.
+func CheckHeaders(h nats.Header) error {
+	lines, size := 0, 0
+	for name, values := range h {
+		for _, v := range values {
+			lines++
+			size += len(name) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	switch {
+	case lines > MaxHeaders:
+		return Invalidf("the command message has %d header lines; the limit is %d", lines, MaxHeaders)
+	case size > MaxHeaderBytes:
+		return Invalidf("the command message's headers are %d bytes; the limit is %d", size, MaxHeaderBytes)
+	}
+	return nil
+}
