@@ -46,8 +46,8 @@ type Stats struct {
 // "/" and under "/chat/v1", plus inspection endpoints under "/_sim/".
 type Server struct {
 	cfg      Config
-	perSec   float64 // refill rate
-	limitHdr string  // X-RateLimit-Limit (units per real minute)
+	perSec   float64        // refill rate
+	limitHdr string         // X-RateLimit-Limit (units per real minute)
 	mux      *http.ServeMux // inspection endpoints
 	routes   map[string]http.HandlerFunc
 	faults   atomic.Pointer[Faults]
