@@ -286,7 +286,7 @@ func (f *File) openRun() error {
 	if name == "" {
 		name = f.resume
 		if name == "" {
-			name = "export-" + f.now().UTC().Format(runNameLayout) + ".jsonl" + partialSuffix
+			name = f.newRunName()
 		}
 	}
 	fh, err := os.OpenFile(filepath.Join(f.dir, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
@@ -298,6 +298,23 @@ func (f *File) openRun() error {
 		f.state.Files[name] = 0
 	}
 	return nil
+}
+
+// newRunName names a new run's file after its start, with a counter should
+// a run of the same second exist.
+func (f *File) newRunName() string {
+	base := "export-" + f.now().UTC().Format(runNameLayout)
+	for n := 1; ; n++ {
+		name := base + ".jsonl"
+		if n > 1 {
+			name = fmt.Sprintf("%s-%d.jsonl", base, n)
+		}
+		_, errFinal := os.Stat(filepath.Join(f.dir, name))
+		_, errPartial := os.Stat(filepath.Join(f.dir, name+partialSuffix))
+		if errors.Is(errFinal, fs.ErrNotExist) && errors.Is(errPartial, fs.ErrNotExist) {
+			return name + partialSuffix
+		}
+	}
 }
 
 func (f *File) location(name string) string {
