@@ -17,8 +17,8 @@ import (
 // bounds, and must never repeat the credentials.
 func FuzzCheckResponse(f *testing.F) {
 	seeds := []struct {
-		status                               int
-		body                                 string
+		status                                int
+		body                                  string
 		retryAfter, limit, remain, cost, full string
 	}{
 		{200, `{"id":"m1"}`, "", "", "", "", ""},
