@@ -15,16 +15,19 @@ import (
 //   - Until the first response the budget is unknown, so calls go one at a
 //     time (a probe) instead of spending the budget blind.
 //   - Each response's X-RateLimit-Limit sets the pace to Limit/60 units per
-//     second, with a burst of at most a few calls; when X-RateLimit-Remaining
-//     falls below about half a second of budget the pace drops to 80 % so
-//     the server's bucket refills and network jitter cannot exhaust it.
+//     second, with a burst of at most a few calls.
+//   - Below a low-water mark of X-RateLimit-Remaining (two seconds of budget,
+//     at most a quarter of the largest Remaining seen) the pace shrinks in
+//     proportion, down to a quarter. The server's bucket then settles above
+//     zero even when other clients share the key, and jitter cannot empty it.
+//   - Callers wait one at a time, so a new pace applies from the next call.
 //   - A 429 blocks every caller of that key until its Retry-After.
-//   - A response without the headers switches limiting off for that key
-//     (apart from honouring 429s), since there is nothing to learn from.
+//   - A response without the headers leaves the key unlimited (apart from
+//     honouring 429s), since there is nothing to learn from.
 const (
 	maxBurstCalls = 4
-	slowFactor    = 0.8
-	lowWindow     = 500 * time.Millisecond
+	minPace       = 0.25
+	lowWindow     = 2 * time.Second
 )
 
 type limiterSet struct {
@@ -39,20 +42,26 @@ func (s *limiterSet) get(apiKey string) *keyLimiter {
 	defer s.mu.Unlock()
 	k, ok := s.m[apiKey]
 	if !ok {
-		k = &keyLimiter{probe: make(chan struct{}, 1), lim: rate.NewLimiter(rate.Inf, 1), cost: 1}
+		k = &keyLimiter{probe: make(chan struct{}, 1), queue: make(chan struct{}, 1), lim: rate.NewLimiter(rate.Inf, 1), cost: 1}
 		s.m[apiKey] = k
 	}
 	return k
 }
 
 type keyLimiter struct {
-	probe   chan struct{} // a slot for the one call allowed while unlearned
+	probe chan struct{} // a slot for the one call allowed while unlearned
+	// queue lets one caller at a time wait on lim. rate.Limiter would let
+	// every caller reserve a future slot at the current pace, so a change
+	// of pace would reach the wire only after all of them; one waiter at a
+	// time means a new pace applies from the next call.
+	queue   chan struct{}
 	learned atomic.Bool
 	lim     *rate.Limiter
 
 	mu           sync.Mutex
 	blockedUntil time.Time
 	cost         int
+	maxRemaining int // largest Remaining seen: about the bucket's size
 }
 
 // wait blocks until a call may be made. It returns how long it waited and a
@@ -80,6 +89,18 @@ func (k *keyLimiter) wait(ctx context.Context) (time.Duration, func(), error) {
 			release = func() { once.Do(func() { <-k.probe }) }
 		}
 	}
+	select {
+	case k.queue <- struct{}{}:
+	default:
+		blocked = true
+		select {
+		case k.queue <- struct{}{}:
+		case <-ctx.Done():
+			release()
+			return waited(), func() {}, ctx.Err()
+		}
+	}
+	defer func() { <-k.queue }()
 	fail := func(err error) (time.Duration, func(), error) {
 		release()
 		return waited(), func() {}, err
@@ -144,9 +165,11 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 	if rl.Known {
 		cost := max(rl.Cost, 1)
 		perSec := float64(rl.Limit) / 60
-		pace := perSec
-		if float64(rl.Remaining) < max(float64(maxBurstCalls*cost), perSec*lowWindow.Seconds()) || status == 429 {
-			pace *= slowFactor
+		k.maxRemaining = max(k.maxRemaining, rl.Remaining)
+		low := max(float64(2*cost), min(perSec*lowWindow.Seconds(), float64(k.maxRemaining)/4))
+		pace := perSec * min(1, max(minPace, float64(rl.Remaining)/low))
+		if status == 429 {
+			pace = perSec * minPace
 		}
 		burst := min(max(rl.Remaining, cost), maxBurstCalls*cost)
 		k.cost = cost

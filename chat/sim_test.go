@@ -469,3 +469,38 @@ type countingObserver struct{ waits *atomic.Int64 }
 
 func (o *countingObserver) APICall(string, int, time.Duration, error) {}
 func (o *countingObserver) LimiterWait(time.Duration)                 { o.waits.Add(1) }
+
+// TestLimiterSharedKey: two clients (two worker processes) share one API key
+// and budget; each slows down as Remaining falls, so together they stay
+// under it.
+func TestLimiterSharedKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about two seconds")
+	}
+	c1, sim, url := newSim(t, chatsim.Config{RatePerMinute: 50, RateWindow: 250 * time.Millisecond})
+	c2, err := chat.New(chat.WithBaseURL(url), chat.WithCredentials(chat.Credentials{APIKey: testKey, SiteToken: testSite}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c2.CloseIdleConnections)
+	const calls = 400
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for i := range 64 {
+		c := c1
+		if i%2 == 1 {
+			c = c2
+		}
+		wg.Go(func() {
+			for next.Add(1) <= calls {
+				c.Archive(t.Context(), "shared")
+			}
+		})
+	}
+	wg.Wait()
+	st := sim.Stats()
+	t.Logf("429s: %d of %d", st.RateLimited, calls)
+	if st.RateLimited*100 >= calls {
+		t.Errorf("429 on %d of %d calls", st.RateLimited, calls)
+	}
+}
