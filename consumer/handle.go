@@ -66,7 +66,12 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		return verdict{retryIn: time.Second}
 	}
 	d.meta = meta
-	cmd, err := actions.Decode(w.cfg.Topology.Subjects, d.subject, d.data)
+	// Headers first: their limits hold before the body is even looked at.
+	err = actions.CheckHeaders(d.headers)
+	var cmd actions.Command
+	if err == nil {
+		cmd, err = actions.Decode(w.cfg.Topology.Subjects, d.subject, d.data)
+	}
 	if err != nil {
 		w.m.received("invalid")
 		return w.deadLetter(d, nil, err)
@@ -270,7 +275,7 @@ func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) ve
 	}
 	dl := &DeadLetter{
 		Subject:     d.subject,
-		Headers:     d.headers,
+		Headers:     deadLetterHeaders(d.headers),
 		Error:       ErrorInfo{Class: class, Message: err.Error()},
 		Worker:      w.cfg.Name,
 		Stream:      d.meta.Stream,
@@ -282,11 +287,7 @@ func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) ve
 	if errors.As(err, &apiErr) {
 		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
 	}
-	if data := d.data; isJSONObject(data) {
-		dl.Command = data
-	} else {
-		dl.Raw = data
-	}
+	dl.Command, dl.Raw = deadLetterBody(d.data)
 	if claim != nil {
 		dl.Attempts = claim.Attempts
 		if !claim.FirstAttemptAt.IsZero() {

@@ -17,6 +17,7 @@ import (
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 // the simulator.
 type pipeline struct {
 	t     *testing.T
+	srv   *server.Server
 	js    jetstream.JetStream
 	nc    *nats.Conn
 	sim   *chatsim.Server
@@ -69,7 +71,7 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	nc, js := natstest.Connect(t, srv)
-	p := &pipeline{t: t, js: js, nc: nc, cfg: consumer.Config{
+	p := &pipeline{t: t, srv: srv, js: js, nc: nc, cfg: consumer.Config{
 		Concurrency: 16,
 		Logger:      zaptest.NewLogger(t),
 		Retry:       consumer.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond, MaxAttempts: 20},

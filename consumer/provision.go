@@ -89,6 +89,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 			Subjects:    []string{t.Subjects.CommandsFilter()},
 			Retention:   jetstream.WorkQueuePolicy,
 			MaxAge:      t.CommandsMaxAge,
+			MaxMsgSize:  MaxCommandMsgSize,
 			Duplicates:  t.DuplicateWindow,
 		},
 		{

@@ -103,7 +103,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopBackstop()
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+	// A short pull expiry (heartbeats at half of it) notices a lost NATS
+	// connection within seconds and pulls again once it is back.
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Topology.CommandsStream, err)
 	}
