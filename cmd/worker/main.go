@@ -39,6 +39,7 @@ Commands:
   archive     publish an archive command (--chat, --id)
   dlq         inspect and replay dead letters (ls, show, replay, purge)
   provision   create or update streams, consumer and buckets, then exit
+  export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
   bench       measure throughput, latency and memory against embedded NATS and the simulator
 
 Run 'worker <command> -h' for a command's flags.
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runDLQ(ctx, rest, stdin, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "export":
+		return runExport(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

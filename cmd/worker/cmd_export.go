@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/export"
+	"go.uber.org/zap"
+)
+
+// exportFlags configure `worker export`.
+type exportFlags struct {
+	nats        natsFlags
+	apiURL      string
+	out         string
+	bucket      string
+	checkpoints string
+	since       string
+	until       string
+	asJSON      bool
+	concurrency int
+}
+
+// runExport exports every conversation with something new since the last
+// run to a file, a directory or an Object Store bucket (see export.Exporter).
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f exportFlags
+	fs := newFlagSet("export", "export (--out PATH | --bucket NAME) [--since T] [--until T] [--json] [flags]", stderr)
+	f.nats.register(fs)
+	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", chat.DefaultBaseURL, "Chat API base URL")
+	fs.String(&f.out, "out", "WORKER_EXPORT_OUT", "", "export to this directory (a file per run) or .jsonl file (appended to); the checkpoint is kept beside it")
+	fs.String(&f.bucket, "bucket", "WORKER_EXPORT_BUCKET", "", "export to this NATS Object Store bucket (an object per conversation per run), checkpoints in --checkpoint-bucket")
+	fs.String(&f.checkpoints, "checkpoint-bucket", "WORKER_EXPORT_CHECKPOINT_BUCKET", export.DefaultCheckpointsBucket, "NATS key-value bucket of the checkpoints (with --bucket)")
+	fs.String(&f.since, "since", "", "", "only items from: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
+	fs.String(&f.until, "until", "", "", "only items up to: a time or how long ago")
+	fs.Bool(&f.asJSON, "json", "", false, "print the summary as JSON (progress goes to stderr)")
+	fs.Int(&f.concurrency, "concurrency", "WORKER_EXPORT_CONCURRENCY", export.DefaultConcurrency, "conversations fetched at once (the API's rate limit sets the pace)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("export: unexpected argument %q", fs.Arg(0))}
+	}
+	now := time.Now()
+	var opt export.Options
+	var errs []error
+	var err error
+	if opt.Since, err = parseWhen("--since", f.since, now); err != nil {
+		errs = append(errs, err)
+	}
+	if opt.Until, err = parseWhen("--until", f.until, now); err != nil {
+		errs = append(errs, err)
+	}
+	if !opt.Since.IsZero() && !opt.Until.IsZero() && opt.Until.Before(opt.Since) {
+		errs = append(errs, fmt.Errorf("--until %s is before --since %s", f.until, f.since))
+	}
+	if (f.out == "") == (f.bucket == "") {
+		errs = append(errs, errors.New("say where to export: --out PATH (a directory or a .jsonl file) or --bucket NAME (a NATS Object Store bucket), one of them"))
+	}
+	if f.concurrency < 1 || f.concurrency > 256 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: want 1 to 256", f.concurrency))
+	}
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	creds, err := apiCredentials()
+	if err != nil {
+		return err
+	}
+	client, err := chat.New(chat.WithBaseURL(f.apiURL), chat.WithCredentials(creds), chat.WithMaxConnsPerHost(f.concurrency))
+	if err != nil {
+		return usageError{fmt.Errorf("--chat-api-url: %w", err)}
+	}
+	defer client.CloseIdleConnections()
+
+	ex := &export.Exporter{Client: client, Concurrency: f.concurrency}
+	if f.out != "" {
+		target, err := export.OpenFile(f.out)
+		if err != nil {
+			return err
+		}
+		ex.Sink, ex.Checkpoints = target, target
+	} else {
+		nc, js, err := f.nats.connect(ctx, "chatworker export", nil, zap.NewNop())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if ex.Sink, err = export.OpenObjectStore(ctx, js, f.bucket, f.nats.replicas); err != nil {
+			return err
+		}
+		if ex.Checkpoints, err = export.OpenKV(ctx, js, f.checkpoints, f.nats.replicas); err != nil {
+			return err
+		}
+	}
+
+	progressOut := stdout
+	if f.asJSON {
+		progressOut = stderr
+	}
+	bar := &exportProgress{w: progressOut, tty: isTerminal(progressOut)}
+	opt.Progress = bar.update
+	sum, runErr := ex.Run(ctx, opt)
+	bar.finish()
+
+	if f.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		printExportSummary(stdout, sum)
+	}
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.Is(runErr, export.ErrPartial):
+		return fmt.Errorf("%d of %d conversations failed (%s); their checkpoints did not move, so the next run tries them again",
+			len(sum.Failed), sum.Conversations, failedIDs(sum.Failed))
+	case sum.Interrupted && ctx.Err() != nil:
+		return fmt.Errorf("export interrupted after %d of %d conversations; run it again to continue where it stopped", sum.Exported+sum.Unchanged+len(sum.Failed), sum.Conversations)
+	}
+	return runErr
+}
+
+func printExportSummary(w io.Writer, s export.Summary) {
+	fmt.Fprintf(w, "exported %d of %d conversations (%d unchanged, %d failed): %d messages, %d notes, %d events in %s\n",
+		s.Exported, s.Conversations, s.Unchanged, len(s.Failed), s.Messages, s.Notes, s.Events, s.Duration.Round(time.Millisecond))
+	if s.Location != "" {
+		fmt.Fprintf(w, "to %s\n", s.Location)
+	}
+	for _, f := range s.Failed {
+		fmt.Fprintf(w, "failed %s: %s\n", f.ChatID, oneLine(f.Error))
+	}
+}
+
+func failedIDs(fs []export.Failure) string {
+	ids := make([]string, 0, min(len(fs), 5))
+	for i, f := range fs {
+		if i == 5 {
+			ids = append(ids, "...")
+			break
+		}
+		ids = append(ids, f.ChatID)
+	}
+	return strings.Join(ids, ", ")
+}
+
+// exportProgress shows a run's progress: a bar redrawn in place on a
+// terminal, otherwise a plain line every few seconds (for CronJob logs).
+type exportProgress struct {
+	w       io.Writer
+	tty     bool
+	drawn   bool
+	printed time.Duration
+}
+
+const exportLogEvery = 10 * time.Second
+
+func (p *exportProgress) update(s export.Progress) {
+	eta := "--"
+	if s.Done > 0 {
+		eta = (s.ETA() + time.Second/2).Truncate(time.Second).String()
+	}
+	stats := fmt.Sprintf("%d/%d  exported %d  unchanged %d  failed %d  messages %d  %.1f/s  ETA %s",
+		s.Done, s.Total, s.Exported, s.Unchanged, s.Failed, s.Messages, s.Rate(), eta)
+	if !p.tty {
+		if s.Elapsed-p.printed >= exportLogEvery {
+			p.printed = s.Elapsed
+			fmt.Fprintln(p.w, "progress "+stats)
+		}
+		return
+	}
+	const width = 30
+	filled := width * s.Done / max(s.Total, 1)
+	fmt.Fprintf(p.w, "\r\033[K[%s%s] %s", strings.Repeat("#", filled), strings.Repeat(".", width-filled), stats)
+	p.drawn = true
+}
+
+func (p *exportProgress) finish() {
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+var exportDaysAgo = regexp.MustCompile(`^(\d+)d$`)
+
+// parseWhen reads an absolute time (RFC 3339, or a date and time without a
+// zone, taken as UTC) or a duration before now (90m, 2h, 7d), like the
+// filters of worker dlq.
+func parseWhen(flag, s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if m := exportDaysAgo.FindStringSubmatch(s); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil && n <= 100000 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)", flag, s)
+}
