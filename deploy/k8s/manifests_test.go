@@ -74,6 +74,7 @@ var kinds = map[string]func() any{
 	"v1/Service":                             func() any { return &corev1.Service{} },
 	"apps/v1/Deployment":                     func() any { return &appsv1.Deployment{} },
 	"batch/v1/Job":                           func() any { return &batchv1.Job{} },
+	"batch/v1/CronJob":                       func() any { return &batchv1.CronJob{} },
 	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
 	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
 	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
