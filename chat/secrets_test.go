@@ -2,10 +2,10 @@ package chat_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -91,16 +91,16 @@ func hang(w http.ResponseWriter, r *http.Request) {
 
 func TestTransportErrorClasses(t *testing.T) {
 	t.Run("TLS certificate error is permanent", func(t *testing.T) {
-		srv := httptest.NewTLSServer(http.NotFoundHandler())
+		srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+		srv.StartTLS()
 		t.Cleanup(srv.Close)
-		srv.Config.ErrorLog = nil
 		c, _ := chat.New(chat.WithBaseURL(srv.URL), chat.WithCredentials(chat.Credentials{APIKey: testKey, SiteToken: testSite}))
 		_, err := c.Archive(t.Context(), "x")
 		var te *chat.TransportError
 		if !errors.As(err, &te) || chat.Retryable(err) || !errors.Is(err, chat.ErrPermanent) {
 			t.Errorf("err = %v, want a permanent TransportError", err)
 		}
-		_ = tls.VersionTLS13
 	})
 	t.Run("timeout is retryable", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(hang))
