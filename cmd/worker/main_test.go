@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -153,4 +157,80 @@ func eventuallyOK(t *testing.T, f func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestReadiness: /readyz follows the NATS connection, /healthz does not,
+// and /metrics serves the worker's metrics.
+func TestReadiness(t *testing.T) {
+	srv := natstest.RunServer(t)
+	t.Setenv("GOSQUARED_API_KEY", "k")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", "http://127.0.0.1:9/chat/v1",
+			"--http-addr", "127.0.0.1:0", "--log-format", "json"}, nil, &bytes.Buffer{}, logs)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var addr string
+	eventuallyOK(t, func() error {
+		addr = listenAddr(logs.String())
+		if addr == "" {
+			return errors.New("no listen address logged yet")
+		}
+		return nil
+	})
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	eventuallyOK(t, func() error {
+		if code, body := get("/readyz"); code != 200 {
+			return fmt.Errorf("/readyz = %d %s", code, body)
+		}
+		return nil
+	})
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "chatworker_commands_in_flight") || !strings.Contains(body, "process_resident_memory_bytes") {
+		t.Errorf("/metrics = %d, lacks the worker's metrics", code)
+	}
+
+	restart := natstest.StopServer(t, srv)
+	eventuallyOK(t, func() error {
+		if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "NATS") {
+			return fmt.Errorf("/readyz = %d %s while NATS is down, want 503", code, body)
+		}
+		return nil
+	})
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d while NATS is down, want 200", code)
+	}
+	restart()
+	eventuallyOK(t, func() error {
+		if code, body := get("/readyz"); code != 200 {
+			return fmt.Errorf("/readyz = %d %s after NATS came back", code, body)
+		}
+		return nil
+	})
+}
+
+// listenAddr finds the HTTP address in the worker's JSON logs.
+func listenAddr(logs string) string {
+	for _, line := range strings.Split(logs, "\n") {
+		var entry struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "HTTP endpoints listening" {
+			return entry.Addr
+		}
+	}
+	return ""
 }

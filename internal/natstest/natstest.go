@@ -36,7 +36,7 @@ func RunServer(t testing.TB, opts ...func(*server.Options)) *server.Server {
 	for _, opt := range opts {
 		opt(o)
 	}
-	return start(t, o)
+	return startServer(t, o)
 }
 
 // RestartServer shuts s down and starts a new server with the same options on
@@ -44,20 +44,31 @@ func RunServer(t testing.TB, opts ...func(*server.Options)) *server.Server {
 // survives. Use it to test behaviour while NATS goes away mid-run.
 func RestartServer(t testing.TB, s *server.Server) *server.Server {
 	t.Helper()
+	return StopServer(t, s)()
+}
+
+// StopServer shuts s down and returns a function that starts it again with
+// the same options, port and store directory: the time between the two is
+// an outage.
+func StopServer(t testing.TB, s *server.Server) (start func() *server.Server) {
+	t.Helper()
 	v, ok := started.Load(s)
 	if !ok {
-		t.Fatalf("natstest: RestartServer: server was not started by RunServer")
+		t.Fatalf("natstest: StopServer: server was not started by RunServer")
 	}
 	o := v.(*server.Options).Clone()
 	addr, ok := s.Addr().(*net.TCPAddr)
 	if !ok {
-		t.Fatalf("natstest: RestartServer: server is not listening")
+		t.Fatalf("natstest: StopServer: server is not listening")
 	}
 	o.Port = addr.Port // the old one may have been random (-1)
 	s.Shutdown()
 	s.WaitForShutdown()
 	started.Delete(s)
-	return start(t, o)
+	return func() *server.Server {
+		t.Helper()
+		return startServer(t, o)
+	}
 }
 
 // Connect returns a connection and a JetStream context for s, closed with
@@ -81,7 +92,7 @@ func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func start(t testing.TB, o *server.Options) *server.Server {
+func startServer(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
 	s, err := server.NewServer(o)
 	if err != nil {
