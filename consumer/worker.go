@@ -120,6 +120,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	keepAliveCtx, stopKeepAlive := context.WithCancel(workCtx)
 	defer stopKeepAlive()
+	go w.watchLag(keepAliveCtx, 10*time.Second)
 	if w.cfg.Unordered {
 		w.lanes = nil
 	} else {

@@ -319,3 +319,37 @@ func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
 	p.publish(actions.Send{ChatID: "abc", Content: "next"})
 	p.results(1)
 }
+
+// TestWorkersRacingOnTheSameIDs: every command is published twice (as two
+// messages) and two workers, with per-chat order off so the copies can run
+// at the same moment, consume them: one effect per id, and one succeeded
+// plus one duplicate result.
+func TestWorkersRacingOnTheSameIDs(t *testing.T) {
+	p := newBarePipeline(t, withFaults(chatsim.Faults{LatencyJitter: 3 * time.Millisecond}))
+	p.cfg.Unordered = true
+	p.start(p.executor)
+	p.start(p.executor)
+	const n = 100
+	for i := range n {
+		body := fmt.Sprintf(`{"id":"race-%d","type":"note","chat_id":"c%d","content":"x"}`, i, i%5)
+		subject := fmt.Sprintf("chat.commands.note.c%d", i%5)
+		p.publishRaw(subject, fmt.Sprint("a-", i), []byte(body))
+		p.publishRaw(subject, fmt.Sprint("b-", i), []byte(body))
+	}
+	results := p.results(2 * n)
+	p.settled()
+	statuses := map[string][]string{}
+	for _, r := range results {
+		statuses[r.ID] = append(statuses[r.ID], r.Status)
+	}
+	for id, s := range statuses {
+		if len(s) != 2 || (s[0] == s[1]) {
+			t.Errorf("%s: results %v, want one succeeded and one duplicate", id, s)
+		}
+	}
+	for key, c := range effectsByKey(p.sim) {
+		if c != 1 {
+			t.Errorf("%s took effect %d times", key, c)
+		}
+	}
+}
