@@ -56,6 +56,8 @@ type Scenario struct {
 	// Processes > 0 runs the worker as that many child processes of
 	// Runner.WorkerBinary (`worker run`); 0 runs it in this process.
 	Processes int `json:"processes,omitempty"`
+	// Round numbers repeated runs of the same scenario.
+	Round int `json:"round,omitempty"`
 	// Timeout bounds the run (default 2 minutes).
 	Timeout time.Duration `json:"-"`
 }
@@ -92,6 +94,8 @@ type Result struct {
 	// CPU is the CPU time used, as a share of the machine's cores over
 	// Elapsed (1 = every core busy).
 	CPU float64 `json:"cpu"`
+	// Rounds is every round's throughput, set by Best.
+	Rounds []float64 `json:"rounds,omitempty"`
 }
 
 // Runner runs scenarios.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -19,13 +20,17 @@ const (
 
 // Options size the suite.
 type Options struct {
-	Commands      int             // zero-latency runs; the others scale from it (default 5000)
-	Concurrency   []int           // Little's-law runs (default 16, 64, 256, 1024)
-	Latencies     []time.Duration // Little's-law runs (default 50ms, 200ms)
-	Rates         []int           // paced runs (default 1000, 5000 commands/s)
-	Processes     []int           // (default 1, 2, 4; empty with no WorkerBinary)
-	Chats         []int           // (default 1, 100, 1000)
-	Quick         bool            // a tenth of the commands: a check that everything runs
+	Commands    int             // zero-latency runs; the others scale from it (default 5000)
+	Concurrency []int           // Little's-law runs (default 16, 64, 256, 1024)
+	Latencies   []time.Duration // Little's-law runs (default 50ms, 200ms)
+	Rates       []int           // paced runs (default 1000, 5000 commands/s)
+	Processes   []int           // (default 1, 2, 4; empty with no WorkerBinary)
+	Chats       []int           // (default 1, 100, 1000)
+	Quick       bool            // a tenth of the commands: a check that everything runs
+	// Rounds repeats the zero-latency runs, interleaved, so that load from
+	// other processes on a shared machine hits each mode alike; the table
+	// shows each mode's best round (default 3; 1 with Quick).
+	Rounds        int
 	WorkerBinary  string
 	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
 }
@@ -36,6 +41,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Quick {
 		o.Commands = max(o.Commands/10, 100)
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+		if o.Quick {
+			o.Rounds = 1
+		}
 	}
 	if len(o.Concurrency) == 0 {
 		o.Concurrency = []int{16, 64, 256, 1024}
@@ -68,8 +79,10 @@ func (o Options) Scenarios() []Scenario {
 	const c = 64 // the worker's default concurrency
 	var s []Scenario
 	// The limit first, then the worker in its variants: the same load.
-	for _, m := range []Mode{ModeLimit, ModeWorker, ModeNoStore, ModeUnordered} {
-		s = append(s, Scenario{Group: GroupLimit, Mode: m, Commands: n, Concurrency: c, Chats: 1000})
+	for round := 1; round <= o.Rounds; round++ {
+		for _, m := range []Mode{ModeLimit, ModeWorker, ModeNoStore, ModeUnordered} {
+			s = append(s, Scenario{Group: GroupLimit, Mode: m, Commands: n, Concurrency: c, Chats: 1000, Round: round})
+		}
 	}
 	for _, lat := range o.Latencies {
 		for _, cc := range o.Concurrency {
@@ -140,6 +153,7 @@ func describe(sc Scenario) string {
 // WriteTable prints the results as a Markdown table per group, with the
 // ratios against the limit and Little's law measured in the same run.
 func WriteTable(w io.Writer, results []Result) {
+	results = Best(results)
 	var limit float64
 	for _, r := range results {
 		if r.Group == GroupLimit && r.Mode == ModeLimit {
@@ -148,7 +162,7 @@ func WriteTable(w io.Writer, results []Result) {
 	}
 	groups := []struct{ name, title, head string }{
 		{GroupLimit, "Zero API latency, concurrency 64, 1000 chats: the worker next to the minimal consume-call-ack loop",
-			"| run | commands | cmd/s | of limit | CPU | allocs/cmd | peak RSS (all in-process) |"},
+			"| run | commands | cmd/s (best round) | of limit | all rounds cmd/s | CPU | allocs/cmd | peak RSS (all in-process) |"},
 		{GroupLittle, "Simulated API latency: throughput against Little's law (concurrency / latency)",
 			"| latency | concurrency | commands | cmd/s | bound cmd/s | of bound | CPU |"},
 		{GroupLatency, "Paced load, zero API latency: latency the worker adds (publish to result, minus the API's time) and memory",
@@ -183,7 +197,11 @@ func row(group string, r Result, limit float64) string {
 	cpu := fmt.Sprintf("%.0f%%", 100*r.CPU)
 	switch group {
 	case GroupLimit:
-		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ratio(r.Throughput, limit), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
+		rounds := make([]string, len(r.Rounds))
+		for i, t := range r.Rounds {
+			rounds[i] = fmt.Sprintf("%.0f", t)
+		}
+		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ratio(r.Throughput, limit), strings.Join(rounds, ", "), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
 	case GroupLittle:
 		return fmt.Sprintf("| %v | %d | %d | %.0f | %.0f | %s | %s |", r.Latency, r.Concurrency, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), cpu)
 	case GroupLatency:
@@ -247,4 +265,30 @@ func separator(head string) string {
 		}
 	}
 	return string(out)
+}
+
+// Best keeps, of the repeated zero-latency runs, each mode's best round,
+// with every round's throughput in Rounds; other results pass unchanged.
+func Best(results []Result) []Result {
+	var out []Result
+	at := map[Mode]int{}
+	for _, r := range results {
+		if r.Group != GroupLimit {
+			out = append(out, r)
+			continue
+		}
+		i, seen := at[r.Mode]
+		if !seen {
+			at[r.Mode] = len(out)
+			r.Rounds = []float64{r.Throughput}
+			out = append(out, r)
+			continue
+		}
+		rounds := append(out[i].Rounds, r.Throughput)
+		if r.Throughput > out[i].Throughput {
+			out[i] = r
+		}
+		out[i].Rounds = rounds
+	}
+	return out
 }
