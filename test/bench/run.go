@@ -372,7 +372,6 @@ type publisher struct {
 	s   actions.Subjects
 	sc  Scenario
 	at  []atomic.Int64 // paced runs: publish time per command, ns since tracker start
-	buf bytes.Buffer
 }
 
 func newPublisher(js jetstream.JetStream, s actions.Subjects, sc Scenario) *publisher {
