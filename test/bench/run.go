@@ -368,10 +368,10 @@ func (t *tracker) added(e *env, p *publisher) (p50, p99 time.Duration) {
 
 // publisher publishes the scenario's commands.
 type publisher struct {
-	js  jetstream.JetStream
-	s   actions.Subjects
-	sc  Scenario
-	at  []atomic.Int64 // paced runs: publish time per command, ns since tracker start
+	js jetstream.JetStream
+	s  actions.Subjects
+	sc Scenario
+	at []atomic.Int64 // paced runs: publish time per command, ns since tracker start
 }
 
 func newPublisher(js jetstream.JetStream, s actions.Subjects, sc Scenario) *publisher {
