@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
@@ -54,12 +55,30 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Invalidf returns an error of class invalid.
 func Invalidf(format string, args ...any) *Error {
-	return &Error{Class: ClassInvalid, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Class: ClassInvalid, Msg: clip(fmt.Sprintf(format, args...))}
 }
 
 // Permanentf returns an error of class permanent.
 func Permanentf(format string, args ...any) *Error {
-	return &Error{Class: ClassPermanent, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Class: ClassPermanent, Msg: clip(fmt.Sprintf(format, args...))}
+}
+
+// MaxMessageLen bounds the message of an error made by Invalidf or
+// Permanentf. Messages quote what was received (a type, a subject), and a
+// hostile command must not turn its dead letter's reason into a copy of
+// itself, many times escaped.
+const MaxMessageLen = 1024
+
+// clip cuts s to MaxMessageLen bytes on a rune boundary.
+func clip(s string) string {
+	if len(s) <= MaxMessageLen {
+		return s
+	}
+	n := MaxMessageLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // ClassOf classifies err. It looks through wrapping, so a caller may add
