@@ -54,6 +54,10 @@ func withFaults(f chatsim.Faults) option {
 	return func(_ *pipeline, c *chatsim.Config) { c.Faults = f }
 }
 
+func withRateLimit(perWindow int, window time.Duration) option {
+	return func(_ *pipeline, c *chatsim.Config) { c.RatePerMinute, c.RateWindow = perWindow, window }
+}
+
 func withRetry(r consumer.RetryPolicy) option {
 	return func(p *pipeline, _ *chatsim.Config) { p.cfg.Retry = r }
 }
@@ -94,6 +98,9 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 		t.Fatal(err)
 	}
 	p.executor = &actions.Executor{Client: client, SiteToken: "s"}
+	if _, err := consumer.Provision(t.Context(), js, p.cfg.Topology); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
