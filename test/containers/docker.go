@@ -19,19 +19,26 @@ import (
 func ConfigureEnv() { configureEnv() }
 
 var configureEnv = sync.OnceFunc(func() {
-	setDefault := func(k, v string) {
-		if _, ok := os.LookupEnv(k); !ok {
-			os.Setenv(k, v)
-		}
-	}
 	// Ryuk's image would have to be pulled; t.Cleanup removes everything.
-	setDefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-	// Inside a container (/.dockerenv) testcontainers assumes the engine is
-	// a sibling and reaches mapped ports through the default gateway. Here
-	// the engine shares our network namespace, and the gateway is not ours
-	// to send traffic to: mapped ports are on the loopback.
-	if strings.HasPrefix(os.Getenv("DOCKER_HOST"), "unix://") || os.Getenv("DOCKER_HOST") == "" {
-		setDefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	if _, ok := os.LookupEnv("TESTCONTAINERS_RYUK_DISABLED"); !ok {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+	// Mapped ports: inside a container (/.dockerenv) testcontainers assumes
+	// a sibling engine and aims at the default gateway. Here the engine on
+	// the local socket shares our network namespace, and the gateway is not
+	// ours to send traffic to: mapped ports are on the loopback. Which socket
+	// testcontainers settles on is only known once its client exists (it
+	// passes over a DOCKER_HOST it cannot use), so ask the client.
+	if _, ok := os.LookupEnv("TESTCONTAINERS_HOST_OVERRIDE"); ok {
+		return
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(context.Background())
+	if err != nil {
+		return // provider() reports it
+	}
+	defer cli.Close()
+	if strings.HasPrefix(cli.DaemonHost(), "unix://") {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 	}
 })
 
