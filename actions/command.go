@@ -19,11 +19,14 @@ const (
 	TypeSend    Type = "send"
 	TypeNote    Type = "note"
 	TypeArchive Type = "archive"
+	// TypeExport exports one conversation to the worker's export target
+	// (the contract's "export, once conversation export exists").
+	TypeExport Type = "export"
 )
 
 // Known reports whether the worker can execute commands of this type.
 func (t Type) Known() bool {
-	return t == TypeSend || t == TypeNote || t == TypeArchive
+	return t == TypeSend || t == TypeNote || t == TypeArchive || t == TypeExport
 }
 
 // Limits on a command, enforced before any work is done.
@@ -134,9 +137,9 @@ func decodeBody(data []byte) (Command, error) {
 			return Command{}, Invalidf("a %s command needs \"content\"", cmd.Type)
 		}
 		cmd.Content = *w.Content
-	case TypeArchive:
+	case TypeArchive, TypeExport:
 		if w.Content != nil {
-			return Command{}, Invalidf("an archive command takes no \"content\"")
+			return Command{}, Invalidf("an %s command takes no \"content\"", cmd.Type)
 		}
 	}
 	if w.From != nil {
@@ -184,9 +187,9 @@ func (c Command) Validate() error {
 		if len(c.Content) > MaxContentBytes {
 			return Invalidf("\"content\" is %d bytes; the limit is %d (16 KiB)", len(c.Content), MaxContentBytes)
 		}
-	case TypeArchive:
+	case TypeArchive, TypeExport:
 		if c.Content != "" {
-			return Invalidf("an archive command takes no \"content\"")
+			return Invalidf("an %s command takes no \"content\"", c.Type)
 		}
 	}
 	if c.From != "" {

@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/chatworker/worker/chat"
 )
@@ -23,6 +24,11 @@ type Executor struct {
 	// refused (class permanent), so an app cannot reach a business's other
 	// projects through the worker.
 	Projects map[string]chat.Credentials
+	// Exporter carries out export commands; nil when the worker has no
+	// export target.
+	Exporter interface {
+		ExportChat(ctx context.Context, chatID string, opts ...chat.CallOption) (json.RawMessage, error)
+	}
 }
 
 // Execute makes the one API call that carries out cmd. The command id is
@@ -48,6 +54,15 @@ func (e *Executor) Execute(ctx context.Context, cmd Command) (Outcome, error) {
 		_, resp, err = e.Client.LeaveNote(ctx, cmd.ChatID, chat.NoteRequest{Content: cmd.Content}, opts...)
 	case TypeArchive:
 		resp, err = e.Client.Archive(ctx, cmd.ChatID, opts...)
+	case TypeExport:
+		if e.Exporter == nil {
+			return Outcome{}, Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
+		}
+		body, err := e.Exporter.ExportChat(ctx, cmd.ChatID, opts...)
+		if err != nil {
+			return Outcome{}, err // API errors keep their class; a failing target is internal, so retried
+		}
+		return Outcome{APIStatus: http.StatusOK, Response: body}, nil
 	default:
 		return Outcome{}, Invalidf("unknown command type %q", cmd.Type)
 	}

@@ -37,6 +37,17 @@ type Archive struct {
 	Metadata              json.RawMessage
 }
 
+// Export exports one conversation to the worker's export target; its result
+// says where the export went.
+type Export struct {
+	ID, ChatID, SiteToken string
+	Metadata              json.RawMessage
+}
+
+func (x Export) Command() Command {
+	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata}
+}
+
 func (s Send) Command() Command {
 	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata}
 }

@@ -158,4 +158,4 @@ func unhex(c byte) int {
 	return -1
 }
 
-var typeList = fmt.Sprintf("%s, %s or %s", TypeSend, TypeNote, TypeArchive)
+var typeList = fmt.Sprintf("%s, %s, %s or %s", TypeSend, TypeNote, TypeArchive, TypeExport)

@@ -44,8 +44,9 @@ type pipeline struct {
 	sim   *chatsim.Server
 	cfg   consumer.Config
 	store idempotency.Store
-	// executor calls the simulator.
-	executor consumer.Executor
+	// executor calls the simulator through client.
+	executor *actions.Executor
+	client   *chat.Client
 }
 
 type option func(*pipeline, *chatsim.Config)
@@ -97,6 +98,7 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.client = client
 	p.executor = &actions.Executor{Client: client, SiteToken: "s"}
 	if _, err := consumer.Provision(t.Context(), js, p.cfg.Topology); err != nil {
 		t.Fatal(err)
