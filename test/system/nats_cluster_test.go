@@ -43,6 +43,11 @@ func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
 			nc, err := nats.Connect(cluster.ClientURLs(t),
 				nats.MaxReconnects(-1),
 				nats.ReconnectWait(100*time.Millisecond),
+				// A partitioned node's connection does not break, it goes
+				// silent (Docker's port proxy keeps the host side open):
+				// notice within seconds, not the default minutes.
+				nats.PingInterval(time.Second),
+				nats.MaxPingsOutstanding(2),
 			)
 			if err != nil {
 				t.Fatal(err)
