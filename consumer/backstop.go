@@ -70,7 +70,7 @@ func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesA
 	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
 	if cmd, err := actions.Decode(w.cfg.Topology.Subjects, raw.Subject, raw.Data); err == nil {
 		d.cmd = cmd
-		d.log = d.log.With(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	}
 	var attempts *attemptsRecord
 	if d.cmd.ID != "" {

@@ -51,7 +51,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if hdrSize(h)+len(data) > MaxCommandMsgSize {
 			t.Skip("over the commands stream's MaxMsgSize")
 		}
-		d := &delivery{subject: subject, data: data, headers: h, log: w.log, traceparent: h.Get("traceparent"),
+		d := &delivery{subject: subject, data: data, headers: h, log: cmdLog{base: w.log}, traceparent: h.Get("traceparent"),
 			meta: &jetstream.MsgMetadata{Stream: "CHAT_COMMANDS", Sequence: jetstream.SequencePair{Stream: 7}}}
 
 		// The decision process makes before any work.

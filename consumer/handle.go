@@ -35,7 +35,7 @@ type delivery struct {
 	headers     nats.Header
 	meta        *jetstream.MsgMetadata
 	cmd         actions.Command // zero until decoded
-	log         *zap.Logger
+	log         cmdLog
 	traceparent string
 }
 
@@ -51,9 +51,9 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) bool {
 }
 
 func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
-	d := &delivery{msg: msg, subject: subject, data: data, headers: headers, log: w.log, traceparent: headers.Get("traceparent")}
+	d := &delivery{msg: msg, subject: subject, data: data, headers: headers, log: cmdLog{base: w.log}, traceparent: headers.Get("traceparent")}
 	if d.traceparent != "" {
-		d.log = d.log.With(zap.String("traceparent", d.traceparent))
+		d.log.with(zap.String("traceparent", d.traceparent))
 	}
 	return d
 }
@@ -77,7 +77,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		return w.deadLetter(d, nil, err)
 	}
 	d.cmd = cmd
-	d.log = d.log.With(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
 
 	claim, err := w.store.Claim(ctx, cmd.ID, cmd.Hash())
@@ -320,7 +320,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 			return false
 		}
 		w.m.succeeded(string(d.cmd.Type), v.result.Status)
-		d.log.Info("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
+		d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
 		if err := d.msg.Ack(); err != nil {
 			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
 			return false
