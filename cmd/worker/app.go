@@ -12,6 +12,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -37,9 +38,13 @@ type workerFlags struct {
 	idemLease    time.Duration
 	grace        time.Duration
 	perChatOrder bool
+	exportBucket string
 	ackWait      time.Duration
 	maxDeliver   int
 	retry        consumer.RetryPolicy
+	// projects are the other projects commands may name in site_token, with
+	// their keys (from GOSQUARED_PROJECTS, never a flag).
+	projects map[string]chat.Credentials
 }
 
 func (f *workerFlags) register(fs *flagSet) {
@@ -56,6 +61,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", 20*time.Second, "on SIGTERM, how long in-flight commands may take to finish")
 	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", 30*time.Second, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
 	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", 100, "deliveries of one command before JetStream gives up on it (the worker then dead-letters it)")
+	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", 8, "API calls per command before it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", time.Hour, "time from a command's first attempt after which it is dead-lettered as exhausted")
@@ -154,7 +160,15 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
-	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken}
+	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
+	if f.exportBucket != "" {
+		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("export bucket: %w", err)
+		}
+		exec.Exporter = &export.Exporter{Client: client, Sink: sink}
+	}
 	a.worker = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder,

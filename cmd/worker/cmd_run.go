@@ -26,6 +26,9 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if f.projects, err = apiProjects(creds); err != nil {
+		return err
+	}
 	log, err := f.log.logger(stderr)
 	if err != nil {
 		return err

@@ -112,6 +112,7 @@ func secret(name string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s_FILE: %w", name, err)
 		}
+		defer clear(b) // the one copy kept is the string returned
 		s := strings.TrimSpace(string(b))
 		if s == "" {
 			return "", fmt.Errorf("%s_FILE names %s, which is empty", name, file)
