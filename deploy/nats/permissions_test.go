@@ -1,0 +1,175 @@
+// Package nats_test runs the worker under the NATS permissions shipped in
+// worker-permissions.conf.
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+)
+
+// TestWorkerPermissions starts nats-server from worker-permissions.conf,
+// provisions as the operator, runs a worker as the worker user (wired as
+// `worker run` wires it) and publishes as the app. Commands must come back
+// as results and dead letters with no permission violation on the worker's
+// connection, and the app must not be able to forge results.
+func TestWorkerPermissions(t *testing.T) {
+	for name, pw := range map[string]string{"CHATWORKER_NATS_PASSWORD": "w-pw", "CHATWORKER_APP_PASSWORD": "a-pw", "CHATWORKER_OPERATOR_PASSWORD": "o-pw"} {
+		t.Setenv(name, pw)
+	}
+	opts, err := server.ProcessConfigFile("worker-permissions.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+
+	// Provisioning, as `worker provision` run by the operator.
+	_, ojs := connect(t, srv, "operator", "o-pw", nil)
+	if _, err := consumer.Provision(t.Context(), ojs, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idempotency.Open(t.Context(), ojs, idempotency.Config{Owner: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The worker, wired as newApp wires it, recording every async error.
+	var mu sync.Mutex
+	var violations []string
+	_, wjs := connect(t, srv, "worker", "w-pw", func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		violations = append(violations, err.Error())
+	})
+	cons, err := consumer.Provision(t.Context(), wjs, consumer.Topology{})
+	if err != nil {
+		mu.Lock()
+		t.Fatalf("the worker cannot provision: %v (errors: %q)", err, violations)
+	}
+	store, err := idempotency.Open(t.Context(), wjs, idempotency.Config{Owner: "worker"})
+	if err != nil {
+		mu.Lock()
+		t.Fatalf("the worker cannot open its bucket: %v (errors: %q)", err, violations)
+	}
+	if _, err := wjs.Stream(t.Context(), "CHAT_COMMANDS"); err != nil {
+		t.Fatalf("readiness check: %v", err)
+	}
+	sim := chatsim.New(chatsim.Config{})
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := consumer.New(wjs, cons, &actions.Executor{Client: client, SiteToken: "s"}, store, consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	// The app publishes commands: two succeed (one twice: a duplicate), one
+	// is dead-lettered.
+	appErrs := make(chan error, 16)
+	anc, ajs := connect(t, srv, "app", "a-pw", func(_ *nats.Conn, _ *nats.Subscription, err error) { appErrs <- err })
+	for _, c := range []actions.Commander{
+		actions.Send{ID: "p1", ChatID: "c1", Content: "hi"},
+		actions.Archive{ID: "p2", ChatID: "c2"},
+		actions.Send{ID: "p3", ChatID: "missing:1", Content: "x"},
+	} {
+		if _, err := actions.Publish(t.Context(), ajs, c, actions.Subjects{}); err != nil {
+			t.Fatalf("the app cannot publish a command: %v", err)
+		}
+	}
+	if _, err := ajs.Publish(t.Context(), "chat.commands.send.c1", []byte(`{"id":"p1","type":"send","chat_id":"c1","content":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ojs, "CHAT_RESULTS", 3)
+	waitFor(t, ojs, "CHAT_DLQ", 1)
+	waitFor(t, ojs, "CHAT_COMMANDS", 0)
+
+	// The app may not forge results or dead letters, nor touch the API.
+	for _, subject := range []string{"chat.results.send.c1", "chat.dlq.send.c1", "$JS.API.STREAM.PURGE.CHAT_COMMANDS"} {
+		if err := anc.Publish(subject, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		_ = anc.Flush()
+		select {
+		case err := <-appErrs:
+			if !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), subject) {
+				t.Errorf("app publish to %s: %v, want a permissions violation for it", subject, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("app publish to %s: no permissions violation", subject)
+		}
+	}
+	waitFor(t, ojs, "CHAT_RESULTS", 3)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(violations) > 0 {
+		t.Errorf("the worker hit errors under its permissions (add what it needs to worker-permissions.conf):\n%s", strings.Join(violations, "\n"))
+	}
+}
+
+func connect(t *testing.T, srv *server.Server, user, pw string, onErr nats.ErrHandler) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	opts := []nats.Option{nats.UserInfo(user, pw)}
+	if onErr != nil {
+		opts = append(opts, nats.ErrorHandler(onErr))
+	}
+	nc, err := nats.Connect(srv.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func waitFor(t *testing.T, js jetstream.JetStream, stream string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := js.Stream(t.Context(), stream)
+		if err == nil {
+			info, err := s.Info(t.Context())
+			if err == nil && info.State.Msgs == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reach %d messages: %v", stream, n, errors.Join(err))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
