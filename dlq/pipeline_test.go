@@ -168,15 +168,6 @@ func ids(entries []Entry) []string {
 	return out
 }
 
-func keys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // deadLetterSet makes 4 exhausted sends, 2 exhausted notes, 2 permanent
 // sends (unknown chats), 1 invalid command and 1 non-JSON one.
 func (p *pipeline) deadLetterSet(t *testing.T) {
@@ -454,4 +445,38 @@ func mapsEqual[K comparable](a, b map[K]int) bool {
 		}
 	}
 	return true
+}
+
+// TestRepublishIsByteExact: a command whose JSON layout the dead letter's
+// "command" field would change (white space, field order) goes back to the
+// stream byte for byte, from "raw".
+func TestRepublishIsByteExact(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(t.Context(), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := []byte("{ \"type\": \"archive\",\n  \"id\": \"x-2\", \"chat_id\": \"c\" }")
+	e := Entry{Seq: 9, ID: "x-2", Letter: consumer.DeadLetter{
+		Command: json.RawMessage(original),
+		Raw:     original,
+		Subject: "chat.commands.archive.c",
+		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+	}}
+	ack, err := q.republish(t.Context(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(t.Context(), "CHAT_COMMANDS")
+	m, err := st.GetMsg(t.Context(), ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != string(original) {
+		t.Errorf("republished %q, want the original bytes %q", m.Data, original)
+	}
 }

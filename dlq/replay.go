@@ -156,7 +156,7 @@ func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
 // republish publishes e's command as it was first received, and waits for
 // the commands stream to store it.
 func (q *Queue) republish(ctx context.Context, e Entry) (*jetstream.PubAck, error) {
-	msg := &nats.Msg{Subject: e.Letter.Subject, Data: e.Letter.Command, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: e.Letter.Subject, Data: e.Letter.Body(), Header: nats.Header{}}
 	for k, vs := range e.Letter.Headers {
 		// Nats-* headers steer JetStream (the original Nats-Msg-Id would be
 		// dropped as a duplicate within the window; expectations would fail).
