@@ -68,7 +68,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// show retries.
 	sim := chatsim.New(chatsim.Config{
 		HonourIdempotencyKey: true,
-		Seed:                 7,
+		Seed:                 2,
 		Faults:               chatsim.Faults{ErrorRate: 0.25, Latency: 5 * time.Millisecond},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
