@@ -80,7 +80,9 @@ func (b *built) log(t testing.TB) {
 }
 
 // NATSImage returns the reference of the NATS server image, building it (or
-// finding it already built) on first use in this test binary.
+// finding it already built) on first use in this test binary. The reference
+// names the image's content (chatworker-nats:<hash>); chatworker-nats:test
+// points at the latest build, for people.
 func NATSImage(t testing.TB) string {
 	t.Helper()
 	RequireDocker(t)
@@ -123,7 +125,7 @@ func buildImage(spec imageSpec) (*built, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	b := &built{ref: spec.ref}
+	b := &built{}
 	start := time.Now()
 	if err := goBuild(ctx, root, spec.pkg, filepath.Join(dir, spec.binary)); err != nil {
 		return nil, err
@@ -148,14 +150,18 @@ func buildImage(spec imageSpec) (*built, error) {
 		return nil, err
 	}
 
+	// The image is run by a tag naming its content, not by spec.ref: another
+	// test process (a developer's go test ./... next to this one) may move
+	// spec.ref to a different build at any moment, but never this tag.
+	repo, tag, _ := strings.Cut(spec.ref, ":")
+	b.ref = repo + ":" + sum[:16]
 	cli := p.Client()
-	old, err := cli.ImageInspect(ctx, spec.ref)
-	if err == nil && old.Config != nil && old.Config.Labels[ContentLabel] == sum {
+	if img, err := cli.ImageInspect(ctx, b.ref); err == nil && img.Config != nil && img.Config.Labels[ContentLabel] == sum {
 		b.reused = true
 		return b, nil
 	}
+	old, _ := cli.ImageInspect(ctx, spec.ref)
 
-	repo, tag, _ := strings.Cut(spec.ref, ":")
 	var buildLog bytes.Buffer
 	req := &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
 		Context:        dir,
@@ -170,6 +176,7 @@ func buildImage(spec imageSpec) (*built, error) {
 			// FROM scratch + COPY on every engine, 20.10 included.
 			o.Version = build.BuilderV1
 			o.Labels = map[string]string{ContentLabel: sum}
+			o.Tags = []string{b.ref} // after spec.ref, which testcontainers puts first
 		},
 	}}
 	start = time.Now()
@@ -177,14 +184,25 @@ func buildImage(spec imageSpec) (*built, error) {
 		return nil, fmt.Errorf("build %s: %w\n%s", spec.ref, err, buildLog.String())
 	}
 	b.docker = time.Since(start)
-	// The previous image under this tag is now dangling: drop it, with the
-	// untagged parent layers the classic builder left (one per Dockerfile
-	// step), so repeated runs do not fill the disk. An image still backing a
-	// container stays.
-	if old.ID != "" {
+	// The build that spec.ref named before is superseded: untag it and drop
+	// it, with the untagged parent layers the classic builder left (one per
+	// Dockerfile step), so repeated runs do not fill the disk. An image
+	// still backing a container stays.
+	if oldSum := labelOf(old); oldSum != sum && old.ID != "" {
+		if len(oldSum) >= 16 {
+			_, _ = cli.ImageRemove(ctx, repo+":"+oldSum[:16], client.ImageRemoveOptions{PruneChildren: true})
+		}
+		// Left untagged (built before content tags, or by hand): by ID.
 		_, _ = cli.ImageRemove(ctx, old.ID, client.ImageRemoveOptions{PruneChildren: true})
 	}
 	return b, nil
+}
+
+func labelOf(img client.ImageInspectResult) string {
+	if img.Config == nil {
+		return ""
+	}
+	return img.Config.Labels[ContentLabel]
 }
 
 // goBuild compiles a static linux binary for the daemon's usual architecture
