@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,13 @@ func TestWorkerImageServesSim(t *testing.T) {
 	status, body := get(t, "http://"+sim.HostAddr(t, containers.SimPort)+"/_sim/stats")
 	if status != http.StatusOK || !json.Valid([]byte(body)) {
 		t.Fatalf("GET /_sim/stats: %d %s", status, body)
+	}
+	if log := sim.Logs(t); !strings.Contains(log, "simulator listening on") {
+		t.Errorf("sim log does not say where it listens:\n%s", log)
+	}
+	// No shell in the image, but the binary itself can be executed.
+	if _, out := sim.Exec(t, "/worker", "sim", "--help"); !strings.Contains(out, "usage: worker sim") {
+		t.Errorf("/worker sim --help in the container printed:\n%s", out)
 	}
 }
 
