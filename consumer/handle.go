@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
@@ -121,7 +122,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		claim.LastAttemptAt = now
 		out, err := w.call(ctx, d, claim)
 		if err == nil {
-			if _, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response}); err != nil {
+			if err := w.complete(ctx, claim, out); err != nil {
 				// The effect happened: report it and acknowledge anyway. A
 				// republish of this id within the record's TTL could then run
 				// again, which the Idempotency-Key header still guards.
@@ -134,6 +135,20 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return v
 		}
 	}
+}
+
+// complete records a success, retrying a failed write briefly: the record is
+// what stops a republished command from running again.
+func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out actions.Outcome) error {
+	ctx = context.WithoutCancel(ctx)
+	b := backoff.WithMaxRetries(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond)), 3)
+	return backoff.Retry(func() error {
+		_, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response})
+		if errors.Is(err, idempotency.ErrLeaseLost) {
+			return backoff.Permanent(err) // another worker owns the record now
+		}
+		return err
+	}, b)
 }
 
 // failedOrRetry decides what a failed attempt leads to. It returns done=false
