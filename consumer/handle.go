@@ -154,13 +154,8 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out act
 // failedOrRetry decides what a failed attempt leads to. It returns done=false
 // after waiting in-process, when the caller should try again at once.
 func (w *Worker) failedOrRetry(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) (verdict, bool) {
-	class := actions.ClassOf(err)
-	if !class.Retryable() || ctx.Err() != nil {
+	if !actions.ClassOf(err).Retryable() || ctx.Err() != nil || w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
 		return w.failed(ctx, d, claim, err), true
-	}
-	if w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
-		return w.failed(ctx, d, claim, &actions.Error{Class: actions.ClassExhausted,
-			Msg: fmt.Sprintf("gave up after %d attempts", claim.Attempts), Err: err}), true
 	}
 	hint, _ := chat.RetryAfter(err)
 	delay := w.cfg.Retry.Delay(claim.Attempts, hint)
@@ -212,8 +207,8 @@ func (w *Worker) failedVerdict(ctx context.Context, d *delivery, claim *idempote
 	case ctx.Err() != nil:
 		return verdict{} // shutting down: hand back at once
 	case actions.ClassOf(err).Retryable():
-		// Internal failures (a panic, an unknown error) retry across
-		// deliveries, within the same budget.
+		// A retryable failure reaches here with its budget spent, or from a
+		// panic: that retries across deliveries, within the same budget.
 		if !w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
 			return verdict{retryIn: w.cfg.Retry.Delay(claim.Attempts, 0)}
 		}
