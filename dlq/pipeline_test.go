@@ -400,15 +400,7 @@ func TestOpenWithoutStream(t *testing.T) {
 }
 
 func TestRepublishDropsNatsHeaders(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
-		t.Fatal(err)
-	}
-	q, err := Open(t.Context(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, q := newQueue(t)
 	e := Entry{Seq: 7, ID: "x-1", Letter: consumer.DeadLetter{
 		Command: json.RawMessage(`{"id":"x-1","type":"archive","chat_id":"c"}`),
 		Subject: "chat.commands.archive.c",
@@ -451,15 +443,7 @@ func mapsEqual[K comparable](a, b map[K]int) bool {
 // "command" field would change (white space, field order) goes back to the
 // stream byte for byte, from "raw".
 func TestRepublishIsByteExact(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
-		t.Fatal(err)
-	}
-	q, err := Open(t.Context(), js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, q := newQueue(t)
 	original := []byte("{ \"type\": \"archive\",\n  \"id\": \"x-2\", \"chat_id\": \"c\" }")
 	e := Entry{Seq: 9, ID: "x-2", Letter: consumer.DeadLetter{
 		Command: json.RawMessage(original),
@@ -479,4 +463,19 @@ func TestRepublishIsByteExact(t *testing.T) {
 	if string(m.Data) != string(original) {
 		t.Errorf("republished %q, want the original bytes %q", m.Data, original)
 	}
+}
+
+// newQueue provisions the streams on a fresh server, with no worker.
+func newQueue(t *testing.T) (jetstream.JetStream, *Queue) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(t.Context(), js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, q
 }
