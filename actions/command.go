@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -215,8 +216,11 @@ func (c Command) Validate() error {
 // fields and white space in the published JSON do not matter.
 func (c Command) Hash() string {
 	h := sha256.New()
-	for _, f := range []string{c.ID, string(c.Type), c.ChatID, c.Content, c.From, c.SiteToken} {
-		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	var n [20]byte
+	for _, f := range [...]string{c.ID, string(c.Type), c.ChatID, c.Content, c.From, c.SiteToken} {
+		h.Write(strconv.AppendInt(n[:0], int64(len(f)), 10)) // length-prefixed: fields cannot run together
+		h.Write([]byte{':'})
+		io.WriteString(h, f)
 	}
 	if len(c.Metadata) > 0 {
 		var buf bytes.Buffer
