@@ -72,6 +72,7 @@ type request struct {
 	env     map[string]string
 	cmd     []string
 	ports   []string
+	files   []testcontainers.ContainerFile
 	waitFor wait.Strategy
 }
 
@@ -97,6 +98,7 @@ func startContainer(t testing.TB, nw *Network, r request) (*Container, error) {
 			Env:            r.env,
 			Cmd:            r.cmd,
 			ExposedPorts:   r.ports,
+			Files:          r.files,
 			Networks:       []string{nw.Name},
 			NetworkAliases: map[string][]string{nw.Name: {r.name}},
 			WaitingFor:     r.waitFor,

@@ -1,9 +1,11 @@
 package containers
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
@@ -19,11 +21,33 @@ const (
 // worker's HTTP port.
 func StartWorker(t testing.TB, nw *Network, env map[string]string, args ...string) *Container {
 	t.Helper()
+	return StartWorkerWithFiles(t, nw, env, nil, args...)
+}
+
+// File is a file placed in a container before it starts, the way a
+// Kubernetes Secret volume mounts one. The copy is owned by root, so a mode
+// readable by others (0o444) is what lets the image's non-root user read it
+// (a pod gets there with fsGroup instead).
+type File struct {
+	Path    string // absolute, inside the container; parent directories are created
+	Content []byte
+	Mode    int64
+}
+
+// StartWorkerWithFiles is StartWorker with files copied into the container
+// before it starts (e.g. credentials named by GOSQUARED_API_KEY_FILE).
+func StartWorkerWithFiles(t testing.TB, nw *Network, env map[string]string, files []File, args ...string) *Container {
+	t.Helper()
+	var cf []testcontainers.ContainerFile
+	for _, f := range files {
+		cf = append(cf, testcontainers.ContainerFile{Reader: bytes.NewReader(f.Content), ContainerFilePath: f.Path, FileMode: f.Mode})
+	}
 	return start(t, nw, request{
 		image:   WorkerImage(t),
 		name:    nw.nextName("worker"),
 		env:     env,
 		cmd:     args,
+		files:   cf,
 		ports:   []string{WorkerHTTPPort},
 		waitFor: wait.ForHTTP("/healthz").WithPort(WorkerHTTPPort).WithStartupTimeout(time.Minute),
 	})
