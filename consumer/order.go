@@ -29,10 +29,6 @@ import (
 // another, so commands that arrive together wait in memory rather than
 // going back to the stream.
 
-// maxLaneQueue bounds how many commands of one chat a worker holds; more are
-// handed back for a little while.
-const maxLaneQueue = 256
-
 // lane is the commands of one chat held by this worker, oldest first.
 type lane struct {
 	token string
@@ -58,23 +54,20 @@ func newLanes() *lanes {
 }
 
 // add queues msg behind its chat's commands in this worker. It returns a
-// new lane that the caller must run, or nil when the chat already has one
-// (or when the lane is full: then ok is false and the caller hands the
-// message back).
-func (ls *lanes) add(token string, msg jetstream.Msg) (l *lane, ok bool) {
+// new lane that the caller must run, or nil when the chat already has one.
+// Lanes need no bound of their own: the consumer's MaxAckPending bounds
+// the commands a worker holds.
+func (ls *lanes) add(token string, msg jetstream.Msg) *lane {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if l := ls.byChat[token]; l != nil {
-		if len(l.queue) >= maxLaneQueue {
-			return nil, false
-		}
 		l.queue = append(l.queue, msg)
-		return nil, true
+		return nil
 	}
-	l = &lane{token: token, queue: []jetstream.Msg{msg}, settled: ls.recent[token]}
+	l := &lane{token: token, queue: []jetstream.Msg{msg}, settled: ls.recent[token]}
 	delete(ls.recent, token)
 	ls.byChat[token] = l
-	return l, true
+	return l
 }
 
 // next takes the lane's oldest command, or removes the empty lane.

@@ -173,11 +173,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		l, ok := w.lanes.add(token, msg)
-		switch {
-		case !ok:
-			w.nakMsg(msg, time.Second)
-		case l != nil:
+		if l := w.lanes.add(token, msg); l != nil {
 			if !start(func() { w.runLane(workCtx, l) }) {
 				for _, m := range w.lanes.takeAll(l) {
 					w.handBack(m)
