@@ -353,3 +353,32 @@ func TestWorkersRacingOnTheSameIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIDownDoesNotSpin: while the API fails every call, the worker backs
+// off instead of hammering it. Within the test's span a command gets a
+// handful of attempts on the backoff schedule (a spinning worker would make
+// hundreds), and every command is still there to succeed once the API is
+// back.
+func TestAPIDownDoesNotSpin(t *testing.T) {
+	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond, InProcessMax: 50 * time.Millisecond}))
+	const n = 10
+	for i := range n {
+		p.publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
+	}
+	// Wait until every command has failed a few times.
+	eventually(t, 20*time.Second, func() bool { return p.sim.Stats().Requests >= 5*n }, "the API saw too few calls")
+	calls0 := p.sim.Stats().Requests
+	time.Sleep(time.Second) // the window in which calls are counted, not a wait for an outcome
+	calls := p.sim.Stats().Requests - calls0
+	// One second at a backoff ceiling of 200 ms with full jitter is about
+	// ten calls per command; allow three times that.
+	if calls > 30*n {
+		t.Errorf("%d API calls in a second for %d commands while the API was down: the worker spins", calls, n)
+	}
+	p.sim.SetFaults(chatsim.Faults{})
+	p.results(n)
+	if dl := p.count("CHAT_DLQ"); dl != 0 {
+		t.Errorf("%d dead letters", dl)
+	}
+}

@@ -234,3 +234,25 @@ func listenAddr(logs string) string {
 	}
 	return ""
 }
+
+func TestProvision(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	for range 2 { // a second run changes nothing and succeeds
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"provision", "--nats-url", srv.ClientURL()}, nil, &out, &bytes.Buffer{}); err != nil {
+			t.Fatalf("provision: %v", err)
+		}
+		if !strings.Contains(out.String(), "CHAT_COMMANDS") {
+			t.Errorf("provision printed %q", out.String())
+		}
+	}
+	for _, name := range []string{"CHAT_COMMANDS", "CHAT_RESULTS", "CHAT_DLQ", "KV_CHAT_IDEMPOTENCY"} {
+		if _, err := js.Stream(t.Context(), name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+	if _, err := js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker"); err != nil {
+		t.Errorf("consumer: %v", err)
+	}
+}
