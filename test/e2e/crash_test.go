@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,18 +180,28 @@ func runScenario(t *testing.T, sc scenario) outcome {
 
 func count(t *testing.T, js jetstream.JetStream, stream string) int {
 	t.Helper()
-	s, err := js.Stream(t.Context(), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(info.State.Msgs)
+	_, state := streamState(t, js, stream)
+	return int(state.Msgs)
 }
 
 func readAll(t *testing.T, js jetstream.JetStream, stream string) [][]byte {
+	t.Helper()
+	s, state := streamState(t, js, stream)
+	var out [][]byte
+	for seq := state.FirstSeq; seq <= state.LastSeq; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.Data)
+	}
+	return out
+}
+
+func streamState(t *testing.T, js jetstream.JetStream, stream string) (jetstream.Stream, jetstream.StreamState) {
 	t.Helper()
 	s, err := js.Stream(t.Context(), stream)
 	if err != nil {
@@ -202,19 +211,5 @@ func readAll(t *testing.T, js jetstream.JetStream, stream string) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	var mu sync.Mutex
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		mu.Lock()
-		out = append(out, m.Data)
-		mu.Unlock()
-	}
-	return out
+	return s, info.State
 }
