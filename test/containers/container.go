@@ -185,6 +185,7 @@ func (c *Container) Disconnect(t testing.TB) {
 	defer cancel()
 	_, err := dockerClient(t).NetworkDisconnect(ctx, c.Network.ID, client.NetworkDisconnectOptions{
 		Container: c.C.GetContainerID(),
+		Force:     true,
 	})
 	if err != nil {
 		t.Fatalf("disconnect %s: %v", c.Name, err)

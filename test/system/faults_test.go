@@ -95,6 +95,7 @@ var workerTimings = map[string]string{
 var simArgs = []string{"--seed", "42", "--latency-jitter", "3ms"}
 
 type harness struct {
+	top     *testing.T // containers outlive the scenario that starts them
 	cluster *containers.Cluster
 	sim     *containers.Container
 	honour  bool // the current simulator honours Idempotency-Key
@@ -106,7 +107,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{cluster: containers.StartNATSCluster(t, 3), honour: true, records: newRecords()}
+	h := &harness{top: t, cluster: containers.StartNATSCluster(t, 3), honour: true, records: newRecords()}
 	h.sim = containers.StartSim(t, h.cluster.Network, append([]string{"--honour-idempotency-key"}, simArgs...)...)
 	h.env = maps.Clone(workerTimings)
 	h.env["NATS_URL"] = h.cluster.InternalURLs()
@@ -148,6 +149,26 @@ func newHarness(t *testing.T) *harness {
 		return nil
 	})
 	return h
+}
+
+// outliving is what scenarios pass to the container helpers: a failure fails
+// the scenario, but logs and cleanups belong to the whole test, so a worker
+// started by one scenario keeps running in the next.
+type outliving struct {
+	*testing.T            // the whole test: Cleanup, Logf, Helper
+	sub        *testing.T // the scenario: failures
+}
+
+func (o outliving) Error(args ...any)                 { o.sub.Error(args...) }
+func (o outliving) Errorf(format string, args ...any) { o.sub.Errorf(format, args...) }
+func (o outliving) Fatal(args ...any)                 { o.sub.Fatal(args...) }
+func (o outliving) Fatalf(format string, args ...any) { o.sub.Fatalf(format, args...) }
+func (o outliving) FailNow()                          { o.sub.FailNow() }
+func (o outliving) Failed() bool                      { return o.sub.Failed() || o.T.Failed() }
+
+func (h *harness) startWorker(t *testing.T) *containers.Container {
+	t.Helper()
+	return containers.StartWorker(outliving{h.top, t}, h.cluster.Network, h.env)
 }
 
 // nodeDialer dials "nats-2:4222" at nats-2's current mapped client port.
@@ -518,7 +539,7 @@ func killWorkers(n int) func(t *testing.T, h *harness, f *flow) string {
 			i := rand.IntN(len(h.workers))
 			h.workers[i].Kill(t)
 			killed = append(killed, h.workers[i].Name)
-			h.workers[i] = containers.StartWorker(t, h.cluster.Network, h.env)
+			h.workers[i] = h.startWorker(t)
 		}
 		return fmt.Sprintf("SIGKILL %s, each replaced by a new container", strings.Join(killed, ", "))
 	}
@@ -596,7 +617,7 @@ func partitionWorker(t *testing.T, h *harness, f *flow) string {
 func rollWorkers(t *testing.T, h *harness, f *flow) string {
 	var did []string
 	for i, old := range h.workers {
-		h.workers[i] = containers.StartWorker(t, h.cluster.Network, h.env)
+		h.workers[i] = h.startWorker(t)
 		began := time.Now()
 		old.Stop(t, 30*time.Second)
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -630,13 +651,13 @@ func swapToForgetfulSim(t *testing.T, h *harness) {
 	for _, w := range h.workers {
 		w.Stop(t, 30*time.Second)
 	}
-	h.sim = containers.StartSim(t, h.cluster.Network, append([]string{"--error-rate", "0.1"}, simArgs...)...)
+	h.sim = containers.StartSim(outliving{h.top, t}, h.cluster.Network, append([]string{"--error-rate", "0.1"}, simArgs...)...)
 	h.honour = false
 	h.env = maps.Clone(h.env)
 	h.env["CHAT_API_URL"] = containers.SimAPIURL(h.sim)
 	h.workers = nil
 	for range 3 {
-		h.workers = append(h.workers, containers.StartWorker(t, h.cluster.Network, h.env))
+		h.workers = append(h.workers, h.startWorker(t))
 	}
 }
 
