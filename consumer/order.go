@@ -21,9 +21,12 @@ import (
 // when it is the oldest command of its chat still in the stream (its chat's
 // head). An earlier command that is running elsewhere, waiting for a retry,
 // or stranded on a crashed worker holds back the later ones until it is
-// settled; a dead letter releases its chat. The check is one direct get on
-// the stream: the first message at or after a sequence on
-// <prefix>.commands.*.<chat token>.
+// settled; a dead letter releases its chat. The check is one get from the
+// stream leader: the first message at or after a sequence on
+// <prefix>.commands.*.<chat token>. (Not a direct get: on a replicated
+// stream a follower may answer, and a follower that has not yet stored the
+// earlier command would report none, letting the later one run first. The
+// system test on a three-node cluster caught exactly that.)
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, so commands that arrive together wait in memory rather than
