@@ -93,7 +93,7 @@ type panel struct {
 }
 
 const (
-	width  = 960
+	width  = 1120
 	labelW = 300
 	barW   = 520
 	barH   = 18
