@@ -93,7 +93,7 @@ type panel struct {
 }
 
 const (
-	width  = 1120
+	width  = 1180
 	labelW = 300
 	barW   = 520
 	barH   = 18
