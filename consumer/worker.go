@@ -82,7 +82,11 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if store == nil {
 		store = noStore{}
 	}
-	return &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now, lanes: newLanes()}
+	w := &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now}
+	if !cfg.Unordered {
+		w.lanes = newLanes()
+	}
+	return w
 }
 
 // Draining reports whether Run is shutting down.
@@ -121,9 +125,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	keepAliveCtx, stopKeepAlive := context.WithCancel(workCtx)
 	defer stopKeepAlive()
 	go w.watchLag(keepAliveCtx, 10*time.Second)
-	if w.cfg.Unordered {
-		w.lanes = nil
-	} else {
+	if w.lanes != nil {
 		go w.keepQueuedAlive(keepAliveCtx)
 	}
 
@@ -166,21 +168,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.handBack(msg)
 			continue
 		}
-		token, ordered := w.orderToken(msg.Subject())
-		if !ordered {
-			if !start(func() { w.Handle(workCtx, msg) }) {
-				w.handBack(msg)
-			}
-			continue
-		}
-		if l := w.lanes.add(token, msg); l != nil {
-			if !start(func() { w.runLane(workCtx, l) }) {
-				for _, m := range w.lanes.takeAll(l) {
-					w.handBack(m)
-				}
-				w.lanes.next(l) // removes the now empty lane
-			}
-		}
+		w.dispatch(workCtx, msg, start)
 	}
 
 	done := make(chan struct{})
@@ -193,6 +181,27 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// dispatch starts work on msg: in its chat's lane when commands keep
+// per-chat order, on its own otherwise. start runs a function in a free
+// slot, or reports false when the worker is shutting down.
+func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func(func()) bool) {
+	token, ordered := w.orderToken(msg.Subject())
+	if !ordered {
+		if !start(func() { w.Handle(workCtx, msg) }) {
+			w.handBack(msg)
+		}
+		return
+	}
+	if l := w.lanes.add(token, msg); l != nil {
+		if !start(func() { w.runLane(workCtx, l) }) {
+			for _, m := range w.lanes.takeAll(l) {
+				w.handBack(m)
+			}
+			w.lanes.next(l) // removes the now empty lane
+		}
+	}
 }
 
 // orderToken returns the chat token of a command subject when commands are
