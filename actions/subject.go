@@ -53,6 +53,12 @@ func (s Subjects) CommandsFilter() string    { return s.prefix() + ".commands.>"
 func (s Subjects) ResultsFilter() string     { return s.prefix() + ".results.>" }
 func (s Subjects) DeadLettersFilter() string { return s.prefix() + ".dlq.>" }
 
+// ChatCommandsFilter captures the commands of every type for the chat
+// whose token is chatToken.
+func (s Subjects) ChatCommandsFilter(chatToken string) string {
+	return s.prefix() + ".commands.*." + chatToken
+}
+
 // ParseCommand splits a command subject into its type and chat token. The
 // token is returned as it stands in the subject; compare it with
 // Token(cmd.ChatID).

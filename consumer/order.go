@@ -161,7 +161,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 func (w *Worker) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.chatFilter(token)))
+	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.cfg.Topology.Subjects.ChatCommandsFilter(token)))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		// Not even this command is there (it aged out of the stream):
@@ -171,10 +171,6 @@ func (w *Worker) isHead(ctx context.Context, token string, from, seq uint64) (bo
 		return false, err
 	}
 	return first.Sequence >= seq, nil
-}
-
-func (w *Worker) chatFilter(token string) string {
-	return w.cfg.Topology.Subjects.CommandsFilter()[:len(w.cfg.Topology.Subjects.CommandsFilter())-1] + "*." + token
 }
 
 // orderDelay is how long a command waits behind an earlier command of its
