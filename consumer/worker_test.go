@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/nats-io/nats.go"
 )
 
 func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
@@ -380,5 +382,56 @@ func TestAPIDownDoesNotSpin(t *testing.T) {
 	p.results(n)
 	if dl := p.count("CHAT_DLQ"); dl != 0 {
 		t.Errorf("%d dead letters", dl)
+	}
+}
+
+// TestSlowCallOutlivesAckWait: an API call slower than AckWait is kept
+// alive with InProgress, so JetStream does not redeliver it meanwhile.
+func TestSlowCallOutlivesAckWait(t *testing.T) {
+	p := newBarePipeline(t, withFaults(chatsim.Faults{Latency: 1500 * time.Millisecond}))
+	p.cfg.Topology.AckWait = 600 * time.Millisecond
+	p.start(p.executor)
+	p.publish(actions.Send{ChatID: "abc", Content: "slow"})
+	r := p.results(1)[0]
+	if r.Attempts != 1 || r.Status != consumer.StatusSucceeded {
+		t.Errorf("result %+v", r)
+	}
+	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 1 {
+		t.Errorf("the command was delivered %d times, want once: it was redelivered while its call ran", info.Delivered.Consumer)
+	}
+}
+
+// TestTraceContextIsCarried: a command's W3C traceparent header reaches its
+// result and its dead letter.
+func TestTraceContextIsCarried(t *testing.T) {
+	p := newPipeline(t)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, body := range []string{
+		`{"id":"t1","type":"send","chat_id":"abc","content":"x"}`,
+		`{"id":"t2","type":"send","chat_id":"missing:x","content":"x"}`,
+	} {
+		var cmd actions.Command
+		if err := json.Unmarshal([]byte(body), &cmd); err != nil {
+			t.Fatal(err)
+		}
+		msg := &nats.Msg{Subject: actions.Subjects{}.Command(cmd.Type, cmd.ChatID), Data: []byte(body), Header: nats.Header{}}
+		msg.Header.Set("traceparent", tp)
+		if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := p.results(1)[0]; r.Traceparent != tp {
+		t.Errorf("result traceparent %q", r.Traceparent)
+	}
+	if d := p.deadLetters(1)[0]; d.Traceparent != tp {
+		t.Errorf("dead letter traceparent %q", d.Traceparent)
 	}
 }
