@@ -2,7 +2,9 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -21,12 +23,9 @@ import (
 // when it is the oldest command of its chat still in the stream (its chat's
 // head). An earlier command that is running elsewhere, waiting for a retry,
 // or stranded on a crashed worker holds back the later ones until it is
-// settled; a dead letter releases its chat. The check is one get from the
-// stream leader: the first message at or after a sequence on
-// <prefix>.commands.*.<chat token>. (Not a direct get: on a replicated
-// stream a follower may answer, and a follower that has not yet stored the
-// earlier command would report none, letting the later one run first. The
-// system test on a three-node cluster caught exactly that.)
+// settled; a dead letter releases its chat. The check is one get: the first
+// message at or after a sequence on <prefix>.commands.*.<chat token> (see
+// isHead for which replica may answer it).
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, so commands that arrive together wait in memory rather than
@@ -158,19 +157,62 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 
 // isHead reports whether the command at seq is the oldest command of its
 // chat in the stream, searching from sequence from on.
+//
+// It first asks with a direct get, which any replica may answer. A replica
+// stores commands in stream order and drops one only once its
+// acknowledgement is committed, so when it finds this command, or an older
+// one, its answer is exact. A replica that finds neither has not stored
+// this command yet (it lags the leader), and would miss an older one too:
+// then the stream leader answers. (The system test on a three-node cluster
+// caught a version that trusted any replica.)
 func (w *Worker) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(w.cfg.Topology.Subjects.ChatCommandsFilter(token)))
+	filter := w.cfg.Topology.Subjects.ChatCommandsFilter(token)
+	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
 	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err == nil && first.Sequence <= seq:
+		return first.Sequence == seq, nil
+	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, err
+	}
+	return w.leaderIsHead(ctx, filter, from, seq)
+}
+
+// leaderIsHead is isHead asked of the stream leader, through the JetStream
+// API's message get (nats.go would use a direct get on this stream).
+func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint64) (bool, error) {
+	req, err := json.Marshal(struct {
+		Seq        uint64 `json:"seq"`
+		NextBySubj string `json:"next_by_subj"`
+	}{from, filter})
+	if err != nil {
+		return false, err
+	}
+	resp, err := w.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+w.cfg.Topology.CommandsStream, req)
+	if err != nil {
+		return false, fmt.Errorf("ask the stream leader: %w", err)
+	}
+	var r struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return false, fmt.Errorf("ask the stream leader: %w", err)
+	}
+	switch {
+	case r.Error != nil && r.Error.Code == 404:
 		// Not even this command is there (it aged out of the stream):
 		// nothing older can be either.
 		return true, nil
-	case err != nil:
-		return false, err
+	case r.Error != nil:
+		return false, fmt.Errorf("ask the stream leader: %w", r.Error)
+	case r.Message == nil:
+		return false, errors.New("ask the stream leader: empty answer")
 	}
-	return first.Sequence >= seq, nil
+	return r.Message.Seq >= seq, nil
 }
 
 // orderDelay is how long a command waits behind an earlier command of its

@@ -115,13 +115,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 		cfg.Storage = t.Storage
 		cfg.Replicas = t.Replicas
 		cfg.Discard = jetstream.DiscardOld
-		// Direct gets are answered by any replica, and a follower may not
-		// have stored the newest commands yet. The per-chat order check
-		// must see what the leader sees, so on the commands stream gets go
-		// through the JetStream API (answered by the stream leader); the
-		// results and dead letters are read by tools that can take a
-		// replica's view.
-		cfg.AllowDirect = cfg.Name != t.CommandsStream
+		// Direct gets serve the per-chat order check (see isHead for when
+		// a replica's answer is trusted) and the dead-letter tools from any
+		// replica, without the JetStream API's overhead.
+		cfg.AllowDirect = true
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, explain(err))
 		}
