@@ -2,7 +2,6 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -65,22 +64,7 @@ func TestWorkerRunsWithManifestEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var result struct {
-		ID, Status string
-	}
-	waitFor(t, time.Minute, func() error {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		defer cancel()
-		s, err := js.Stream(ctx, "CHAT_RESULTS")
-		if err != nil {
-			return err
-		}
-		msg, err := s.GetLastMsgForSubject(ctx, "chat.results.send.manifest-chat")
-		if err != nil {
-			return fmt.Errorf("no result yet: %w", err)
-		}
-		return json.Unmarshal(msg.Data, &result)
-	})
+	result := waitResult(t, js, "chat.results.send.manifest-chat")
 	if result.ID != cmd.ID || result.Status != "succeeded" {
 		t.Fatalf("result %+v, want %s succeeded", result, cmd.ID)
 	}

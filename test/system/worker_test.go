@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/test/containers"
 )
 
@@ -80,26 +81,30 @@ func TestWorkerExecutesCommandOnCluster(t *testing.T) {
 		t.Fatalf("publish command: %v", err)
 	}
 
-	var result struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
+	result := waitResult(t, js, "chat.results.send.abc123")
+	if result.ID != id || result.Status != "succeeded" {
+		t.Fatalf("result: %+v", result)
 	}
+}
+
+// waitResult waits for the last result on subject.
+func waitResult(t *testing.T, js jetstream.JetStream, subject string) consumer.Result {
+	t.Helper()
+	var result consumer.Result
 	waitFor(t, time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		results, err := js.Stream(ctx, "CHAT_RESULTS")
+		s, err := js.Stream(ctx, "CHAT_RESULTS")
 		if err != nil {
 			return err
 		}
-		msg, err := results.GetLastMsgForSubject(ctx, "chat.results.send.abc123")
+		msg, err := s.GetLastMsgForSubject(ctx, subject)
 		if err != nil {
 			return fmt.Errorf("no result yet: %w", err)
 		}
 		return json.Unmarshal(msg.Data, &result)
 	})
-	if result.ID != id || result.Status != "succeeded" {
-		t.Fatalf("result: %+v", result)
-	}
+	return result
 }
 
 func get(t *testing.T, url string) (int, string) {
