@@ -182,7 +182,7 @@ func (p *pipeline) records(stream string, n int) []*jetstream.RawStreamMsg {
 		p.t.Fatal(err)
 	}
 	var count uint64
-	eventually(p.t, 20*time.Second, func() bool {
+	eventually(p.t, time.Minute, func() bool {
 		info, err := s.Info(p.t.Context())
 		if err != nil {
 			return false
@@ -212,7 +212,7 @@ func (p *pipeline) settled() {
 		p.t.Fatal(err)
 	}
 	var left uint64
-	eventually(p.t, 20*time.Second, func() bool {
+	eventually(p.t, time.Minute, func() bool {
 		info, err := s.Info(p.t.Context())
 		if err != nil {
 			return false

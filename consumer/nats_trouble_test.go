@@ -21,7 +21,7 @@ func TestNATSRestartMidRunLosesNothing(t *testing.T) {
 	const n = 300
 	publish := func(i int) {
 		cmd := actions.Send{ID: fmt.Sprint("cmd-", i), ChatID: fmt.Sprint("chat-", i%10), Content: fmt.Sprint(i)}
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			// Publishing retries like an app would: the same id, so the
 			// stream drops a copy that did get stored.
