@@ -45,7 +45,14 @@ type delivery struct {
 // how the message was fetched. It reports whether the message left the
 // stream (acknowledged or terminated) rather than being handed back.
 func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) bool {
+	return w.handle(ctx, msg, nil)
+}
+
+// handle is Handle with the message's metadata when the caller has already
+// parsed it (nil otherwise).
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	d := w.newDelivery(msg, msg.Subject(), msg.Data(), msg.Headers())
+	d.meta = meta
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
 	return w.settle(ctx, d, w.process(ctx, d))
@@ -60,15 +67,18 @@ func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, hea
 }
 
 func (w *Worker) process(ctx context.Context, d *delivery) verdict {
-	meta, err := d.msg.Metadata()
-	if err != nil {
-		// Not a JetStream message: nothing to settle it against.
-		d.log.Error("command without JetStream metadata", zap.String("subject", d.subject), zap.Error(err))
-		return verdict{retryIn: time.Second}
+	if d.meta == nil {
+		meta, err := d.msg.Metadata()
+		if err != nil {
+			// Not a JetStream message: nothing to settle it against.
+			d.log.Error("command without JetStream metadata", zap.String("subject", d.subject), zap.Error(err))
+			return verdict{retryIn: time.Second}
+		}
+		d.meta = meta
 	}
-	d.meta = meta
+	meta := d.meta
 	// Headers first: their limits hold before the body is even looked at.
-	err = actions.CheckHeaders(d.headers)
+	err := actions.CheckHeaders(d.headers)
 	var cmd actions.Command
 	if err == nil {
 		cmd, err = actions.Decode(w.cfg.Topology.Subjects, d.subject, d.data)

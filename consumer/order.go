@@ -149,7 +149,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			}
 			continue
 		}
-		if w.Handle(ctx, msg) {
+		if w.handle(ctx, msg, meta) {
 			w.lanes.markSettled(l, meta.Sequence.Stream)
 		}
 	}
