@@ -25,6 +25,7 @@ type Metrics struct {
 	AckPending  prometheus.Gauge
 	Redelivered prometheus.Gauge
 	orderWaits  prometheus.Counter
+	orderChecks *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -55,9 +56,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands being redelivered."}),
 		orderWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "order_waits_total",
 			Help: "Commands handed back because an earlier command of their chat was still pending."}),
+		orderChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "order_checks_total",
+			Help: "Per-chat order checks: asked (a get on the commands stream) or skipped (this worker's deliveries prove the command is its chat's head)."},
+			[]string{"check"}),
 	}
 	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
-		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits)
+		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, m.orderChecks)
 	return m
 }
 
@@ -113,6 +117,16 @@ func (m *Metrics) retried(err error) {
 func (m *Metrics) inFlight(delta float64) {
 	if m != nil {
 		m.inflight.Add(delta)
+	}
+}
+
+func (m *Metrics) orderCheck(skipped bool) {
+	if m != nil {
+		check := "asked"
+		if skipped {
+			check = "skipped"
+		}
+		m.orderChecks.WithLabelValues(check).Inc()
 	}
 }
 

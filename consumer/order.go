@@ -30,81 +30,157 @@ import (
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, so commands that arrive together wait in memory rather than
 // going back to the stream.
+//
+// Most checks can be skipped, because the consumer numbers its deliveries
+// (the consumer sequence, one per delivery, redeliveries included) and
+// hands out first deliveries in stream order. Say this worker settled P,
+// a command of chat X that it found to be the head, and now holds M, a
+// later command of X. If P and M were both first deliveries and this
+// worker received every delivery numbered between them, then every command
+// published between P and M came to this worker, into X's lane ahead of M
+// if it was X's; none of them can be held elsewhere. If none of them went
+// back to the stream either (the lane forgets P when anything of X is
+// handed back), M is X's head. So a worker checks the first command of a
+// chat it sees, and again only after a gap in its deliveries (another
+// worker took one), a redelivery, or a hand-back. A lone worker, or a
+// chat whose commands reach one worker in one batch, skips the get.
+
+// queued is a command waiting in a lane.
+type queued struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata // nil if the message has none (it is dead-lettered)
+	run  uint64                 // the delivery run it arrived in (see deliveryRuns)
+}
+
+// deliveryRuns numbers the unbroken runs of consumer sequences one worker
+// receives: a delivery starts a new run unless it directly follows the
+// previous one. Only the consume loop uses it.
+type deliveryRuns struct{ id, last uint64 }
+
+func (r *deliveryRuns) observe(consumerSeq uint64) uint64 {
+	if consumerSeq != r.last+1 {
+		r.id++
+	}
+	r.last = consumerSeq
+	return r.id
+}
+
+// headProof records the last command of a chat that this worker found to
+// be the chat's head, received as a first delivery and settled; the zero
+// value proves nothing.
+type headProof struct {
+	ok          bool
+	run         uint64
+	consumerSeq uint64
+}
+
+func proofOf(q queued) headProof {
+	if q.meta == nil || q.meta.NumDelivered != 1 {
+		return headProof{}
+	}
+	return headProof{ok: true, run: q.run, consumerSeq: q.meta.Sequence.Consumer}
+}
+
+// covers reports whether q is its chat's head without asking the stream
+// (see "Per-chat order" above).
+func (p headProof) covers(q queued) bool {
+	return p.ok && q.meta != nil && q.meta.NumDelivered == 1 && q.run == p.run && q.meta.Sequence.Consumer > p.consumerSeq
+}
 
 // lane is the commands of one chat held by this worker, oldest first.
 type lane struct {
 	token string
-	queue []jetstream.Msg
+	queue []queued
+	chatState
+}
+
+// chatState is what a worker knows about a chat between its commands.
+type chatState struct {
 	// settled is the stream sequence of this chat's last command that this
 	// worker acknowledged or dead-lettered: no older command of the chat
 	// can still be in the stream, so the head search starts after it.
 	settled uint64
+	proof   headProof
 }
 
 type lanes struct {
 	mu     sync.Mutex
 	byChat map[string]*lane
-	// recent remembers settled sequences of chats whose lane emptied, so a
-	// command arriving right after its predecessor's ack does not mistake
-	// the not-yet-removed predecessor for a head. Reset when large: it is
-	// only an optimisation.
-	recent map[string]uint64
+	// recent remembers the state of chats whose lane emptied: the settled
+	// sequence, so a command arriving right after its predecessor's ack
+	// does not mistake the not-yet-removed predecessor for a head, and the
+	// head proof. Reset when large: it is only an optimisation.
+	recent map[string]chatState
 }
 
 func newLanes() *lanes {
-	return &lanes{byChat: map[string]*lane{}, recent: map[string]uint64{}}
+	return &lanes{byChat: map[string]*lane{}, recent: map[string]chatState{}}
 }
 
 // add queues msg behind its chat's commands in this worker. It returns a
 // new lane that the caller must run, or nil when the chat already has one.
 // Lanes need no bound of their own: the consumer's MaxAckPending bounds
 // the commands a worker holds.
-func (ls *lanes) add(token string, msg jetstream.Msg) *lane {
+func (ls *lanes) add(token string, q queued) *lane {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if l := ls.byChat[token]; l != nil {
-		l.queue = append(l.queue, msg)
+		l.queue = append(l.queue, q)
 		return nil
 	}
-	l := &lane{token: token, queue: []jetstream.Msg{msg}, settled: ls.recent[token]}
+	l := &lane{token: token, queue: []queued{q}, chatState: ls.recent[token]}
 	delete(ls.recent, token)
 	ls.byChat[token] = l
 	return l
 }
 
 // next takes the lane's oldest command, or removes the empty lane.
-func (ls *lanes) next(l *lane) (jetstream.Msg, uint64, bool) {
+func (ls *lanes) next(l *lane) (queued, chatState, bool) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if len(l.queue) == 0 {
 		delete(ls.byChat, l.token)
-		if l.settled > 0 {
+		if l.settled > 0 || l.proof.ok {
 			if len(ls.recent) >= 1<<14 {
 				clear(ls.recent)
 			}
-			ls.recent[l.token] = l.settled
+			ls.recent[l.token] = l.chatState
 		}
-		return nil, 0, false
+		return queued{}, chatState{}, false
 	}
-	msg := l.queue[0]
-	l.queue[0] = nil
+	q := l.queue[0]
+	l.queue[0] = queued{}
 	l.queue = l.queue[1:]
-	return msg, l.settled, true
+	return q, l.chatState, true
 }
 
-func (ls *lanes) markSettled(l *lane, seq uint64) {
+// settledHead records that the lane's head command left the stream.
+func (ls *lanes) settledHead(l *lane, q queued) {
 	ls.mu.Lock()
-	l.settled = max(l.settled, seq)
+	l.settled = max(l.settled, q.meta.Sequence.Stream)
+	l.proof = proofOf(q)
 	ls.mu.Unlock()
 }
 
-// takeAll empties the lane's queue.
+// forget drops the lane's head proof: a command of its chat went back to
+// the stream.
+func (ls *lanes) forget(l *lane) {
+	ls.mu.Lock()
+	l.proof = headProof{}
+	ls.mu.Unlock()
+}
+
+// takeAll empties the lane's queue; the caller hands the commands back.
 func (ls *lanes) takeAll(l *lane) []jetstream.Msg {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	q := l.queue
+	msgs := make([]jetstream.Msg, len(l.queue))
+	for i, q := range l.queue {
+		msgs[i] = q.msg
+	}
 	l.queue = nil
-	return q
+	l.proof = headProof{}
+	return msgs
 }
 
 // each calls f for every queued command (for keep-alives).
@@ -112,8 +188,8 @@ func (ls *lanes) each(f func(jetstream.Msg)) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, l := range ls.byChat {
-		for _, m := range l.queue {
-			f(m)
+		for _, q := range l.queue {
+			f(q.msg)
 		}
 	}
 }
@@ -121,36 +197,44 @@ func (ls *lanes) each(f func(jetstream.Msg)) {
 // runLane executes a chat's commands in order until its lane is empty.
 func (w *Worker) runLane(ctx context.Context, l *lane) {
 	for {
-		msg, settled, ok := w.lanes.next(l)
+		q, state, ok := w.lanes.next(l)
 		if !ok {
 			return
 		}
 		if w.draining.Load() {
-			w.handBack(msg)
+			w.lanes.forget(l)
+			w.handBack(q.msg)
 			continue
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			w.Handle(ctx, msg) // dead-letters or hands back; no order to keep
+		if q.meta == nil {
+			w.lanes.forget(l)
+			w.Handle(ctx, q.msg) // dead-letters or hands back; no order to keep
 			continue
 		}
-		head, err := w.isHead(ctx, l.token, settled+1, meta.Sequence.Stream)
-		if err != nil {
-			w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
+		head := state.proof.covers(q)
+		w.m.orderCheck(head)
+		if !head {
+			var err error
+			head, err = w.isHead(ctx, l.token, state.settled+1, q.meta.Sequence.Stream)
+			if err != nil {
+				w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
+			}
 		}
 		if !head {
 			// An earlier command of this chat is still in the stream: this
 			// one and everything behind it wait.
 			w.m.orderWait()
-			delay := orderDelay(meta.NumDelivered)
-			w.nakMsg(msg, delay)
+			delay := orderDelay(q.meta.NumDelivered)
+			w.nakMsg(q.msg, delay)
 			for _, m := range w.lanes.takeAll(l) {
 				w.nakMsg(m, delay)
 			}
 			continue
 		}
-		if w.handle(ctx, msg, meta) {
-			w.lanes.markSettled(l, meta.Sequence.Stream)
+		if w.handle(ctx, q.msg, q.meta) {
+			w.lanes.settledHead(l, q)
+		} else {
+			w.lanes.forget(l)
 		}
 	}
 }

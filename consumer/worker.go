@@ -70,6 +70,7 @@ type Worker struct {
 
 	commands jetstream.Stream // for the per-chat order check
 	lanes    *lanes
+	runs     deliveryRuns // used by Run's loop only
 
 	draining atomic.Bool
 }
@@ -194,7 +195,11 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 		}
 		return
 	}
-	if l := w.lanes.add(token, msg); l != nil {
+	q := queued{msg: msg}
+	if meta, err := msg.Metadata(); err == nil {
+		q.meta, q.run = meta, w.runs.observe(meta.Sequence.Consumer)
+	}
+	if l := w.lanes.add(token, q); l != nil {
 		if !start(func() { w.runLane(workCtx, l) }) {
 			for _, m := range w.lanes.takeAll(l) {
 				w.handBack(m)
