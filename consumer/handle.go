@@ -26,6 +26,9 @@ type verdict struct {
 	result  *Result
 	dead    *DeadLetter
 	retryIn time.Duration
+	// record, with a success, writes the outcome to the idempotency store;
+	// settle runs it while the result is on its way to the stream.
+	record func()
 }
 
 // delivery is one command message being handled.
@@ -132,13 +135,15 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		claim.LastAttemptAt = now
 		out, err := w.call(ctx, d, claim)
 		if err == nil {
-			if err := w.complete(ctx, claim, out); err != nil {
-				// The effect happened: report it and acknowledge anyway. A
-				// republish of this id within the record's TTL could then run
-				// again, which the Idempotency-Key header still guards.
-				d.log.Error("recording the outcome failed", zap.Error(err))
+			record := func() {
+				if err := w.complete(ctx, claim, out); err != nil {
+					// The effect happened: report it and acknowledge anyway. A
+					// republish of this id within the record's TTL could then
+					// run again, which the Idempotency-Key header still guards.
+					d.log.Error("recording the outcome failed", zap.Error(err))
+				}
 			}
-			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out)}
+			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), record: record}
 		}
 		w.m.retried(err)
 		if v, done := w.failedOrRetry(ctx, d, claim, err); done {
@@ -333,7 +338,17 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 	}
 	switch {
 	case v.result != nil:
-		err := w.publish(ctx, w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
+		// The result is stored while the success is recorded: one round
+		// trip's wait instead of two. Both finish before the ack, and a
+		// result stored without its record is no worse than a crash just
+		// after the API call: the record is what a redelivery consults.
+		pending, err := w.publishAsync(w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
+		if v.record != nil {
+			v.record()
+		}
+		if err == nil {
+			err = waitStored(ctx, pending)
+		}
 		if err != nil {
 			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
 			w.nak(d, time.Second)
@@ -395,11 +410,51 @@ func (w *Worker) deadLetterSubject(d *delivery) string {
 // publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a
 // redelivery after a crash cannot store a second copy.
 func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any) error {
-	data, err := json.Marshal(record)
+	msg, err := recordMsg(subject, record)
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: subject, Data: data}
-	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id+":"+strconv.FormatUint(seq, 10)))
+	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(recordID(id, seq)))
 	return err
 }
+
+// publishAsync starts storing a record as publish does; waitStored waits
+// for it.
+func (w *Worker) publishAsync(subject, id string, seq uint64, record any) (jetstream.PubAckFuture, error) {
+	msg, err := recordMsg(subject, record)
+	if err != nil {
+		return nil, err
+	}
+	return w.js.PublishMsgAsync(msg, jetstream.WithMsgID(recordID(id, seq)))
+}
+
+// storeTimeout bounds the wait for a record's PubAck, as the JetStream
+// client's own default does for a synchronous publish.
+const storeTimeout = 5 * time.Second
+
+var errStoreTimeout = errors.New("no acknowledgement from JetStream within " + storeTimeout.String())
+
+func waitStored(ctx context.Context, f jetstream.PubAckFuture) error {
+	t := time.NewTimer(storeTimeout)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-t.C:
+		return errStoreTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func recordMsg(subject string, record any) (*nats.Msg, error) {
+	data, err := json.Marshal(record)
+	if err != nil {
+		return nil, err
+	}
+	return &nats.Msg{Subject: subject, Data: data}, nil
+}
+
+func recordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }

@@ -130,7 +130,9 @@ func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.S
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (start one with `worker run` without --nats-url, or set NATS_URL)", redactURL(url), err)
 	}
-	js, err := jetstream.New(nc)
+	// The worker stores results with asynchronous publishes; a PubAck that
+	// never comes must not keep its entry in the client forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
