@@ -429,7 +429,7 @@ func (p *publisher) publish(ctx context.Context, from, to int, t *tracker) error
 // paced publishes all commands at rate per second, in a batch every 10ms,
 // without waiting for the PubAcks between batches.
 func (p *publisher) paced(ctx context.Context, rate int, t *tracker) error {
-	const tick = 10 * time.Millisecond
+	const tick = time.Millisecond
 	tk := time.NewTicker(tick)
 	defer tk.Stop()
 	sent := 0
