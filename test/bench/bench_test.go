@@ -140,3 +140,37 @@ func workerBinary(b *testing.B) string {
 	})
 	return binPath
 }
+
+// Best keeps each mode's best zero-latency round and the median paced
+// round, with every round listed.
+func TestBest(t *testing.T) {
+	ms := time.Millisecond
+	in := []bench.Result{
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 1}, Throughput: 100},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 1}, P99: 9 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 1}, P99: 7 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 2}, Throughput: 300},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 2}, P99: 3 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 2}, P99: 6 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 3}, Throughput: 200},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 3}, P99: 4 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 3}, P99: 8 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupChats, Mode: bench.ModeWorker, Chats: 1}, Throughput: 50},
+	}
+	out := bench.Best(in)
+	if len(out) != 4 {
+		t.Fatalf("%d results, want 4: %+v", len(out), out)
+	}
+	if r := out[0]; r.Throughput != 300 || len(r.Rounds) != 3 {
+		t.Errorf("zero latency: %v with rounds %v, want the best (300) of 3", r.Throughput, r.Rounds)
+	}
+	if r := out[1]; r.P99 != 4*ms || len(r.P99Rounds) != 3 || r.P99Rounds[0] != 9*ms {
+		t.Errorf("paced in-process: p99 %v, rounds %v; want the median 4ms of 9, 3, 4", r.P99, r.P99Rounds)
+	}
+	if r := out[2]; r.P99 != 7*ms || r.Processes != 1 {
+		t.Errorf("paced own process: p99 %v, want the median 7ms of 7, 6, 8", r.P99)
+	}
+	if out[3].Group != bench.GroupChats {
+		t.Errorf("other groups must pass unchanged: %+v", out[3])
+	}
+}

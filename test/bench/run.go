@@ -96,6 +96,8 @@ type Result struct {
 	CPU float64 `json:"cpu"`
 	// Rounds is every round's throughput, set by Best.
 	Rounds []float64 `json:"rounds,omitempty"`
+	// P99Rounds is every paced round's p99, set by Best.
+	P99Rounds []time.Duration `json:"p99_rounds,omitempty"`
 }
 
 // Runner runs scenarios.
