@@ -42,8 +42,9 @@ import (
 // back to the stream either (the lane forgets P when anything of X is
 // handed back), M is X's head. So a worker checks the first command of a
 // chat it sees, and again only after a gap in its deliveries (another
-// worker took one), a redelivery, or a hand-back. A lone worker, or a
-// chat whose commands reach one worker in one batch, skips the get.
+// worker took one), a redelivery, or a hand-back. That helps a lone
+// worker; with several pulling, the server hands deliveries to their pull
+// requests in turn, so nearly every command is checked.
 
 // queued is a command waiting in a lane.
 type queued struct {

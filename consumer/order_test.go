@@ -10,6 +10,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestPerChatOrderAcrossWorkersWithRetries runs three workers on one
@@ -82,4 +83,67 @@ func TestRetryHoldsBackItsChatOnly(t *testing.T) {
 	if want := other.ID + "," + first.ID + "," + second.ID; got != want {
 		t.Errorf("results in order %s, want other, first, second (%s)", got, want)
 	}
+}
+
+// TestPerChatOrderWhenWorkersJoin: a lone worker skips most order checks
+// (its deliveries are unbroken, see headProof); then two more workers join
+// and the server hands deliveries to the three in turn, which must void
+// the lone worker's proofs. Every chat's effects must be in publish order,
+// each exactly once, across the change.
+func TestPerChatOrderWhenWorkersJoin(t *testing.T) {
+	p := newBarePipeline(t, withFaults(chatsim.Faults{LatencyJitter: time.Millisecond}))
+	reg := prometheus.NewRegistry()
+	p.cfg.Metrics = consumer.NewMetrics(reg)
+	p.start(p.executor)
+	const chats, perChat = 20, 30
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			for c := range chats {
+				p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
+			}
+		}
+	}
+	publish(0, perChat/3)
+	p.results(chats * perChat / 3)
+	if skipped := orderChecks(t, reg, "skipped"); skipped == 0 {
+		t.Errorf("the lone worker skipped no order check")
+	}
+	p.start(p.executor)
+	p.start(p.executor)
+	publish(perChat/3, perChat)
+	p.results(chats * perChat)
+	p.settled()
+
+	next := map[string]int{}
+	for _, e := range p.sim.Effects() {
+		if want := strconv.Itoa(next[e.ChatID]); e.Content != want {
+			t.Errorf("chat %s: effect %q arrived when %q was next", e.ChatID, e.Content, want)
+		}
+		next[e.ChatID]++
+	}
+	if n := len(p.sim.Effects()); n != chats*perChat {
+		t.Errorf("%d effects, want %d", n, chats*perChat)
+	}
+	t.Logf("order checks: %v asked, %v skipped", orderChecks(t, reg, "asked"), orderChecks(t, reg, "skipped"))
+}
+
+func orderChecks(t *testing.T, reg *prometheus.Registry, check string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "chatworker_order_checks_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "check" && l.GetValue() == check {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
