@@ -25,7 +25,8 @@ type Metrics struct {
 	AckPending  prometheus.Gauge
 	Redelivered prometheus.Gauge
 	orderWaits  prometheus.Counter
-	orderChecks *prometheus.CounterVec
+	// order checks by outcome, resolved once: they count every command
+	orderAsked, orderSkipped prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -56,12 +57,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands being redelivered."}),
 		orderWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "order_waits_total",
 			Help: "Commands handed back because an earlier command of their chat was still pending."}),
-		orderChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "order_checks_total",
-			Help: "Per-chat order checks: asked (a get on the commands stream) or skipped (this worker's deliveries prove the command is its chat's head)."},
-			[]string{"check"}),
 	}
+	orderChecks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "order_checks_total",
+		Help: "Per-chat order checks: asked (a get on the commands stream) or skipped (this worker's deliveries prove the command is its chat's head)."},
+		[]string{"check"})
+	m.orderAsked, m.orderSkipped = orderChecks.WithLabelValues("asked"), orderChecks.WithLabelValues("skipped")
 	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
-		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, m.orderChecks)
+		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, orderChecks)
 	return m
 }
 
@@ -121,12 +123,12 @@ func (m *Metrics) inFlight(delta float64) {
 }
 
 func (m *Metrics) orderCheck(skipped bool) {
-	if m != nil {
-		check := "asked"
-		if skipped {
-			check = "skipped"
-		}
-		m.orderChecks.WithLabelValues(check).Inc()
+	switch {
+	case m == nil:
+	case skipped:
+		m.orderSkipped.Inc()
+	default:
+		m.orderAsked.Inc()
 	}
 }
 
