@@ -26,9 +26,10 @@ type verdict struct {
 	result  *Result
 	dead    *DeadLetter
 	retryIn time.Duration
-	// record, with a success, writes the outcome to the idempotency store;
-	// settle runs it while the result is on its way to the stream.
-	record func()
+	// claim and outcome, with a success, are what settle records in the
+	// idempotency store while the result is on its way to the stream.
+	claim   *idempotency.Claim
+	outcome actions.Outcome
 }
 
 // delivery is one command message being handled.
@@ -135,15 +136,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		claim.LastAttemptAt = now
 		out, err := w.call(ctx, d, claim)
 		if err == nil {
-			record := func() {
-				if err := w.complete(ctx, claim, out); err != nil {
-					// The effect happened: report it and acknowledge anyway. A
-					// republish of this id within the record's TTL could then
-					// run again, which the Idempotency-Key header still guards.
-					d.log.Error("recording the outcome failed", zap.Error(err))
-				}
-			}
-			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), record: record}
+			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		}
 		w.m.retried(err)
 		if v, done := w.failedOrRetry(ctx, d, claim, err); done {
@@ -343,8 +336,13 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		// result stored without its record is no worse than a crash just
 		// after the API call: the record is what a redelivery consults.
 		pending, err := w.publishAsync(w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
-		if v.record != nil {
-			v.record()
+		if v.claim != nil {
+			if err := w.complete(ctx, v.claim, v.outcome); err != nil {
+				// The effect happened: report it and acknowledge anyway. A
+				// republish of this id within the record's TTL could then
+				// run again, which the Idempotency-Key header still guards.
+				d.log.Error("recording the outcome failed", zap.Error(err))
+			}
 		}
 		if err == nil {
 			err = waitStored(ctx, pending)
