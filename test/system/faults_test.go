@@ -120,7 +120,7 @@ func newHarness(t *testing.T) *harness {
 	// picks anew whenever a node starts again: dial by node name and look
 	// the port up at each (re)connect, or a rolling restart would leave the
 	// client with three stale addresses.
-	nc, err := nats.Connect(h.cluster.InternalURLs(),
+	h.js = connect(t, h.cluster.InternalURLs(),
 		nats.SetCustomDialer(nodeDialer{h.cluster}),
 		nats.SkipHostLookup(),
 		nats.MaxReconnects(-1),
@@ -128,13 +128,6 @@ func newHarness(t *testing.T) *harness {
 		nats.PingInterval(time.Second),
 		nats.MaxPingsOutstanding(2),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if h.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
 	// The workers provision the streams; wait for them before publishing.
 	waitFor(t, time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/test/containers"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestMain(m *testing.M) {
@@ -16,4 +18,20 @@ func TestMain(m *testing.M) {
 	// configuration.
 	containers.ConfigureEnv()
 	os.Exit(m.Run())
+}
+
+// connect connects to NATS for the test's own publishing and reading, and
+// closes the connection when the test ends.
+func connect(t *testing.T, urls string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chatworker/worker/actions"
@@ -48,15 +46,7 @@ func TestWorkerRunsWithManifestEnv(t *testing.T) {
 	t.Logf("worker env from deploy/k8s/base (NATS_URL, CHAT_API_URL overridden; NATS_CREDS dropped): %v", env)
 	worker := containers.StartWorkerWithFiles(t, cluster.Network, env, files)
 
-	nc, err := nats.Connect(cluster.ClientURLs(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connect(t, cluster.ClientURLs(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd, err := actions.Publish(ctx, js, actions.Send{ID: "manifest-env-1", ChatID: "manifest-chat", Content: "hello from the manifest's env"}, actions.Subjects{})

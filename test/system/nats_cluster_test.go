@@ -40,7 +40,7 @@ func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cluster := containers.StartNATSCluster(t, 3)
-			nc, err := nats.Connect(cluster.ClientURLs(t),
+			js := connect(t, cluster.ClientURLs(t),
 				nats.MaxReconnects(-1),
 				nats.ReconnectWait(100*time.Millisecond),
 				// A partitioned node's connection does not break, it goes
@@ -49,14 +49,6 @@ func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
 				nats.PingInterval(time.Second),
 				nats.MaxPingsOutstanding(2),
 			)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
 
 			ctx := t.Context()
 			stream, err := js.CreateStream(ctx, jetstream.StreamConfig{

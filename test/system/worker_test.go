@@ -59,15 +59,7 @@ func TestWorkerExecutesCommandOnCluster(t *testing.T) {
 		return nil
 	})
 
-	nc, err := nats.Connect(cluster.ClientURLs(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connect(t, cluster.ClientURLs(t))
 
 	const id = "system-test-send-1"
 	cmd := &nats.Msg{
