@@ -166,8 +166,11 @@ func panels(rs []result) []panel {
 	for _, r := range rs {
 		if r.Group == "limit" {
 			c := "#4e79a7"
-			if r.Mode == "limit" {
+			switch r.Mode {
+			case "limit":
 				c = "#9c9c9c"
+			case "floor":
+				c = "#c7c7c7"
 			}
 			p.bars = append(p.bars, bar{label: r.Mode, value: r.Throughput, text: fmt.Sprintf("%.0f/s", r.Throughput) + pct(r.Throughput, limit), color: c})
 			p.scale = max(p.scale, r.Throughput)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ func TestHarness(t *testing.T) {
 	r := &bench.Runner{}
 	scenarios := []bench.Scenario{
 		{Group: bench.GroupLimit, Mode: bench.ModeLimit, Commands: 30, Concurrency: 4, Chats: 5},
+		{Group: bench.GroupLimit, Mode: bench.ModeFloor, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeNoStore, Commands: 30, Concurrency: 4, Chats: 1},
 		{Group: bench.GroupLittle, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
@@ -39,7 +41,7 @@ func TestHarness(t *testing.T) {
 	}
 	var out bytes.Buffer
 	bench.WriteTable(&out, results)
-	for _, want := range []string{"| limit ", "| worker ", "| worker-nostore ", "| 1ms ", "| 300/s "} {
+	for _, want := range []string{"| limit ", "| floor ", "| worker ", "| worker-nostore ", "| 1ms ", "| 300/s "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -79,12 +81,17 @@ func perCommand(b *testing.B, mode bench.Mode) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(res.Throughput, "cmd/s")
+	// CPU time per command varies less than throughput on a shared machine.
+	cpu := res.CPU * float64(runtime.NumCPU()) * res.Elapsed.Seconds()
+	b.ReportMetric(cpu*1e6/float64(res.Done), "cpu-µs/cmd")
 }
 
-// The limit and the worker variants at zero API latency, per command:
+// The limit, the floor and the worker variants at zero API latency, per
+// command:
 //
 //	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./test/bench
 func BenchmarkPerCommandLimit(b *testing.B)     { perCommand(b, bench.ModeLimit) }
+func BenchmarkPerCommandFloor(b *testing.B)     { perCommand(b, bench.ModeFloor) }
 func BenchmarkPerCommandWorker(b *testing.B)    { perCommand(b, bench.ModeWorker) }
 func BenchmarkPerCommandNoStore(b *testing.B)   { perCommand(b, bench.ModeNoStore) }
 func BenchmarkPerCommandUnordered(b *testing.B) { perCommand(b, bench.ModeUnordered) }

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +42,9 @@ const (
 	ModeUnordered Mode = "worker-unordered"
 	// ModeLimit is the minimal loop: consume, make the same API call, ack.
 	ModeLimit Mode = "limit"
+	// ModeFloor is the minimal loop plus the three writes the guarantees
+	// need: a claim before the call, then the outcome and the result.
+	ModeFloor Mode = "floor"
 )
 
 // Scenario is one measured run, on a fresh NATS server and simulator.
@@ -118,8 +123,8 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if sc.Timeout <= 0 {
 		sc.Timeout = 2 * time.Minute
 	}
-	if sc.Processes > 0 && sc.Mode == ModeLimit {
-		return Result{}, errors.New("bench: the limit loop runs in-process only")
+	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor) {
+		return Result{}, errors.New("bench: the limit and floor loops run in-process only")
 	}
 	if sc.Processes > 0 && r.WorkerBinary == "" {
 		return Result{}, errors.New("bench: scenario with worker processes needs Runner.WorkerBinary")
@@ -213,8 +218,8 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		if ps != nil {
 			stopWorker, pids = ps.stop, ps.pids
 		}
-	case sc.Mode == ModeLimit:
-		stopWorker, err = startLimit(ctx, e, cons, sc, tr)
+	case sc.Mode == ModeLimit || sc.Mode == ModeFloor:
+		stopWorker, err = startLimit(ctx, e, js, cons, sc, tr)
 	default:
 		stopWorker, err = startWorker(ctx, e, sc, topo)
 	}
@@ -542,11 +547,18 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 
 // startLimit runs the minimal loop: the same consumer, `concurrency`
 // goroutines making the same API call through the same client, then an ack.
-// No decoding beyond what the call needs, no store, no result.
-func startLimit(ctx context.Context, e *env, cons jetstream.Consumer, sc Scenario, tr *tracker) (func() error, error) {
+// No decoding beyond what the call needs, no store, no result. ModeFloor
+// adds the writes of floorWrites and nothing else.
+func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstream.Consumer, sc Scenario, tr *tracker) (func() error, error) {
 	client, err := newClient(e, sc.Concurrency)
 	if err != nil {
 		return nil, err
+	}
+	var writes *floorWrites
+	if sc.Mode == ModeFloor {
+		if writes, err = newFloorWrites(ctx, js); err != nil {
+			return nil, err
+		}
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(sc.Concurrency))
 	if err != nil {
@@ -567,13 +579,23 @@ func startLimit(ctx context.Context, e *env, cons jetstream.Consumer, sc Scenari
 					_ = msg.Term()
 					continue
 				}
-				_, _, err := client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From},
+				var rev uint64
+				if writes != nil {
+					if rev, err = writes.claim(ctx, cmd.ID); err != nil {
+						_ = msg.Nak()
+						continue
+					}
+				}
+				m, _, err := client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From},
 					chat.WithIdempotencyKey(cmd.ID))
+				if err == nil && writes != nil {
+					err = writes.settle(ctx, msg, cmd.ID, cmd.ChatID, rev, m)
+				}
 				if err != nil {
 					_ = msg.Nak()
 					continue
 				}
-				if msg.Ack() == nil {
+				if msg.Ack() == nil && writes == nil { // with writes, the result counts
 					if i, ok := commandIndex(cmd.ID); ok {
 						tr.done(i)
 					}
@@ -659,4 +681,60 @@ func (ps *procs) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// floorWrites are the three writes the worker's guarantees need for each
+// command, shaped like the worker's and with nothing else around them: a
+// claim created in a KV bucket before the API call; after it, the outcome
+// written over the claim and the result published with a Nats-Msg-Id, both
+// stored before the ack. The minimal loop with these writes is the floor
+// that no worker keeping those guarantees can beat.
+type floorWrites struct {
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	subjects actions.Subjects
+}
+
+func newFloorWrites(ctx context.Context, js jetstream.JetStream) (*floorWrites, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_FLOOR", History: 1, TTL: time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return &floorWrites{js: js, kv: kv, subjects: consumer.Topology{}.WithDefaults().Subjects}, nil
+}
+
+// floorClaim is about the size of the worker's claim record.
+var floorClaim = []byte(`{"id":"","hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","state":"pending","owner":"bench/1","lease_expires":"2026-01-01T00:00:00Z","attempts":0}`)
+
+func floorKey(id string) string { return strings.ReplaceAll(id, ":", "_") }
+
+func (f *floorWrites) claim(ctx context.Context, id string) (uint64, error) {
+	return f.kv.Update(ctx, floorKey(id), floorClaim, 0)
+}
+
+func (f *floorWrites) settle(ctx context.Context, msg jetstream.Msg, id, chatID string, rev uint64, m *chat.Message) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	result, err := f.js.PublishMsgAsync(&nats.Msg{Subject: f.subjects.Result(actions.TypeSend, chatID), Data: body},
+		jetstream.WithMsgID(id+":"+strconv.FormatUint(meta.Sequence.Stream, 10)))
+	if err != nil {
+		return err
+	}
+	if _, err := f.kv.Update(ctx, floorKey(id), body, rev); err != nil {
+		return err
+	}
+	select {
+	case <-result.Ok():
+		return nil
+	case err := <-result.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
