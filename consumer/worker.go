@@ -134,8 +134,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	// their stacks, grown once by the HTTP and NATS clients, are reused
 	// rather than grown again for every command (copystack was 5% of the
 	// CPU with a goroutine per command).
+	//
+	// Up to Concurrency pieces of work wait in the channel, so a goroutine
+	// that frees up starts its next command at once. Unbuffered, it waited
+	// for this loop to be scheduled, once per command: when many API calls
+	// finish together, that loop queues behind every goroutine they woke, and
+	// at concurrency 1024 and 200 ms the worker reached 74 % of Little's law
+	// instead of 81 %. Work that waited past the start of a shutdown hands its
+	// commands back (see draining) rather than running them.
 	var wg sync.WaitGroup
-	work := make(chan func())
+	work := make(chan func(), w.cfg.Concurrency)
 	for range w.cfg.Concurrency {
 		wg.Go(func() {
 			for f := range work {
@@ -198,7 +206,14 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func(func()) bool) {
 	token, ordered := w.orderToken(msg.Subject())
 	if !ordered {
-		if !start(func() { w.Handle(workCtx, msg) }) {
+		run := func() {
+			if w.draining.Load() {
+				w.handBack(msg) // waited in the queue past the start of a shutdown
+				return
+			}
+			w.Handle(workCtx, msg)
+		}
+		if !start(run) {
 			w.handBack(msg)
 		}
 		return

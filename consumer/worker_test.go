@@ -435,3 +435,76 @@ func TestTraceContextIsCarried(t *testing.T) {
 		t.Errorf("dead letter traceparent %q", d.Traceparent)
 	}
 }
+
+// gate holds every API call until released, counting the calls that began.
+type gate struct {
+	next    consumer.Executor
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (g *gate) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+	g.calls.Add(1)
+	<-g.release
+	return g.next.Execute(ctx, cmd)
+}
+
+// TestShutdownHandsBackWorkNotStarted: commands that wait for a free slot
+// when a shutdown starts go back to the stream; only the command already
+// running finishes.
+func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
+	for _, unordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unordered=%v", unordered), func(t *testing.T) {
+			p := newBarePipeline(t)
+			p.cfg.Concurrency, p.cfg.Unordered = 1, unordered
+			cons, err := consumer.Provision(t.Context(), p.js, p.cfg.Topology)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &gate{next: p.executor, release: make(chan struct{})}
+			w := consumer.New(p.js, cons, g, p.store, p.cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+
+			for _, chat := range []string{"a", "b", "c"} {
+				p.publish(actions.Send{ChatID: chat, Content: "hi"})
+			}
+			var pending int
+			eventually(t, 10*time.Second, func() bool {
+				info, err := cons.Info(t.Context())
+				if err != nil {
+					return false
+				}
+				pending = info.NumAckPending
+				return g.calls.Load() == 1 && pending == 3
+			}, "the first call running and all 3 commands delivered (%d)", &pending)
+			time.Sleep(50 * time.Millisecond) // the second command reaches the queue of work
+
+			cancel()
+			eventually(t, 10*time.Second, w.Draining, "the worker draining")
+			close(g.release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := g.calls.Load(); n != 1 {
+				t.Errorf("%d API calls began, want 1: work queued before the shutdown ran after it", n)
+			}
+			if got := len(p.sim.Effects()); got != 1 {
+				t.Errorf("%d effects, want 1", got)
+			}
+
+			// The two handed back run on the next worker, once each.
+			p.start(p.executor)
+			p.settled()
+			for key, n := range effectsByKey(p.sim) {
+				if n != 1 {
+					t.Errorf("command %s took effect %d times", key, n)
+				}
+			}
+			if got := len(p.sim.Effects()); got != 3 {
+				t.Errorf("%d effects after the restart, want 3", got)
+			}
+		})
+	}
+}
