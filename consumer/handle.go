@@ -149,14 +149,30 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 // what stops a republished command from running again.
 func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out actions.Outcome) error {
 	ctx = context.WithoutCancel(ctx)
-	b := backoff.WithMaxRetries(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond)), 3)
-	return backoff.Retry(func() error {
+	record := func() error {
 		_, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response})
 		if errors.Is(err, idempotency.ErrLeaseLost) {
 			return backoff.Permanent(err) // another worker owns the record now
 		}
 		return err
-	}, b)
+	}
+	// The first write almost always lands: the retry machinery (a backoff,
+	// its timer and closures) is built only when it did not.
+	err := record()
+	var permanent *backoff.PermanentError
+	if err == nil || errors.As(err, &permanent) {
+		return unwrapPermanent(err)
+	}
+	b := backoff.WithMaxRetries(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond)), 2)
+	return backoff.Retry(record, b)
+}
+
+func unwrapPermanent(err error) error {
+	var permanent *backoff.PermanentError
+	if errors.As(err, &permanent) {
+		return permanent.Err
+	}
+	return err
 }
 
 // failedOrRetry decides what a failed attempt leads to. It returns done=false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go"
 )
 
@@ -504,6 +506,63 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 			}
 			if got := len(p.sim.Effects()); got != 3 {
 				t.Errorf("%d effects after the restart, want 3", got)
+			}
+		})
+	}
+}
+
+// flakyComplete fails the first fails calls of Complete, counting them all.
+type flakyComplete struct {
+	idempotency.Store
+	fails int32
+	err   error
+	calls atomic.Int32
+}
+
+func (f *flakyComplete) Complete(ctx context.Context, c *idempotency.Claim, out idempotency.Outcome) (idempotency.Record, error) {
+	if f.calls.Add(1) <= f.fails {
+		return idempotency.Record{}, f.err
+	}
+	return f.Store.Complete(ctx, c, out)
+}
+
+// TestRecordingASuccessIsRetried: a failed write of the success is tried
+// again (four attempts in all) before the worker gives up on it, but a
+// lost lease is final at once; either way the result is published and the
+// command acknowledged, since the effect happened.
+func TestRecordingASuccessIsRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		fails           int32
+		err             error
+		calls           int32
+		recordSucceeded bool
+	}{
+		{"one failure", 1, errors.New("write timed out"), 2, true},
+		{"three failures", 3, errors.New("write timed out"), 4, true},
+		{"four failures", 4, errors.New("write timed out"), 4, false},
+		{"lease lost", 1, idempotency.ErrLeaseLost, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newBarePipeline(t)
+			kv := p.store
+			flaky := &flakyComplete{Store: kv, fails: tc.fails, err: tc.err}
+			p.store = flaky
+			p.start(p.executor)
+			cmd := p.publish(actions.Send{ChatID: "c1", Content: "hi"})
+			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != consumer.StatusSucceeded {
+				t.Fatalf("result %+v", r)
+			}
+			p.settled()
+			if n := flaky.calls.Load(); n != tc.calls {
+				t.Errorf("%d writes of the success, want %d", n, tc.calls)
+			}
+			rec, err := kv.Lookup(t.Context(), cmd.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.State == idempotency.StateSucceeded; got != tc.recordSucceeded {
+				t.Errorf("record state %q, want succeeded=%v", rec.State, tc.recordSucceeded)
 			}
 		})
 	}
