@@ -178,11 +178,20 @@ func panels(rs []result) []panel {
 	}
 	ps = append(ps, p)
 
-	p = panel{title: "Simulated API latency: share of Little's-law bound (concurrency / latency)", scale: 1, target: 0.9, tlabel: "90%"}
+	p = panel{title: "Simulated API latency: share of Little's-law bound (concurrency / latency); the minimal loop's share alongside", scale: 1, target: 0.9, tlabel: "90%"}
+	littleLimit := map[string]float64{}
 	for _, r := range rs {
-		if r.Group == "little" && r.Bound > 0 {
-			p.bars = append(p.bars, bar{label: fmt.Sprintf("%v, concurrency %d", r.Latency, r.Concurrency), value: r.Throughput / r.Bound,
-				text: fmt.Sprintf("%.0f of %.0f/s (%.0f%%)", r.Throughput, r.Bound, 100*r.Throughput/r.Bound)})
+		if r.Group == "little" && r.Mode == "limit" {
+			littleLimit[fmt.Sprint(r.Latency, r.Concurrency)] = r.Throughput
+		}
+	}
+	for _, r := range rs {
+		if r.Group == "little" && r.Mode != "limit" && r.Bound > 0 {
+			text := fmt.Sprintf("%.0f of %.0f/s (%.0f%%)", r.Throughput, r.Bound, 100*r.Throughput/r.Bound)
+			if l, ok := littleLimit[fmt.Sprint(r.Latency, r.Concurrency)]; ok {
+				text += fmt.Sprintf("; limit loop %.0f%%", 100*l/r.Bound)
+			}
+			p.bars = append(p.bars, bar{label: fmt.Sprintf("%v, concurrency %d", r.Latency, r.Concurrency), value: r.Throughput / r.Bound, text: text})
 		}
 	}
 	ps = append(ps, p)

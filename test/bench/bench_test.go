@@ -24,6 +24,7 @@ func TestHarness(t *testing.T) {
 		{Group: bench.GroupLimit, Mode: bench.ModeFloor, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeNoStore, Commands: 30, Concurrency: 4, Chats: 1},
+		{Group: bench.GroupLittle, Mode: bench.ModeLimit, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
 		{Group: bench.GroupLittle, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
 		{Group: bench.GroupLatency, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
 	}
@@ -45,6 +46,17 @@ func TestHarness(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
+	}
+	// The Little's-law table has one row per worker run, with the limit
+	// loop's share of the bound in its own column.
+	var little []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "| 1ms ") {
+			little = append(little, line)
+		}
+	}
+	if len(little) != 1 || strings.Count(little[0], "%") != 3 {
+		t.Errorf("want one 1ms row with the worker's share, the limit loop's share and CPU, got %q", little)
 	}
 }
 
