@@ -193,3 +193,31 @@ func TestBest(t *testing.T) {
 		t.Errorf("other groups must pass unchanged: %+v", out[3])
 	}
 }
+
+// TestWriteTableRatios: each table's ratios are against its own baseline:
+// the zero-latency limit for the limit and chats tables, Little's law and
+// the limit loop at the same point for the Little's-law table.
+func TestWriteTableRatios(t *testing.T) {
+	ms := time.Millisecond
+	in := []bench.Result{
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeLimit, Round: 1}, Throughput: 1000},
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 1}, Throughput: 600},
+		{Scenario: bench.Scenario{Group: bench.GroupLittle, Mode: bench.ModeLimit, Concurrency: 10, Latency: 50 * ms}, Throughput: 190, Bound: 200},
+		{Scenario: bench.Scenario{Group: bench.GroupLittle, Mode: bench.ModeWorker, Concurrency: 10, Latency: 50 * ms}, Throughput: 170, Bound: 200},
+		{Scenario: bench.Scenario{Group: bench.GroupChats, Mode: bench.ModeWorker, Chats: 7}, Throughput: 500},
+	}
+	var out bytes.Buffer
+	bench.WriteTable(&out, in)
+	for _, want := range []string{
+		"| worker | 0 | 600 | 60% |",
+		"| 50ms | 10 | 0 | 170 | 200 | 85% | 95% |",
+		"| 7 | 0 | 500 | 50% |",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "| 50ms | 10 | 0 | 190 ") {
+		t.Errorf("the limit loop has a row of its own in the Little's-law table:\n%s", out.String())
+	}
+}

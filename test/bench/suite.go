@@ -200,10 +200,11 @@ func WriteTable(w io.Writer, results []Result) {
 		fmt.Fprintln(tw, tabbed(g.head))
 		fmt.Fprintln(tw, tabbed(separator(g.head)))
 		for _, r := range rows {
+			against := limit
 			if g.name == GroupLittle {
-				limit = littleLimit(results, r)
+				against = littleLimit(results, r)
 			}
-			fmt.Fprintln(tw, tabbed(row(g.name, r, limit)))
+			fmt.Fprintln(tw, tabbed(row(g.name, r, against)))
 		}
 		tw.Flush()
 	}
