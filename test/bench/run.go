@@ -581,6 +581,7 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 				}
 				var rev uint64
 				if writes != nil {
+					var err error // this goroutine's own: startLimit's err is shared
 					if rev, err = writes.claim(ctx, cmd.ID); err != nil {
 						_ = msg.Nak()
 						continue
