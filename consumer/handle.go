@@ -128,13 +128,10 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		}
 	}()
 	for {
-		now := w.now()
-		claim.Attempts++
-		if claim.FirstAttemptAt.IsZero() {
-			claim.FirstAttemptAt = now
-		}
-		claim.LastAttemptAt = now
 		out, err := w.call(ctx, d, claim)
+		if errors.Is(err, errNoSlot) {
+			return w.failed(ctx, d, claim, err) // no call made: hand it back
+		}
 		if err == nil {
 			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		}
@@ -228,7 +225,7 @@ func (w *Worker) failedVerdict(ctx context.Context, d *delivery, claim *idempote
 	switch {
 	case errors.As(err, &later):
 		return verdict{retryIn: later.delay}
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.Is(err, errNoSlot):
 		return verdict{} // shutting down: hand back at once
 	case actions.ClassOf(err).Retryable():
 		// A retryable failure reaches here with its budget spent, or from a
@@ -241,11 +238,40 @@ func (w *Worker) failedVerdict(ctx context.Context, d *delivery, claim *idempote
 	return w.deadLetter(d, claim, err)
 }
 
-// call makes one API call, keeping the message and the claim alive if the
-// call outlasts a fraction of AckWait.
+// errNoSlot: the worker began shutting down while the command waited for a
+// free API call slot; no call was made, and the command goes back to the
+// stream at once.
+var errNoSlot = errors.New("shutting down before a slot for the API call was free")
+
+// call waits for a free API call slot, counts the attempt and makes one API
+// call, keeping the message and the claim alive if the wait and the call
+// outlast a fraction of AckWait.
 func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (actions.Outcome, error) {
 	ka := w.keepAlive(ctx, d, claim)
 	defer ka.stop()
+	select {
+	case w.calls <- struct{}{}:
+	case <-w.stopping:
+		return actions.Outcome{}, errNoSlot
+	case <-ctx.Done():
+		return actions.Outcome{}, errNoSlot
+	}
+	defer func() { <-w.calls }()
+	if w.Draining() {
+		// The slot and the shutdown came together: once a shutdown begins,
+		// no call starts; calls under way finish within the grace.
+		return actions.Outcome{}, errNoSlot
+	}
+	// The attempt fields are what a lease extension writes: they change
+	// under the keep-alive's lock.
+	ka.mu.Lock()
+	now := w.now()
+	claim.Attempts++
+	if claim.FirstAttemptAt.IsZero() {
+		claim.FirstAttemptAt = now
+	}
+	claim.LastAttemptAt = now
+	ka.mu.Unlock()
 	start := time.Now()
 	out, err := w.exec.Execute(ctx, d.cmd)
 	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", out.APIStatus), zap.Error(err))

@@ -202,7 +202,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		if !ok {
 			return
 		}
-		if w.draining.Load() {
+		if w.Draining() {
 			w.lanes.forget(l)
 			w.handBack(q.msg)
 			continue

@@ -447,7 +447,11 @@ type gate struct {
 
 func (g *gate) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
 	g.calls.Add(1)
-	<-g.release
+	select {
+	case <-g.release:
+	case <-ctx.Done(): // a test that failed before releasing still shuts down
+		return actions.Outcome{}, ctx.Err()
+	}
 	return g.next.Execute(ctx, cmd)
 }
 
@@ -565,5 +569,40 @@ func TestRecordingASuccessIsRetried(t *testing.T) {
 				t.Errorf("record state %q, want succeeded=%v", rec.State, tc.recordSucceeded)
 			}
 		})
+	}
+}
+
+// TestConcurrencyBoundsAPICalls: --concurrency bounds the API calls in
+// flight, not the commands in hand. While the calls run, as many further
+// commands claim their ids, ready to take a slot the moment one frees.
+func TestConcurrencyBoundsAPICalls(t *testing.T) {
+	p := newBarePipeline(t)
+	p.cfg.Concurrency, p.cfg.ShutdownGrace = 2, time.Second
+	g := &gate{next: p.executor, release: make(chan struct{})}
+	p.start(g)
+	for i := range 6 {
+		p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", i), Content: "hi"})
+	}
+	var claims uint64
+	eventually(t, 10*time.Second, func() bool {
+		claims = p.count("KV_CHAT_IDEMPOTENCY")
+		return claims == 4
+	}, "%d claims, want 4: two calling, two waiting for a slot", &claims)
+	time.Sleep(100 * time.Millisecond) // room for a call or claim too many
+	if n := g.calls.Load(); n != 2 {
+		t.Errorf("%d API calls at once, want 2", n)
+	}
+	if n := p.count("KV_CHAT_IDEMPOTENCY"); n != 4 {
+		t.Errorf("%d claims, want 4", n)
+	}
+	close(g.release)
+	p.settled()
+	if n := g.calls.Load(); n != 6 {
+		t.Errorf("%d API calls, want 6", n)
+	}
+	for key, n := range effectsByKey(p.sim) {
+		if n != 1 {
+			t.Errorf("command %s took effect %d times", key, n)
+		}
 	}
 }
