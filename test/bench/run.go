@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,7 +199,10 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		mallocs uint64
 		cpu0    = selfCPU()
 	)
-	runtime.GC()
+	// The runs before this one left garbage and grown goroutine stacks (2048
+	// goroutines at concurrency 1024): collect them and give the memory back,
+	// so that this run's RSS and pauses are its own.
+	debug.FreeOSMemory()
 	runtime.ReadMemStats(&ms)
 	mallocs = ms.Mallocs
 
