@@ -160,37 +160,46 @@ func workerBinary(b *testing.B) string {
 	return binPath
 }
 
-// Best keeps each mode's best zero-latency round and the median paced
-// round, with every round listed.
+// Best keeps each mode's median zero-latency round, with the median of its
+// round-by-round ratios to the limit loop, and the median paced round, with
+// every round listed.
 func TestBest(t *testing.T) {
 	ms := time.Millisecond
 	in := []bench.Result{
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeLimit, Round: 1}, Throughput: 1000},
 		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 1}, Throughput: 100},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 1}, P99: 9 * ms},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 1}, P99: 7 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeLimit, Round: 2}, Throughput: 1000},
 		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 2}, Throughput: 300},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 2}, P99: 3 * ms},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 2}, P99: 6 * ms},
+		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeLimit, Round: 3}, Throughput: 400},
 		{Scenario: bench.Scenario{Group: bench.GroupLimit, Mode: bench.ModeWorker, Round: 3}, Throughput: 200},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Round: 3}, P99: 4 * ms},
 		{Scenario: bench.Scenario{Group: bench.GroupLatency, Mode: bench.ModeWorker, Rate: 1000, Processes: 1, Round: 3}, P99: 8 * ms},
 		{Scenario: bench.Scenario{Group: bench.GroupChats, Mode: bench.ModeWorker, Chats: 1}, Throughput: 50},
 	}
 	out := bench.Best(in)
-	if len(out) != 4 {
-		t.Fatalf("%d results, want 4: %+v", len(out), out)
+	if len(out) != 5 {
+		t.Fatalf("%d results, want 5: %+v", len(out), out)
 	}
-	if r := out[0]; r.Throughput != 300 || len(r.Rounds) != 3 {
-		t.Errorf("zero latency: %v with rounds %v, want the best (300) of 3", r.Throughput, r.Rounds)
+	if r := out[0]; r.Mode != bench.ModeLimit || r.Throughput != 1000 || r.OfLimit != 1 {
+		t.Errorf("limit: %v, of limit %v; want the median 1000 and 100%%", r.Throughput, r.OfLimit)
 	}
-	if r := out[1]; r.P99 != 4*ms || len(r.P99Rounds) != 3 || r.P99Rounds[0] != 9*ms {
+	// Round by round the worker had 10%, 30% and 50% of the limit: the
+	// median is 30%, though its median round (200) is 20% of the limit's.
+	if r := out[1]; r.Throughput != 200 || len(r.Rounds) != 3 || r.Rounds[0] != 100 || r.OfLimit != 0.3 {
+		t.Errorf("zero latency: %v with rounds %v, of limit %v; want the median (200) of 3 and 30%%", r.Throughput, r.Rounds, r.OfLimit)
+	}
+	if r := out[2]; r.P99 != 4*ms || len(r.P99Rounds) != 3 || r.P99Rounds[0] != 9*ms {
 		t.Errorf("paced in-process: p99 %v, rounds %v; want the median 4ms of 9, 3, 4", r.P99, r.P99Rounds)
 	}
-	if r := out[2]; r.P99 != 7*ms || r.Processes != 1 {
+	if r := out[3]; r.P99 != 7*ms || r.Processes != 1 {
 		t.Errorf("paced own process: p99 %v, want the median 7ms of 7, 6, 8", r.P99)
 	}
-	if out[3].Group != bench.GroupChats {
-		t.Errorf("other groups must pass unchanged: %+v", out[3])
+	if out[4].Group != bench.GroupChats {
+		t.Errorf("other groups must pass unchanged: %+v", out[4])
 	}
 }
 
@@ -209,7 +218,7 @@ func TestWriteTableRatios(t *testing.T) {
 	var out bytes.Buffer
 	bench.WriteTable(&out, in)
 	for _, want := range []string{
-		"| worker | 0 | 600 | 60% |",
+		"| worker | 0 | 600 | 60% | 60% | 600 |",
 		"| 50ms | 10 | 0 | 170 | 200 | 85% | 95% |",
 		"| 7 | 0 | 500 | 50% |",
 	} {

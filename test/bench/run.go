@@ -102,6 +102,9 @@ type Result struct {
 	CPU float64 `json:"cpu"`
 	// Rounds is every round's throughput, set by Best.
 	Rounds []float64 `json:"rounds,omitempty"`
+	// OfLimit is, for a zero-latency run, the median over the rounds of its
+	// throughput divided by the limit loop's in the same round; set by Best.
+	OfLimit float64 `json:"of_limit,omitempty"`
 	// P99Rounds is every paced round's p99, set by Best.
 	P99Rounds []time.Duration `json:"p99_rounds,omitempty"`
 }

@@ -29,9 +29,9 @@ type Options struct {
 	Processes   []int           // (default 1, 2, 4; empty with no WorkerBinary)
 	Chats       []int           // (default 1, 100, 1000)
 	Quick       bool            // a tenth of the commands: a check that everything runs
-	// Rounds repeats the zero-latency runs, interleaved, so that load from
-	// other processes on a shared machine hits each mode alike; the table
-	// shows each mode's best round (default 3; 1 with Quick).
+	// Rounds repeats the zero-latency and the paced runs, interleaved, so
+	// that load from other processes on a shared machine hits each mode
+	// alike; the tables show the median round (default 5; 1 with Quick).
 	Rounds        int
 	WorkerBinary  string
 	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
@@ -45,7 +45,7 @@ func (o Options) withDefaults() Options {
 		o.Commands = max(o.Commands/10, 100)
 	}
 	if o.Rounds <= 0 {
-		o.Rounds = 3
+		o.Rounds = 5
 		if o.Quick {
 			o.Rounds = 1
 		}
@@ -167,15 +167,18 @@ func describe(sc Scenario) string {
 // ratios against the limit and Little's law measured in the same run.
 func WriteTable(w io.Writer, results []Result) {
 	results = Best(results)
-	var limit float64
+	var (
+		limit       float64
+		limitRounds []float64
+	)
 	for _, r := range results {
 		if r.Group == GroupLimit && r.Mode == ModeLimit {
-			limit = r.Throughput
+			limit, limitRounds = r.Throughput, r.Rounds
 		}
 	}
 	groups := []struct{ name, title, head string }{
-		{GroupLimit, "Zero API latency, concurrency 64, 1000 chats: the worker next to the minimal consume-call-ack loop (limit) and that loop plus the three writes the guarantees need (floor)",
-			"| run | commands | cmd/s (best round) | of limit | all rounds cmd/s | CPU | allocs/cmd | peak RSS (all in-process) |"},
+		{GroupLimit, "Zero API latency, concurrency 64, 1000 chats: the worker next to the minimal consume-call-ack loop (limit) and that loop plus the three writes the guarantees need (floor); of limit is the median over the rounds of each round's ratio",
+			"| run | commands | cmd/s (median round) | of limit | of limit, round by round | all rounds cmd/s | CPU | allocs/cmd | peak RSS (all in-process) |"},
 		{GroupLittle, "Simulated API latency: throughput against Little's law (concurrency / latency)",
 			"| latency | concurrency | commands | cmd/s | bound cmd/s | of bound | limit loop: of bound | CPU |"},
 		{GroupLatency, "Paced load, zero API latency: latency the worker adds (publish to result, minus the API's time) and memory",
@@ -204,13 +207,13 @@ func WriteTable(w io.Writer, results []Result) {
 			if g.name == GroupLittle {
 				against = littleLimit(results, r)
 			}
-			fmt.Fprintln(tw, tabbed(row(g.name, r, against)))
+			fmt.Fprintln(tw, tabbed(row(g.name, r, against, limitRounds)))
 		}
 		tw.Flush()
 	}
 }
 
-func row(group string, r Result, limit float64) string {
+func row(group string, r Result, limit float64, limitRounds []float64) string {
 	cpu := fmt.Sprintf("%.0f%%", 100*r.CPU)
 	switch group {
 	case GroupLimit:
@@ -218,7 +221,12 @@ func row(group string, r Result, limit float64) string {
 		for i, t := range r.Rounds {
 			rounds[i] = fmt.Sprintf("%.0f", t)
 		}
-		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ratio(r.Throughput, limit), strings.Join(rounds, ", "), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
+		ofLimit := "-"
+		if r.OfLimit > 0 {
+			ofLimit = ratio(r.OfLimit, 1)
+		}
+		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ofLimit,
+			strings.Join(roundRatios(r.Rounds, limitRounds), ", "), strings.Join(rounds, ", "), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
 	case GroupLittle:
 		return fmt.Sprintf("| %v | %d | %d | %.0f | %.0f | %s | %s | %s |", r.Latency, r.Concurrency, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), ratio(limit, r.Bound), cpu)
 	case GroupLatency:
@@ -253,6 +261,16 @@ func littleLimit(results []Result, r Result) float64 {
 		}
 	}
 	return 0
+}
+
+// roundRatios is each round's throughput against the limit loop's in the
+// same round.
+func roundRatios(rounds, limit []float64) []string {
+	var out []string
+	for i := range min(len(rounds), len(limit)) {
+		out = append(out, ratio(rounds[i], limit[i]))
+	}
+	return out
 }
 
 func ratio(a, b float64) string {
@@ -299,51 +317,70 @@ func separator(head string) string {
 	return string(out)
 }
 
-// Best keeps, of the repeated zero-latency runs, each mode's best round,
-// with every round's throughput in Rounds; of the repeated paced runs, the
+// Best keeps, of the repeated zero-latency runs, each mode's median round,
+// with every round's throughput in Rounds and, in OfLimit, the median of its
+// round-by-round ratios to the limit loop; of the repeated paced runs, the
 // round with the median p99, with every round's p99 in P99Rounds. Other
-// results pass unchanged.
+// results pass unchanged, in order.
+//
+// Medians, not best rounds: on a shared machine one mode's lucky round
+// against another's unlucky one moved the ratio by 15 points; rounds run
+// side by side, and the ratio within a round compares like with like.
 func Best(results []Result) []Result {
 	var out []Result
 	at := map[string]int{}
-	paced := map[string][]Result{}
+	repeated := map[string][]Result{}
 	for _, r := range results {
+		var key string
 		switch r.Group {
 		case GroupLimit:
-			key := string(r.Mode)
-			i, seen := at[key]
-			if !seen {
-				at[key] = len(out)
-				r.Rounds = []float64{r.Throughput}
-				out = append(out, r)
-				continue
-			}
-			rounds := append(out[i].Rounds, r.Throughput)
-			if r.Throughput > out[i].Throughput {
-				out[i] = r
-			}
-			out[i].Rounds = rounds
+			key = "zero " + string(r.Mode)
 		case GroupLatency:
-			key := fmt.Sprintf("paced %d %d", r.Rate, r.Processes)
-			if _, seen := at[key]; !seen {
-				at[key] = len(out)
-				out = append(out, r)
-			}
-			paced[key] = append(paced[key], r)
+			key = fmt.Sprintf("paced %d %d", r.Rate, r.Processes)
 		default:
 			out = append(out, r)
+			continue
 		}
+		if _, seen := at[key]; !seen {
+			at[key] = len(out)
+			out = append(out, r)
+		}
+		repeated[key] = append(repeated[key], r)
 	}
-	for key, rs := range paced {
-		p99s := make([]time.Duration, len(rs))
-		for i, r := range rs {
-			p99s[i] = r.P99
+	limit := repeated["zero "+string(ModeLimit)]
+	for key, rs := range repeated {
+		if rs[0].Group == GroupLatency {
+			p99s := make([]time.Duration, len(rs))
+			for i, r := range rs {
+				p99s[i] = r.P99
+			}
+			m := median(rs, func(a, b Result) int { return cmp.Compare(a.P99, b.P99) })
+			m.P99Rounds = p99s
+			out[at[key]] = m
+			continue
 		}
-		sorted := slices.Clone(rs)
-		slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.P99, b.P99) })
-		median := sorted[(len(sorted)-1)/2]
-		median.P99Rounds = p99s
-		out[at[key]] = median
+		rounds := make([]float64, len(rs))
+		var ratios []float64
+		for i, r := range rs {
+			rounds[i] = r.Throughput
+			if i < len(limit) && limit[i].Throughput > 0 {
+				ratios = append(ratios, r.Throughput/limit[i].Throughput)
+			}
+		}
+		m := median(rs, func(a, b Result) int { return cmp.Compare(a.Throughput, b.Throughput) })
+		m.Rounds = rounds
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			m.OfLimit = ratios[(len(ratios)-1)/2]
+		}
+		out[at[key]] = m
 	}
 	return out
+}
+
+// median returns the middle of rs by cmp (the lower middle of an even count).
+func median(rs []Result, cmp func(a, b Result) int) Result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, cmp)
+	return sorted[(len(sorted)-1)/2]
 }
