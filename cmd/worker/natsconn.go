@@ -116,6 +116,15 @@ func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.S
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", c.ConnectedUrlRedacted())) }),
+		// Asynchronous errors (a subscription that dropped messages as a slow
+		// consumer, a permissions violation) are otherwise silent.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", sub.Subject))
+			}
+			log.Warn("NATS reported an error", fields...)
+		}),
 	)
 	opts = append(opts, extra...)
 	url := n.url
