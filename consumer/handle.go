@@ -148,28 +148,23 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out act
 	ctx = context.WithoutCancel(ctx)
 	record := func() error {
 		_, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response})
-		if errors.Is(err, idempotency.ErrLeaseLost) {
-			return backoff.Permanent(err) // another worker owns the record now
-		}
 		return err
 	}
 	// The first write almost always lands: the retry machinery (a backoff,
-	// its timer and closures) is built only when it did not.
+	// its timer and closures) is built only when it did not. A lost lease
+	// is final: another worker owns the record now.
 	err := record()
-	var permanent *backoff.PermanentError
-	if err == nil || errors.As(err, &permanent) {
-		return unwrapPermanent(err)
+	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		return err
 	}
 	b := backoff.WithMaxRetries(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond)), 2)
-	return backoff.Retry(record, b)
-}
-
-func unwrapPermanent(err error) error {
-	var permanent *backoff.PermanentError
-	if errors.As(err, &permanent) {
-		return permanent.Err
-	}
-	return err
+	return backoff.Retry(func() error {
+		err := record()
+		if errors.Is(err, idempotency.ErrLeaseLost) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, b)
 }
 
 // failedOrRetry decides what a failed attempt leads to. It returns done=false

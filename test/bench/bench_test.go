@@ -189,7 +189,8 @@ func TestBest(t *testing.T) {
 	}
 	// Round by round the worker had 10%, 30% and 50% of the limit: the
 	// median is 30%, though its median round (200) is 20% of the limit's.
-	if r := out[1]; r.Throughput != 200 || len(r.Rounds) != 3 || r.Rounds[0] != 100 || r.OfLimit != 0.3 {
+	if r := out[1]; r.Throughput != 200 || len(r.Rounds) != 3 || r.Rounds[0] != 100 || r.OfLimit != 0.3 ||
+		len(r.OfLimitRounds) != 3 || r.OfLimitRounds[0] != 0.1 || r.OfLimitRounds[2] != 0.5 {
 		t.Errorf("zero latency: %v with rounds %v, of limit %v; want the median (200) of 3 and 30%%", r.Throughput, r.Rounds, r.OfLimit)
 	}
 	if r := out[2]; r.P99 != 4*ms || len(r.P99Rounds) != 3 || r.P99Rounds[0] != 9*ms {

@@ -102,9 +102,11 @@ type Result struct {
 	CPU float64 `json:"cpu"`
 	// Rounds is every round's throughput, set by Best.
 	Rounds []float64 `json:"rounds,omitempty"`
-	// OfLimit is, for a zero-latency run, the median over the rounds of its
-	// throughput divided by the limit loop's in the same round; set by Best.
-	OfLimit float64 `json:"of_limit,omitempty"`
+	// OfLimitRounds is, for a zero-latency run, each round's throughput
+	// divided by the limit loop's in the same round, and OfLimit their
+	// median; set by Best.
+	OfLimitRounds []float64 `json:"of_limit_rounds,omitempty"`
+	OfLimit       float64   `json:"of_limit,omitempty"`
 	// P99Rounds is every paced round's p99, set by Best.
 	P99Rounds []time.Duration `json:"p99_rounds,omitempty"`
 }

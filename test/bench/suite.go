@@ -167,13 +167,10 @@ func describe(sc Scenario) string {
 // ratios against the limit and Little's law measured in the same run.
 func WriteTable(w io.Writer, results []Result) {
 	results = Best(results)
-	var (
-		limit       float64
-		limitRounds []float64
-	)
+	var limit float64
 	for _, r := range results {
 		if r.Group == GroupLimit && r.Mode == ModeLimit {
-			limit, limitRounds = r.Throughput, r.Rounds
+			limit = r.Throughput
 		}
 	}
 	groups := []struct{ name, title, head string }{
@@ -207,13 +204,15 @@ func WriteTable(w io.Writer, results []Result) {
 			if g.name == GroupLittle {
 				against = littleLimit(results, r)
 			}
-			fmt.Fprintln(tw, tabbed(row(g.name, r, against, limitRounds)))
+			fmt.Fprintln(tw, tabbed(row(g.name, r, against)))
 		}
 		tw.Flush()
 	}
 }
 
-func row(group string, r Result, limit float64, limitRounds []float64) string {
+// row is one table row; limit is what its ratios are against (for the
+// Little's-law table, the limit loop at the same point).
+func row(group string, r Result, limit float64) string {
 	cpu := fmt.Sprintf("%.0f%%", 100*r.CPU)
 	switch group {
 	case GroupLimit:
@@ -221,12 +220,15 @@ func row(group string, r Result, limit float64, limitRounds []float64) string {
 		for i, t := range r.Rounds {
 			rounds[i] = fmt.Sprintf("%.0f", t)
 		}
-		ofLimit := "-"
+		ofLimit, ofLimitRounds := "-", make([]string, len(r.OfLimitRounds))
 		if r.OfLimit > 0 {
 			ofLimit = ratio(r.OfLimit, 1)
 		}
+		for i, f := range r.OfLimitRounds {
+			ofLimitRounds[i] = ratio(f, 1)
+		}
 		return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %s | %s | %.0f | %s |", r.Mode, r.Commands, r.Throughput, ofLimit,
-			strings.Join(roundRatios(r.Rounds, limitRounds), ", "), strings.Join(rounds, ", "), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
+			strings.Join(ofLimitRounds, ", "), strings.Join(rounds, ", "), cpu, r.AllocsPerCmd, mib(r.PeakRSS))
 	case GroupLittle:
 		return fmt.Sprintf("| %v | %d | %d | %.0f | %.0f | %s | %s | %s |", r.Latency, r.Concurrency, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), ratio(limit, r.Bound), cpu)
 	case GroupLatency:
@@ -261,16 +263,6 @@ func littleLimit(results []Result, r Result) float64 {
 		}
 	}
 	return 0
-}
-
-// roundRatios is each round's throughput against the limit loop's in the
-// same round.
-func roundRatios(rounds, limit []float64) []string {
-	var out []string
-	for i := range min(len(rounds), len(limit)) {
-		out = append(out, ratio(rounds[i], limit[i]))
-	}
-	return out
 }
 
 func ratio(a, b float64) string {
@@ -370,8 +362,9 @@ func Best(results []Result) []Result {
 		m := median(rs, func(a, b Result) int { return cmp.Compare(a.Throughput, b.Throughput) })
 		m.Rounds = rounds
 		if len(ratios) > 0 {
-			slices.Sort(ratios)
-			m.OfLimit = ratios[(len(ratios)-1)/2]
+			m.OfLimitRounds = ratios
+			sorted := slices.Sorted(slices.Values(ratios))
+			m.OfLimit = sorted[(len(sorted)-1)/2]
 		}
 		out[at[key]] = m
 	}
