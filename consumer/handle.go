@@ -470,6 +470,15 @@ const storeTimeout = 5 * time.Second
 var errStoreTimeout = errors.New("no acknowledgement from JetStream within " + storeTimeout.String())
 
 func waitStored(ctx context.Context, f jetstream.PubAckFuture) error {
+	// The PubAck has usually arrived already, while the outcome was being
+	// recorded: then no timer is needed.
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	default:
+	}
 	t := time.NewTimer(storeTimeout)
 	defer t.Stop()
 	select {
