@@ -172,7 +172,14 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	topo = topo.WithDefaults()
 
 	tr := newTracker(sc.Commands)
-	if sc.Mode != ModeLimit {
+	// In this process every mode is timed at its acknowledgements, as the
+	// minimal loop is: a command is acknowledged only after its result is
+	// stored, and watching the results instead would charge the worker a
+	// delivery per command that the limit does not pay. Paced runs measure
+	// publish-to-result, and worker processes are out of reach: those watch
+	// the results.
+	countAcks := sc.Processes == 0 && sc.Rate == 0
+	if sc.Mode != ModeLimit && !countAcks {
 		sub, err := rc.Subscribe(topo.Subjects.ResultsFilter(), func(m *nats.Msg) {
 			if i, ok := commandIndex(m.Header.Get(nats.MsgIdHdr)); ok {
 				tr.done(i)
@@ -182,6 +189,8 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 			return Result{}, err
 		}
 		_ = sub.SetPendingLimits(-1, -1)
+	}
+	if sc.Mode != ModeLimit {
 		dsub, err := rc.Subscribe(topo.Subjects.DeadLettersFilter(), func(*nats.Msg) { tr.dead.Add(1) })
 		if err != nil {
 			return Result{}, err
@@ -230,7 +239,11 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	case sc.Mode == ModeLimit || sc.Mode == ModeFloor:
 		stopWorker, err = startLimit(ctx, e, js, cons, sc, tr)
 	default:
-		stopWorker, err = startWorker(ctx, e, sc, topo)
+		var counter *tracker
+		if countAcks {
+			counter = tr
+		}
+		stopWorker, err = startWorker(ctx, e, sc, topo, counter)
 	}
 	if err != nil {
 		return Result{}, err
@@ -279,6 +292,12 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	}
 	if stopErr != nil {
 		return Result{}, stopErr
+	}
+	if countAcks && sc.Mode != ModeLimit {
+		// Acknowledged means stored: check that every result is there.
+		if err := checkResults(ctx, js, topo, tr.count.Load()); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", sc.Mode, err)
+		}
 	}
 
 	res := Result{Scenario: sc, Done: int(tr.count.Load()), Dead: int(tr.dead.Load()), Elapsed: elapsed,
@@ -509,7 +528,9 @@ func newClient(e *env, concurrency int) (*chat.Client, error) {
 
 // startWorker runs the worker in this process, wired as `worker run` wires
 // it, connected to NATS over TCP loopback.
-func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology) (func() error, error) {
+// startWorker runs the worker in this process on its own connection. With
+// counter set, each command counts as done when the worker acknowledges it.
+func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology, counter *tracker) (func() error, error) {
 	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench worker"))
 	if err != nil {
 		return nil, err
@@ -523,6 +544,9 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if counter != nil {
+		cons = ackCounter{Consumer: cons, tr: counter}
 	}
 	var store idempotency.Store
 	if sc.Mode != ModeNoStore {
@@ -605,7 +629,7 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 					_ = msg.Nak()
 					continue
 				}
-				if msg.Ack() == nil && writes == nil { // with writes, the result counts
+				if msg.Ack() == nil {
 					if i, ok := commandIndex(cmd.ID); ok {
 						tr.done(i)
 					}
@@ -747,4 +771,65 @@ func (f *floorWrites) settle(ctx context.Context, msg jetstream.Msg, id, chatID 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ackCounter hands the worker its messages, and records each command as
+// done when the worker acknowledges it: the same moment, and the same
+// cost, as the minimal loop's count.
+type ackCounter struct {
+	jetstream.Consumer
+	tr *tracker
+}
+
+func (c ackCounter) Messages(opts ...jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
+	it, err := c.Consumer.Messages(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return countingIter{MessagesContext: it, tr: c.tr}, nil
+}
+
+type countingIter struct {
+	jetstream.MessagesContext
+	tr *tracker
+}
+
+func (it countingIter) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
+	msg, err := it.MessagesContext.Next(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return countedMsg{Msg: msg, tr: it.tr}, nil
+}
+
+type countedMsg struct {
+	jetstream.Msg
+	tr *tracker
+}
+
+func (m countedMsg) Ack() error {
+	err := m.Msg.Ack()
+	if err == nil {
+		if i, ok := commandIndex(m.Headers().Get(nats.MsgIdHdr)); ok {
+			m.tr.done(i)
+		}
+	}
+	return err
+}
+
+// checkResults fails unless the results stream holds a result for each of
+// the done commands.
+func checkResults(ctx context.Context, js jetstream.JetStream, topo consumer.Topology, done int64) error {
+	s, err := js.Stream(ctx, topo.ResultsStream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if int64(info.State.Msgs) != done {
+		return fmt.Errorf("%d commands acknowledged but %d results stored", done, info.State.Msgs)
+	}
+	return nil
 }
