@@ -26,12 +26,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		inProcessOnly     bool
 	)
 	fs := newFlagSet("bench", "bench [flags]", stderr)
-	fs.Int(&opts.Commands, "commands", "", 5000, "commands per zero-latency run; the other runs are sized from it")
+	fs.Int(&opts.Commands, "commands", "", 20000, "commands per zero-latency run; the other runs are sized from a quarter of it")
 	fs.String(&concurrency, "concurrency", "", "16,64,256,1024", "concurrency of the Little's-law runs, comma separated")
 	fs.String(&lats, "latencies", "", "50ms,200ms", "API latencies of the Little's-law runs, comma separated")
 	fs.Bool(&opts.Quick, "quick", "", false, "a tenth of the commands and short runs: checks that everything works, measures little")
 	fs.String(&jsonPath, "json", "", "", "also write the results as JSON to this file (the input of cmd/benchchart)")
-	fs.Int(&opts.Rounds, "rounds", "", 0, "rounds of the zero-latency runs, interleaved; the table shows each mode's best (default 3, 1 with --quick)")
+	fs.Int(&opts.Rounds, "rounds", "", 0, "rounds of the zero-latency and paced runs, interleaved; the tables show medians (default 5, 1 with --quick)")
 	fs.Bool(&inProcessOnly, "in-process-only", "", false, "leave out the runs with worker child processes")
 	if err := fs.parse(args); err != nil {
 		return err
