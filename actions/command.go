@@ -215,22 +215,29 @@ func (c Command) Validate() error {
 // is a conflict. It covers every field in a fixed encoding, so the order of
 // fields and white space in the published JSON do not matter.
 func (c Command) Hash() string {
-	h := sha256.New()
-	var n [20]byte
+	// One buffer, on the stack for a usual command, and one digest: this
+	// runs for every command. The encoding must never change: the
+	// idempotency store keeps these hashes, and a command published before
+	// an upgrade would conflict with itself after it (TestHashIsStable).
+	var stack [512]byte
+	b := stack[:0]
 	for _, f := range [...]string{c.ID, string(c.Type), c.ChatID, c.Content, c.From, c.SiteToken} {
-		h.Write(strconv.AppendInt(n[:0], int64(len(f)), 10)) // length-prefixed: fields cannot run together
-		h.Write([]byte{':'})
-		io.WriteString(h, f)
+		b = strconv.AppendInt(b, int64(len(f)), 10) // length-prefixed: fields cannot run together
+		b = append(b, ':')
+		b = append(b, f...)
 	}
 	if len(c.Metadata) > 0 {
 		var buf bytes.Buffer
 		if json.Compact(&buf, c.Metadata) == nil {
-			h.Write(buf.Bytes())
+			b = append(b, buf.Bytes()...)
 		} else {
-			h.Write(c.Metadata)
+			b = append(b, c.Metadata...)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(b)
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // checkDepth refuses JSON nested deeper than MaxJSONDepth without decoding

@@ -1,7 +1,14 @@
 package actions
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -91,6 +98,75 @@ func TestHashIgnoresLayoutButNotContent(t *testing.T) {
 	d2 := Command{ID: "a", Type: TypeSend, ChatID: "bc", Content: "x"}
 	if d1.Hash() == d2.Hash() {
 		t.Error("fields run together in the hash")
+	}
+}
+
+// The idempotency store keeps each command's hash: the encoding may never
+// change, or a command published before an upgrade would conflict with
+// itself after it. The expected values were computed by the first release's
+// Hash, whose code hashV1 keeps for the comparison on many commands.
+func TestHashIsStable(t *testing.T) {
+	golden := []struct {
+		cmd  Command
+		want string
+	}{
+		{Command{ID: "8c0f3a52-1", Type: TypeSend, ChatID: "visitor-1", Content: "Hello <b>&</b> 👋", From: FromAgent},
+			"0407dbf3f4e9d15d1642e317335a2cd046d186c0a76dba4ff6cb3c6f46e7f5c9"},
+		{Command{ID: "n-2", Type: TypeNote, ChatID: "c", Content: "note", SiteToken: "GSN-123", Metadata: json.RawMessage(`{ "a": [1, 2], "b": "x" }`)},
+			"10424c064afbc8f800247276666ebbb2563df0ae29a658412143c3cdabcbaa71"},
+		{Command{ID: "a-3", Type: TypeArchive, ChatID: "chat:3", Metadata: json.RawMessage(`{bad`)},
+			"a0c421210f4347a63533dcd3b6ff6d38b9c79488479a64f65e8b1e7b7df09e10"},
+	}
+	for _, g := range golden {
+		if got := g.cmd.Hash(); got != g.want {
+			t.Errorf("%+v: hash %s, want %s", g.cmd, got, g.want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	str := func(max int) string {
+		runes := []rune("ab:1é👋<&\"\x00 ")
+		var b strings.Builder
+		for range rng.IntN(max + 1) {
+			b.WriteRune(runes[rng.IntN(len(runes))])
+		}
+		return b.String()
+	}
+	metas := []string{"", `{}`, `{"k": [1, {"x": null}]}`, `{bad`, `null`, ` {"a":"` + strings.Repeat("m", 600) + `"} `}
+	for range 3000 {
+		c := Command{ID: str(20), Type: Type(str(8)), ChatID: str(20), Content: str(700), From: str(6), SiteToken: str(10),
+			Metadata: json.RawMessage(metas[rng.IntN(len(metas))])}
+		if got, want := c.Hash(), hashV1(c); got != want {
+			t.Fatalf("%+v: hash %s, the first release's %s", c, got, want)
+		}
+	}
+}
+
+// hashV1 is Hash as first released.
+func hashV1(c Command) string {
+	h := sha256.New()
+	var n [20]byte
+	for _, f := range [...]string{c.ID, string(c.Type), c.ChatID, c.Content, c.From, c.SiteToken} {
+		h.Write(strconv.AppendInt(n[:0], int64(len(f)), 10))
+		h.Write([]byte{':'})
+		io.WriteString(h, f)
+	}
+	if len(c.Metadata) > 0 {
+		var buf bytes.Buffer
+		if json.Compact(&buf, c.Metadata) == nil {
+			h.Write(buf.Bytes())
+		} else {
+			h.Write(c.Metadata)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func BenchmarkHash(b *testing.B) {
+	c := Command{ID: "8c0f3a52-0000-4000-8000-000000000001", Type: TypeSend, ChatID: "bench-chat-17",
+		Content: "Your order has shipped and will arrive on Tuesday.", From: FromAgent}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = c.Hash()
 	}
 }
 
