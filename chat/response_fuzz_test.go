@@ -125,3 +125,19 @@ func TestRetryAfterBounds(t *testing.T) {
 		t.Errorf("truncate split a rune: %q", got[len(got)-8:])
 	}
 }
+
+// Every response's rate-limit headers are read: that allocates nothing.
+func TestParseRateLimitAllocatesNothing(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-RateLimit-Limit", "60")
+	h.Set("X-RateLimit-Remaining", "59")
+	h.Set("X-RateLimit-Cost", "1")
+	h.Set("X-RateLimit-Full", "2.5")
+	var rl RateLimit
+	if n := testing.AllocsPerRun(100, func() { rl = parseRateLimit(h) }); n != 0 {
+		t.Errorf("%v allocations per response", n)
+	}
+	if !rl.Known || rl.Limit != 60 || rl.Remaining != 59 || rl.Cost != 1 || rl.Full != 2500*time.Millisecond {
+		t.Errorf("rate limit = %+v", rl)
+	}
+}

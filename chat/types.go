@@ -200,11 +200,13 @@ func parseRateLimit(h http.Header) RateLimit {
 		return int(min(max(f, 0), maxRateValue))
 	}
 	var rl RateLimit
-	cost, _ := num("X-RateLimit-Cost")
-	limit, okL := num("X-RateLimit-Limit")
-	remaining, okR := num("X-RateLimit-Remaining")
+	// The names are written as http.Header keeps them (canonical), so that
+	// looking them up allocates nothing: this runs on every response.
+	cost, _ := num("X-Ratelimit-Cost")
+	limit, okL := num("X-Ratelimit-Limit")
+	remaining, okR := num("X-Ratelimit-Remaining")
 	rl.Cost, rl.Limit, rl.Remaining = clampInt(cost), clampInt(limit), clampInt(remaining)
-	if full, ok := num("X-RateLimit-Full"); ok && full > 0 {
+	if full, ok := num("X-Ratelimit-Full"); ok && full > 0 {
 		if full >= maxRateFull.Seconds() {
 			rl.Full = maxRateFull
 		} else {
