@@ -80,9 +80,10 @@ func (o Options) Scenarios() []Scenario {
 	const c = 64 // the worker's default concurrency
 	var s []Scenario
 	// The limit and the floor first, then the worker in its variants: the
-	// same load. These runs are long enough (about 1.5-3 s at 20,000
-	// commands) that a round's ratio moves by a few points, not ten as at
-	// 5,000; the other runs keep the sizes they had then.
+	// same load. A run of 20,000 commands takes 1-3 s, where 5,000 took
+	// about 0.3 s and one garbage collection or one stall of the shared
+	// machine weighed on a whole run; the other runs keep the sizes they
+	// had then.
 	for round := 1; round <= o.Rounds; round++ {
 		for _, m := range []Mode{ModeLimit, ModeFloor, ModeWorker, ModeNoStore, ModeUnordered} {
 			s = append(s, Scenario{Group: GroupLimit, Mode: m, Commands: o.Commands, Concurrency: c, Chats: 1000, Round: round})
