@@ -527,9 +527,8 @@ func newClient(e *env, concurrency int) (*chat.Client, error) {
 }
 
 // startWorker runs the worker in this process, wired as `worker run` wires
-// it, connected to NATS over TCP loopback.
-// startWorker runs the worker in this process on its own connection. With
-// counter set, each command counts as done when the worker acknowledges it.
+// it, on its own connection to NATS over TCP loopback. With counter set,
+// each command counts as done when the worker acknowledges it.
 func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology, counter *tracker) (func() error, error) {
 	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench worker"))
 	if err != nil {
