@@ -202,6 +202,12 @@ func TestBest(t *testing.T) {
 	if out[4].Group != bench.GroupChats {
 		t.Errorf("other groups must pass unchanged: %+v", out[4])
 	}
+	// Results that are already medians (as `worker bench --json` writes
+	// them, and WriteTable takes them) pass unchanged.
+	again := bench.Best(out)
+	if len(again) != len(out) || again[1].OfLimit != 0.3 || len(again[1].Rounds) != 3 || len(again[2].P99Rounds) != 3 {
+		t.Errorf("Best of Best changed the results: %+v", again)
+	}
 }
 
 // TestWriteTableRatios: each table's ratios are against its own baseline:

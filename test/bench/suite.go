@@ -326,6 +326,12 @@ func Best(results []Result) []Result {
 	at := map[string]int{}
 	repeated := map[string][]Result{}
 	for _, r := range results {
+		if len(r.Rounds) > 0 || len(r.P99Rounds) > 0 {
+			// Already the median of its rounds (Best ran before, as for
+			// results read back from `worker bench --json`).
+			out = append(out, r)
+			continue
+		}
 		var key string
 		switch r.Group {
 		case GroupLimit:
