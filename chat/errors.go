@@ -150,21 +150,6 @@ func stripURL(err error, path string) error {
 	return err
 }
 
-// redact removes the credential values from s, as a second line of defence
-// (a server or proxy may echo them back).
-func redact(s string, creds Credentials) string {
-	for _, v := range []string{creds.APIKey, creds.SiteToken} {
-		if v == "" {
-			continue
-		}
-		s = strings.ReplaceAll(s, v, "REDACTED")
-		if esc := url.QueryEscape(v); esc != v {
-			s = strings.ReplaceAll(s, esc, "REDACTED")
-		}
-	}
-	return s
-}
-
 // Retryable reports whether err is worth retrying.
 func Retryable(err error) bool { return errors.Is(err, ErrRetryable) }
 

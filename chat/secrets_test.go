@@ -163,3 +163,22 @@ func TestObserver(t *testing.T) {
 		t.Errorf("calls = %s, want %s", got, want)
 	}
 }
+
+// TestShortCredentialsDoNotMangleErrors: a one-letter site token used to be
+// replaced wherever the letter appeared ("PoREDACTEDt ... refuREDACTEDed").
+func TestShortCredentialsDoNotMangleErrors(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // connection refused
+	c, err := chat.New(chat.WithBaseURL(srv.URL), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}), chat.WithRateLimit(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = c.SendMessage(t.Context(), "visitors", chat.SendMessageRequest{Content: "x"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "REDACTED") || !strings.Contains(msg, "Post") || !strings.Contains(msg, "/chats/visitors/messages") {
+		t.Errorf("error mangled: %s", msg)
+	}
+}
