@@ -77,7 +77,7 @@ func (c Credentials) MarshalJSON() ([]byte, error) {
 // concurrent use and fast.
 type Observer interface {
 	// APICall reports a finished call. op is one of "send", "note",
-	// "archive", "list_chats", "get_chat", "feed", "messages"; status is 0
+	// "archive", "list_chats", "get_chat", "feed", "messages", "check"; status is 0
 	// when no response was received.
 	APICall(op string, status int, d time.Duration, err error)
 	// LimiterWait reports time a call spent waiting for the rate limiter.
@@ -97,6 +97,7 @@ type Client struct {
 	userAgent string
 	creds     Credentials
 	observer  Observer
+	warn      func(Warning)
 	limiters  *limiterSet // nil when rate limiting is disabled
 }
 
@@ -109,6 +110,7 @@ type config struct {
 	maxConns   int
 	rateLimit  bool
 	observer   Observer
+	warn       func(Warning)
 }
 
 // Option configures a Client in New. Options validate their argument.
@@ -209,6 +211,21 @@ func WithObserver(o Observer) Option {
 	}
 }
 
+// WithWarnings sets a function told of every Warning: a value of an API
+// answer whose type was not the one assumed, left empty. Every call's
+// Response carries its warnings too; this reaches the ones of iterators,
+// which return no Response. It is called from the calling goroutine, once
+// per value, so it should be cheap (count, or log each field once).
+func WithWarnings(f func(Warning)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("chat: nil warning func")
+		}
+		c.warn = f
+		return nil
+	}
+}
+
 // New returns a Client configured by opts.
 func New(opts ...Option) (*Client, error) {
 	cfg := config{
@@ -246,6 +263,7 @@ func New(opts ...Option) (*Client, error) {
 		userAgent: cfg.userAgent,
 		creds:     cfg.creds,
 		observer:  cfg.observer,
+		warn:      cfg.warn,
 	}
 	if cfg.rateLimit {
 		c.limiters = newLimiterSet()
@@ -299,6 +317,9 @@ type Response struct {
 	Header     http.Header
 	Body       json.RawMessage // the raw body as returned (at most MaxBodySize bytes)
 	RateLimit  RateLimit
+	// Warnings lists the values of a 2xx body whose type was not the one
+	// assumed (see Warning); the call succeeded regardless.
+	Warnings []Warning
 }
 
 // validChatID refuses IDs that could change the request path or are
@@ -429,15 +450,44 @@ func (c *Client) call(ctx context.Context, op, method, escPath string, query url
 		c.observer.APICall(op, resp.StatusCode, time.Since(start), err)
 		return r, err
 	}
-	if out != nil && len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			terr := newTransportError(op, method, fullPath, fmt.Errorf("decoding response: %w", err), creds)
-			c.observer.APICall(op, resp.StatusCode, time.Since(start), terr)
-			return r, terr
-		}
+	if err := c.decode(op, method, fullPath, r, out, creds); err != nil {
+		c.observer.APICall(op, resp.StatusCode, time.Since(start), err)
+		return r, err
 	}
 	c.observer.APICall(op, resp.StatusCode, time.Since(start), nil)
 	return r, nil
+}
+
+// decode reads a 2xx body into out. Values of unexpected types are left
+// empty with a warning; the call fails only when the answer cannot be the
+// Chat API's: an HTML page, or a body that is not a JSON object where one
+// was expected. That is a configuration error (a proxy, a wrong base URL):
+// retrying will not help, and the effect, if any, is not known.
+func (c *Client) decode(op, method, path string, r *Response, out any, creds Credentials) error {
+	notAPI := func() error {
+		return &APIError{Op: op, Method: method, Path: path, StatusCode: r.StatusCode, RateLimit: r.RateLimit,
+			NotChatAPI: true, ContentType: redact(contentType(r.Header), creds)}
+	}
+	if contentType(r.Header) == "text/html" {
+		return notAPI()
+	}
+	if out == nil || len(bytes.TrimSpace(r.Body)) == 0 {
+		return nil
+	}
+	warns, err := decodeBody(op, r.Body, out)
+	switch {
+	case errors.Is(err, errBrokenObject):
+		return newTransportError(op, method, path, fmt.Errorf("decoding response: %w", err), creds)
+	case err != nil:
+		return notAPI()
+	}
+	r.Warnings = warns
+	if c.warn != nil {
+		for _, w := range warns {
+			c.warn(w)
+		}
+	}
+	return nil
 }
 
 // errBodyTooLarge reports a response body over MaxBodySize.

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -53,6 +54,24 @@ func (c *Client) Archive(ctx context.Context, chatID string, opts ...CallOption)
 		return nil, err
 	}
 	return c.call(ctx, "archive", http.MethodPost, p, nil, nil, nil, opts)
+}
+
+// Check makes one cheap read (GET /chats?limit=1) to tell whether the
+// client's credentials, or those of opts, and its base URL work, for
+// example before a worker reports ready. It returns nil when they do. It
+// returns an error matching ErrConfig when the answer blames them: 401,
+// 403, code 4001, an answer that is not the Chat API's, and also any other
+// refusal but 408, 425, 429 and 5xx, since the request is always the same
+// and valid (a 404 for the list of chats means the base URL is wrong, even
+// when the server answers in the API's words). Other errors (a network
+// failure, a 5xx, a 429) say nothing about the configuration either way.
+func (c *Client) Check(ctx context.Context, opts ...CallOption) error {
+	_, err := c.call(ctx, "check", http.MethodGet, "/chats", ListOptions{Count: 1}.values(), nil, new(ChatList), opts)
+	var ae *APIError
+	if errors.As(err, &ae) && !retryableStatus(ae.StatusCode) {
+		ae.checkRefused = true
+	}
+	return err
 }
 
 // ListChats lists conversations, most recent activity first (GET /chats).

@@ -28,6 +28,16 @@ var (
 	ErrPermanent = errors.New("chat: permanent error")
 )
 
+// ErrConfig matches an answer that blames the worker's configuration rather
+// than the call: HTTP 401 or 403, API code 4001 (key not authorised for the
+// site), or an answer that is not the Chat API's at all (see
+// APIError.NotChatAPI). It is a reason, not a class: such an error also
+// matches ErrPermanent or ErrRetryable as before, so a caller that knows
+// nothing of ErrConfig keeps its behaviour, and one that does checks it
+// first. Trying again with the same credentials and base URL will not help;
+// fixing them will.
+var ErrConfig = errors.New("chat: configuration error")
+
 // ErrInvalidChatID is returned, before any request is made, for a chat ID
 // that is empty, "." or "..", or longer than MaxChatIDLen bytes. It matches
 // ErrPermanent.
@@ -43,7 +53,8 @@ type refusedError struct{ msg string }
 func (e *refusedError) Error() string        { return e.msg }
 func (e *refusedError) Is(target error) bool { return target == ErrPermanent }
 
-// APIError is a non-2xx answer of the API.
+// APIError is an answer the client does not accept: any non-2xx answer, or
+// a 2xx answer that is not the Chat API's (see NotChatAPI).
 type APIError struct {
 	Op         string // "send", "note", ...
 	Method     string
@@ -53,6 +64,17 @@ type APIError struct {
 	Message    string // the API's message, credentials removed
 	RetryAfter time.Duration
 	RateLimit  RateLimit
+	// NotChatAPI is set when the answer cannot be the Chat API's: a 2xx
+	// whose body is not a JSON object where one was expected (or is an
+	// HTML page), or a non-2xx other than 408, 425, 429 and 5xx whose body
+	// is not the API's error JSON ({"code": <number>, ...}). A proxy's
+	// page, a wrong base URL or another service answer so. Gateways answer
+	// 408, 425, 429 and 5xx in their own words during real outages, so
+	// those stay retryable and are not taken for a configuration failure.
+	NotChatAPI  bool
+	ContentType string // of a NotChatAPI answer, to tell what answered
+
+	checkRefused bool // Check's fixed request was refused: nothing but the configuration can be at fault
 }
 
 func (e *APIError) Error() string {
@@ -65,22 +87,49 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
+	if e.NotChatAPI {
+		b.WriteString(" (not an answer of the Chat API")
+		if e.ContentType != "" {
+			b.WriteString(": ")
+			b.WriteString(e.ContentType)
+		}
+		b.WriteString(" body; check the base URL)")
+	}
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	return b.String()
 }
 
-// Is matches ErrRetryable or ErrPermanent according to the status code.
+// Is matches ErrRetryable or ErrPermanent according to the status code, and
+// ErrConfig when the answer blames the configuration.
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrRetryable:
 		return retryableStatus(e.StatusCode)
 	case ErrPermanent:
 		return !retryableStatus(e.StatusCode)
+	case ErrConfig:
+		return e.Config()
 	}
 	return false
 }
+
+// Config reports whether the answer blames the configuration (credentials
+// or base URL) rather than the call; errors.Is(err, ErrConfig) asks the same
+// through wrapping.
+func (e *APIError) Config() bool {
+	switch {
+	case e.StatusCode == http.StatusUnauthorized, e.StatusCode == http.StatusForbidden:
+		return true
+	case e.Code == codeNotAuthorised:
+		return true
+	}
+	return e.NotChatAPI || e.checkRefused
+}
+
+// codeNotAuthorised is the API's code for a key not authorised for the site.
+const codeNotAuthorised = 4001
 
 func retryableStatus(code int) bool {
 	switch code {
@@ -191,20 +240,38 @@ func checkResponse(op, method, path string, r *Response, creds Credentials) erro
 		RetryAfter: parseRetryAfter(r.Header, time.Now()),
 		RateLimit:  r.RateLimit,
 	}
-	var body struct {
-		Code    json.Number `json:"code"`
-		Message string      `json:"message"`
-	}
-	if json.Unmarshal(r.Body, &body) == nil {
-		if n, err := body.Code.Int64(); err == nil {
-			e.Code = int(n)
+	// Each field on its own: a message of another type must not cost the
+	// code, which decides what the failure means.
+	var body map[string]json.RawMessage
+	isAPI := false
+	if json.Unmarshal(r.Body, &body) == nil && body != nil {
+		var code json.Number
+		if json.Unmarshal(body["code"], &code) == nil && code != "" {
+			isAPI = true
+			if n, err := code.Int64(); err == nil && n >= math.MinInt32 && n <= math.MaxInt32 {
+				e.Code = int(n)
+			}
 		}
-		e.Message = body.Message
+		var msg string
+		if json.Unmarshal(body["message"], &msg) == nil {
+			e.Message = msg
+		}
+	}
+	if !isAPI && !retryableStatus(r.StatusCode) {
+		e.NotChatAPI = true
+		e.ContentType = redact(contentType(r.Header), creds)
 	}
 	// Redact before cutting, so a credential straddling the cut cannot leave
 	// a prefix behind; cut on a rune boundary, so the message stays UTF-8.
 	e.Message = truncate(redact(e.Message, creds), maxMessageBytes)
 	return e
+}
+
+// contentType is the media type of a response, without parameters, cut
+// short: it goes into error messages.
+func contentType(h http.Header) string {
+	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return truncate(strings.ToLower(strings.TrimSpace(ct)), 64)
 }
 
 // maxMessageBytes bounds the API's message kept in an APIError.

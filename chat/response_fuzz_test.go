@@ -2,6 +2,7 @@ package chat
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -64,6 +65,16 @@ func FuzzCheckResponse(f *testing.F) {
 		k.observe(status, rl, parseRetryAfter(h, time.Now()))
 		if until := time.Until(k.blockedUntil); until > MaxRetryAfter+time.Second {
 			t.Fatalf("limiter blocked for %v", until)
+		}
+
+		// Whatever the body, lenient decoding neither panics nor fails on
+		// a valid JSON object.
+		for _, out := range []any{new(ChatList), new(FeedList), new(MessageList), new(Message), new(Chat)} {
+			if _, err := decodeBody("fuzz", body, out); err == nil && jsonType(body) != "object" {
+				t.Fatalf("decoded %q as %T", body, out)
+			} else if err != nil && json.Valid(body) && jsonType(body) == "object" {
+				t.Fatalf("valid object %q refused as %T: %v", body, out, err)
+			}
 		}
 
 		r := &Response{StatusCode: status, Header: h, Body: body, RateLimit: rl}

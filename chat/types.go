@@ -51,16 +51,45 @@ type ReadDelivered struct {
 	Delivered *int64 `json:"delivered,omitempty"`
 }
 
-// Chat is a conversation; its ID is the visitor's person_id.
+// Chat is a conversation; its ID is the visitor's person_id. Raw holds the
+// conversation as returned, so fields this package does not know, or whose
+// type it did not expect, are not lost.
 type Chat struct {
-	ID       string          `json:"id"`
-	Archived *int64          `json:"archived"` // nil when active, epoch ms when archived
+	ID string `json:"id"`
+	// Archived is nil when active and epoch ms when archived, as assumed;
+	// an answer of another type (true, a date string) leaves it nil with a
+	// Warning, and Raw has what the API said.
+	Archived *int64          `json:"archived"`
 	Latest   *Latest         `json:"latest,omitempty"`
 	Agent    *ReadDelivered  `json:"agent,omitempty"`
 	Client   *ReadDelivered  `json:"client,omitempty"`
 	Language string          `json:"language,omitempty"`
 	Links    json.RawMessage `json:"_links,omitempty"`
+	Raw      json.RawMessage `json:"-"`
 }
+
+type chatFields Chat // Chat without its methods
+
+// UnmarshalJSON decodes the chat and keeps a copy of its raw JSON.
+func (c *Chat) UnmarshalJSON(b []byte) error {
+	var v chatFields
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = Chat(v)
+	c.keepRaw(b)
+	return nil
+}
+
+// MarshalJSON returns Raw when set, so a decoded chat re-encodes as received.
+func (c Chat) MarshalJSON() ([]byte, error) {
+	if len(c.Raw) > 0 {
+		return c.Raw, nil
+	}
+	return json.Marshal(chatFields(c))
+}
+
+func (c *Chat) keepRaw(b []byte) { c.Raw = append(json.RawMessage(nil), b...) }
 
 // FeedItem is a message or an event of a chat's feed. Events keep their
 // Type (for example "event") and Event name; Raw holds the item as returned,
@@ -81,9 +110,11 @@ func (f *FeedItem) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	f.Message, f.Event = v.Message, v.Event
-	f.Raw = append(json.RawMessage(nil), b...)
+	f.keepRaw(b)
 	return nil
 }
+
+func (f *FeedItem) keepRaw(b []byte) { f.Raw = append(json.RawMessage(nil), b...) }
 
 // MarshalJSON returns Raw when set, so a decoded item re-encodes as received.
 func (f FeedItem) MarshalJSON() ([]byte, error) {

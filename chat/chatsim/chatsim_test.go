@@ -23,7 +23,7 @@ func TestRegisterFlags(t *testing.T) {
 	err := fs.Parse([]string{
 		"-rate-per-minute", "750", "-rate-window", "1s", "-latency", "5ms", "-latency-jitter", "2ms",
 		"-error-rate", "0.1", "-drop-rate", "0.2", "-hang-rate", "0.3", "-truncate-rate", "0.4",
-		"-honour-idempotency-key", "-not-found-prefix", "gone:", "-seed", "7",
+		"-honour-idempotency-key", "-not-found-prefix", "gone:", "-seed", "7", "-quirk-archived-bool",
 		"-credentials", "k1=GSN-1,GSN-2;k2=GSN-3",
 	})
 	if err != nil {
@@ -32,6 +32,7 @@ func TestRegisterFlags(t *testing.T) {
 	want := chatsim.Config{
 		Credentials:   map[string][]string{"k1": {"GSN-1", "GSN-2"}, "k2": {"GSN-3"}},
 		RatePerMinute: 750, RateWindow: time.Second, NotFoundPrefix: "gone:", HonourIdempotencyKey: true, Seed: 7,
+		Quirks: chatsim.Quirks{ArchivedBool: true},
 		Faults: chatsim.Faults{Latency: 5 * time.Millisecond, LatencyJitter: 2 * time.Millisecond, ErrorRate: 0.1, DropRate: 0.2, HangRate: 0.3, TruncateRate: 0.4},
 	}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {

@@ -26,11 +26,23 @@ type Config struct {
 	// code 4004 (default "missing:").
 	NotFoundPrefix string
 	Faults         Faults
+	// Quirks make answers take shapes other than the ones the API is
+	// assumed to use, to test that clients read them leniently.
+	Quirks Quirks
 	// HonourIdempotencyKey makes a repeated Idempotency-Key (per API key)
 	// return the stored first response without a second effect.
 	HonourIdempotencyKey bool
 	// Seed makes IDs and fault injection deterministic.
 	Seed int64
+}
+
+// Quirks are shapes of answers that the API document only assumes. Each
+// one makes the simulator answer as an API differing from the assumption
+// would.
+type Quirks struct {
+	// ArchivedBool answers a chat's "archived" as true or false instead of
+	// null or the epoch milliseconds of archiving.
+	ArchivedBool bool `json:"archived_bool"`
 }
 
 // Faults are injected failures; rates are fractions in [0, 1].
@@ -109,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Faults.DropRate, "drop-rate", c.Faults.DropRate, "fraction of requests whose connection is closed after the effect")
 	fs.Float64Var(&c.Faults.HangRate, "hang-rate", c.Faults.HangRate, "fraction of requests that never get an answer")
 	fs.Float64Var(&c.Faults.TruncateRate, "truncate-rate", c.Faults.TruncateRate, "fraction of responses cut short after the effect")
+	fs.BoolVar(&c.Quirks.ArchivedBool, "quirk-archived-bool", c.Quirks.ArchivedBool, `answer a chat's "archived" as true/false instead of null or epoch ms`)
 	fs.BoolVar(&c.HonourIdempotencyKey, "honour-idempotency-key", c.HonourIdempotencyKey, "replay the first response for a repeated Idempotency-Key")
 	fs.StringVar(&c.NotFoundPrefix, "not-found-prefix", c.NotFoundPrefix, "chat IDs with this prefix answer 404 (default \"missing:\")")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "random seed")

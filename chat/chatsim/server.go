@@ -51,6 +51,7 @@ type Server struct {
 	mux      *http.ServeMux // inspection endpoints
 	routes   map[string]http.HandlerFunc
 	faults   atomic.Pointer[Faults]
+	quirks   atomic.Pointer[Quirks]
 	honour   atomic.Bool
 
 	rngMu sync.Mutex
@@ -123,6 +124,8 @@ func New(cfg Config) *Server {
 	}
 	f := cfg.Faults
 	s.faults.Store(&f)
+	q := cfg.Quirks
+	s.quirks.Store(&q)
 	s.honour.Store(cfg.HonourIdempotencyKey)
 
 	s.routes = map[string]http.HandlerFunc{
@@ -214,6 +217,9 @@ func (s *Server) SetFaults(f Faults) {
 	f.Latency, f.LatencyJitter = max(f.Latency, 0), max(f.LatencyJitter, 0)
 	s.faults.Store(&f)
 }
+
+// SetQuirks changes the shapes of answers at run time.
+func (s *Server) SetQuirks(q Quirks) { s.quirks.Store(&q) }
 
 // SetHonourIdempotencyKey switches the idempotency ledger on or off.
 func (s *Server) SetHonourIdempotencyKey(on bool) { s.honour.Store(on) }
@@ -625,7 +631,7 @@ func (s *Server) archive(r *http.Request, id string, _ map[string]any, now int64
 
 type chatJSON struct {
 	ID       string          `json:"id"`
-	Archived *int64          `json:"archived"`
+	Archived any             `json:"archived"` // *int64, or a bool with Quirks.ArchivedBool
 	Latest   *latestJSON     `json:"latest"`
 	Agent    json.RawMessage `json:"agent"`
 	Client   json.RawMessage `json:"client"`
@@ -645,6 +651,9 @@ func (s *Server) chatJSON(ch *chatState) chatJSON {
 		Links: map[string]any{"self": map[string]string{"href": "/chats/" + url.PathEscape(ch.id)}}}
 	if ch.latest != nil {
 		c.Latest = &latestJSON{Timestamp: ch.activity, Message: ch.latest}
+	}
+	if s.quirks.Load().ArchivedBool {
+		c.Archived = ch.archived != nil
 	}
 	return c
 }
