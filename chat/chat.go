@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	// The worker ships in FROM scratch images that carry no CA bundle.
 	_ "golang.org/x/crypto/x509roots/fallback"
 )
@@ -296,6 +298,18 @@ type CallOption func(*callConfig)
 type callConfig struct {
 	idempotencyKey string
 	creds          *Credentials
+	retry          func() backoff.BackOff
+}
+
+// WithRetry makes a read (GET, and so each page of the iterators) try again
+// after a retryable failure (ErrRetryable), waiting as long as the BackOff
+// that newBackOff returns for the call says and never less than the API's
+// Retry-After, until the BackOff returns backoff.Stop or ctx ends; the last
+// failure is returned. Writes (POST) ignore it: the API is not known to
+// honour idempotency keys, so repeating a write is the caller's decision,
+// made with its own count of attempts.
+func WithRetry(newBackOff func() backoff.BackOff) CallOption {
+	return func(c *callConfig) { c.retry = newBackOff }
 }
 
 // WithIdempotencyKey sets the Idempotency-Key header of a POST. Without it a
@@ -344,13 +358,37 @@ func chatPath(id, suffix string) (string, error) {
 	return "/chats/" + url.PathEscape(id) + suffix, nil
 }
 
-// call performs one API call. escPath is already escaped; out, if non-nil,
-// receives the decoded 2xx body.
+// call performs an API call, retried as WithRetry asks. escPath is already
+// escaped; out, if non-nil, receives the decoded 2xx body.
 func (c *Client) call(ctx context.Context, op, method, escPath string, query url.Values, body any, out any, opts []CallOption) (*Response, error) {
 	var cc callConfig
 	for _, o := range opts {
 		o(&cc)
 	}
+	if cc.retry == nil || method != http.MethodGet {
+		return c.callOnce(ctx, op, method, escPath, query, body, out, cc)
+	}
+	b := cc.retry()
+	for {
+		r, err := c.callOnce(ctx, op, method, escPath, query, body, out, cc)
+		if err == nil || !Retryable(err) || ctx.Err() != nil {
+			return r, err
+		}
+		d := b.NextBackOff()
+		if d == backoff.Stop {
+			return r, err
+		}
+		if ra, ok := RetryAfter(err); ok {
+			d = max(d, ra)
+		}
+		if sleepCtx(ctx, d) != nil {
+			return r, err
+		}
+	}
+}
+
+// callOnce performs one API call.
+func (c *Client) callOnce(ctx context.Context, op, method, escPath string, query url.Values, body any, out any, cc callConfig) (*Response, error) {
 	creds := c.creds
 	if cc.creds != nil {
 		creds = *cc.creds

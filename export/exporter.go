@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/chatworker/worker/chat"
 )
 
@@ -17,6 +17,10 @@ import (
 // Exporter.Concurrency is 0. The client's rate limiter sets the pace; a few
 // calls in flight only hide the latency.
 const DefaultConcurrency = 4
+
+// DefaultMaxAttempts is how many calls a page gets when
+// Exporter.MaxAttempts is 0.
+const DefaultMaxAttempts = 6
 
 // ErrPartial is wrapped by the error of a run that went through every
 // conversation but could not export some; Summary.Failed lists them. Their
@@ -34,7 +38,7 @@ type Exporter struct {
 	// CallOptions are added to every API call (for example credentials).
 	CallOptions []chat.CallOption
 	// MaxAttempts bounds the calls for one page when the API fails in a way
-	// worth retrying (429, 5xx, network); default 6.
+	// worth retrying (429, 5xx, network); default DefaultMaxAttempts.
 	MaxAttempts int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -238,29 +242,18 @@ func (e *Exporter) Run(ctx context.Context, opt Options) (Summary, error) {
 func (e *Exporter) listAll(ctx context.Context, since, start time.Time) ([]*chat.Chat, error) {
 	seen := map[string]bool{}
 	var out []*chat.Chat
+	opts := e.callOptions()
 	list := func(from time.Time) error {
-		opt := chat.ListOptions{Count: chat.MaxPageSize, From: from}
-		for {
-			var l *chat.ChatList
-			err := e.retry(ctx, func() (err error) {
-				l, _, err = e.Client.ListChats(ctx, opt, e.CallOptions...)
-				return err
-			})
+		for c, err := range e.Client.AllChats(ctx, chat.ListOptions{Count: chat.MaxPageSize, From: from}, opts...) {
 			if err != nil {
 				return fmt.Errorf("listing conversations: %w", err)
 			}
-			for i := range l.List {
-				c := l.List[i]
-				if c.ID != "" && !seen[c.ID] {
-					seen[c.ID] = true
-					out = append(out, &c)
-				}
+			if c.ID != "" && !seen[c.ID] {
+				seen[c.ID] = true
+				out = append(out, &c)
 			}
-			if len(l.List) < opt.Count {
-				return nil
-			}
-			opt.Offset += len(l.List)
 		}
+		return nil
 	}
 	if err := list(since); err != nil {
 		return nil, err
@@ -307,7 +300,7 @@ func (e *Exporter) exportOne(ctx context.Context, c *chat.Chat, cp *Cursor, opt 
 	if cp != nil && cp.TS > from.UnixMilli() {
 		from = time.UnixMilli(cp.TS)
 	}
-	items, err := e.feed(ctx, c.ID, from, opt.Until, cp)
+	items, err := e.feed(ctx, c.ID, from, opt.Until, cp, e.callOptions())
 	if err != nil {
 		if ctx.Err() != nil {
 			out.skipped = true
@@ -344,64 +337,47 @@ func (e *Exporter) exportOne(ctx context.Context, c *chat.Chat, cp *Cursor, opt 
 
 // feed returns the conversation's items from from to until (zero: open)
 // that cp does not cover, each once.
-func (e *Exporter) feed(ctx context.Context, chatID string, from, until time.Time, cp *Cursor) ([]chat.FeedItem, error) {
-	opt := chat.ListOptions{Count: chat.MaxPageSize, From: from, To: until}
+func (e *Exporter) feed(ctx context.Context, chatID string, from, until time.Time, cp *Cursor, opts []chat.CallOption) ([]chat.FeedItem, error) {
 	seen := map[string]bool{}
 	var items []chat.FeedItem
-	for {
-		var l *chat.FeedList
-		err := e.retry(ctx, func() (err error) {
-			l, _, err = e.Client.Feed(ctx, chatID, opt, e.CallOptions...)
-			return err
-		})
+	for it, err := range e.Client.AllFeed(ctx, chatID, chat.ListOptions{Count: chat.MaxPageSize, From: from, To: until}, opts...) {
 		if err != nil {
 			return nil, err
 		}
-		for _, it := range l.List {
-			// Pages are by offset, newest first: an item arriving meanwhile
-			// shifts the rest by one, so an item can come twice, never not.
-			if seen[it.ID] || cp.covers(it.Timestamp, it.ID) {
-				continue
-			}
-			if it.ID != "" {
-				seen[it.ID] = true
-			}
-			items = append(items, it)
+		// Pages are by offset, newest first: an item arriving meanwhile
+		// shifts the rest by one, so an item can come twice, never not.
+		if seen[it.ID] || cp.covers(it.Timestamp, it.ID) {
+			continue
 		}
-		if len(l.List) < opt.Count {
-			return items, nil
+		if it.ID != "" {
+			seen[it.ID] = true
 		}
-		opt.Offset += len(l.List)
+		items = append(items, it)
 	}
+	return items, nil
 }
 
-// retry calls fn until it succeeds, fails for good, or has been tried
-// MaxAttempts times, waiting with jittered exponential backoff and never
-// less than the API's Retry-After. Only GETs are retried here, which are
-// safe to repeat.
-func (e *Exporter) retry(ctx context.Context, fn func() error) error {
+// callOptions are the options of every call of a run: e.CallOptions, then
+// the retry of each page (all of them reads, safe to repeat): up to
+// MaxAttempts calls, with jittered exponential waits, never shorter than
+// the API's Retry-After, and only for failures worth retrying (429, 5xx,
+// network). A failure that blames the configuration is not retried.
+func (e *Exporter) callOptions(extra ...chat.CallOption) []chat.CallOption {
 	attempts := e.MaxAttempts
 	if attempts <= 0 {
-		attempts = 6
+		attempts = DefaultMaxAttempts
 	}
-	for n := 1; ; n++ {
-		err := fn()
-		if err == nil || ctx.Err() != nil || !chat.Retryable(err) || n >= attempts {
-			return err
-		}
-		ceiling := min(200*time.Millisecond<<n, 10*time.Second)
-		d := time.Duration(rand.Int64N(int64(ceiling)))
-		if ra, ok := chat.RetryAfter(err); ok {
-			d = max(d, ra)
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+	retry := chat.WithRetry(func() backoff.BackOff {
+		b := backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(200*time.Millisecond),
+			backoff.WithMaxInterval(10*time.Second),
+			backoff.WithMaxElapsedTime(0), // the attempts bound it
+		)
+		return backoff.WithMaxRetries(b, uint64(attempts-1))
+	})
+	opts := make([]chat.CallOption, 0, len(e.CallOptions)+len(extra)+1)
+	opts = append(append(opts, e.CallOptions...), extra...)
+	return append(opts, retry)
 }
 
 // ChatExport is the result of exporting one conversation on demand: where it
@@ -423,21 +399,15 @@ func (e *Exporter) Export(ctx context.Context, chatID string, opts ...chat.CallO
 	if e.Sink == nil || e.Client == nil {
 		return ChatExport{}, errors.New("export: Exporter needs a Client and a Sink")
 	}
-	callOpts := append(append([]chat.CallOption(nil), e.CallOptions...), opts...)
-	one := *e
-	one.CallOptions = callOpts
-	var c *chat.Chat
-	err := e.retry(ctx, func() (err error) {
-		c, _, err = e.Client.GetChat(ctx, chatID, callOpts...)
-		return err
-	})
+	callOpts := e.callOptions(opts...)
+	c, _, err := e.Client.GetChat(ctx, chatID, callOpts...)
 	if err != nil {
 		return ChatExport{}, err
 	}
 	if c.ID == "" {
 		c.ID = chatID
 	}
-	items, err := one.feed(ctx, chatID, time.Time{}, time.Time{}, nil)
+	items, err := e.feed(ctx, chatID, time.Time{}, time.Time{}, nil, callOpts)
 	if err != nil {
 		return ChatExport{}, err
 	}

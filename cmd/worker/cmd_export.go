@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chatworker/worker/chat"
@@ -75,7 +76,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	client, err := chat.New(chat.WithBaseURL(f.apiURL), chat.WithCredentials(creds), chat.WithMaxConnsPerHost(f.concurrency))
+	var warns exportWarnings
+	client, err := chat.New(chat.WithBaseURL(f.apiURL), chat.WithCredentials(creds), chat.WithMaxConnsPerHost(f.concurrency), chat.WithWarnings(warns.add))
 	if err != nil {
 		return usageError{fmt.Errorf("--chat-api-url: %w", err)}
 	}
@@ -110,6 +112,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	opt.Progress = bar.update
 	sum, runErr := ex.Run(ctx, opt)
 	bar.finish()
+	warns.print(stderr)
 
 	if f.asJSON {
 		enc := json.NewEncoder(stdout)
@@ -130,6 +133,36 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("export interrupted after %d of %d conversations; run it again to continue where it stopped", sum.Exported+sum.Unchanged+len(sum.Failed), sum.Conversations)
 	}
 	return runErr
+}
+
+// exportWarnings counts the API's values of unexpected types by field, so
+// that a run over thousands of conversations says so once per field, not
+// once per value.
+type exportWarnings struct {
+	mu     sync.Mutex
+	counts map[chat.Warning]int
+	order  []chat.Warning
+}
+
+func (w *exportWarnings) add(warn chat.Warning) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.counts == nil {
+		w.counts = map[chat.Warning]int{}
+	}
+	if w.counts[warn] == 0 {
+		w.order = append(w.order, warn)
+	}
+	w.counts[warn]++
+}
+
+func (w *exportWarnings) print(out io.Writer) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, warn := range w.order {
+		fmt.Fprintf(out, "warning: the API answered %d value(s) of %s (%s) as %s, not %s as assumed: exported as returned\n",
+			w.counts[warn], warn.Field, warn.Op, warn.Got, warn.Want)
+	}
 }
 
 func printExportSummary(w io.Writer, s export.Summary) {
