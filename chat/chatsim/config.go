@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// APIRatePerMinute is the Live Chat API's budget: 750 units per minute per
+// user, refilled continuously. `worker sim` uses it unless told otherwise;
+// a Config's zero RatePerMinute is unlimited, which tests and benchmarks
+// that measure the worker rather than the budget rely on.
+const APIRatePerMinute = 750
+
 // Config configures a Server.
 type Config struct {
 	// Credentials maps an API key to the site tokens it may use. When empty,
@@ -17,6 +23,8 @@ type Config struct {
 	Credentials map[string][]string
 	// RatePerMinute is the budget in units (one per call) per RateWindow,
 	// refilled continuously, per API key; 0 switches rate limiting off.
+	// When on, every API response carries the X-RateLimit-* headers, and a
+	// call over budget is answered 429 with Retry-After.
 	RatePerMinute int
 	// RateWindow is the budget's "minute" (default time.Minute); a shorter
 	// window lets tests run quickly. X-RateLimit-Limit always reports units
@@ -113,7 +121,7 @@ func parseDuration(b json.RawMessage) (time.Duration, error) {
 // RegisterFlags binds the configuration to flags for `worker sim`.
 // Credentials are accepted but never printed.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.RatePerMinute, "rate-per-minute", c.RatePerMinute, "rate budget in units per minute per API key (0 = off)")
+	fs.IntVar(&c.RatePerMinute, "rate-per-minute", c.RatePerMinute, "rate budget in units per minute per API key, refilled continuously (0 = off)")
 	fs.DurationVar(&c.RateWindow, "rate-window", c.RateWindow, "length of the rate budget's window (default 1m)")
 	fs.DurationVar(&c.Faults.Latency, "latency", c.Faults.Latency, "latency added to every request")
 	fs.DurationVar(&c.Faults.LatencyJitter, "latency-jitter", c.Faults.LatencyJitter, "random extra latency in [0, jitter)")

@@ -145,6 +145,7 @@ func New(cfg Config) *Server {
 		s.mux.HandleFunc("POST "+prefix+"/_sim/faults", s.postFaults)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.rateHeaders(w, r.URL.Query().Get("api_key"))
 		s.write(w, reply{404, errBody(4004, "no such endpoint")})
 	})
 	return s
@@ -173,6 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(segs) == 3 && (segs[2] == "messages" || segs[2] == "notes" || segs[2] == "archive" || segs[2] == "feed"):
 		route = segs[2]
 	default:
+		s.rateHeaders(w, r.URL.Query().Get("api_key"))
 		s.write(w, reply{404, errBody(4004, "no such endpoint")})
 		return
 	}
@@ -180,6 +182,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		seg := strings.Split(rest, "/")[1]
 		id, err := url.PathUnescape(seg)
 		if err != nil || id == "" || id == "." || id == ".." {
+			s.rateHeaders(w, r.URL.Query().Get("api_key"))
 			s.write(w, reply{404, errBody(4004, "invalid chat ID")})
 			return
 		}
@@ -188,6 +191,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, ok := s.routes[r.Method+" "+route]
 	if !ok {
 		w.Header().Set("Allow", s.allow(route))
+		s.rateHeaders(w, r.URL.Query().Get("api_key"))
 		s.write(w, reply{405, errBody(4003, "method not allowed")})
 		return
 	}
@@ -318,6 +322,7 @@ func (s *Server) api(op string, h handler) http.HandlerFunc {
 		q := r.URL.Query()
 		key, site := q.Get("api_key"), q.Get("site_token")
 		if rep, ok := s.authorise(key, site); !ok {
+			s.rateHeaders(w, key)
 			s.write(w, rep)
 			return
 		}
@@ -441,9 +446,24 @@ func (s *Server) takeBudget(w http.ResponseWriter, key string) bool {
 		return true
 	}
 	const cost = 1
+	tokens, ok := s.budget(key, cost)
+	s.setRateHeaders(w, cost, tokens)
+	if ok {
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil((cost-tokens)/s.perSec)))))
+	s.bump(func(st *Stats) { st.RateLimited++ })
+	s.write(w, reply{429, errBody(4002, "rate limit exceeded")})
+	return false
+}
+
+// budget refills key's bucket, charges cost if the bucket holds it, and
+// returns what is left and whether it was charged. Cost 0 only looks.
+func (s *Server) budget(key string, cost float64) (float64, bool) {
 	capacity := float64(s.cfg.RatePerMinute)
 	now := time.Now()
 	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
 	b, ok := s.buckets[key]
 	if !ok {
 		b = &bucket{tokens: capacity, last: now}
@@ -455,21 +475,26 @@ func (s *Server) takeBudget(w http.ResponseWriter, key string) bool {
 	if ok {
 		b.tokens -= cost
 	}
-	tokens := b.tokens
-	s.rateMu.Unlock()
+	return b.tokens, ok
+}
 
+// rateHeaders sets the X-RateLimit-* headers of an answer that cost nothing
+// (refused before the budget was charged), so that every API response
+// carries them, as the API's do.
+func (s *Server) rateHeaders(w http.ResponseWriter, key string) {
+	if s.perSec == 0 {
+		return
+	}
+	tokens, _ := s.budget(key, 0)
+	s.setRateHeaders(w, 0, tokens)
+}
+
+func (s *Server) setRateHeaders(w http.ResponseWriter, cost int, tokens float64) {
 	h := w.Header()
-	h.Set("X-RateLimit-Cost", "1")
+	h.Set("X-RateLimit-Cost", strconv.Itoa(cost))
 	h.Set("X-RateLimit-Limit", s.limitHdr)
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(int(tokens)))
-	h.Set("X-RateLimit-Full", strconv.Itoa(int(math.Ceil((capacity-tokens)/s.perSec))))
-	if ok {
-		return true
-	}
-	h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil((cost-tokens)/s.perSec)))))
-	s.bump(func(st *Stats) { st.RateLimited++ })
-	s.write(w, reply{429, errBody(4002, "rate limit exceeded")})
-	return false
+	h.Set("X-RateLimit-Full", strconv.Itoa(int(math.Ceil((float64(s.cfg.RatePerMinute)-tokens)/s.perSec))))
 }
 
 func (s *Server) roll(p float64) bool {

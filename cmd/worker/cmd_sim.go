@@ -14,10 +14,10 @@ import (
 
 // runSim serves the chat API simulator until ctx is cancelled.
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		listen string
-		cfg    chatsim.Config
-	)
+	var listen string
+	// The API's real budget, so that what works against the simulator
+	// works against the API; --rate-per-minute 0 switches it off.
+	cfg := chatsim.Config{RatePerMinute: chatsim.APIRatePerMinute}
 	fs := newFlagSet("sim", "sim [flags]", stderr)
 	fs.String(&listen, "listen", "CHATSIM_LISTEN", "127.0.0.1:8089", "address to serve the simulator on")
 	cfg.RegisterFlags(fs.FlagSet)

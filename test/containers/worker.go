@@ -53,15 +53,17 @@ func StartWorkerWithFiles(t testing.TB, nw *Network, env map[string]string, file
 	})
 }
 
-// StartSim starts the chat API simulator (worker sim --listen 0.0.0.0:8089,
-// then args) on nw, named sim-1, ..., and waits until its /_sim/stats answers.
-// Point a worker at it with CHAT_API_URL: SimAPIURL(sim).
+// StartSim starts the chat API simulator (worker sim --listen 0.0.0.0:8089
+// --rate-per-minute 0, then args) on nw, named sim-1, ..., and waits until its
+// /_sim/stats answers. Point a worker at it with CHAT_API_URL: SimAPIURL(sim).
+// `worker sim` defaults to the API's budget (750 calls a minute); the system
+// tests measure the worker, so it is off unless args set --rate-per-minute.
 func StartSim(t testing.TB, nw *Network, args ...string) *Container {
 	t.Helper()
 	return start(t, nw, request{
 		image:   WorkerImage(t),
 		name:    nw.nextName("sim"),
-		cmd:     append([]string{"sim", "--listen", "0.0.0.0:8089"}, args...),
+		cmd:     append([]string{"sim", "--listen", "0.0.0.0:8089", "--rate-per-minute", "0"}, args...),
 		ports:   []string{SimPort},
 		waitFor: wait.ForHTTP("/_sim/stats").WithPort(SimPort).WithStartupTimeout(time.Minute),
 	})
