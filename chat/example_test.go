@@ -123,3 +123,36 @@ func ExampleRetryAfter() {
 	}
 	// Output: retryable: true retry after: 1m0s
 }
+
+// Check tells a key that works from one that cannot, before any work.
+func ExampleClient_Check() {
+	c, _, stop := newExampleClient(chatsim.Config{Credentials: map[string][]string{"demo-key": {"GSN-106863-S"}}})
+	defer stop()
+
+	ctx := context.Background()
+	fmt.Println("configured key:", c.Check(ctx))
+	err := c.Check(ctx, chat.WithCallCredentials(chat.Credentials{APIKey: "revoked-key", SiteToken: "GSN-106863-S"}))
+	fmt.Println("revoked key is a configuration error:", errors.Is(err, chat.ErrConfig))
+	// Output:
+	// configured key: <nil>
+	// revoked key is a configuration error: true
+}
+
+// An API answering a shape other than the one assumed does not fail the
+// call: the field is left empty and a warning names it.
+func ExampleWithWarnings() {
+	c, sim, stop := newExampleClient(chatsim.Config{Quirks: chatsim.Quirks{ArchivedBool: true}},
+		chat.WithWarnings(func(w chat.Warning) { fmt.Println(w) }))
+	defer stop()
+	sim.Seed(1, 1)
+
+	l, _, err := c.ListChats(context.Background(), chat.ListOptions{})
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	fmt.Println(l.List[0].ID, l.List[0].Archived == nil, string(l.List[0].Raw)[:40])
+	// Output:
+	// chat: list_chats: field list[].archived is a boolean, not a number; left empty, kept as returned
+	// seed-0000 true {"id":"seed-0000","archived":false,"late
+}
