@@ -25,6 +25,9 @@ const (
 	// ClassExhausted: retryable failures outlasted the retry budget. Only the
 	// consumer assigns it; it names a dead letter, not an error from a call.
 	ClassExhausted Class = "exhausted"
+	// ClassExpired: the command's deadline passed before it could succeed.
+	// Never retried; like exhausted, only the consumer assigns it.
+	ClassExpired Class = "expired"
 	// ClassInternal: anything unknown. Treated like a retryable failure, since
 	// the cause may be on the worker's side.
 	ClassInternal Class = "internal"

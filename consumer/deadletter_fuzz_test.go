@@ -66,7 +66,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if execute.ClassOf(err) != actions.ClassInvalid {
 			t.Fatalf("refused before any work with class %s: %v", execute.ClassOf(err), err)
 		}
-		v := w.deadLetter(d, nil, err)
+		v := w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 		if v.dead == nil || v.result != nil || v.retryIn != 0 {
 			t.Fatalf("verdict %+v, want exactly a dead letter", v)
 		}

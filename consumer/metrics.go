@@ -1,11 +1,10 @@
 package consumer
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
-	"github.com/chatworker/worker/actions/execute"
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -106,13 +105,9 @@ func (m *Metrics) deadLettered(typ, class string) {
 	}
 }
 
-func (m *Metrics) retried(err error) {
+func (m *Metrics) retried(class actions.Class) {
 	if m != nil {
-		var later *retryLater
-		if errors.As(err, &later) {
-			err = later.err
-		}
-		m.retries.WithLabelValues(string(execute.ClassOf(err))).Inc()
+		m.retries.WithLabelValues(string(class)).Inc()
 	}
 }
 

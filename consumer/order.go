@@ -204,12 +204,12 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		}
 		if w.Draining() {
 			w.lanes.forget(l)
-			w.handBack(q.msg)
+			w.handBack(q.msg, 0, nil)
 			continue
 		}
 		if q.meta == nil {
 			w.lanes.forget(l)
-			w.Handle(ctx, q.msg) // dead-letters or hands back; no order to keep
+			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
 		head := state.proof.covers(q)
@@ -226,9 +226,9 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			// one and everything behind it wait.
 			w.m.orderWait()
 			delay := orderDelay(q.meta.NumDelivered)
-			w.nakMsg(q.msg, delay)
+			w.handBack(q.msg, delay, nil)
 			for _, m := range w.lanes.takeAll(l) {
-				w.nakMsg(m, delay)
+				w.handBack(m, delay, nil)
 			}
 			continue
 		}

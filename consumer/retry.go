@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/chatworker/worker/actions"
+
 	"github.com/cenkalti/backoff/v4"
 )
 
@@ -69,4 +71,125 @@ func (p RetryPolicy) Delay(attempts int, hint time.Duration) time.Duration {
 // starting at first, may not be tried again.
 func (p RetryPolicy) Exhausted(attempts int, first, now time.Time) bool {
 	return attempts >= p.MaxAttempts || (!first.IsZero() && now.Sub(first) >= p.MaxElapsed)
+}
+
+// event is what just happened to a command message; with the facts in
+// situation it is all that decide needs.
+type event uint8
+
+const (
+	// beforeCall: the command is claimed and about to be sent to the API.
+	beforeCall event = iota
+	// succeeded: the API call succeeded, or an earlier run already had.
+	succeeded
+	// failed: the command failed with situation.Class: it could not be
+	// decoded, its id conflicts, or the API call failed.
+	failed
+	// panicked: handling the command panicked (situation.Class internal).
+	panicked
+	// busy: another worker holds the command's claim; situation.Hint is
+	// the time left on its lease.
+	busy
+	// stopping: the worker is shutting down before the call was made or
+	// while it waited to retry.
+	stopping
+	// storeDown: the idempotency store could not be read. The command is
+	// not at fault: it never becomes a dead letter and spends no attempts.
+	storeDown
+	// recordNotStored: the result or dead letter could not be stored, or
+	// the message has no JetStream metadata to settle it against.
+	recordNotStored
+)
+
+// situation is everything decide weighs about one command message.
+type situation struct {
+	Event event
+	Class actions.Class // the failure's class, with failed
+	// Attempts and FirstAttemptAt are the budget spent so far, over all
+	// deliveries (from the idempotency record).
+	Attempts       int
+	FirstAttemptAt time.Time
+	Delivered      uint64        // JetStream's delivery count of this message
+	Hint           time.Duration // the server's Retry-After, or a busy claim's lease left
+	// Deadline is when the command stops being worth executing; zero for
+	// none. No retry is scheduled whose wait would end at or after it.
+	Deadline time.Time
+	Now      time.Time
+}
+
+// action is what becomes of a command message.
+type action uint8
+
+const (
+	proceed    action = iota // make the API call
+	succeed                  // publish the result, then acknowledge
+	retryHere                // wait decision.Delay in-process, then call again
+	handBack                 // hand the message back to the stream for decision.Delay
+	deadLetter               // publish a dead letter of decision.Class, then terminate
+)
+
+// decision is decide's answer.
+type decision struct {
+	Action action
+	Delay  time.Duration
+	Class  actions.Class // with deadLetter
+}
+
+// minBusyDelay keeps a busy command from coming back at once when the
+// other run's lease is about to end.
+const minBusyDelay = 50 * time.Millisecond
+
+// recordRetryIn is how long a command waits when its result or dead letter
+// could not be stored (or it arrived without JetStream metadata).
+const recordRetryIn = time.Second
+
+// decide is the one place that turns what happened to a command into what
+// becomes of it; the callers only carry the decision out. It is a pure
+// function of s and the policy, except for the jitter of the delays.
+func (p RetryPolicy) decide(s situation) decision {
+	expired := !s.Deadline.IsZero() && !s.Now.Before(s.Deadline)
+	switch s.Event {
+	case beforeCall:
+		if expired {
+			return decision{Action: deadLetter, Class: actions.ClassExpired}
+		}
+		return decision{Action: proceed}
+	case succeeded:
+		return decision{Action: succeed}
+	case stopping:
+		return decision{Action: handBack}
+	case busy:
+		// Usually the other run finishes soon: poll with backoff, but
+		// never past the point where its lease expires and we could take
+		// over.
+		return decision{Action: handBack, Delay: max(min(s.Hint, p.Delay(int(s.Delivered), 0)), minBusyDelay)}
+	case storeDown:
+		return decision{Action: handBack, Delay: p.Delay(1, 0)}
+	case recordNotStored:
+		return decision{Action: handBack, Delay: recordRetryIn}
+	}
+	// failed or panicked
+	if !s.Class.Retryable() {
+		return decision{Action: deadLetter, Class: s.Class}
+	}
+	if p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now) {
+		return decision{Action: deadLetter, Class: actions.ClassExhausted}
+	}
+	if expired {
+		return decision{Action: deadLetter, Class: actions.ClassExpired}
+	}
+	hint := s.Hint
+	if s.Event == panicked {
+		// A panic is retried across deliveries only, and without the
+		// server's hint: there is no answer to take one from.
+		hint = 0
+	}
+	delay := p.Delay(s.Attempts, hint)
+	if !s.Deadline.IsZero() && !s.Now.Add(delay).Before(s.Deadline) {
+		return decision{Action: deadLetter, Class: actions.ClassExpired}
+	}
+	if s.Event == panicked || delay > p.InProcessMax {
+		return decision{Action: handBack, Delay: delay}
+	}
+	return decision{Action: retryHere, Delay: delay}
 }

@@ -210,7 +210,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		failures = 0
 		if ctx.Err() != nil {
-			w.handBack(msg)
+			w.handBack(msg, 0, nil)
 			continue
 		}
 		w.dispatch(workCtx, msg, start)
@@ -237,13 +237,13 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if !ordered {
 		run := func() {
 			if w.Draining() {
-				w.handBack(msg) // waited in the queue past the start of a shutdown
+				w.handBack(msg, 0, nil) // waited in the queue past the start of a shutdown
 				return
 			}
-			w.Handle(workCtx, msg)
+			w.handle(workCtx, msg, nil)
 		}
 		if !start(run) {
-			w.handBack(msg)
+			w.handBack(msg, 0, nil)
 		}
 		return
 	}
@@ -254,7 +254,7 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if l := w.lanes.add(token, q); l != nil {
 		if !start(func() { w.runLane(workCtx, l) }) {
 			for _, m := range w.lanes.takeAll(l) {
-				w.handBack(m)
+				w.handBack(m, 0, nil)
 			}
 			w.lanes.next(l) // removes the now empty lane
 		}
@@ -272,23 +272,14 @@ func (w *Worker) orderToken(subject string) (string, bool) {
 	return token, err == nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// sleepCtx waits for d, or until ctx is done: then it reports false.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-ctx.Done():
-	}
-}
-
-func (w *Worker) nakMsg(msg jetstream.Msg, delay time.Duration) {
-	if err := msg.NakWithDelay(delay); err != nil {
-		w.log.Warn("handing back a command", zap.String("subject", msg.Subject()), zap.Error(err))
-	}
-}
-
-func (w *Worker) handBack(msg jetstream.Msg) {
-	if err := msg.Nak(); err != nil {
-		w.log.Warn("handing back a command", zap.String("subject", msg.Subject()), zap.Error(err))
+		return false
 	}
 }

@@ -3,11 +3,58 @@ package consumer
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"unicode/utf8"
+
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/idempotency"
 
 	"github.com/chatworker/worker/actions"
 	"github.com/nats-io/nats.go"
 )
+
+// The records the worker publishes about a command: its result and its
+// dead letter, built here for every path (the backstop included).
+
+func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *actions.Result {
+	resp := out.Response
+	if len(resp) == 0 {
+		resp = json.RawMessage("null")
+	}
+	return &actions.Result{
+		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
+		APIStatus: out.APIStatus, Response: resp, CompletedAt: w.now().UTC(), Metadata: d.cmd.Metadata,
+		Traceparent: d.traceparent,
+	}
+}
+
+// deadLetter builds the dead letter of class for the command in d. rec, when
+// known, carries the attempts made; err says why.
+func (w *Worker) deadLetter(d *delivery, rec *idempotency.Record, class actions.Class, err error) *actions.DeadLetter {
+	dl := &actions.DeadLetter{
+		Subject:     d.subject,
+		Headers:     deadLetterHeaders(d.headers),
+		Error:       actions.ErrorInfo{Class: class, Message: err.Error()},
+		Worker:      w.cfg.Name,
+		Stream:      d.meta.Stream,
+		Sequence:    d.meta.Sequence.Stream,
+		DeadAt:      w.now().UTC(),
+		Traceparent: d.traceparent,
+	}
+	var apiErr *chat.APIError
+	if errors.As(err, &apiErr) {
+		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
+	}
+	dl.Command, dl.Raw = deadLetterBody(d.data)
+	if rec != nil {
+		dl.Attempts = rec.Attempts
+		if !rec.FirstAttemptAt.IsZero() {
+			first, last := rec.FirstAttemptAt.UTC(), rec.LastAttemptAt.UTC()
+			dl.FirstAttemptAt, dl.LastAttemptAt = &first, &last
+		}
+	}
+	return dl
+}
 
 // deadLetterBody decides how a dead letter keeps its command message's body,
 // so that the exact bytes can always be recovered (DeadLetter.Body):
@@ -44,3 +91,8 @@ func deadLetterHeaders(h nats.Header) nats.Header {
 // payload (its body kept as base64, possibly beside the JSON command).
 // Larger publishes are refused by JetStream before the worker sees them.
 const MaxCommandMsgSize = 4 * actions.MaxMessageBytes
+
+func isJSONObject(data []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(data, &obj) == nil && obj != nil
+}
