@@ -114,7 +114,10 @@ func (p *pipeline) start(exec consumer.Executor) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	w := consumer.New(p.js, cons, exec, p.store, p.cfg)
+	w, err := consumer.New(p.js, cons, exec, p.store, p.cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

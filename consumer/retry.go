@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -23,24 +25,53 @@ type RetryPolicy struct {
 	InProcessMax time.Duration // 2 s
 }
 
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxAttempts     = 8
+	DefaultMaxElapsed      = time.Hour
+	DefaultInitialInterval = 200 * time.Millisecond
+	DefaultMaxInterval     = 5 * time.Minute
+	DefaultInProcessMax    = 2 * time.Second
+)
+
 // WithDefaults returns p with every zero field set to its default.
 func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = 8
+		p.MaxAttempts = DefaultMaxAttempts
 	}
 	if p.MaxElapsed == 0 {
-		p.MaxElapsed = time.Hour
+		p.MaxElapsed = DefaultMaxElapsed
 	}
 	if p.InitialInterval == 0 {
-		p.InitialInterval = 200 * time.Millisecond
+		p.InitialInterval = DefaultInitialInterval
 	}
 	if p.MaxInterval == 0 {
-		p.MaxInterval = 5 * time.Minute
+		p.MaxInterval = DefaultMaxInterval
 	}
 	if p.InProcessMax == 0 {
-		p.InProcessMax = 2 * time.Second
+		p.InProcessMax = DefaultInProcessMax
 	}
 	return p
+}
+
+// Validate reports every setting that cannot work; zero fields take their
+// defaults and are valid.
+func (p RetryPolicy) Validate() error {
+	p = p.WithDefaults()
+	var errs []error
+	if p.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("retry max attempts %d: want at least 1", p.MaxAttempts))
+	}
+	for name, d := range map[string]time.Duration{"max elapsed": p.MaxElapsed, "initial interval": p.InitialInterval,
+		"max interval": p.MaxInterval, "in-process max": p.InProcessMax} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("retry %s %v: want a positive duration", name, d))
+		}
+	}
+	if p.MaxInterval < p.InitialInterval {
+		errs = append(errs, fmt.Errorf("retry max interval %v is below the initial interval %v", p.MaxInterval, p.InitialInterval))
+	}
+	return errors.Join(errs...)
 }
 
 // Delay is the wait before the attempt after the given number of attempts:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -18,46 +17,6 @@ import (
 // the production implementation; tests substitute their own.
 type Executor interface {
 	Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error)
-}
-
-// Config configures a Worker. Zero fields take the defaults in the README.
-type Config struct {
-	Topology Topology
-	Retry    RetryPolicy
-	// Concurrency is how many API calls the worker makes at once; 64. Up to
-	// twice as many commands are handled at once: while Concurrency of them
-	// call the API, the others record outcomes or claim their ids, so that
-	// bookkeeping never holds up a call (see Run).
-	Concurrency int
-	// ShutdownGrace is how long in-flight commands may take to finish after
-	// Run's context is cancelled; then they are handed back unacknowledged.
-	ShutdownGrace time.Duration // 20 s
-	// Name identifies this worker in dead letters ("host/pid").
-	Name string
-	// Unordered turns per-chat order off: commands of one chat may then run
-	// in parallel (one fewer JetStream round trip per command).
-	Unordered bool
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
-}
-
-func (c Config) withDefaults() Config {
-	c.Topology = c.Topology.WithDefaults()
-	c.Retry = c.Retry.WithDefaults()
-	if c.Concurrency <= 0 {
-		c.Concurrency = 64
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 20 * time.Second
-	}
-	if c.Name == "" {
-		host, _ := os.Hostname()
-		c.Name = fmt.Sprintf("%s/%d", host, os.Getpid())
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return c
 }
 
 // Worker consumes commands and executes them.
@@ -83,8 +42,16 @@ type Worker struct {
 // New returns a worker that consumes from cons (see Provision) and
 // publishes results and dead letters through js. A nil store turns
 // idempotency off (benchmarks only: redeliveries may then repeat effects).
-func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store idempotency.Store, cfg Config) *Worker {
+// New validates cfg (see Config.Validate), with the idempotency store's
+// lease when the store says what it is.
+func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store idempotency.Store, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
+	if l, ok := store.(interface{ Lease() time.Duration }); ok {
+		cfg.lease = l.Lease()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if store == nil {
 		store = noStore{}
 	}
@@ -93,7 +60,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
-	return w
+	return w, nil
 }
 
 // Draining reports whether Run is shutting down.

@@ -468,7 +468,10 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 				t.Fatal(err)
 			}
 			g := &gate{next: p.executor, release: make(chan struct{})}
-			w := consumer.New(p.js, cons, g, p.store, p.cfg)
+			w, err := consumer.New(p.js, cons, g, p.store, p.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Run(ctx) }()

@@ -55,11 +55,14 @@ func newPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatalf("chat client: %v", err)
 	}
-	w := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
+	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
 		Topology:    topo,
 		Retry:       consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
 		Concurrency: 8,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(runCtx) }()

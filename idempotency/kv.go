@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/internal/identity"
 )
 
 // Defaults for Config.
@@ -85,11 +85,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("idempotency: unknown storage type %d", c.Storage)
 	}
 	if c.Owner == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			host = "unknown"
-		}
-		c.Owner = fmt.Sprintf("%s/%d", host, os.Getpid())
+		c.Owner = identity.Name()
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -130,6 +126,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	}
 	return &KV{kv: kv, owner: cfg.Owner, lease: cfg.Lease, now: cfg.Now}, nil
 }
+
+// Lease is how long a claim is exclusive unless extended: the consumer
+// checks that it renews claims often enough.
+func (s *KV) Lease() time.Duration { return s.lease }
 
 // Claim implements Store.
 //
