@@ -33,6 +33,11 @@ const (
 	ClassInternal Class = "internal"
 )
 
+// DeadLetterClasses are the classes a dead letter can have.
+func DeadLetterClasses() []Class {
+	return []Class{ClassInvalid, ClassPermanent, ClassExhausted, ClassConflict, ClassExpired}
+}
+
 // Error is a failure with a class and a message safe to show a person: it
 // never contains credentials.
 type Error struct {
