@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/chatworker/worker/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -304,9 +304,7 @@ func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint
 // chat held elsewhere: short at first (the earlier one is usually about to
 // finish), growing to a second.
 func orderDelay(delivered uint64) time.Duration {
-	ceiling := 20 * time.Millisecond << min(delivered, 6)
-	ceiling = min(ceiling, time.Second)
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)))
+	return backoff.Exponential{Initial: 20 * time.Millisecond, Max: time.Second}.Equal(int(min(delivered, 7)) + 1)
 }
 
 // keepQueuedAlive tells JetStream that commands waiting in lanes are being

@@ -3,12 +3,11 @@ package consumer
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/chatworker/worker/actions"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/chatworker/worker/internal/backoff"
 )
 
 // RetryPolicy is the budget and pace of retries for one command. The budget
@@ -77,25 +76,8 @@ func (p RetryPolicy) Validate() error {
 // Delay is the wait before the attempt after the given number of attempts:
 // exponential with full jitter (a uniform draw below the exponential cap),
 // but never shorter than the server's hint (Retry-After).
-//
-// The exponential schedule comes from backoff.ExponentialBackOff; the draw
-// is ours because the attempt count is read back from the idempotency
-// record on each delivery, so the schedule must be a function of it rather
-// than the state of one backoff object.
 func (p RetryPolicy) Delay(attempts int, hint time.Duration) time.Duration {
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(p.InitialInterval),
-		backoff.WithMaxInterval(p.MaxInterval),
-		backoff.WithRandomizationFactor(0),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxElapsedTime(0),
-	)
-	ceiling := b.NextBackOff()
-	for i := 1; i < attempts && ceiling < p.MaxInterval; i++ {
-		ceiling = b.NextBackOff()
-	}
-	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
-	return max(d, hint)
+	return max(backoff.Exponential{Initial: p.InitialInterval, Max: p.MaxInterval}.Full(attempts), hint)
 }
 
 // Exhausted reports whether a command that has made attempts API calls,

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -115,14 +115,13 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out act
 	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
 		return err
 	}
-	b := backoff.WithMaxRetries(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond)), 2)
-	return backoff.Retry(func() error {
+	return backoff.Retry(ctx, 3, backoff.Exponential{Initial: 50 * time.Millisecond, Max: time.Second}, func() error {
 		err := record()
 		if errors.Is(err, idempotency.ErrLeaseLost) {
 			return backoff.Permanent(err)
 		}
 		return err
-	}, b)
+	})
 }
 
 func (w *Worker) deadLetterSubject(d *delivery) string {
