@@ -90,11 +90,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopBackstop()
 	// A short pull expiry and a heartbeat every second notice a lost NATS
 	// connection, or a pull request the server does not hold, within two
-	// seconds and pull again. The second case happens: under overload
-	// (5,000/s offered to one worker) the client sometimes waited on a
-	// request while the server listed none waiting, until two heartbeats
-	// were missed; at the default heartbeat (half the expiry) that stalled
-	// the worker for 5 s.
+	// seconds and pull again (docs/performance-notes.md: the overload stall).
 	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(time.Second))
 	if err != nil {
@@ -116,28 +112,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		go w.keepQueuedAlive(keepAliveCtx)
 	}
 
-	// A fixed set of goroutines runs the work: they live as long as Run, so
-	// their stacks, grown once by the HTTP and NATS clients, are reused
-	// rather than grown again for every command (copystack was 5% of the
-	// CPU with a goroutine per command).
-	//
-	// There are twice as many goroutines as API call slots (see call). When
-	// a wave of calls ends together, each command still has its outcome and
-	// result to store, and the next command its id to claim: all of it
-	// JetStream round trips that queue for the CPU behind one another. With
-	// one goroutine per slot, every slot sat idle through that queue (at 50
-	// ms and concurrency 256 the worker reached 73% of Little's law, the
-	// minimal loop 95%). With twice as many, the next commands have claimed
-	// their ids while the previous calls ran and take the slots the moment
-	// they free, and the bookkeeping runs during the next calls.
-	//
-	// Up to Concurrency pieces of work wait in the channel, so a goroutine
-	// that frees up starts its next command at once. Unbuffered, it waited
-	// for this loop to be scheduled, once per command: when many API calls
-	// finish together, that loop queues behind every goroutine they woke, and
-	// at concurrency 1024 and 200 ms the worker reached 74 % of Little's law
-	// instead of 81 %. Work that waited past the start of a shutdown hands its
-	// commands back (see Draining) rather than running them.
+	// A fixed set of goroutines runs the work, so their stacks, grown once
+	// by the HTTP and NATS clients, are reused rather than grown for every
+	// command. There are twice as many as API call slots (see call): while
+	// some commands call the API, the others claim ids and store outcomes,
+	// so bookkeeping never holds a slot. Up to Concurrency pieces of work
+	// wait in the channel, so a goroutine that frees up starts its next
+	// command without waiting for this loop to be scheduled. Work that
+	// waited past the start of a shutdown hands its commands back (see
+	// Draining) rather than running them. docs/performance-notes.md has the
+	// measurements behind each of these choices.
 	var wg sync.WaitGroup
 	work := make(chan func(), w.cfg.Concurrency)
 	for range 2 * w.cfg.Concurrency {
