@@ -42,6 +42,9 @@ const (
 	DefaultAckWait    = 30 * time.Second
 	DefaultMaxDeliver = 100
 	DefaultDurable    = "chat-worker"
+	// DefaultDeadLettersMaxAge: dead letters outlive the commands they
+	// came from (7 days).
+	DefaultDeadLettersMaxAge = 30 * 24 * time.Hour
 )
 
 // MaxAckPendingFor is the consumer's MaxAckPending for a worker making
@@ -68,7 +71,7 @@ func (t Topology) WithDefaults() Topology {
 	}
 	dur(&t.CommandsMaxAge, 7*24*time.Hour)
 	dur(&t.ResultsMaxAge, 7*24*time.Hour)
-	dur(&t.DeadLettersMaxAge, 30*24*time.Hour)
+	dur(&t.DeadLettersMaxAge, DefaultDeadLettersMaxAge)
 	dur(&t.DuplicateWindow, 10*time.Minute)
 	dur(&t.AckWait, DefaultAckWait)
 	if t.Replicas == 0 {

@@ -50,7 +50,7 @@ type workerFlags struct {
 func (f *workerFlags) register(fs *flagSet) {
 	f.nats.register(fs)
 	f.log.register(fs)
-	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", "https://api.gosquared.com/chat/v1", "Chat API base URL")
+	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", chat.DefaultBaseURL, "Chat API base URL")
 	fs.Int(&f.concurrency, "concurrency", "WORKER_CONCURRENCY", consumer.DefaultConcurrency, "API calls at once (up to twice as many commands are handled at once)")
 	fs.String(&f.httpAddr, "http-addr", "WORKER_HTTP_ADDR", ":8080", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
