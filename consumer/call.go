@@ -54,11 +54,14 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 
 // apiStatus is the HTTP status the API answered with, 0 when it did not.
 func apiStatus(out actions.Outcome, err error) int {
+	if err == nil {
+		return out.APIStatus // before apiErr, whose address escapes: no allocation per success
+	}
 	var apiErr *chat.APIError
-	if err != nil && errors.As(err, &apiErr) {
+	if errors.As(err, &apiErr) {
 		return apiErr.StatusCode
 	}
-	return out.APIStatus
+	return 0
 }
 
 type keepAlive struct {
