@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -25,10 +26,15 @@ const (
 	TypeExport Type = "export"
 )
 
+// types are the command types the worker executes: Known and Types read
+// this one list, so a new type is added here alone.
+var types = [...]Type{TypeSend, TypeNote, TypeArchive, TypeExport}
+
+// Types returns the command types the worker executes.
+func Types() []Type { return slices.Clone(types[:]) }
+
 // Known reports whether the worker can execute commands of this type.
-func (t Type) Known() bool {
-	return t == TypeSend || t == TypeNote || t == TypeArchive || t == TypeExport
-}
+func (t Type) Known() bool { return slices.Contains(types[:], t) }
 
 // Limits on a command, enforced before any work is done.
 const (

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
-
-	"github.com/chatworker/worker/chat"
-	"github.com/chatworker/worker/idempotency"
 )
 
 // Class is what the consumer needs to know about a failure: it decides
@@ -28,10 +25,18 @@ const (
 	// ClassExhausted: retryable failures outlasted the retry budget. Only the
 	// consumer assigns it; it names a dead letter, not an error from a call.
 	ClassExhausted Class = "exhausted"
+	// ClassExpired: the command's deadline passed before it could succeed.
+	// Never retried; like exhausted, only the consumer assigns it.
+	ClassExpired Class = "expired"
 	// ClassInternal: anything unknown. Treated like a retryable failure, since
 	// the cause may be on the worker's side.
 	ClassInternal Class = "internal"
 )
+
+// DeadLetterClasses are the classes a dead letter can have.
+func DeadLetterClasses() []Class {
+	return []Class{ClassInvalid, ClassPermanent, ClassExhausted, ClassConflict, ClassExpired}
+}
 
 // Error is a failure with a class and a message safe to show a person: it
 // never contains credentials.
@@ -81,8 +86,12 @@ func clip(s string) string {
 	return s[:n] + "..."
 }
 
-// ClassOf classifies err. It looks through wrapping, so a caller may add
-// context with fmt.Errorf("...: %w", err) without changing the decision.
+// ClassOf classifies the errors the worker makes itself (*Error) and a
+// timeout; anything else is internal. It looks through wrapping, so a caller
+// may add context with fmt.Errorf("...: %w", err) without changing the
+// decision. The errors of the Chat API client and the idempotency store are
+// classified by execute.ClassOf, which keeps this package, and every app
+// that publishes commands, free of the API client.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ""
@@ -91,14 +100,7 @@ func ClassOf(err error) Class {
 	if errors.As(err, &e) {
 		return e.Class
 	}
-	switch {
-	case errors.Is(err, idempotency.ErrConflict):
-		return ClassConflict
-	case errors.Is(err, chat.ErrRetryable):
-		return ClassRetryable
-	case errors.Is(err, chat.ErrPermanent):
-		return ClassPermanent
-	case errors.Is(err, context.DeadlineExceeded):
+	if errors.Is(err, context.DeadlineExceeded) {
 		return ClassRetryable
 	}
 	return ClassInternal

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -72,26 +73,15 @@ func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesA
 		d.cmd = cmd
 		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	}
-	var attempts *attemptsRecord
+	var rec *idempotency.Record
 	if d.cmd.ID != "" {
-		if rec, err := w.store.Lookup(ctx, d.cmd.ID); err == nil {
-			attempts = &attemptsRecord{n: rec.Attempts, first: rec.FirstAttemptAt, last: rec.LastAttemptAt}
+		if r, err := w.store.Lookup(ctx, d.cmd.ID); err == nil {
+			rec = &r
 		}
 	}
-	v := w.deadLetter(d, nil, &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
+	dl := w.deadLetter(d, rec, actions.ClassExhausted, &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
 		"JetStream delivered the command %d times without a worker settling it (a worker may have crashed or stalled on it each time)", adv.Deliveries)})
-	if attempts != nil {
-		v.dead.Attempts = attempts.n
-		if !attempts.first.IsZero() {
-			first, last := attempts.first.UTC(), attempts.last.UTC()
-			v.dead.FirstAttemptAt, v.dead.LastAttemptAt = &first, &last
-		}
-	}
-	id := d.cmd.ID
-	if id == "" {
-		id = "invalid"
-	}
-	if err := w.publish(ctx, w.deadLetterSubject(d), id, adv.StreamSeq, v.dead); err != nil {
+	if err := w.storeDeadLetter(ctx, d, adv.StreamSeq, dl); err != nil {
 		log.Error("backstop: storing the dead letter failed; the command stays in the stream", zap.Error(err))
 		return
 	}
@@ -101,9 +91,4 @@ func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesA
 		return
 	}
 	d.log.Warn("command dead-lettered after too many deliveries", zap.Uint64("deliveries", adv.Deliveries))
-}
-
-type attemptsRecord struct {
-	n           int
-	first, last time.Time
 }

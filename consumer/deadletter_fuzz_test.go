@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -62,10 +63,10 @@ func FuzzDeadLetter(f *testing.F) {
 		if err == nil {
 			return // a command: it goes on to execution and ends as a result or a dead letter there
 		}
-		if actions.ClassOf(err) != actions.ClassInvalid {
-			t.Fatalf("refused before any work with class %s: %v", actions.ClassOf(err), err)
+		if execute.ClassOf(err) != actions.ClassInvalid {
+			t.Fatalf("refused before any work with class %s: %v", execute.ClassOf(err), err)
 		}
-		v := w.deadLetter(d, nil, err)
+		v := w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 		if v.dead == nil || v.result != nil || v.retryIn != 0 {
 			t.Fatalf("verdict %+v, want exactly a dead letter", v)
 		}
@@ -83,7 +84,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if len(enc) > 1<<20-1024 {
 			t.Fatalf("dead letter of %d bytes does not fit a 1 MiB NATS message", len(enc))
 		}
-		var back DeadLetter
+		var back actions.DeadLetter
 		if err := json.Unmarshal(enc, &back); err != nil {
 			t.Fatalf("decoding the dead letter: %v", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -45,7 +46,7 @@ type pipeline struct {
 	cfg   consumer.Config
 	store idempotency.Store
 	// executor calls the simulator through client.
-	executor *actions.Executor
+	executor *execute.Executor
 	client   *chat.Client
 }
 
@@ -99,7 +100,7 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 		t.Fatal(err)
 	}
 	p.client = client
-	p.executor = &actions.Executor{Client: client, SiteToken: "s"}
+	p.executor = &execute.Executor{Client: client, SiteToken: "s"}
 	if _, err := consumer.Provision(t.Context(), js, p.cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,10 @@ func (p *pipeline) start(exec consumer.Executor) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	w := consumer.New(p.js, cons, exec, p.store, p.cfg)
+	w, err := consumer.New(p.js, cons, exec, p.store, p.cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -148,11 +152,11 @@ func (p *pipeline) publishRaw(subject, msgID string, data []byte) {
 }
 
 // results waits until the results stream holds n records and returns them.
-func (p *pipeline) results(n int) []consumer.Result {
+func (p *pipeline) results(n int) []actions.Result {
 	p.t.Helper()
-	var out []consumer.Result
+	var out []actions.Result
 	for _, m := range p.records("CHAT_RESULTS", n) {
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			p.t.Fatal(err)
 		}
@@ -162,11 +166,11 @@ func (p *pipeline) results(n int) []consumer.Result {
 }
 
 // deadLetters waits until the dead-letter stream holds n records.
-func (p *pipeline) deadLetters(n int) []consumer.DeadLetter {
+func (p *pipeline) deadLetters(n int) []actions.DeadLetter {
 	p.t.Helper()
-	var out []consumer.DeadLetter
+	var out []actions.DeadLetter
 	for _, m := range p.records("CHAT_DLQ", n) {
-		var d consumer.DeadLetter
+		var d actions.DeadLetter
 		if err := json.Unmarshal(m.Data, &d); err != nil {
 			p.t.Fatal(err)
 		}

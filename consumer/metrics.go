@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
@@ -106,13 +105,9 @@ func (m *Metrics) deadLettered(typ, class string) {
 	}
 }
 
-func (m *Metrics) retried(err error) {
+func (m *Metrics) retried(class actions.Class) {
 	if m != nil {
-		var later *retryLater
-		if errors.As(err, &later) {
-			err = later.err
-		}
-		m.retries.WithLabelValues(string(actions.ClassOf(err))).Inc()
+		m.retries.WithLabelValues(string(class)).Inc()
 	}
 }
 

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/chatworker/worker/internal/backoff"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -204,12 +204,12 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		}
 		if w.Draining() {
 			w.lanes.forget(l)
-			w.handBack(q.msg)
+			w.handBack(q.msg, 0, nil)
 			continue
 		}
 		if q.meta == nil {
 			w.lanes.forget(l)
-			w.Handle(ctx, q.msg) // dead-letters or hands back; no order to keep
+			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
 		head := state.proof.covers(q)
@@ -226,9 +226,9 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			// one and everything behind it wait.
 			w.m.orderWait()
 			delay := orderDelay(q.meta.NumDelivered)
-			w.nakMsg(q.msg, delay)
+			w.handBack(q.msg, delay, nil)
 			for _, m := range w.lanes.takeAll(l) {
-				w.nakMsg(m, delay)
+				w.handBack(m, delay, nil)
 			}
 			continue
 		}
@@ -304,9 +304,7 @@ func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint
 // chat held elsewhere: short at first (the earlier one is usually about to
 // finish), growing to a second.
 func orderDelay(delivered uint64) time.Duration {
-	ceiling := 20 * time.Millisecond << min(delivered, 6)
-	ceiling = min(ceiling, time.Second)
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)))
+	return backoff.Exponential{Initial: 20 * time.Millisecond, Max: time.Second}.Equal(int(min(delivered, 7)) + 1)
 }
 
 // keepQueuedAlive tells JetStream that commands waiting in lanes are being

@@ -15,7 +15,10 @@ func TestLeaderIsHead(t *testing.T) {
 	if _, err := Provision(t.Context(), js, Topology{}); err != nil {
 		t.Fatal(err)
 	}
-	w := New(js, nil, nil, nil, Config{})
+	w, err := New(js, nil, nil, nil, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := actions.Subjects{}
 	var seqs []uint64
 	for _, chat := range []string{"a", "b", "a"} {

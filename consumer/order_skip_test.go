@@ -106,9 +106,12 @@ func newOrderRig(t *testing.T, contents ...string) *orderRig {
 	}
 	r := &orderRig{t: t, js: js, cons: cons, reg: prometheus.NewRegistry(),
 		exec: &recordingExecutor{fails: map[string]bool{}}}
-	r.w = New(js, cons, r.exec, store, Config{Metrics: NewMetrics(r.reg),
+	r.w, err = New(js, cons, r.exec, store, Config{Metrics: NewMetrics(r.reg),
 		// A failed attempt goes back to the stream at once.
 		Retry: RetryPolicy{InitialInterval: time.Minute, MaxInterval: time.Minute, InProcessMax: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r.w.commands, err = js.Stream(t.Context(), r.w.cfg.Topology.CommandsStream); err != nil {
 		t.Fatal(err)
 	}

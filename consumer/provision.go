@@ -34,8 +34,24 @@ type Topology struct {
 
 	AckWait       time.Duration // 30 s; InProgress extends it for long calls
 	MaxDeliver    int           // 100: a backstop for crash loops
-	MaxAckPending int           // 4 × concurrency, at least 1000
+	MaxAckPending int           // MaxAckPendingFor(concurrency); 1000
 }
+
+// Defaults of Topology that a deployment commonly sets.
+const (
+	DefaultAckWait    = 30 * time.Second
+	DefaultMaxDeliver = 100
+	DefaultDurable    = "chat-worker"
+	// DefaultDeadLettersMaxAge: dead letters outlive the commands they
+	// came from (7 days).
+	DefaultDeadLettersMaxAge = 30 * 24 * time.Hour
+)
+
+// MaxAckPendingFor is the consumer's MaxAckPending for a worker making
+// concurrency API calls at once: four times as many, so a second replica,
+// and commands waiting in a chat's lane, are never starved of deliveries;
+// at least 1000.
+func MaxAckPendingFor(concurrency int) int { return max(1000, 4*concurrency) }
 
 // WithDefaults returns t with every zero field set to its default.
 func (t Topology) WithDefaults() Topology {
@@ -44,10 +60,10 @@ func (t Topology) WithDefaults() Topology {
 			*v = d
 		}
 	}
-	def(&t.CommandsStream, "CHAT_COMMANDS")
-	def(&t.ResultsStream, "CHAT_RESULTS")
-	def(&t.DeadLettersStream, "CHAT_DLQ")
-	def(&t.Durable, "chat-worker")
+	def(&t.CommandsStream, actions.DefaultCommandsStream)
+	def(&t.ResultsStream, actions.DefaultResultsStream)
+	def(&t.DeadLettersStream, actions.DefaultDeadLettersStream)
+	def(&t.Durable, DefaultDurable)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d
@@ -55,9 +71,9 @@ func (t Topology) WithDefaults() Topology {
 	}
 	dur(&t.CommandsMaxAge, 7*24*time.Hour)
 	dur(&t.ResultsMaxAge, 7*24*time.Hour)
-	dur(&t.DeadLettersMaxAge, 30*24*time.Hour)
+	dur(&t.DeadLettersMaxAge, DefaultDeadLettersMaxAge)
 	dur(&t.DuplicateWindow, 10*time.Minute)
-	dur(&t.AckWait, 30*time.Second)
+	dur(&t.AckWait, DefaultAckWait)
 	if t.Replicas == 0 {
 		t.Replicas = 1
 	}
@@ -68,12 +84,37 @@ func (t Topology) WithDefaults() Topology {
 		t.DeadLettersMaxMsgs = -1
 	}
 	if t.MaxDeliver == 0 {
-		t.MaxDeliver = 100
+		t.MaxDeliver = DefaultMaxDeliver
 	}
 	if t.MaxAckPending == 0 {
-		t.MaxAckPending = 1000
+		t.MaxAckPending = MaxAckPendingFor(0)
 	}
 	return t
+}
+
+// Validate reports every setting that cannot work; zero fields take their
+// defaults and are valid.
+func (t Topology) Validate() error {
+	t = t.WithDefaults()
+	var errs []error
+	if t.Replicas < 1 || t.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1 to 5", t.Replicas))
+	}
+	// The backstop dead-letters a command JetStream stops delivering; one
+	// delivery would leave no room for a single retry.
+	if t.MaxDeliver < 2 {
+		errs = append(errs, fmt.Errorf("max deliver %d: want at least 2", t.MaxDeliver))
+	}
+	if t.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("max ack pending %d: want at least 1", t.MaxAckPending))
+	}
+	for name, d := range map[string]time.Duration{"ack wait": t.AckWait, "commands max age": t.CommandsMaxAge,
+		"results max age": t.ResultsMaxAge, "dead letters max age": t.DeadLettersMaxAge, "duplicate window": t.DuplicateWindow} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: want a positive duration", name, d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Provision creates the three streams and the durable consumer, or updates
@@ -82,6 +123,9 @@ func (t Topology) WithDefaults() Topology {
 // as the commands stream's retention policy) is reported, not forced.
 func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstream.Consumer, error) {
 	t = t.WithDefaults()
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			Name:        t.CommandsStream,

@@ -1,62 +1,98 @@
 package consumer
 
 import (
+	"bytes"
 	"encoding/json"
-	"time"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/idempotency"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/nats-io/nats.go"
 )
 
-// Result is published on chat.results.<type>.<chat> for every command that
-// succeeded (or had already succeeded).
-type Result struct {
-	ID          string          `json:"id"`
-	Type        actions.Type    `json:"type"`
-	ChatID      string          `json:"chat_id"`
-	Status      string          `json:"status"` // succeeded | duplicate
-	Attempts    int             `json:"attempts"`
-	APIStatus   int             `json:"api_status"`
-	Response    json.RawMessage `json:"response"`
-	CompletedAt time.Time       `json:"completed_at"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	// Traceparent is the W3C trace context the command carried, if any.
-	Traceparent string `json:"traceparent,omitempty"`
+// The records the worker publishes about a command: its result and its
+// dead letter, built here for every path (the backstop included).
+
+func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *actions.Result {
+	resp := out.Response
+	if len(resp) == 0 {
+		resp = json.RawMessage("null")
+	}
+	return &actions.Result{
+		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
+		APIStatus: out.APIStatus, Response: resp, CompletedAt: w.now().UTC(), Metadata: d.cmd.Metadata,
+		Traceparent: d.traceparent,
+	}
 }
 
-// Result statuses.
-const (
-	StatusSucceeded = "succeeded"
-	StatusDuplicate = "duplicate"
-)
-
-// DeadLetter is published on chat.dlq.<type>.<chat> for every command that
-// cannot succeed. It carries everything needed to understand and replay it.
-type DeadLetter struct {
-	// Command is the command as received when it was a JSON object; Raw
-	// holds the bytes otherwise.
-	Command        json.RawMessage     `json:"command,omitempty"`
-	Raw            []byte              `json:"raw,omitempty"`
-	Subject        string              `json:"subject"`
-	Headers        map[string][]string `json:"headers,omitempty"`
-	Error          ErrorInfo           `json:"error"`
-	Attempts       int                 `json:"attempts"`
-	FirstAttemptAt *time.Time          `json:"first_attempt_at,omitempty"`
-	LastAttemptAt  *time.Time          `json:"last_attempt_at,omitempty"`
-	Worker         string              `json:"worker"`
-	// Stream and Sequence locate the command message the dead letter came
-	// from (extension: lets operators correlate with stream events).
-	Stream   string `json:"stream,omitempty"`
-	Sequence uint64 `json:"stream_seq,omitempty"`
-	// DeadAt is when the worker gave up (extension).
-	DeadAt      time.Time `json:"dead_at"`
-	Traceparent string    `json:"traceparent,omitempty"`
+// deadLetter builds the dead letter of class for the command in d. rec, when
+// known, carries the attempts made; err says why.
+func (w *Worker) deadLetter(d *delivery, rec *idempotency.Record, class actions.Class, err error) *actions.DeadLetter {
+	dl := &actions.DeadLetter{
+		Subject:     d.subject,
+		Headers:     deadLetterHeaders(d.headers),
+		Error:       actions.ErrorInfo{Class: class, Message: err.Error()},
+		Worker:      w.cfg.Name,
+		Stream:      d.meta.Stream,
+		Sequence:    d.meta.Sequence.Stream,
+		DeadAt:      w.now().UTC(),
+		Traceparent: d.traceparent,
+	}
+	var apiErr *chat.APIError
+	if errors.As(err, &apiErr) {
+		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
+	}
+	dl.Command, dl.Raw = deadLetterBody(d.data)
+	if rec != nil {
+		dl.Attempts = rec.Attempts
+		if !rec.FirstAttemptAt.IsZero() {
+			first, last := rec.FirstAttemptAt.UTC(), rec.LastAttemptAt.UTC()
+			dl.FirstAttemptAt, dl.LastAttemptAt = &first, &last
+		}
+	}
+	return dl
 }
 
-// ErrorInfo says why a command is a dead letter. Message is written for a
-// person and never holds credentials.
-type ErrorInfo struct {
-	Class     actions.Class `json:"class"`
-	Message   string        `json:"message"`
-	APIStatus int           `json:"api_status,omitempty"`
-	APICode   int           `json:"api_code,omitempty"`
+// deadLetterBody decides how a dead letter keeps its command message's body,
+// so that the exact bytes can always be recovered (DeadLetter.Body):
+//
+//   - command: the body, when it is a UTF-8 JSON object within
+//     actions.MaxMessageBytes, so the record is readable as JSON;
+//   - raw: the exact bytes whenever there is no command, or whenever the
+//     command would not reproduce them byte for byte (encoding/json compacts
+//     a json.RawMessage and escapes <, > and & when the record is encoded).
+func deadLetterBody(data []byte) (command json.RawMessage, raw []byte) {
+	if len(data) <= actions.MaxMessageBytes && utf8.Valid(data) && isJSONObject(data) {
+		command = data
+		if enc, err := json.Marshal(command); err == nil && bytes.Equal(enc, data) {
+			return command, nil
+		}
+	}
+	return command, data
+}
+
+// deadLetterHeaders keeps the original headers when they are within the
+// limits; headers over them are the reason for the dead letter, and copying
+// them would let a publisher make dead letters as large as it likes.
+func deadLetterHeaders(h nats.Header) nats.Header {
+	if actions.CheckHeaders(h) != nil {
+		return nil
+	}
+	return h
+}
+
+// MaxCommandMsgSize is the largest command message (headers and body) the
+// commands stream accepts: 4 × actions.MaxMessageBytes, so an oversized
+// command still arrives and is dead-lettered with a reason, while any
+// message that arrives has a dead letter that fits NATS's default 1 MiB
+// payload (its body kept as base64, possibly beside the JSON command).
+// Larger publishes are refused by JetStream before the worker sees them.
+const MaxCommandMsgSize = 4 * actions.MaxMessageBytes
+
+func isJSONObject(data []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(data, &obj) == nil && obj != nil
 }

@@ -1,10 +1,13 @@
 package consumer
 
 import (
-	"math/rand/v2"
+	"errors"
+	"fmt"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/chatworker/worker/actions"
+
+	"github.com/chatworker/worker/internal/backoff"
 )
 
 // RetryPolicy is the budget and pace of retries for one command. The budget
@@ -21,52 +24,185 @@ type RetryPolicy struct {
 	InProcessMax time.Duration // 2 s
 }
 
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxAttempts     = 8
+	DefaultMaxElapsed      = time.Hour
+	DefaultInitialInterval = 200 * time.Millisecond
+	DefaultMaxInterval     = 5 * time.Minute
+	DefaultInProcessMax    = 2 * time.Second
+)
+
 // WithDefaults returns p with every zero field set to its default.
 func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = 8
+		p.MaxAttempts = DefaultMaxAttempts
 	}
 	if p.MaxElapsed == 0 {
-		p.MaxElapsed = time.Hour
+		p.MaxElapsed = DefaultMaxElapsed
 	}
 	if p.InitialInterval == 0 {
-		p.InitialInterval = 200 * time.Millisecond
+		p.InitialInterval = DefaultInitialInterval
 	}
 	if p.MaxInterval == 0 {
-		p.MaxInterval = 5 * time.Minute
+		p.MaxInterval = DefaultMaxInterval
 	}
 	if p.InProcessMax == 0 {
-		p.InProcessMax = 2 * time.Second
+		p.InProcessMax = DefaultInProcessMax
 	}
 	return p
+}
+
+// Validate reports every setting that cannot work; zero fields take their
+// defaults and are valid.
+func (p RetryPolicy) Validate() error {
+	p = p.WithDefaults()
+	var errs []error
+	if p.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("retry max attempts %d: want at least 1", p.MaxAttempts))
+	}
+	for name, d := range map[string]time.Duration{"max elapsed": p.MaxElapsed, "initial interval": p.InitialInterval,
+		"max interval": p.MaxInterval, "in-process max": p.InProcessMax} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("retry %s %v: want a positive duration", name, d))
+		}
+	}
+	if p.MaxInterval < p.InitialInterval {
+		errs = append(errs, fmt.Errorf("retry max interval %v is below the initial interval %v", p.MaxInterval, p.InitialInterval))
+	}
+	return errors.Join(errs...)
 }
 
 // Delay is the wait before the attempt after the given number of attempts:
 // exponential with full jitter (a uniform draw below the exponential cap),
 // but never shorter than the server's hint (Retry-After).
-//
-// The exponential schedule comes from backoff.ExponentialBackOff; the draw
-// is ours because the attempt count is read back from the idempotency
-// record on each delivery, so the schedule must be a function of it rather
-// than the state of one backoff object.
 func (p RetryPolicy) Delay(attempts int, hint time.Duration) time.Duration {
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(p.InitialInterval),
-		backoff.WithMaxInterval(p.MaxInterval),
-		backoff.WithRandomizationFactor(0),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxElapsedTime(0),
-	)
-	ceiling := b.NextBackOff()
-	for i := 1; i < attempts && ceiling < p.MaxInterval; i++ {
-		ceiling = b.NextBackOff()
-	}
-	d := time.Duration(rand.Int64N(int64(ceiling)) + 1)
-	return max(d, hint)
+	return max(backoff.Exponential{Initial: p.InitialInterval, Max: p.MaxInterval}.Full(attempts), hint)
 }
 
 // Exhausted reports whether a command that has made attempts API calls,
 // starting at first, may not be tried again.
 func (p RetryPolicy) Exhausted(attempts int, first, now time.Time) bool {
 	return attempts >= p.MaxAttempts || (!first.IsZero() && now.Sub(first) >= p.MaxElapsed)
+}
+
+// event is what just happened to a command message; with the facts in
+// situation it is all that decide needs.
+type event uint8
+
+const (
+	// beforeCall: the command is claimed and about to be sent to the API.
+	beforeCall event = iota
+	// succeeded: the API call succeeded, or an earlier run already had.
+	succeeded
+	// failed: the command failed with situation.Class: it could not be
+	// decoded, its id conflicts, or the API call failed.
+	failed
+	// panicked: handling the command panicked (situation.Class internal).
+	panicked
+	// busy: another worker holds the command's claim; situation.Hint is
+	// the time left on its lease.
+	busy
+	// stopping: the worker is shutting down before the call was made or
+	// while it waited to retry.
+	stopping
+	// storeDown: the idempotency store could not be read. The command is
+	// not at fault: it never becomes a dead letter and spends no attempts.
+	storeDown
+	// recordNotStored: the result or dead letter could not be stored, or
+	// the message has no JetStream metadata to settle it against.
+	recordNotStored
+)
+
+// situation is everything decide weighs about one command message.
+type situation struct {
+	Event event
+	Class actions.Class // the failure's class, with failed
+	// Attempts and FirstAttemptAt are the budget spent so far, over all
+	// deliveries (from the idempotency record).
+	Attempts       int
+	FirstAttemptAt time.Time
+	Delivered      uint64        // JetStream's delivery count of this message
+	Hint           time.Duration // the server's Retry-After, or a busy claim's lease left
+	// Deadline is when the command stops being worth executing; zero for
+	// none. No retry is scheduled whose wait would end at or after it.
+	Deadline time.Time
+	Now      time.Time
+}
+
+// action is what becomes of a command message.
+type action uint8
+
+const (
+	proceed    action = iota // make the API call
+	succeed                  // publish the result, then acknowledge
+	retryHere                // wait decision.Delay in-process, then call again
+	handBack                 // hand the message back to the stream for decision.Delay
+	deadLetter               // publish a dead letter of decision.Class, then terminate
+)
+
+// decision is decide's answer.
+type decision struct {
+	Action action
+	Delay  time.Duration
+	Class  actions.Class // with deadLetter
+}
+
+// minBusyDelay keeps a busy command from coming back at once when the
+// other run's lease is about to end.
+const minBusyDelay = 50 * time.Millisecond
+
+// recordRetryIn is how long a command waits when its result or dead letter
+// could not be stored (or it arrived without JetStream metadata).
+const recordRetryIn = time.Second
+
+// decide is the one place that turns what happened to a command into what
+// becomes of it; the callers only carry the decision out. It is a pure
+// function of s and the policy, except for the jitter of the delays.
+func (p RetryPolicy) decide(s situation) decision {
+	expired := !s.Deadline.IsZero() && !s.Now.Before(s.Deadline)
+	switch s.Event {
+	case beforeCall:
+		if expired {
+			return decision{Action: deadLetter, Class: actions.ClassExpired}
+		}
+		return decision{Action: proceed}
+	case succeeded:
+		return decision{Action: succeed}
+	case stopping:
+		return decision{Action: handBack}
+	case busy:
+		// Usually the other run finishes soon: poll with backoff, but
+		// never past the point where its lease expires and we could take
+		// over.
+		return decision{Action: handBack, Delay: max(min(s.Hint, p.Delay(int(s.Delivered), 0)), minBusyDelay)}
+	case storeDown:
+		return decision{Action: handBack, Delay: p.Delay(1, 0)}
+	case recordNotStored:
+		return decision{Action: handBack, Delay: recordRetryIn}
+	}
+	// failed or panicked
+	if !s.Class.Retryable() {
+		return decision{Action: deadLetter, Class: s.Class}
+	}
+	if p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now) {
+		return decision{Action: deadLetter, Class: actions.ClassExhausted}
+	}
+	if expired {
+		return decision{Action: deadLetter, Class: actions.ClassExpired}
+	}
+	hint := s.Hint
+	if s.Event == panicked {
+		// A panic is retried across deliveries only, and without the
+		// server's hint: there is no answer to take one from.
+		hint = 0
+	}
+	delay := p.Delay(s.Attempts, hint)
+	if !s.Deadline.IsZero() && !s.Now.Add(delay).Before(s.Deadline) {
+		return decision{Action: deadLetter, Class: actions.ClassExpired}
+	}
+	if s.Event == panicked || delay > p.InProcessMax {
+		return decision{Action: handBack, Delay: delay}
+	}
+	return decision{Action: retryHere, Delay: delay}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -14,50 +13,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// Executor carries out one command against the API. *actions.Executor is
+// Executor carries out one command against the API. *execute.Executor is
 // the production implementation; tests substitute their own.
 type Executor interface {
 	Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error)
-}
-
-// Config configures a Worker. Zero fields take the defaults in the README.
-type Config struct {
-	Topology Topology
-	Retry    RetryPolicy
-	// Concurrency is how many API calls the worker makes at once; 64. Up to
-	// twice as many commands are handled at once: while Concurrency of them
-	// call the API, the others record outcomes or claim their ids, so that
-	// bookkeeping never holds up a call (see Run).
-	Concurrency int
-	// ShutdownGrace is how long in-flight commands may take to finish after
-	// Run's context is cancelled; then they are handed back unacknowledged.
-	ShutdownGrace time.Duration // 20 s
-	// Name identifies this worker in dead letters ("host/pid").
-	Name string
-	// Unordered turns per-chat order off: commands of one chat may then run
-	// in parallel (one fewer JetStream round trip per command).
-	Unordered bool
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
-}
-
-func (c Config) withDefaults() Config {
-	c.Topology = c.Topology.WithDefaults()
-	c.Retry = c.Retry.WithDefaults()
-	if c.Concurrency <= 0 {
-		c.Concurrency = 64
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 20 * time.Second
-	}
-	if c.Name == "" {
-		host, _ := os.Hostname()
-		c.Name = fmt.Sprintf("%s/%d", host, os.Getpid())
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return c
 }
 
 // Worker consumes commands and executes them.
@@ -83,8 +42,16 @@ type Worker struct {
 // New returns a worker that consumes from cons (see Provision) and
 // publishes results and dead letters through js. A nil store turns
 // idempotency off (benchmarks only: redeliveries may then repeat effects).
-func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store idempotency.Store, cfg Config) *Worker {
+// New validates cfg (see Config.Validate), with the idempotency store's
+// lease when the store says what it is.
+func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store idempotency.Store, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
+	if l, ok := store.(interface{ Lease() time.Duration }); ok {
+		cfg.lease = l.Lease()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if store == nil {
 		store = noStore{}
 	}
@@ -93,7 +60,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
-	return w
+	return w, nil
 }
 
 // Draining reports whether Run is shutting down.
@@ -123,11 +90,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopBackstop()
 	// A short pull expiry and a heartbeat every second notice a lost NATS
 	// connection, or a pull request the server does not hold, within two
-	// seconds and pull again. The second case happens: under overload
-	// (5,000/s offered to one worker) the client sometimes waited on a
-	// request while the server listed none waiting, until two heartbeats
-	// were missed; at the default heartbeat (half the expiry) that stalled
-	// the worker for 5 s.
+	// seconds and pull again (docs/performance-notes.md: the overload stall).
 	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(time.Second))
 	if err != nil {
@@ -149,28 +112,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		go w.keepQueuedAlive(keepAliveCtx)
 	}
 
-	// A fixed set of goroutines runs the work: they live as long as Run, so
-	// their stacks, grown once by the HTTP and NATS clients, are reused
-	// rather than grown again for every command (copystack was 5% of the
-	// CPU with a goroutine per command).
-	//
-	// There are twice as many goroutines as API call slots (see call). When
-	// a wave of calls ends together, each command still has its outcome and
-	// result to store, and the next command its id to claim: all of it
-	// JetStream round trips that queue for the CPU behind one another. With
-	// one goroutine per slot, every slot sat idle through that queue (at 50
-	// ms and concurrency 256 the worker reached 73% of Little's law, the
-	// minimal loop 95%). With twice as many, the next commands have claimed
-	// their ids while the previous calls ran and take the slots the moment
-	// they free, and the bookkeeping runs during the next calls.
-	//
-	// Up to Concurrency pieces of work wait in the channel, so a goroutine
-	// that frees up starts its next command at once. Unbuffered, it waited
-	// for this loop to be scheduled, once per command: when many API calls
-	// finish together, that loop queues behind every goroutine they woke, and
-	// at concurrency 1024 and 200 ms the worker reached 74 % of Little's law
-	// instead of 81 %. Work that waited past the start of a shutdown hands its
-	// commands back (see Draining) rather than running them.
+	// A fixed set of goroutines runs the work, so their stacks, grown once
+	// by the HTTP and NATS clients, are reused rather than grown for every
+	// command. There are twice as many as API call slots (see call): while
+	// some commands call the API, the others claim ids and store outcomes,
+	// so bookkeeping never holds a slot. Up to Concurrency pieces of work
+	// wait in the channel, so a goroutine that frees up starts its next
+	// command without waiting for this loop to be scheduled. Work that
+	// waited past the start of a shutdown hands its commands back (see
+	// Draining) rather than running them. docs/performance-notes.md has the
+	// measurements behind each of these choices.
 	var wg sync.WaitGroup
 	work := make(chan func(), w.cfg.Concurrency)
 	for range 2 * w.cfg.Concurrency {
@@ -210,7 +161,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		failures = 0
 		if ctx.Err() != nil {
-			w.handBack(msg)
+			w.handBack(msg, 0, nil)
 			continue
 		}
 		w.dispatch(workCtx, msg, start)
@@ -237,13 +188,13 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if !ordered {
 		run := func() {
 			if w.Draining() {
-				w.handBack(msg) // waited in the queue past the start of a shutdown
+				w.handBack(msg, 0, nil) // waited in the queue past the start of a shutdown
 				return
 			}
-			w.Handle(workCtx, msg)
+			w.handle(workCtx, msg, nil)
 		}
 		if !start(run) {
-			w.handBack(msg)
+			w.handBack(msg, 0, nil)
 		}
 		return
 	}
@@ -254,7 +205,7 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if l := w.lanes.add(token, q); l != nil {
 		if !start(func() { w.runLane(workCtx, l) }) {
 			for _, m := range w.lanes.takeAll(l) {
-				w.handBack(m)
+				w.handBack(m, 0, nil)
 			}
 			w.lanes.next(l) // removes the now empty lane
 		}
@@ -272,23 +223,14 @@ func (w *Worker) orderToken(subject string) (string, bool) {
 	return token, err == nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// sleepCtx waits for d, or until ctx is done: then it reports false.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-ctx.Done():
-	}
-}
-
-func (w *Worker) nakMsg(msg jetstream.Msg, delay time.Duration) {
-	if err := msg.NakWithDelay(delay); err != nil {
-		w.log.Warn("handing back a command", zap.String("subject", msg.Subject()), zap.Error(err))
-	}
-}
-
-func (w *Worker) handBack(msg jetstream.Msg) {
-	if err := msg.Nak(); err != nil {
-		w.log.Warn("handing back a command", zap.String("subject", msg.Subject()), zap.Error(err))
+		return false
 	}
 }

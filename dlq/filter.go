@@ -16,7 +16,7 @@ import (
 // each dead letter.
 type Filter struct {
 	Classes []actions.Class // any of these; empty: any class
-	Types   []string        // subject <type> tokens (send, note, archive, invalid); empty: any
+	Types   []string        // subject <type> tokens (a command type, or invalid); empty: any
 	ChatID  string          // exact chat ID
 	ID      string          // exact command id
 	Since   time.Time       // dead at or after (inclusive)
@@ -30,12 +30,15 @@ type Values struct {
 	Limit                               int
 }
 
-// Classes a dead letter can have (actions.Class values that name one).
-var deadClasses = []actions.Class{actions.ClassInvalid, actions.ClassPermanent, actions.ClassExhausted, actions.ClassConflict}
-
-// Types a dead-letter subject can carry: the command types, and "invalid"
-// for messages whose command subject could not be read.
-var deadTypes = []string{string(actions.TypeSend), string(actions.TypeNote), string(actions.TypeArchive), "invalid"}
+// deadTypes are the types a dead-letter subject can carry: the command
+// types, and "invalid" for messages whose command subject could not be read.
+func deadTypes() []string {
+	var ts []string
+	for _, t := range actions.Types() {
+		ts = append(ts, string(t))
+	}
+	return append(ts, "invalid")
+}
 
 // ParseFilter turns flag values into a Filter. now anchors relative times
 // ("2h" means two hours before now). Each error names the flag and what it
@@ -43,7 +46,7 @@ var deadTypes = []string{string(actions.TypeSend), string(actions.TypeNote), str
 func ParseFilter(v Values, now time.Time) (Filter, error) {
 	var f Filter
 	for _, c := range splitList(v.Class) {
-		if !slices.Contains(deadClasses, actions.Class(c)) {
+		if !slices.Contains(actions.DeadLetterClasses(), actions.Class(c)) {
 			return Filter{}, fmt.Errorf("--class %q: want one of %s (comma separated for several)", c, joinClasses())
 		}
 		if !slices.Contains(f.Classes, actions.Class(c)) {
@@ -51,8 +54,8 @@ func ParseFilter(v Values, now time.Time) (Filter, error) {
 		}
 	}
 	for _, t := range splitList(v.Type) {
-		if !slices.Contains(deadTypes, t) {
-			return Filter{}, fmt.Errorf("--type %q: want one of %s (comma separated for several)", t, strings.Join(deadTypes, ", "))
+		if !slices.Contains(deadTypes(), t) {
+			return Filter{}, fmt.Errorf("--type %q: want one of %s (comma separated for several)", t, strings.Join(deadTypes(), ", "))
 		}
 		if !slices.Contains(f.Types, t) {
 			f.Types = append(f.Types, t)
@@ -96,8 +99,9 @@ func splitList(s string) []string {
 }
 
 func joinClasses() string {
-	s := make([]string, len(deadClasses))
-	for i, c := range deadClasses {
+	classes := actions.DeadLetterClasses()
+	s := make([]string, len(classes))
+	for i, c := range classes {
 		s[i] = string(c)
 	}
 	return strings.Join(s, ", ")
@@ -209,3 +213,9 @@ func (f Filter) match(e Entry) bool {
 	}
 	return true
 }
+
+// ClassList names the classes a filter accepts, for help texts.
+func ClassList() string { return joinClasses() }
+
+// TypeList names the types a filter accepts, for help texts.
+func TypeList() string { return strings.Join(deadTypes(), ", ") }

@@ -25,6 +25,8 @@ func TestParseFilter(t *testing.T) {
 		{name: "date", in: Values{Since: "2026-05-01", Until: "2026-05-02T10:00:00+02:00"},
 			want: Filter{Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC)}},
 		{name: "bad class", in: Values{Class: "retryable"}, wantErr: `--class "retryable": want one of invalid, permanent, exhausted, conflict`},
+		{name: "every command type", in: Values{Type: "export,archive,invalid"}, want: Filter{Types: []string{"export", "archive", "invalid"}}},
+		{name: "expired", in: Values{Class: "expired"}, want: Filter{Classes: []actions.Class{"expired"}}},
 		{name: "bad type", in: Values{Type: "sned"}, wantErr: `--type "sned"`},
 		{name: "bad since", in: Values{Since: "yesterday"}, wantErr: `--since "yesterday": want a time`},
 		{name: "negative", in: Values{Until: "-5m"}, wantErr: "must be positive"},

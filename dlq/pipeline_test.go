@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -54,11 +55,14 @@ func newPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatalf("chat client: %v", err)
 	}
-	w := consumer.New(js, cons, &actions.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
+	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
 		Topology:    topo,
 		Retry:       consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
 		Concurrency: 8,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(runCtx) }()
@@ -142,7 +146,7 @@ func (p *pipeline) results(t *testing.T) map[string]int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -401,11 +405,11 @@ func TestOpenWithoutStream(t *testing.T) {
 
 func TestRepublishDropsNatsHeaders(t *testing.T) {
 	js, q := newQueue(t)
-	e := Entry{Seq: 7, ID: "x-1", Letter: consumer.DeadLetter{
+	e := Entry{Seq: 7, ID: "x-1", Letter: actions.DeadLetter{
 		Command: json.RawMessage(`{"id":"x-1","type":"archive","chat_id":"c"}`),
 		Subject: "chat.commands.archive.c",
 		Headers: map[string][]string{"Nats-Msg-Id": {"x-1"}, "Nats-Expected-Last-Sequence": {"1"}, "traceparent": {"00-abc"}},
-		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil || ack.Duplicate {
@@ -445,11 +449,11 @@ func mapsEqual[K comparable](a, b map[K]int) bool {
 func TestRepublishIsByteExact(t *testing.T) {
 	js, q := newQueue(t)
 	original := []byte("{ \"type\": \"archive\",\n  \"id\": \"x-2\", \"chat_id\": \"c\" }")
-	e := Entry{Seq: 9, ID: "x-2", Letter: consumer.DeadLetter{
+	e := Entry{Seq: 9, ID: "x-2", Letter: actions.DeadLetter{
 		Command: json.RawMessage(original),
 		Raw:     original,
 		Subject: "chat.commands.archive.c",
-		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil {

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/internal/identity"
 )
 
 // Defaults for Config.
@@ -21,8 +23,9 @@ const (
 	DefaultLease  = 60 * time.Second
 )
 
-// MaxIDLen is the longest command id accepted, in bytes.
-const MaxIDLen = 128
+// MaxIDLen is the longest command id accepted, in bytes: the command's own
+// limit.
+const MaxIDLen = actions.MaxIDBytes
 
 // maxRounds bounds how often Claim re-reads a record that keeps changing under
 // it. Each lost round means another worker wrote the record, so running out is
@@ -82,11 +85,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("idempotency: unknown storage type %d", c.Storage)
 	}
 	if c.Owner == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			host = "unknown"
-		}
-		c.Owner = fmt.Sprintf("%s/%d", host, os.Getpid())
+		c.Owner = identity.Name()
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -127,6 +126,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*KV, error) 
 	}
 	return &KV{kv: kv, owner: cfg.Owner, lease: cfg.Lease, now: cfg.Now}, nil
 }
+
+// Lease is how long a claim is exclusive unless extended: the consumer
+// checks that it renews claims often enough.
+func (s *KV) Lease() time.Duration { return s.lease }
 
 // Claim implements Store.
 //
@@ -225,7 +228,7 @@ func (s *KV) create(ctx context.Context, key string, rec Record, marker bool) (*
 }
 
 // Complete implements Store in one round trip.
-func (s *KV) Complete(ctx context.Context, c *Claim, out Outcome) (Record, error) {
+func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
 	if err := usable(c); err != nil {
 		return Record{}, err
 	}

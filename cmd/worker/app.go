@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/identity"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,24 +50,24 @@ type workerFlags struct {
 func (f *workerFlags) register(fs *flagSet) {
 	f.nats.register(fs)
 	f.log.register(fs)
-	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", "https://api.gosquared.com/chat/v1", "Chat API base URL")
-	fs.Int(&f.concurrency, "concurrency", "WORKER_CONCURRENCY", 64, "API calls at once (up to twice as many commands are handled at once)")
+	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", chat.DefaultBaseURL, "Chat API base URL")
+	fs.Int(&f.concurrency, "concurrency", "WORKER_CONCURRENCY", consumer.DefaultConcurrency, "API calls at once (up to twice as many commands are handled at once)")
 	fs.String(&f.httpAddr, "http-addr", "WORKER_HTTP_ADDR", ":8080", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
 	fs.String(&f.embeddedAddr, "embedded-listen", "WORKER_EMBEDDED_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens")
-	fs.String(&f.idemBucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", "CHAT_IDEMPOTENCY", "key-value bucket of the idempotency store")
-	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", 24*time.Hour, "how long a succeeded command id is remembered")
-	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", time.Minute, "how long a claim on a command id holds off other workers")
-	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", 20*time.Second, "on SIGTERM, how long in-flight commands may take to finish")
-	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", 30*time.Second, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
-	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", 100, "deliveries of one command before JetStream gives up on it (the worker then dead-letters it)")
+	fs.String(&f.idemBucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
+	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
+	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", idempotency.DefaultLease, "how long a claim on a command id holds off other workers")
+	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
+	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", consumer.DefaultAckWait, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
+	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", consumer.DefaultMaxDeliver, "deliveries of one command before JetStream gives up on it (the worker then dead-letters it)")
 	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
-	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", 8, "API calls per command before it is dead-lettered as exhausted")
-	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", time.Hour, "time from a command's first attempt after which it is dead-lettered as exhausted")
-	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", 200*time.Millisecond, "first retry's backoff ceiling (doubles each attempt, full jitter)")
-	fs.Duration(&f.retry.MaxInterval, "retry-max-interval", "WORKER_RETRY_MAX_INTERVAL", 5*time.Minute, "largest backoff between attempts")
-	fs.Duration(&f.retry.InProcessMax, "retry-in-process-max", "WORKER_RETRY_IN_PROCESS_MAX", 2*time.Second, "longest backoff waited in-process; longer ones hand the command back with a delayed redelivery")
+	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", consumer.DefaultMaxAttempts, "API calls per command before it is dead-lettered as exhausted")
+	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", consumer.DefaultMaxElapsed, "time from a command's first attempt after which it is dead-lettered as exhausted")
+	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", consumer.DefaultInitialInterval, "first retry's backoff ceiling (doubles each attempt, full jitter)")
+	fs.Duration(&f.retry.MaxInterval, "retry-max-interval", "WORKER_RETRY_MAX_INTERVAL", consumer.DefaultMaxInterval, "largest backoff between attempts")
+	fs.Duration(&f.retry.InProcessMax, "retry-in-process-max", "WORKER_RETRY_IN_PROCESS_MAX", consumer.DefaultInProcessMax, "longest backoff waited in-process; longer ones hand the command back with a delayed redelivery")
 }
 
 // check validates the values, one clear sentence per problem.
@@ -81,9 +81,6 @@ func (f *workerFlags) check() error {
 	}
 	if f.maxDeliver < 2 {
 		errs = append(errs, fmt.Errorf("--max-deliver %d: want at least 2", f.maxDeliver))
-	}
-	if f.ackWait > 0 && f.idemLease > 0 && f.idemLease <= f.ackWait/3 {
-		errs = append(errs, fmt.Errorf("--idempotency-lease %v must exceed a third of --ack-wait %v, the interval at which the worker renews it", f.idemLease, f.ackWait))
 	}
 	if f.retry.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
@@ -127,12 +124,11 @@ type app struct {
 func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
 	a.topo.AckWait, a.topo.MaxDeliver = f.ackWait, f.maxDeliver
-	a.topo.MaxAckPending = max(1000, 4*f.concurrency)
+	a.topo.MaxAckPending = consumer.MaxAckPendingFor(f.concurrency)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := consumer.NewMetrics(a.reg)
 
-	host, _ := os.Hostname()
-	name := fmt.Sprintf("%s/%d", host, os.Getpid())
+	name := identity.Name()
 	var err error
 	a.nc, a.js, err = f.nats.connect(ctx, "chatworker "+name, embedded, log)
 	if err != nil {
@@ -160,7 +156,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
-	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
+	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
 		if err != nil {
@@ -169,10 +165,14 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		}
 		exec.Exporter = &export.Exporter{Client: client, Sink: sink}
 	}
-	a.worker = consumer.New(a.js, cons, exec, store, consumer.Config{
+	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder,
 	})
+	if err != nil {
+		a.close()
+		return nil, usageError{fmt.Errorf("worker configuration: %w", err)}
+	}
 	if f.httpAddr != "" {
 		if err := a.serveHTTP(f.httpAddr); err != nil {
 			a.close()

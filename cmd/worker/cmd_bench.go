@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/test/bench"
+	"github.com/chatworker/worker/internal/bench"
 )
 
-// runBench runs the benchmark suite of test/bench against an embedded NATS
+// runBench runs the benchmark suite of internal/bench against an embedded NATS
 // server and the simulator, with this binary as the worker processes, and
 // prints the results as Markdown tables.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

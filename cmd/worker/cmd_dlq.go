@@ -62,8 +62,8 @@ func (d *dlqCmd) flags(name, usage string, withFilter bool) *flagSet {
 	fs := newFlagSet("dlq "+name, "dlq "+usage, d.stderr)
 	d.nats.register(fs)
 	if withFilter {
-		fs.String(&d.filter.Class, "class", "", "", "only these classes: invalid, permanent, exhausted, conflict (comma separated)")
-		fs.String(&d.filter.Type, "type", "", "", "only these command types: send, note, archive, invalid (comma separated)")
+		fs.String(&d.filter.Class, "class", "", "", "only these classes: "+dlq.ClassList()+" (comma separated)")
+		fs.String(&d.filter.Type, "type", "", "", "only these command types: "+dlq.TypeList()+" (comma separated)")
 		fs.String(&d.filter.Chat, "chat", "", "", "only this chat ID")
 		fs.String(&d.filter.ID, "id", "", "", "only this command id")
 		fs.String(&d.filter.Since, "since", "", "", "only dead since: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")

@@ -76,8 +76,8 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	)
 	fs := newFlagSet("provision", "provision [flags]", stderr)
 	n.register(fs)
-	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", "CHAT_IDEMPOTENCY", "key-value bucket of the idempotency store")
-	fs.Duration(&ttl, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", 24*time.Hour, "how long a succeeded command id is remembered")
+	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
+	fs.Duration(&ttl, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
 	if err := fs.parse(args); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/test/bench"
+	"github.com/chatworker/worker/internal/bench"
 )
 
 // TestHarness checks that every kind of in-process run completes and
@@ -101,7 +101,7 @@ func perCommand(b *testing.B, mode bench.Mode) {
 // The limit, the floor and the worker variants at zero API latency, per
 // command:
 //
-//	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./test/bench
+//	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./internal/bench
 func BenchmarkPerCommandLimit(b *testing.B)     { perCommand(b, bench.ModeLimit) }
 func BenchmarkPerCommandFloor(b *testing.B)     { perCommand(b, bench.ModeFloor) }
 func BenchmarkPerCommandWorker(b *testing.B)    { perCommand(b, bench.ModeWorker) }
@@ -111,7 +111,7 @@ func BenchmarkPerCommandUnordered(b *testing.B) { perCommand(b, bench.ModeUnorde
 // BenchmarkSuite runs the scenarios of `worker bench` (with --quick sizes
 // under -short), one sub-benchmark each:
 //
-//	go test -run '^$' -bench Suite -benchtime 1x ./test/bench
+//	go test -run '^$' -bench Suite -benchtime 1x ./internal/bench
 func BenchmarkSuite(b *testing.B) {
 	opts := bench.Options{Quick: testing.Short(), WorkerBinary: workerBinary(b)}
 	r := &bench.Runner{WorkerBinary: opts.WorkerBinary}

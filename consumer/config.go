@@ -1,0 +1,83 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatworker/worker/internal/identity"
+	"go.uber.org/zap"
+)
+
+// Defaults of Config.
+const (
+	DefaultConcurrency   = 64
+	DefaultShutdownGrace = 20 * time.Second
+)
+
+// Config configures a Worker. Zero fields take the defaults (Default...).
+type Config struct {
+	Topology Topology
+	Retry    RetryPolicy
+	// Concurrency is how many API calls the worker makes at once; 64. Up to
+	// twice as many commands are handled at once: while Concurrency of them
+	// call the API, the others record outcomes or claim their ids, so that
+	// bookkeeping never holds up a call (see Run).
+	Concurrency int
+	// ShutdownGrace is how long in-flight commands may take to finish after
+	// Run's context is cancelled; then they are handed back unacknowledged.
+	ShutdownGrace time.Duration // 20 s
+	// Name identifies this worker in dead letters ("host/pid").
+	Name string
+	// Unordered turns per-chat order off: commands of one chat may then run
+	// in parallel (one fewer JetStream round trip per command).
+	Unordered bool
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
+
+	lease time.Duration // the idempotency store's lease, when it says (New)
+}
+
+func (c Config) withDefaults() Config {
+	c.Topology = c.Topology.WithDefaults()
+	c.Retry = c.Retry.WithDefaults()
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.Name == "" {
+		c.Name = identity.Name()
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate reports every setting that cannot work, one sentence each. Zero
+// fields are valid: they take their defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, fmt.Errorf("shutdown grace %v: want a positive duration", c.ShutdownGrace))
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// The keep-alive renews the lease every third of AckWait (call.go): a
+	// lease no longer than that lapses between renewals, and another worker
+	// could take over a command that is still running.
+	if c.lease > 0 && c.lease <= c.Topology.AckWait/3 {
+		errs = append(errs, fmt.Errorf("the idempotency lease %v must exceed a third of the ack wait %v, the interval at which the worker renews it", c.lease, c.Topology.AckWait))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,197 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/backoff"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// settle publishes the verdict's record, then acknowledges; or hands the
+// message back. A record that cannot be stored means no acknowledgement.
+func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
+	ctx = context.WithoutCancel(ctx) // a record being stored is worth finishing
+	seq := uint64(0)
+	if d.meta != nil {
+		seq = d.meta.Sequence.Stream
+	}
+	switch {
+	case v.result != nil:
+		// The result is stored while the success is recorded: one round
+		// trip's wait instead of two. Both finish before the ack, and a
+		// result stored without its record is no worse than a crash just
+		// after the API call: the record is what a redelivery consults.
+		pending, err := w.publishAsync(w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
+		if v.claim != nil {
+			if err := w.complete(ctx, v.claim, v.outcome); err != nil {
+				// The effect happened: report it and acknowledge anyway. A
+				// republish of this id within the record's TTL could then
+				// run again, which the Idempotency-Key header still guards.
+				d.log.Error("recording the outcome failed", zap.Error(err))
+			}
+		}
+		if err == nil {
+			err = waitStored(ctx, pending)
+		}
+		if err != nil {
+			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
+			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
+			return false
+		}
+		w.m.succeeded(string(d.cmd.Type), v.result.Status)
+		d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
+		if err := d.msg.Ack(); err != nil {
+			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
+			return false
+		}
+		return true
+	case v.dead != nil:
+		if err := w.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
+			d.log.Error("storing the dead letter failed: handing the command back", zap.Error(err))
+			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
+			return false
+		}
+		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
+		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
+			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
+			return false
+		}
+		return true
+	default:
+		w.handBack(d.msg, v.retryIn, &d.log)
+		return false
+	}
+}
+
+// handBack returns a message to the stream, for redelivery after delay (at
+// once when delay is 0). log names the command when it is known.
+func (w *Worker) handBack(msg jetstream.Msg, delay time.Duration, log *cmdLog) {
+	var err error
+	if delay <= 0 {
+		err = msg.Nak()
+	} else {
+		err = msg.NakWithDelay(delay)
+	}
+	if err == nil {
+		return
+	}
+	if log != nil {
+		log.Warn("handing the command back failed; it returns after AckWait", zap.Error(err))
+	} else {
+		w.log.Warn("handing the command back failed; it returns after AckWait", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
+}
+
+// storeDeadLetter publishes a dead letter on its chat's dead-letter subject.
+func (w *Worker) storeDeadLetter(ctx context.Context, d *delivery, seq uint64, dl *actions.DeadLetter) error {
+	id := d.cmd.ID
+	if id == "" {
+		id = "invalid"
+	}
+	return w.publish(ctx, w.deadLetterSubject(d), id, seq, dl)
+}
+
+// complete records a success, retrying a failed write briefly: the record is
+// what stops a republished command from running again.
+func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out actions.Outcome) error {
+	ctx = context.WithoutCancel(ctx)
+	record := func() error {
+		_, err := w.store.Complete(ctx, claim, out)
+		return err
+	}
+	// The first write almost always lands: the retry machinery (a backoff,
+	// its timer and closures) is built only when it did not. A lost lease
+	// is final: another worker owns the record now.
+	err := record()
+	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+		return err
+	}
+	return backoff.Retry(ctx, 3, backoff.Exponential{Initial: 50 * time.Millisecond, Max: time.Second}, func() error {
+		err := record()
+		if errors.Is(err, idempotency.ErrLeaseLost) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+}
+
+func (w *Worker) deadLetterSubject(d *delivery) string {
+	s := w.cfg.Topology.Subjects
+	if d.cmd.Type != "" {
+		return s.DeadLetter(d.cmd.Type, actions.Token(d.cmd.ChatID))
+	}
+	if typ, token, err := s.ParseCommand(d.subject); err == nil {
+		return s.DeadLetter(typ, token)
+	}
+	return s.InvalidDeadLetter(d.subject)
+}
+
+// publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a
+// redelivery after a crash cannot store a second copy.
+func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any) error {
+	msg, err := recordMsg(subject, record)
+	if err != nil {
+		return err
+	}
+	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(recordID(id, seq)))
+	return err
+}
+
+// publishAsync starts storing a record as publish does; waitStored waits
+// for it.
+func (w *Worker) publishAsync(subject, id string, seq uint64, record any) (jetstream.PubAckFuture, error) {
+	msg, err := recordMsg(subject, record)
+	if err != nil {
+		return nil, err
+	}
+	return w.js.PublishMsgAsync(msg, jetstream.WithMsgID(recordID(id, seq)))
+}
+
+// storeTimeout bounds the wait for a record's PubAck, as the JetStream
+// client's own default does for a synchronous publish.
+const storeTimeout = 5 * time.Second
+
+var errStoreTimeout = errors.New("no acknowledgement from JetStream within " + storeTimeout.String())
+
+func waitStored(ctx context.Context, f jetstream.PubAckFuture) error {
+	// The PubAck has usually arrived already, while the outcome was being
+	// recorded: then no timer is needed.
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	default:
+	}
+	t := time.NewTimer(storeTimeout)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-t.C:
+		return errStoreTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func recordMsg(subject string, record any) (*nats.Msg, error) {
+	data, err := json.Marshal(record)
+	if err != nil {
+		return nil, err
+	}
+	return &nats.Msg{Subject: subject, Data: data}, nil
+}
+
+func recordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }
