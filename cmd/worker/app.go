@@ -14,6 +14,7 @@ import (
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/identity"
+	"github.com/chatworker/worker/internal/version"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -117,6 +118,7 @@ type app struct {
 	http     *http.Server
 	httpLn   net.Listener
 	topo     consumer.Topology
+	oncall   *consumer.OnCallMetrics
 }
 
 // newApp wires a worker. creds are the Chat API credentials; opts add chat
@@ -125,8 +127,8 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
 	a.topo.AckWait, a.topo.MaxDeliver = f.ackWait, f.maxDeliver
 	a.topo.MaxAckPending = consumer.MaxAckPendingFor(f.concurrency)
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := consumer.NewMetrics(a.reg)
+	var metrics *consumer.Metrics
+	metrics, a.oncall = registerMetrics(a.reg, func() bool { return a.worker != nil && a.ready(context.Background()) == nil })
 
 	name := identity.Name()
 	var err error
@@ -185,10 +187,38 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 // run consumes until ctx is cancelled, then drains and closes everything.
 func (a *app) run(ctx context.Context) error {
 	defer a.close()
-	a.log.Info("worker started", zap.String("stream", a.topo.WithDefaults().CommandsStream))
+	v := version.Get()
+	a.log.Info("worker started", zap.String("version", v.Version), zap.String("commit", v.Commit), zap.String("go_version", v.GoVersion),
+		zap.String("stream", a.topo.WithDefaults().CommandsStream))
+	backlogCtx, stopBacklog := context.WithCancel(ctx)
+	backlogDone := make(chan struct{})
+	go func() {
+		defer close(backlogDone)
+		consumer.WatchBacklog(backlogCtx, a.js, a.topo, a.oncall, 10*time.Second, a.log)
+	}()
 	err := a.worker.Run(ctx)
+	stopBacklog()
+	<-backlogDone
 	a.log.Info("worker stopped")
 	return err
+}
+
+// registerMetrics registers everything /metrics serves on reg: the Go and
+// process collectors, the build, readiness, the consumer's metrics and the
+// on-call metrics the shipped alerts use. The monitoring test lists what it
+// registers, so keep every worker metric here.
+func registerMetrics(reg prometheus.Registerer, ready func() bool) (*consumer.Metrics, *consumer.OnCallMetrics) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		version.Get().Collector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatworker", Name: "ready",
+			Help: "1 while /readyz answers ready (connected to NATS, commands stream present, not draining), else 0."},
+			func() float64 {
+				if ready() {
+					return 1
+				}
+				return 0
+			}))
+	return consumer.NewMetrics(reg), consumer.NewOnCallMetrics(reg)
 }
 
 func (a *app) close() {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/chatworker/worker/internal/version"
 )
 
 func main() {
@@ -41,6 +43,7 @@ Commands:
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
   bench       measure throughput, latency and memory against embedded NATS and the simulator
+  version     print the version, commit and Go version (also --version)
 
 Run 'worker <command> -h' for a command's flags.
 `
@@ -69,6 +72,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runBench(ctx, rest, stdout, stderr)
 	case "export":
 		return runExport(ctx, rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version.Get())
+		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chatworker/worker/consumer"
 )
 
 // codeFacts is what the binary serves and reads, taken from its Go source
@@ -26,20 +28,22 @@ type codeFacts struct {
 
 const repoRoot = "../.."
 
-// readCode parses cmd/worker and consumer/provision.go. It recognises:
+// readCode parses cmd/worker. It recognises:
 //   - fs.String/Int/Duration/Bool/Float(&v, "flag", "ENV", default, usage)
 //   - secret("NAME"), which reads NAME and NAME_FILE
 //   - mux.Handle/HandleFunc("GET /path", ...)
 //   - the case labels of the switch in func run (the subcommands)
-//   - def(&t.CommandsStream, "...") and def(&t.Durable, "...")
+//
+// The default stream and durable come from consumer.Topology itself.
 func readCode(t *testing.T) codeFacts {
 	t.Helper()
-	f := codeFacts{env: map[string]bool{}, routes: map[string]bool{}, commands: map[string]bool{}}
+	topo := consumer.Topology{}.WithDefaults()
+	f := codeFacts{env: map[string]bool{}, routes: map[string]bool{}, commands: map[string]bool{},
+		stream: topo.CommandsStream, durable: topo.Durable}
 	files, err := filepath.Glob(filepath.Join(repoRoot, "cmd/worker/*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, filepath.Join(repoRoot, "consumer/provision.go"))
 	fset := token.NewFileSet()
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
@@ -72,17 +76,6 @@ func (f *codeFacts) collectCall(t *testing.T, call *ast.CallExpr) {
 			if name, ok := stringLit(call.Args[0]); ok {
 				f.env[name] = true
 				f.env[name+"_FILE"] = true
-			}
-		case fun.Name == "def" && len(call.Args) == 2:
-			field, ok1 := addressedField(call.Args[0])
-			value, ok2 := stringLit(call.Args[1])
-			if ok1 && ok2 {
-				switch field {
-				case "CommandsStream":
-					f.stream = value
-				case "Durable":
-					f.durable = value
-				}
 			}
 		}
 	case *ast.SelectorExpr:
@@ -133,19 +126,6 @@ func stringLit(e ast.Expr) (string, bool) {
 	}
 	s, err := strconv.Unquote(lit.Value)
 	return s, err == nil
-}
-
-// addressedField returns Field for &x.Field.
-func addressedField(e ast.Expr) (string, bool) {
-	u, ok := e.(*ast.UnaryExpr)
-	if !ok || u.Op != token.AND {
-		return "", false
-	}
-	sel, ok := u.X.(*ast.SelectorExpr)
-	if !ok {
-		return "", false
-	}
-	return sel.Sel.Name, true
 }
 
 // TestReadCode guards the parser itself: the names below are the ones the

@@ -60,6 +60,41 @@ type scaledObject struct {
 	} `json:"spec"`
 }
 
+// podMonitor and prometheusRule mirror the Prometheus Operator's types
+// (monitoring.coreos.com/v1) for the fields these manifests use, for the
+// same reason as scaledObject. The rules themselves are checked with
+// Prometheus's own loader in cmd/worker/monitoring_test.go.
+type podMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path,omitempty"`
+			Interval string `json:"interval,omitempty"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert,omitempty"`
+				Record      string            `json:"record,omitempty"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for,omitempty"`
+				Labels      map[string]string `json:"labels,omitempty"`
+				Annotations map[string]string `json:"annotations,omitempty"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 // natsJetStreamMetadata are the keys KEDA's nats-jetstream scaler reads
 // (keda.sh/docs/latest/scalers/nats-jetstream); a typo is otherwise ignored.
 var natsJetStreamMetadata = []string{"natsServerMonitoringEndpoint", "account", "stream", "consumer",
@@ -67,18 +102,20 @@ var natsJetStreamMetadata = []string{"natsServerMonitoringEndpoint", "account", 
 
 // kinds are the only kinds these manifests may use, each with its Go type.
 var kinds = map[string]func() any{
-	"v1/Namespace":                           func() any { return &corev1.Namespace{} },
-	"v1/ServiceAccount":                      func() any { return &corev1.ServiceAccount{} },
-	"v1/ConfigMap":                           func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                              func() any { return &corev1.Secret{} },
-	"v1/Service":                             func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":                     func() any { return &appsv1.Deployment{} },
-	"batch/v1/Job":                           func() any { return &batchv1.Job{} },
-	"batch/v1/CronJob":                       func() any { return &batchv1.CronJob{} },
-	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
-	"networking.k8s.io/v1/NetworkPolicy":     func() any { return &networkingv1.NetworkPolicy{} },
-	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
-	"keda.sh/v1alpha1/ScaledObject":          func() any { return &scaledObject{} },
+	"v1/Namespace":                            func() any { return &corev1.Namespace{} },
+	"v1/ServiceAccount":                       func() any { return &corev1.ServiceAccount{} },
+	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                               func() any { return &corev1.Secret{} },
+	"v1/Service":                              func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
+	"batch/v1/Job":                            func() any { return &batchv1.Job{} },
+	"batch/v1/CronJob":                        func() any { return &batchv1.CronJob{} },
+	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"keda.sh/v1alpha1/ScaledObject":           func() any { return &scaledObject{} },
+	"monitoring.coreos.com/v1/PodMonitor":     func() any { return &podMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &prometheusRule{} },
 	// Kustomize's own files, so a misspelt key there fails too.
 	"kustomize.config.k8s.io/v1beta1/Kustomization": func() any { return &kusttypes.Kustomization{} },
 	"kustomize.config.k8s.io/v1alpha1/Component":    func() any { return &kusttypes.Kustomization{} },
@@ -177,7 +214,11 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 type built struct {
 	deployments []*appsv1.Deployment
 	jobs        []*batchv1.Job
+	cronJobs    []*batchv1.CronJob
 	configMaps  map[string]*corev1.ConfigMap
+	secrets     map[string]*corev1.Secret
+	podMonitors []*podMonitor
+	rules       []*prometheusRule
 	services    []*corev1.Service
 	pdbs        []*policyv1.PodDisruptionBudget
 	netpols     []*networkingv1.NetworkPolicy
@@ -193,7 +234,7 @@ func build(t *testing.T, dir string) built {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	b := built{configMaps: map[string]*corev1.ConfigMap{}}
+	b := built{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	for _, r := range m.Resources() {
 		y, err := r.AsYAML()
 		if err != nil {
@@ -208,8 +249,16 @@ func build(t *testing.T, dir string) built {
 			b.deployments = append(b.deployments, o)
 		case *batchv1.Job:
 			b.jobs = append(b.jobs, o)
+		case *batchv1.CronJob:
+			b.cronJobs = append(b.cronJobs, o)
 		case *corev1.ConfigMap:
 			b.configMaps[o.Name] = o
+		case *corev1.Secret:
+			b.secrets[o.Name] = o
+		case *podMonitor:
+			b.podMonitors = append(b.podMonitors, o)
+		case *prometheusRule:
+			b.rules = append(b.rules, o)
 		case *corev1.Service:
 			b.services = append(b.services, o)
 		case *policyv1.PodDisruptionBudget:
@@ -245,16 +294,97 @@ func TestBuild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(withHPA, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	withMonitoring := t.TempDir()
+	kust = fmt.Sprintf("resources:\n  - %s\ncomponents:\n  - %s\n", relTo(t, withMonitoring, "overlays/production"), relTo(t, withMonitoring, "components/monitoring"))
+	if err := os.WriteFile(filepath.Join(withMonitoring, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for name, dir := range map[string]string{
-		"base":           "base",
-		"local":          "overlays/local",
-		"production":     "overlays/production",
-		"production+hpa": withHPA,
+		"base":                  "base",
+		"local":                 "overlays/local",
+		"production":            "overlays/production",
+		"production+hpa":        withHPA,
+		"production+monitoring": withMonitoring,
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := build(t, dir)
 			checkBuild(t, code, b, name == "production+hpa")
+			if name == "local" {
+				checkSecretsCreated(t, b)
+			}
+			if name == "production+monitoring" {
+				checkMonitoring(t, b)
+			}
 		})
+	}
+}
+
+// relTo is path p (relative to this directory) as seen from dir: kustomize
+// takes only relative paths to other kustomizations.
+func relTo(t *testing.T, dir, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err == nil {
+		a, err = filepath.Rel(dir, a)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// pods are every pod template of the build, by what runs them.
+func (b built) pods() map[string]*corev1.PodTemplateSpec {
+	out := map[string]*corev1.PodTemplateSpec{}
+	for _, d := range b.deployments {
+		out["Deployment "+d.Name] = &d.Spec.Template
+	}
+	for _, j := range b.jobs {
+		out["Job "+j.Name] = &j.Spec.Template
+	}
+	for _, c := range b.cronJobs {
+		out["CronJob "+c.Name] = &c.Spec.JobTemplate.Spec.Template
+	}
+	return out
+}
+
+// checkSecretsCreated: an overlay that creates its own Secrets (local) must
+// create every Secret a pod mounts, or the pod never starts.
+func checkSecretsCreated(t *testing.T, b built) {
+	t.Helper()
+	for what, tmpl := range b.pods() {
+		for _, v := range tmpl.Spec.Volumes {
+			if v.Secret != nil && b.secrets[v.Secret.SecretName] == nil {
+				t.Errorf("%s mounts Secret %s, which the overlay does not create", what, v.Secret.SecretName)
+			}
+		}
+	}
+}
+
+// checkMonitoring: the PodMonitor scrapes the worker pods' metrics port, the
+// rules and the dashboard are there.
+func checkMonitoring(t *testing.T, b built) {
+	t.Helper()
+	worker := find(t, b.deployments, "chat-worker")
+	if len(b.podMonitors) != 1 || !selects(t, &b.podMonitors[0].Spec.Selector, labels.Set(worker.Spec.Template.Labels)) {
+		t.Fatalf("want one PodMonitor selecting the worker pods")
+	}
+	for _, ep := range b.podMonitors[0].Spec.PodMetricsEndpoints {
+		if resolvePort(t, &worker.Spec.Template.Spec.Containers[0], intstr.FromString(ep.Port)) == "" || ep.Path != "/metrics" {
+			t.Errorf("PodMonitor endpoint port %q path %q: want the worker's named port and /metrics", ep.Port, ep.Path)
+		}
+	}
+	for _, other := range b.pods() {
+		if other != &worker.Spec.Template && selects(t, &b.podMonitors[0].Spec.Selector, labels.Set(other.Labels)) {
+			t.Errorf("the PodMonitor also selects pods without metrics (%v)", other.Labels)
+		}
+	}
+	if len(b.rules) != 1 || len(b.rules[0].Spec.Groups) == 0 {
+		t.Errorf("want one PrometheusRule with rules")
+	}
+	cm, ok := b.configMaps["chat-worker-dashboard"]
+	if !ok || cm.Labels["grafana_dashboard"] != "1" || !json.Valid([]byte(cm.Data["chatworker-dashboard.json"])) {
+		t.Errorf("want the ConfigMap chat-worker-dashboard labelled grafana_dashboard=1 holding the dashboard JSON")
 	}
 }
 
@@ -267,6 +397,9 @@ func checkBuild(t *testing.T, code codeFacts, b built, hpa bool) {
 	}
 	for _, j := range b.jobs {
 		checkPod(t, code, b, "Job "+j.Name, &j.Spec.Template.Spec)
+	}
+	for _, c := range b.cronJobs {
+		checkPod(t, code, b, "CronJob "+c.Name, &c.Spec.JobTemplate.Spec.Template.Spec)
 	}
 	if len(b.jobs) == 0 || b.jobs[0].Spec.Template.Spec.Containers[0].Args[0] != "provision" {
 		t.Errorf("want a Job running `worker provision`")
@@ -333,6 +466,16 @@ func checkBuild(t *testing.T, code codeFacts, b built, hpa bool) {
 	}
 	if len(b.netpols) != 1 || !selects(t, &b.netpols[0].Spec.PodSelector, podLabels) {
 		t.Fatalf("want one NetworkPolicy selecting the worker pods")
+	}
+	// Every pod of ours talks to NATS and the API: a pod the policy does not
+	// select gets the namespace's default (deny, where one is set) instead.
+	for what, tmpl := range b.pods() {
+		if tmpl.Labels["app.kubernetes.io/name"] != worker.Spec.Template.Labels["app.kubernetes.io/name"] {
+			continue // not ours: the local overlay's simulator
+		}
+		if !selects(t, &b.netpols[0].Spec.PodSelector, labels.Set(tmpl.Labels)) {
+			t.Errorf("the NetworkPolicy does not select the pods of %s (%v)", what, tmpl.Labels)
+		}
 	}
 	ingressOK := false
 	for _, rule := range b.netpols[0].Spec.Ingress {

@@ -29,23 +29,7 @@ import (
 // as results and dead letters with no permission violation on the worker's
 // connection, and the app must not be able to forge results.
 func TestWorkerPermissions(t *testing.T) {
-	for name, pw := range map[string]string{"CHATWORKER_NATS_PASSWORD": "w-pw", "CHATWORKER_APP_PASSWORD": "a-pw", "CHATWORKER_OPERATOR_PASSWORD": "o-pw"} {
-		t.Setenv(name, pw)
-	}
-	opts, err := server.ProcessConfigFile("worker-permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := startConfServer(t)
 
 	// Provisioning, as `worker provision` run by the operator.
 	_, ojs := connect(t, srv, "operator", "o-pw", nil)
@@ -140,6 +124,30 @@ func TestWorkerPermissions(t *testing.T) {
 	if len(violations) > 0 {
 		t.Errorf("the worker hit errors under its permissions (add what it needs to worker-permissions.conf):\n%s", strings.Join(violations, "\n"))
 	}
+}
+
+// startConfServer starts nats-server from worker-permissions.conf, with the
+// users' passwords w-pw (worker), a-pw (app) and o-pw (operator).
+func startConfServer(t *testing.T) *server.Server {
+	t.Helper()
+	for name, pw := range map[string]string{"CHATWORKER_NATS_PASSWORD": "w-pw", "CHATWORKER_APP_PASSWORD": "a-pw", "CHATWORKER_OPERATOR_PASSWORD": "o-pw"} {
+		t.Setenv(name, pw)
+	}
+	opts, err := server.ProcessConfigFile("worker-permissions.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, t.TempDir(), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv
 }
 
 func connect(t *testing.T, srv *server.Server, user, pw string, onErr nats.ErrHandler) (*nats.Conn, jetstream.JetStream) {

@@ -54,6 +54,9 @@ var (
 		pkg:        "github.com/chatworker/worker/cmd/worker",
 		binary:     "worker",
 		dockerfile: "Dockerfile",
+		// The same context as go run ./cmd/image: the Dockerfile makes /data
+		// and /tmp from it.
+		dirs: []string{"emptydir"},
 	}
 
 	natsImage   = sync.OnceValues(func() (*built, error) { return buildImage(natsSpec) })

@@ -1,0 +1,55 @@
+package consumer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/consumer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+)
+
+// TestWatchBacklog: the oldest command's age follows the commands waiting
+// in the stream, whether or not a worker runs, and returns to 0 once they
+// are done; the dead-letter count follows CHAT_DLQ.
+func TestWatchBacklog(t *testing.T) {
+	p := newBarePipeline(t)
+	m := consumer.NewOnCallMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		consumer.WatchBacklog(ctx, p.js, p.cfg.Topology, m, 10*time.Millisecond, zaptest.NewLogger(t))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	published := time.Now()
+	p.publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
+	p.publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
+	// No worker yet: both commands wait, and the gauge says since when.
+	eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.OldestCommandAge) > 0 },
+		"oldest command age stayed 0 with two commands waiting")
+	if age, most := testutil.ToFloat64(m.OldestCommandAge), time.Since(published).Seconds(); age > most {
+		t.Errorf("oldest command age %.3fs, but the first command was published %.3fs ago", age, most)
+	}
+	if got := testutil.ToFloat64(m.DeadLettersStored); got != 0 {
+		t.Errorf("dead letters stored = %v before any, want 0", got)
+	}
+
+	p.start(p.executor)
+	p.settled()
+	eventually(t, 10*time.Second, func() bool {
+		return testutil.ToFloat64(m.OldestCommandAge) == 0 && testutil.ToFloat64(m.DeadLettersStored) == 1
+	}, "after the worker: want oldest age 0 and 1 dead letter stored")
+}
+
+func TestOnCallMetricsNilIsSafe(t *testing.T) {
+	var m *consumer.OnCallMetrics
+	m.ObserveCommandLatency("send", consumer.OutcomeResult, time.Second)
+	m.SetProjectPaused("GSN-1", true)
+	m.ObserveProjectRateLimitWait("GSN-1", time.Second)
+	consumer.WatchBacklog(t.Context(), nil, consumer.Topology{}, nil, time.Second, nil)
+}
