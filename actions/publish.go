@@ -67,7 +67,17 @@ func (c Command) Command() Command { return c }
 // its subject with Nats-Msg-Id set to the id, so the stream drops a duplicate
 // published within its duplicate window. It returns once JetStream has stored
 // the command, and returns the command as published.
-func Publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subjects) (Command, error) {
+//
+// When the stream reports the publish as a duplicate, Publish compares c
+// with what was stored under its id and returns a *DuplicateError:
+// errors.Is(err, ErrAlreadyPublished) when it is the same command (a retried
+// publish whose first try was stored: success), errors.Is(err, ErrIDReused)
+// when it differs (this command was dropped and will not run).
+func Publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subjects, opts ...PublishOption) (Command, error) {
+	var o publishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cmd := c.Command()
 	if cmd.ID == "" {
 		cmd.ID = NewID()
@@ -80,10 +90,29 @@ func Publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subject
 		return cmd, fmt.Errorf("encode command: %w", err)
 	}
 	msg := &nats.Msg{Subject: s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.ID)); err != nil {
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.ID))
+	if err != nil {
 		return cmd, fmt.Errorf("publish %s command %s: %w", cmd.Type, cmd.ID, err)
 	}
+	if ack.Duplicate {
+		return cmd, compareDuplicate(ctx, js, cmd, ack.Stream, ack.Sequence, o)
+	}
 	return cmd, nil
+}
+
+// PublishOption adjusts Publish (and PublishAndWait) to a deployment whose
+// names differ from the defaults.
+type PublishOption func(*publishOptions)
+
+type publishOptions struct {
+	bucket string
+}
+
+// WithIdempotencyBucket names the worker's idempotency bucket (default
+// CHAT_IDEMPOTENCY), where a duplicate publish is compared with what the
+// worker already took from the stream.
+func WithIdempotencyBucket(name string) PublishOption {
+	return func(o *publishOptions) { o.bucket = name }
 }
 
 // NewID returns a random UUID (version 4), the form of id we suggest.
