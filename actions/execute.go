@@ -8,12 +8,6 @@ import (
 	"github.com/chatworker/worker/chat"
 )
 
-// Outcome is what the API answered to a command that succeeded.
-type Outcome struct {
-	APIStatus int
-	Response  json.RawMessage
-}
-
 // Executor carries out commands against the Chat API.
 type Executor struct {
 	Client *chat.Client

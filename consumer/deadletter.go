@@ -37,14 +37,6 @@ func deadLetterHeaders(h nats.Header) nats.Header {
 	return h
 }
 
-// Body returns the command message's body exactly as it was received.
-func (d *DeadLetter) Body() []byte {
-	if d.Raw != nil {
-		return d.Raw
-	}
-	return d.Command
-}
-
 // MaxCommandMsgSize is the largest command message (headers and body) the
 // commands stream accepts: 4 × actions.MaxMessageBytes, so an oversized
 // command still arrives and is dead-lettered with a reason, while any

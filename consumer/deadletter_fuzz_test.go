@@ -83,7 +83,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if len(enc) > 1<<20-1024 {
 			t.Fatalf("dead letter of %d bytes does not fit a 1 MiB NATS message", len(enc))
 		}
-		var back DeadLetter
+		var back actions.DeadLetter
 		if err := json.Unmarshal(enc, &back); err != nil {
 			t.Fatalf("decoding the dead letter: %v", err)
 		}

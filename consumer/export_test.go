@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/export"
 )
 
@@ -25,7 +24,7 @@ func TestExportCommand(t *testing.T) {
 	p.publish(actions.Export{ChatID: "email:jo@example.com"})
 	results := p.results(2)
 	r := results[1]
-	if r.Type != actions.TypeExport || r.Status != consumer.StatusSucceeded {
+	if r.Type != actions.TypeExport || r.Status != actions.StatusSucceeded {
 		t.Fatalf("export result = %+v", r)
 	}
 	var body struct {

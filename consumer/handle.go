@@ -23,8 +23,8 @@ import (
 // result and dead is set, or neither: then the message goes back to the
 // stream, after retryIn.
 type verdict struct {
-	result  *Result
-	dead    *DeadLetter
+	result  *actions.Result
+	dead    *actions.DeadLetter
 	retryIn time.Duration
 	// claim and outcome, with a success, are what settle records in the
 	// idempotency store while the result is on its way to the stream.
@@ -101,7 +101,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	switch {
 	case errors.As(err, &dup):
 		d.log.Info("already succeeded: publishing a duplicate result")
-		return verdict{result: w.result(d, StatusDuplicate, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
+		return verdict{result: w.result(d, actions.StatusDuplicate, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
 	case errors.As(err, &busy):
 		// Usually the other run finishes soon: poll with backoff, but never
 		// past the point where its lease expires and we could take over.
@@ -133,7 +133,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return w.failed(ctx, d, claim, err) // no call made: hand it back
 		}
 		if err == nil {
-			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
+			return verdict{result: w.result(d, actions.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		}
 		w.m.retried(err)
 		if v, done := w.failedOrRetry(ctx, d, claim, err); done {
@@ -311,12 +311,12 @@ func (ka *keepAlive) stop() {
 	ka.mu.Unlock()
 }
 
-func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *Result {
+func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *actions.Result {
 	resp := out.Response
 	if len(resp) == 0 {
 		resp = json.RawMessage("null")
 	}
-	return &Result{
+	return &actions.Result{
 		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
 		APIStatus: out.APIStatus, Response: resp, CompletedAt: w.now().UTC(), Metadata: d.cmd.Metadata,
 		Traceparent: d.traceparent,
@@ -328,10 +328,10 @@ func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) ve
 	if class == actions.ClassRetryable || class == actions.ClassInternal {
 		class = actions.ClassExhausted
 	}
-	dl := &DeadLetter{
+	dl := &actions.DeadLetter{
 		Subject:     d.subject,
 		Headers:     deadLetterHeaders(d.headers),
-		Error:       ErrorInfo{Class: class, Message: err.Error()},
+		Error:       actions.ErrorInfo{Class: class, Message: err.Error()},
 		Worker:      w.cfg.Name,
 		Stream:      d.meta.Stream,
 		Sequence:    d.meta.Sequence.Stream,

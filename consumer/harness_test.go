@@ -148,11 +148,11 @@ func (p *pipeline) publishRaw(subject, msgID string, data []byte) {
 }
 
 // results waits until the results stream holds n records and returns them.
-func (p *pipeline) results(n int) []consumer.Result {
+func (p *pipeline) results(n int) []actions.Result {
 	p.t.Helper()
-	var out []consumer.Result
+	var out []actions.Result
 	for _, m := range p.records("CHAT_RESULTS", n) {
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			p.t.Fatal(err)
 		}
@@ -162,11 +162,11 @@ func (p *pipeline) results(n int) []consumer.Result {
 }
 
 // deadLetters waits until the dead-letter stream holds n records.
-func (p *pipeline) deadLetters(n int) []consumer.DeadLetter {
+func (p *pipeline) deadLetters(n int) []actions.DeadLetter {
 	p.t.Helper()
-	var out []consumer.DeadLetter
+	var out []actions.DeadLetter
 	for _, m := range p.records("CHAT_DLQ", n) {
-		var d consumer.DeadLetter
+		var d actions.DeadLetter
 		if err := json.Unmarshal(m.Data, &d); err != nil {
 			p.t.Fatal(err)
 		}

@@ -93,7 +93,7 @@ func TestHostileMessages(t *testing.T) {
 		}
 	}
 	for _, r := range results {
-		if r.Status != consumer.StatusSucceeded {
+		if r.Status != actions.StatusSucceeded {
 			t.Errorf("result %+v", r)
 		}
 	}

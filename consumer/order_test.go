@@ -60,7 +60,7 @@ func TestDeadLetterReleasesItsChat(t *testing.T) {
 	p.publish(actions.Send{ChatID: "abc", Content: "after the bad one"})
 	p.deadLetters(1)
 	r := p.results(1)[0]
-	if r.Status != consumer.StatusSucceeded {
+	if r.Status != actions.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
 	p.settled()

@@ -44,9 +44,9 @@ func (t Topology) WithDefaults() Topology {
 			*v = d
 		}
 	}
-	def(&t.CommandsStream, "CHAT_COMMANDS")
-	def(&t.ResultsStream, "CHAT_RESULTS")
-	def(&t.DeadLettersStream, "CHAT_DLQ")
+	def(&t.CommandsStream, actions.DefaultCommandsStream)
+	def(&t.ResultsStream, actions.DefaultResultsStream)
+	def(&t.DeadLettersStream, actions.DefaultDeadLettersStream)
 	def(&t.Durable, "chat-worker")
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {

@@ -26,7 +26,7 @@ func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 
 	results := p.results(3)
 	p.settled()
-	byID := map[string]consumer.Result{}
+	byID := map[string]actions.Result{}
 	for _, r := range results {
 		byID[r.ID] = r
 	}
@@ -35,7 +35,7 @@ func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("no result for %s %s", cmd.Type, cmd.ID)
-		case r.Status != consumer.StatusSucceeded || r.Attempts != 1 || r.APIStatus != 200 || r.Type != cmd.Type || r.ChatID != cmd.ChatID:
+		case r.Status != actions.StatusSucceeded || r.Attempts != 1 || r.APIStatus != 200 || r.Type != cmd.Type || r.ChatID != cmd.ChatID:
 			t.Errorf("result for %s = %+v", cmd.Type, r)
 		case r.CompletedAt.IsZero():
 			t.Errorf("result for %s has no completed_at", cmd.Type)
@@ -232,7 +232,7 @@ func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
 	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Shipped!"}`, cmd.ID)
 	p.publishRaw("chat.commands.send.abc", "a new message id", []byte(body))
 	results := p.results(2)
-	if results[0].Status != consumer.StatusSucceeded || results[1].Status != consumer.StatusDuplicate {
+	if results[0].Status != actions.StatusSucceeded || results[1].Status != actions.StatusDuplicate {
 		t.Errorf("statuses %q, %q", results[0].Status, results[1].Status)
 	}
 	if string(results[1].Response) != string(results[0].Response) || results[1].APIStatus != 200 {
@@ -395,7 +395,7 @@ func TestSlowCallOutlivesAckWait(t *testing.T) {
 	p.start(p.executor)
 	p.publish(actions.Send{ChatID: "abc", Content: "slow"})
 	r := p.results(1)[0]
-	if r.Attempts != 1 || r.Status != consumer.StatusSucceeded {
+	if r.Attempts != 1 || r.Status != actions.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
 	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
@@ -554,7 +554,7 @@ func TestRecordingASuccessIsRetried(t *testing.T) {
 			p.store = flaky
 			p.start(p.executor)
 			cmd := p.publish(actions.Send{ChatID: "c1", Content: "hi"})
-			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != consumer.StatusSucceeded {
+			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != actions.StatusSucceeded {
 				t.Fatalf("result %+v", r)
 			}
 			p.settled()

@@ -142,7 +142,7 @@ func (p *pipeline) results(t *testing.T) map[string]int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -401,11 +401,11 @@ func TestOpenWithoutStream(t *testing.T) {
 
 func TestRepublishDropsNatsHeaders(t *testing.T) {
 	js, q := newQueue(t)
-	e := Entry{Seq: 7, ID: "x-1", Letter: consumer.DeadLetter{
+	e := Entry{Seq: 7, ID: "x-1", Letter: actions.DeadLetter{
 		Command: json.RawMessage(`{"id":"x-1","type":"archive","chat_id":"c"}`),
 		Subject: "chat.commands.archive.c",
 		Headers: map[string][]string{"Nats-Msg-Id": {"x-1"}, "Nats-Expected-Last-Sequence": {"1"}, "traceparent": {"00-abc"}},
-		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil || ack.Duplicate {
@@ -445,11 +445,11 @@ func mapsEqual[K comparable](a, b map[K]int) bool {
 func TestRepublishIsByteExact(t *testing.T) {
 	js, q := newQueue(t)
 	original := []byte("{ \"type\": \"archive\",\n  \"id\": \"x-2\", \"chat_id\": \"c\" }")
-	e := Entry{Seq: 9, ID: "x-2", Letter: consumer.DeadLetter{
+	e := Entry{Seq: 9, ID: "x-2", Letter: actions.DeadLetter{
 		Command: json.RawMessage(original),
 		Raw:     original,
 		Subject: "chat.commands.archive.c",
-		Error:   consumer.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/consumer"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,7 +25,7 @@ var (
 )
 
 // Config names the streams of one deployment. Zero fields take the
-// defaults of consumer.Topology.
+// contract's names (actions.DefaultDeadLettersStream, ...).
 type Config struct {
 	Subjects       actions.Subjects
 	Stream         string // CHAT_DLQ
@@ -43,8 +42,12 @@ type Queue struct {
 // Open finds the dead-letter stream. It fails with ErrNoStream, explained,
 // when the stream does not exist.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
-	topo := consumer.Topology{Subjects: cfg.Subjects, DeadLettersStream: cfg.Stream, CommandsStream: cfg.CommandsStream}.WithDefaults()
-	cfg.Stream, cfg.CommandsStream = topo.DeadLettersStream, topo.CommandsStream
+	if cfg.Stream == "" {
+		cfg.Stream = actions.DefaultDeadLettersStream
+	}
+	if cfg.CommandsStream == "" {
+		cfg.CommandsStream = actions.DefaultCommandsStream
+	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	st, err := js.Stream(ctx, cfg.Stream)
@@ -83,7 +86,7 @@ type Entry struct {
 	Type     string              `json:"type"`      // the subject's <type>
 	ChatID   string              `json:"chat_id,omitempty"`
 	ID       string              `json:"id,omitempty"` // the command id, when readable
-	Letter   consumer.DeadLetter `json:"dead_letter"`
+	Letter   actions.DeadLetter `json:"dead_letter"`
 	// Malformed says why the message is not a dead-letter record (someone
 	// published something else on a dead-letter subject).
 	Malformed string `json:"malformed,omitempty"`

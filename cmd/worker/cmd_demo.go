@@ -17,7 +17,6 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
-	"github.com/chatworker/worker/consumer"
 	"github.com/nats-io/nats.go"
 )
 
@@ -157,13 +156,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // describeRecord renders a result or dead letter as one tab-separated line.
 func describeRecord(m *nats.Msg) string {
 	if strings.Contains(m.Subject, ".results.") {
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			return "result\t(unreadable: " + err.Error() + ")"
 		}
 		return fmt.Sprintf("  result\t%s\t%s\t%s\tattempts=%d\tHTTP %d\tid=%s", r.Type, r.ChatID, r.Status, r.Attempts, r.APIStatus, r.ID)
 	}
-	var d consumer.DeadLetter
+	var d actions.DeadLetter
 	if err := json.Unmarshal(m.Data, &d); err != nil {
 		return "dead letter\t(unreadable: " + err.Error() + ")"
 	}

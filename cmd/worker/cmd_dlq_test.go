@@ -35,9 +35,9 @@ func dlqFixture(t *testing.T) (string, jetstream.JetStream) {
 		{"c-1", "archive", "chat-c", actions.ClassInvalid},
 	} {
 		cmd, _ := json.Marshal(actions.Command{ID: d.id, Type: actions.Type(d.typ), ChatID: d.chat, Content: "hi"})
-		rec, _ := json.Marshal(consumer.DeadLetter{
+		rec, _ := json.Marshal(actions.DeadLetter{
 			Command: cmd, Subject: actions.Subjects{}.Command(actions.Type(d.typ), d.chat),
-			Error:    consumer.ErrorInfo{Class: d.class, Message: "the API said no"},
+			Error:    actions.ErrorInfo{Class: d.class, Message: "the API said no"},
 			Attempts: 3, Worker: "test/1", DeadAt: now,
 		})
 		if _, err := js.Publish(t.Context(), actions.Subjects{}.DeadLetter(actions.Type(d.typ), actions.Token(d.chat)), rec); err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -101,7 +100,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	seen = append(append(append(append(seen, results...), rh...), dead...), dh...)
 	classOf := map[string]string{}
 	for _, d := range dead {
-		var dl consumer.DeadLetter
+		var dl actions.DeadLetter
 		if err := json.Unmarshal([]byte(d), &dl); err != nil {
 			t.Fatal(err)
 		}

@@ -137,7 +137,7 @@ func runScenario(t *testing.T, sc scenario) outcome {
 	// Every command: exactly one record, a result (all could succeed).
 	records := map[string]int{}
 	for _, data := range readAll(t, js, "CHAT_RESULTS") {
-		var r consumer.Result
+		var r actions.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}

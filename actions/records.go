@@ -1,17 +1,21 @@
-package consumer
+package actions
 
 import (
 	"encoding/json"
 	"time"
-
-	"github.com/chatworker/worker/actions"
 )
+
+// Outcome is what the API answered to a command that succeeded.
+type Outcome struct {
+	APIStatus int
+	Response  json.RawMessage // valid JSON when not empty
+}
 
 // Result is published on chat.results.<type>.<chat> for every command that
 // succeeded (or had already succeeded).
 type Result struct {
 	ID          string          `json:"id"`
-	Type        actions.Type    `json:"type"`
+	Type        Type            `json:"type"`
 	ChatID      string          `json:"chat_id"`
 	Status      string          `json:"status"` // succeeded | duplicate
 	Attempts    int             `json:"attempts"`
@@ -55,8 +59,16 @@ type DeadLetter struct {
 // ErrorInfo says why a command is a dead letter. Message is written for a
 // person and never holds credentials.
 type ErrorInfo struct {
-	Class     actions.Class `json:"class"`
-	Message   string        `json:"message"`
-	APIStatus int           `json:"api_status,omitempty"`
-	APICode   int           `json:"api_code,omitempty"`
+	Class     Class  `json:"class"`
+	Message   string `json:"message"`
+	APIStatus int    `json:"api_status,omitempty"`
+	APICode   int    `json:"api_code,omitempty"`
+}
+
+// Body returns the command message's body exactly as it was received.
+func (d *DeadLetter) Body() []byte {
+	if d.Raw != nil {
+		return d.Raw
+	}
+	return d.Command
 }
