@@ -80,12 +80,12 @@ func (q *Queue) Count(ctx context.Context) (uint64, error) {
 
 // Entry is one dead letter as stored in the stream.
 type Entry struct {
-	Seq      uint64              `json:"seq"`       // in the dead-letter stream
-	Subject  string              `json:"subject"`   // chat.dlq.<type>.<chat>
-	StoredAt time.Time           `json:"stored_at"` // when the stream stored it
-	Type     string              `json:"type"`      // the subject's <type>
-	ChatID   string              `json:"chat_id,omitempty"`
-	ID       string              `json:"id,omitempty"` // the command id, when readable
+	Seq      uint64             `json:"seq"`       // in the dead-letter stream
+	Subject  string             `json:"subject"`   // chat.dlq.<type>.<chat>
+	StoredAt time.Time          `json:"stored_at"` // when the stream stored it
+	Type     string             `json:"type"`      // the subject's <type>
+	ChatID   string             `json:"chat_id,omitempty"`
+	ID       string             `json:"id,omitempty"` // the command id, when readable
 	Letter   actions.DeadLetter `json:"dead_letter"`
 	// Malformed says why the message is not a dead-letter record (someone
 	// published something else on a dead-letter subject).
