@@ -1,6 +1,7 @@
-// Package actions defines the commands the worker executes (send, note,
-// archive): their wire format, the subjects they travel on, how they are
-// decoded and validated, how apps publish them, and how each one is carried
-// out against the Chat API. It also holds the error classes that decide what
-// the consumer does with a failure.
+// Package actions is the wire format of the chat commands (send, note,
+// archive, export) and of the records the worker publishes about them
+// (Result, DeadLetter): the subjects they travel on, how commands are
+// decoded, validated and published, and the error classes that decide what
+// becomes of a failed command. Apps import it to publish commands and read
+// records; it imports no API client (package execute carries commands out).
 package actions

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
-
-	"github.com/chatworker/worker/chat"
-	"github.com/chatworker/worker/idempotency"
 )
 
 // Class is what the consumer needs to know about a failure: it decides
@@ -81,8 +78,12 @@ func clip(s string) string {
 	return s[:n] + "..."
 }
 
-// ClassOf classifies err. It looks through wrapping, so a caller may add
-// context with fmt.Errorf("...: %w", err) without changing the decision.
+// ClassOf classifies the errors the worker makes itself (*Error) and a
+// timeout; anything else is internal. It looks through wrapping, so a caller
+// may add context with fmt.Errorf("...: %w", err) without changing the
+// decision. The errors of the Chat API client and the idempotency store are
+// classified by execute.ClassOf, which keeps this package, and every app
+// that publishes commands, free of the API client.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ""
@@ -91,14 +92,7 @@ func ClassOf(err error) Class {
 	if errors.As(err, &e) {
 		return e.Class
 	}
-	switch {
-	case errors.Is(err, idempotency.ErrConflict):
-		return ClassConflict
-	case errors.Is(err, chat.ErrRetryable):
-		return ClassRetryable
-	case errors.Is(err, chat.ErrPermanent):
-		return ClassPermanent
-	case errors.Is(err, context.DeadlineExceeded):
+	if errors.Is(err, context.DeadlineExceeded) {
 		return ClassRetryable
 	}
 	return ClassInternal

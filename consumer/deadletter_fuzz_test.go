@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -62,8 +63,8 @@ func FuzzDeadLetter(f *testing.F) {
 		if err == nil {
 			return // a command: it goes on to execution and ends as a result or a dead letter there
 		}
-		if actions.ClassOf(err) != actions.ClassInvalid {
-			t.Fatalf("refused before any work with class %s: %v", actions.ClassOf(err), err)
+		if execute.ClassOf(err) != actions.ClassInvalid {
+			t.Fatalf("refused before any work with class %s: %v", execute.ClassOf(err), err)
 		}
 		v := w.deadLetter(d, nil, err)
 		if v.dead == nil || v.result != nil || v.retryIn != 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go"
@@ -147,7 +148,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out actions.Outcome) error {
 	ctx = context.WithoutCancel(ctx)
 	record := func() error {
-		_, err := w.store.Complete(ctx, claim, idempotency.Outcome{APIStatus: out.APIStatus, Response: out.Response})
+		_, err := w.store.Complete(ctx, claim, out)
 		return err
 	}
 	// The first write almost always lands: the retry machinery (a backoff,
@@ -170,7 +171,7 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out act
 // failedOrRetry decides what a failed attempt leads to. It returns done=false
 // after waiting in-process, when the caller should try again at once.
 func (w *Worker) failedOrRetry(ctx context.Context, d *delivery, claim *idempotency.Claim, err error) (verdict, bool) {
-	if !actions.ClassOf(err).Retryable() || ctx.Err() != nil || w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
+	if !execute.ClassOf(err).Retryable() || ctx.Err() != nil || w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
 		return w.failed(ctx, d, claim, err), true
 	}
 	hint, _ := chat.RetryAfter(err)
@@ -222,7 +223,7 @@ func (w *Worker) failedVerdict(ctx context.Context, d *delivery, claim *idempote
 		return verdict{retryIn: later.delay}
 	case ctx.Err() != nil, errors.Is(err, errNoSlot):
 		return verdict{} // shutting down: hand back at once
-	case actions.ClassOf(err).Retryable():
+	case execute.ClassOf(err).Retryable():
 		// A retryable failure reaches here with its budget spent, or from a
 		// panic: that retries across deliveries, within the same budget.
 		if !w.cfg.Retry.Exhausted(claim.Attempts, claim.FirstAttemptAt, w.now()) {
@@ -324,7 +325,7 @@ func (w *Worker) result(d *delivery, status string, attempts int, out actions.Ou
 }
 
 func (w *Worker) deadLetter(d *delivery, claim *idempotency.Claim, err error) verdict {
-	class := actions.ClassOf(err)
+	class := execute.ClassOf(err)
 	if class == actions.ClassRetryable || class == actions.ClassInternal {
 		class = actions.ClassExhausted
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -45,7 +46,7 @@ type pipeline struct {
 	cfg   consumer.Config
 	store idempotency.Store
 	// executor calls the simulator through client.
-	executor *actions.Executor
+	executor *execute.Executor
 	client   *chat.Client
 }
 
@@ -99,7 +100,7 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 		t.Fatal(err)
 	}
 	p.client = client
-	p.executor = &actions.Executor{Client: client, SiteToken: "s"}
+	p.executor = &execute.Executor{Client: client, SiteToken: "s"}
 	if _, err := consumer.Provision(t.Context(), js, p.cfg.Topology); err != nil {
 		t.Fatal(err)
 	}

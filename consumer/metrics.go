@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -112,7 +112,7 @@ func (m *Metrics) retried(err error) {
 		if errors.As(err, &later) {
 			err = later.err
 		}
-		m.retries.WithLabelValues(string(actions.ClassOf(err))).Inc()
+		m.retries.WithLabelValues(string(execute.ClassOf(err))).Inc()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -17,7 +18,7 @@ func (noStore) Claim(_ context.Context, id, hash string) (*idempotency.Claim, er
 	return &idempotency.Claim{Record: idempotency.Record{ID: id, Hash: hash, State: idempotency.StatePending}}, nil
 }
 
-func (noStore) Complete(_ context.Context, c *idempotency.Claim, out idempotency.Outcome) (idempotency.Record, error) {
+func (noStore) Complete(_ context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
 	r := c.Record
 	r.State, r.APIStatus, r.Response, r.CompletedAt = idempotency.StateSucceeded, out.APIStatus, out.Response, time.Now()
 	return r, nil

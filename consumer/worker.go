@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// Executor carries out one command against the API. *actions.Executor is
+// Executor carries out one command against the API. *execute.Executor is
 // the production implementation; tests substitute their own.
 type Executor interface {
 	Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error)

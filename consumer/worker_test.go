@@ -523,7 +523,7 @@ type flakyComplete struct {
 	calls atomic.Int32
 }
 
-func (f *flakyComplete) Complete(ctx context.Context, c *idempotency.Claim, out idempotency.Outcome) (idempotency.Record, error) {
+func (f *flakyComplete) Complete(ctx context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
 	if f.calls.Add(1) <= f.fails {
 		return idempotency.Record{}, f.err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -54,7 +55,7 @@ func newPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatalf("chat client: %v", err)
 	}
-	w := consumer.New(js, cons, &actions.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
+	w := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
 		Topology:    topo,
 		Retry:       consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
 		Concurrency: 8,

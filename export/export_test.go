@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/export"
@@ -553,7 +554,7 @@ func TestExportChatFile(t *testing.T) {
 		t.Errorf("%s: %+v", p, ls)
 	}
 	_, err = ex.ExportChat(t.Context(), "missing:someone")
-	if !errors.Is(err, chat.ErrPermanent) || actions.ClassOf(err) != actions.ClassPermanent {
+	if !errors.Is(err, chat.ErrPermanent) || execute.ClassOf(err) != actions.ClassPermanent {
 		t.Errorf("unknown chat: %v, want a permanent error", err)
 	}
 }

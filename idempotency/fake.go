@@ -3,6 +3,8 @@ package idempotency
 import (
 	"context"
 	"errors"
+
+	"github.com/chatworker/worker/actions"
 )
 
 // Fake is a Store for unit tests of code that uses one. Each method calls the
@@ -10,7 +12,7 @@ import (
 // naming it, so a test sees at once which call it did not expect.
 type Fake struct {
 	ClaimFunc    func(ctx context.Context, id, hash string) (*Claim, error)
-	CompleteFunc func(ctx context.Context, c *Claim, out Outcome) (Record, error)
+	CompleteFunc func(ctx context.Context, c *Claim, out actions.Outcome) (Record, error)
 	ReleaseFunc  func(ctx context.Context, c *Claim) error
 	ExtendFunc   func(ctx context.Context, c *Claim) error
 	LookupFunc   func(ctx context.Context, id string) (Record, error)
@@ -25,7 +27,7 @@ func (f *Fake) Claim(ctx context.Context, id, hash string) (*Claim, error) {
 	return f.ClaimFunc(ctx, id, hash)
 }
 
-func (f *Fake) Complete(ctx context.Context, c *Claim, out Outcome) (Record, error) {
+func (f *Fake) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
 	if f.CompleteFunc == nil {
 		return Record{}, errors.New("idempotency.Fake: unexpected call to Complete")
 	}

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatworker/worker/actions"
 )
 
 // Defaults for Config.
@@ -21,8 +23,9 @@ const (
 	DefaultLease  = 60 * time.Second
 )
 
-// MaxIDLen is the longest command id accepted, in bytes.
-const MaxIDLen = 128
+// MaxIDLen is the longest command id accepted, in bytes: the command's own
+// limit.
+const MaxIDLen = actions.MaxIDBytes
 
 // maxRounds bounds how often Claim re-reads a record that keeps changing under
 // it. Each lost round means another worker wrote the record, so running out is
@@ -225,7 +228,7 @@ func (s *KV) create(ctx context.Context, key string, rec Record, marker bool) (*
 }
 
 // Complete implements Store in one round trip.
-func (s *KV) Complete(ctx context.Context, c *Claim, out Outcome) (Record, error) {
+func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
 	if err := usable(c); err != nil {
 		return Record{}, err
 	}

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/internal/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -112,7 +114,7 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 	attempt(c, e.clock.Now())
 	attempt(c, e.clock.Now().Add(time.Second))
 	resp := json.RawMessage(`{"message":{"id":42}}`)
-	done, err := a.Complete(t.Context(), c, Outcome{APIStatus: 201, Response: resp})
+	done, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 201, Response: resp})
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
@@ -144,7 +146,7 @@ func TestClaimConflict(t *testing.T) {
 			}
 		}},
 		{"succeeded", func(t *testing.T, s *KV, c *Claim) {
-			if _, err := s.Complete(t.Context(), c, Outcome{APIStatus: 200}); err != nil {
+			if _, err := s.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -204,7 +206,7 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 
 	// a comes back: every write of its stale claim is refused.
 	stale := map[string]func() error{
-		"Complete": func() error { _, err := a.Complete(t.Context(), ca, Outcome{APIStatus: 200}); return err },
+		"Complete": func() error { _, err := a.Complete(t.Context(), ca, actions.Outcome{APIStatus: 200}); return err },
 		"Release":  func() error { return a.Release(t.Context(), ca) },
 		"Extend":   func() error { return a.Extend(t.Context(), ca) },
 	}
@@ -214,7 +216,7 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 		}
 	}
 	attempt(cb, e.clock.Now())
-	rec, err := b.Complete(t.Context(), cb, Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)})
+	rec, err := b.Complete(t.Context(), cb, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)})
 	if err != nil {
 		t.Fatalf("Complete by new owner: %v", err)
 	}
@@ -258,10 +260,10 @@ func TestClaimUseAfterDone(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
-	if _, err := a.Complete(t.Context(), c, Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Complete(t.Context(), c, Outcome{APIStatus: 200}); !errors.Is(err, ErrLeaseLost) {
+	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("second Complete: err = %v, want ErrLeaseLost", err)
 	}
 	if err := a.Release(t.Context(), c); !errors.Is(err, ErrLeaseLost) {
@@ -270,7 +272,7 @@ func TestClaimUseAfterDone(t *testing.T) {
 	if err := a.Release(t.Context(), nil); err == nil {
 		t.Fatal("Release(nil) succeeded")
 	}
-	if _, err := a.Complete(t.Context(), &Claim{}, Outcome{}); err == nil {
+	if _, err := a.Complete(t.Context(), &Claim{}, actions.Outcome{}); err == nil {
 		t.Fatal("Complete of a made-up claim succeeded")
 	}
 }
@@ -279,11 +281,11 @@ func TestCompleteRejectsInvalidResponse(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
-	if _, err := a.Complete(t.Context(), c, Outcome{APIStatus: 200, Response: json.RawMessage(`{not json`)}); err == nil {
+	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{not json`)}); err == nil {
 		t.Fatal("Complete stored invalid JSON")
 	}
 	// The claim is still good.
-	if _, err := a.Complete(t.Context(), c, Outcome{APIStatus: 200, Response: json.RawMessage(`"ok"`)}); err != nil {
+	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`"ok"`)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -358,7 +360,7 @@ func TestOpenUpdatesExistingBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := mustClaim(t, a, "keep-me", h1)
-	if _, err := a.Complete(ctx, c, Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(ctx, c, actions.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -413,7 +415,7 @@ func TestIDs(t *testing.T) {
 	for _, id := range valid {
 		t.Run(fmt.Sprintf("%q", id), func(t *testing.T) {
 			c := mustClaim(t, a, id, h1)
-			if _, err := a.Complete(t.Context(), c, Outcome{APIStatus: 200}); err != nil {
+			if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := a.Lookup(t.Context(), id)
@@ -450,7 +452,7 @@ func TestLookupNotFound(t *testing.T) {
 func TestClaimAfterKeyDeleted(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
-	if _, err := a.Complete(t.Context(), mustClaim(t, a, "cmd-1", h1), Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(t.Context(), mustClaim(t, a, "cmd-1", h1), actions.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.kv.Delete(t.Context(), keyFor("cmd-1")); err != nil {
@@ -515,7 +517,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	e := setup(b)
 	s := e.open(b, "bench/1")
 	ctx := context.Background()
-	out := Outcome{APIStatus: 200, Response: json.RawMessage(`{"ok":true}`)}
+	out := actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{"ok":true}`)}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c, err := s.Claim(ctx, fmt.Sprintf("bench-%d", i), h1)

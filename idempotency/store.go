@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/chatworker/worker/actions"
 )
 
 // State is where a record is in its life.
@@ -45,12 +47,6 @@ type Claim struct {
 	done     bool   // completed or released: no further writes
 }
 
-// Outcome is what a successful API call returned.
-type Outcome struct {
-	APIStatus int
-	Response  json.RawMessage // must be valid JSON when not empty
-}
-
 // Store is the worker's idempotency key store. *KV is the NATS implementation
 // and *Fake a stand-in for unit tests.
 type Store interface {
@@ -61,7 +57,7 @@ type Store interface {
 	Claim(ctx context.Context, id, hash string) (*Claim, error)
 	// Complete records a success as final and returns the stored record.
 	// ErrLeaseLost means the claim was taken over: do not report success twice.
-	Complete(ctx context.Context, c *Claim, out Outcome) (Record, error)
+	Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error)
 	// Release drops the lease after a failure, keeping attempt counts and
 	// times, so a later delivery can claim the id again at once.
 	Release(ctx context.Context, c *Claim) error

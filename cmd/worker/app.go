@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/export"
@@ -160,7 +160,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
-	exec := &actions.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
+	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -83,7 +84,7 @@ func TestWorkerPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := consumer.New(wjs, cons, &actions.Executor{Client: client, SiteToken: "s"}, store, consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
+	w := consumer.New(wjs, cons, &execute.Executor{Client: client, SiteToken: "s"}, store, consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
@@ -562,7 +563,7 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 		return nil, err
 	}
 	metrics := consumer.NewMetrics(prometheus.NewRegistry())
-	w := consumer.New(js, cons, &actions.Executor{Client: client, SiteToken: siteToken}, store, consumer.Config{
+	w := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: siteToken}, store, consumer.Config{
 		Topology: topo, Concurrency: sc.Concurrency, Metrics: metrics, Unordered: sc.Mode == ModeUnordered,
 		ShutdownGrace: 5 * time.Second,
 	})

@@ -1,10 +1,11 @@
-package actions
+package execute
 
 import (
 	"context"
 	"encoding/json"
 	"net/http"
 
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 )
 
@@ -28,12 +29,12 @@ type Executor struct {
 // Execute makes the one API call that carries out cmd. The command id is
 // sent as the Idempotency-Key, so an API that honours it applies the effect
 // once however often the worker retries.
-func (e *Executor) Execute(ctx context.Context, cmd Command) (Outcome, error) {
+func (e *Executor) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
 	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
 	if cmd.SiteToken != "" && cmd.SiteToken != e.SiteToken {
 		creds, ok := e.Projects[cmd.SiteToken]
 		if !ok {
-			return Outcome{}, Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
+			return actions.Outcome{}, actions.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
 		}
 		opts = append(opts, chat.WithCallCredentials(creds))
 	}
@@ -42,28 +43,28 @@ func (e *Executor) Execute(ctx context.Context, cmd Command) (Outcome, error) {
 		err  error
 	)
 	switch cmd.Type {
-	case TypeSend:
+	case actions.TypeSend:
 		_, resp, err = e.Client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From}, opts...)
-	case TypeNote:
+	case actions.TypeNote:
 		_, resp, err = e.Client.LeaveNote(ctx, cmd.ChatID, chat.NoteRequest{Content: cmd.Content}, opts...)
-	case TypeArchive:
+	case actions.TypeArchive:
 		resp, err = e.Client.Archive(ctx, cmd.ChatID, opts...)
-	case TypeExport:
+	case actions.TypeExport:
 		if e.Exporter == nil {
-			return Outcome{}, Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
+			return actions.Outcome{}, actions.Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
 		}
 		body, err := e.Exporter.ExportChat(ctx, cmd.ChatID, opts...)
 		if err != nil {
-			return Outcome{}, err // API errors keep their class; a failing target is internal, so retried
+			return actions.Outcome{}, err // API errors keep their class; a failing target is internal, so retried
 		}
-		return Outcome{APIStatus: http.StatusOK, Response: body}, nil
+		return actions.Outcome{APIStatus: http.StatusOK, Response: body}, nil
 	default:
-		return Outcome{}, Invalidf("unknown command type %q", cmd.Type)
+		return actions.Outcome{}, actions.Invalidf("unknown command type %q", cmd.Type)
 	}
 	if err != nil {
-		return Outcome{}, err
+		return actions.Outcome{}, err
 	}
-	out := Outcome{APIStatus: resp.StatusCode}
+	out := actions.Outcome{APIStatus: resp.StatusCode}
 	if len(resp.Body) > 0 && json.Valid(resp.Body) {
 		out.Response = resp.Body
 	}
