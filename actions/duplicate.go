@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -58,7 +57,7 @@ func (e *DuplicateError) Is(target error) bool {
 // compareDuplicate finds what was stored for cmd.ID when the publish of cmd
 // was reported as a duplicate of message seq in stream, and compares it
 // with cmd by Hash (the worker's own notion of "the same command").
-func compareDuplicate(ctx context.Context, js jetstream.JetStream, cmd Command, stream string, seq uint64, o publishOptions) error {
+func compareDuplicate(ctx context.Context, js jetstream.JetStream, cmd Command, stream string, seq uint64, o options) error {
 	dup := &DuplicateError{ID: cmd.ID, Stream: stream, Sequence: seq}
 	want := cmd.Hash()
 	// While the command waits in the work queue, the message is there.
@@ -77,19 +76,12 @@ func compareDuplicate(ctx context.Context, js jetstream.JetStream, cmd Command, 
 		return fmt.Errorf("publish %s command %s: it was a duplicate, and reading the stream %s failed: %w", cmd.Type, cmd.ID, stream, err)
 	}
 	// The worker took it: its idempotency record keeps the hash.
-	store, err := idempotency.Bind(ctx, js, o.bucket)
+	rec, err := lookupRecord(ctx, js, o.bucket, cmd.ID)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return dup
-		}
-		return fmt.Errorf("publish %s command %s: it was a duplicate, and reading its idempotency record failed: %w", cmd.Type, cmd.ID, err)
+		return fmt.Errorf("publish %s command %s: it was a duplicate, and %w", cmd.Type, cmd.ID, err)
 	}
-	rec, err := store.Lookup(ctx, cmd.ID)
-	switch {
-	case errors.Is(err, idempotency.ErrNotFound):
+	if rec == nil {
 		return dup
-	case err != nil:
-		return fmt.Errorf("publish %s command %s: it was a duplicate, and reading its idempotency record failed: %w", cmd.Type, cmd.ID, err)
 	}
 	dup.Compared = true
 	dup.Same = rec.Hash == want

@@ -86,7 +86,7 @@ func TestPublishDuplicate(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if _, err := store.Complete(t.Context(), c, idempotency.Outcome{APIStatus: 200}); err != nil {
+					if _, err := store.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
 						t.Fatal(err)
 					}
 				}

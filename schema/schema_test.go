@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/internal/schematest"
 )
 
@@ -22,8 +21,8 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		ahead  []string // in the schema before the Go type has them
 	}{
 		{"command", schematest.Command(t), actions.Command{}, []string{"not_after"}},
-		{"result", schematest.Result(t), consumer.Result{}, nil},
-		{"dead letter", schematest.DeadLetter(t), consumer.DeadLetter{}, nil},
+		{"result", schematest.Result(t), actions.Result{}, nil},
+		{"dead letter", schematest.DeadLetter(t), actions.DeadLetter{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +42,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	}
 	t.Run("dead letter error", func(t *testing.T) {
 		got := schematest.DeadLetter(t).Nested("error")
-		want := jsonFields(reflect.TypeOf(consumer.ErrorInfo{}))
+		want := jsonFields(reflect.TypeOf(actions.ErrorInfo{}))
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
