@@ -2,7 +2,10 @@ package schematest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"sync"
 	"testing"
 
@@ -112,4 +115,35 @@ func (s *Schema) Nested(name string) []string {
 		names = append(names, n)
 	}
 	return names
+}
+
+// Stream validates every message stored in stream against s and returns
+// how many there were: a test that ran a pipeline calls it on the results
+// and dead-letter streams.
+func Stream(t testing.TB, js jetstream.JetStream, stream string, s *Schema) int {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("schematest: stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("schematest: stream %s: %v", stream, err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("schematest: %s sequence %d: %v", stream, seq, err)
+		}
+		n++
+		if err := s.Check(m.Data); err != nil {
+			t.Errorf("%s sequence %d (%s) does not validate: %v\n%s", stream, seq, m.Subject, err, m.Data)
+		}
+	}
+	return n
 }
