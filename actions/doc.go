@@ -3,5 +3,6 @@
 // (Result, DeadLetter): the subjects they travel on, how commands are
 // decoded, validated and published, and the error classes that decide what
 // becomes of a failed command. Apps import it to publish commands and read
-// records; it imports no API client (package execute carries commands out).
+// records, and to learn what became of one command (PublishAndWait,
+// Status); it imports no API client (package execute carries commands out).
 package actions

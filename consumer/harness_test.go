@@ -18,6 +18,7 @@ import (
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/internal/schematest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,6 +105,13 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 	if _, err := consumer.Provision(t.Context(), js, p.cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
+	// Every record the test stored must validate against the schemas apps
+	// use (runs once the worker stopped, before the server does).
+	t.Cleanup(func() {
+		topo := p.cfg.Topology.WithDefaults()
+		schematest.Stream(t, p.js, topo.ResultsStream, schematest.Result(t))
+		schematest.Stream(t, p.js, topo.DeadLettersStream, schematest.DeadLetter(t))
+	})
 	return p
 }
 

@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func TestNATSRestartMidRunLosesNothing(t *testing.T) {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			// Publishing retries like an app would: the same id, so the
-			// stream drops a copy that did get stored.
-			if _, err := actions.Publish(t.Context(), p.js, cmd, actions.Subjects{}); err == nil {
+			// stream drops a copy that did get stored (ErrAlreadyPublished).
+			if _, err := actions.Publish(t.Context(), p.js, cmd, actions.Subjects{}); err == nil || errors.Is(err, actions.ErrAlreadyPublished) {
 				return
 			} else if time.Now().After(deadline) {
 				t.Fatalf("publishing %s: %v", cmd.ID, err)

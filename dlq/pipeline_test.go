@@ -19,6 +19,7 @@ import (
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/internal/schematest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -46,6 +47,12 @@ func newPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatalf("idempotency: %v", err)
 	}
+	// Every record the test stored must validate against the schemas apps
+	// use (registered before the worker starts, so it runs after it stops).
+	t.Cleanup(func() {
+		schematest.Stream(t, js, topo.ResultsStream, schematest.Result(t))
+		schematest.Stream(t, js, topo.DeadLettersStream, schematest.DeadLetter(t))
+	})
 	// The simulator does not honour Idempotency-Key here, so a command
 	// executed twice would show as two effects.
 	sim := chatsim.New(chatsim.Config{Faults: chatsim.Faults{ErrorRate: 1}, Seed: 1})

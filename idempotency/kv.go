@@ -18,7 +18,7 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultBucket = "CHAT_IDEMPOTENCY"
+	DefaultBucket = actions.DefaultIdempotencyBucket
 	DefaultTTL    = 24 * time.Hour
 	DefaultLease  = 60 * time.Second
 )

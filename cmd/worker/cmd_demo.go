@@ -33,8 +33,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	f.register(fs)
 	fs.Duration(&timeout, "timeout", "", time.Minute, "give up when the sample commands have not all finished by then")
 	if err := fs.FlagSet.Parse(args); err != nil { // no environment: the demo is self-contained
-		if errors.Is(err, errHelp) {
-			return err
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
 		}
 		return usageError{err}
 	}

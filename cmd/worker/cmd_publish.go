@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -13,57 +14,171 @@ import (
 	"go.uber.org/zap"
 )
 
-// runPublish publishes one command and prints its id.
+// publishFlags are the flags of send, note and archive. Each subcommand
+// registers only those its command type uses, so -h lists exactly them.
+type publishFlags struct {
+	chatID, content, id, from, site, meta string
+
+	wait    bool
+	timeout time.Duration
+	json    bool
+	bucket  string
+}
+
+func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
+	fs.String(&p.chatID, "chat", "", "", "chat ID (the visitor's person_id), required")
+	if typ == actions.TypeSend || typ == actions.TypeNote {
+		fs.String(&p.content, "content", "", "", "text of the message or note, required")
+	}
+	if typ == actions.TypeSend {
+		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
+	}
+	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
+	fs.String(&p.site, "site-token", "", "", "another project than the worker's default")
+	fs.String(&p.meta, "metadata", "", "", "JSON object echoed in the result")
+	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
+	fs.Duration(&p.timeout, "timeout", "", 60*time.Second, "with --wait: how long to wait")
+	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, else the command as published")
+	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
+}
+
+func publishUsage(typ actions.Type) string {
+	switch typ {
+	case actions.TypeArchive:
+		return string(typ) + " --chat ID [flags]"
+	}
+	return string(typ) + " --chat ID --content TEXT [flags]"
+}
+
+// command builds the command the flags describe, validated.
+func (p *publishFlags) command(typ actions.Type) (actions.Command, error) {
+	if p.chatID == "" {
+		return actions.Command{}, usageError{fmt.Errorf("--chat is required")}
+	}
+	cmd := actions.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
+	if p.meta != "" {
+		if !json.Valid([]byte(p.meta)) {
+			return cmd, usageError{fmt.Errorf("--metadata is not valid JSON")}
+		}
+		cmd.Metadata = json.RawMessage(p.meta)
+	}
+	if cmd.ID == "" {
+		cmd.ID = actions.NewID()
+	}
+	if err := cmd.Validate(); err != nil {
+		return cmd, usageError{err}
+	}
+	if p.wait && p.timeout <= 0 {
+		return cmd, usageError{fmt.Errorf("--timeout %v: want a positive duration such as 30s", p.timeout)}
+	}
+	return cmd, nil
+}
+
+// exitError ends the program with a status other than 1 and 2: the
+// outcome of a command waited for.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// Exit statuses of send, note and archive with --wait.
+const (
+	exitDeadLetter = 3
+	exitTimeout    = 4
+)
+
+// runPublish publishes one command and prints its id, or with --wait what
+// became of it.
 func runPublish(ctx context.Context, typ string, args []string, stdout, stderr io.Writer) error {
 	var (
-		n                                     natsFlags
-		chatID, content, id, from, site, meta string
+		n natsFlags
+		p publishFlags
 	)
-	fs := newFlagSet(typ, typ+" --chat ID [flags]", stderr)
-	n.register(fs)
-	fs.String(&chatID, "chat", "", "", "chat ID (the visitor's person_id), required")
-	fs.String(&id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
-	fs.String(&site, "site-token", "", "", "another project than the worker's default")
-	fs.String(&meta, "metadata", "", "", "JSON object echoed in the result")
-	if typ != "archive" {
-		fs.String(&content, "content", "", "", "text of the message or note, required")
-	}
-	if typ == "send" {
-		fs.String(&from, "from", "", "", "client, agent or bot (default: the API's default, client)")
-	}
+	t := actions.Type(typ)
+	fs := newFlagSet(typ, publishUsage(t), stderr)
+	n.registerConn(fs)
+	p.register(fs, t)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q (quote the content: --content 'Hello there')", fs.Arg(0))}
 	}
-	if chatID == "" {
-		return usageError{fmt.Errorf("--chat is required")}
-	}
-	cmd := actions.Command{ID: id, Type: actions.Type(typ), ChatID: chatID, Content: content, From: from, SiteToken: site}
-	if meta != "" {
-		if !json.Valid([]byte(meta)) {
-			return usageError{fmt.Errorf("--metadata is not valid JSON")}
-		}
-		cmd.Metadata = json.RawMessage(meta)
-	}
-	if cmd.ID == "" {
-		cmd.ID = actions.NewID()
-	}
-	if err := cmd.Validate(); err != nil {
-		return usageError{err}
+	cmd, err := p.command(t)
+	if err != nil {
+		return err
 	}
 	nc, js, err := n.connect(ctx, "chatworker "+typ, nil, zap.NewNop())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	published, err := actions.Publish(ctx, js, cmd, n.subjects())
-	if err != nil {
+	opts := []actions.Option{actions.WithIdempotencyBucket(p.bucket)}
+	if !p.wait {
+		published, err := actions.Publish(ctx, js, cmd, n.subjects(), opts...)
+		if errors.Is(err, actions.ErrAlreadyPublished) {
+			fmt.Fprintf(stderr, "already published: %v\n", err)
+		} else if err != nil {
+			return err
+		}
+		if p.json {
+			return printJSON(stdout, published)
+		}
+		fmt.Fprintln(stdout, published.ID)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	published, settled, err := actions.PublishAndWait(wctx, js, cmd, n.subjects(), opts...)
+	switch {
+	case errors.Is(err, actions.ErrNotSettled) && ctx.Err() == nil:
+		return exitError{exitTimeout, fmt.Errorf("command %s was published, but neither its result nor its dead letter came within %v: it may still run (worker status %s)", published.ID, p.timeout, published.ID)}
+	case err != nil:
 		return err
 	}
-	fmt.Fprintln(stdout, published.ID)
+	if settled.AlreadyPublished {
+		fmt.Fprintf(stderr, "already published: command id %q was published before with this body; this is what became of it\n", published.ID)
+	}
+	if p.json {
+		fmt.Fprintf(stdout, "%s\n", settled.Data)
+	} else {
+		printSettled(stdout, settled)
+	}
+	if dl := settled.DeadLetter; dl != nil {
+		return exitError{exitDeadLetter, fmt.Errorf("command %s was dead-lettered (%s): %s", published.ID, dl.Error.Class, dl.Error.Message)}
+	}
 	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printSettled prints a result or a dead letter in a few lines for a
+// person.
+func printSettled(w io.Writer, s actions.Settled) {
+	if r := s.Result; r != nil {
+		fmt.Fprintf(w, "%s  %s %s  id=%s  attempts=%d  api_status=%d  at %s\n", r.Status, r.Type, r.ChatID, r.ID,
+			r.Attempts, r.APIStatus, r.CompletedAt.UTC().Format(time.RFC3339))
+		if len(r.Response) > 0 && string(r.Response) != "null" {
+			fmt.Fprintf(w, "response: %s\n", r.Response)
+		}
+		return
+	}
+	dl := s.DeadLetter
+	fmt.Fprintf(w, "dead letter  class=%s  attempts=%d", dl.Error.Class, dl.Attempts)
+	if dl.Error.APIStatus != 0 {
+		fmt.Fprintf(w, "  api_status=%d", dl.Error.APIStatus)
+	}
+	if dl.Error.APICode != 0 {
+		fmt.Fprintf(w, "  api_code=%d", dl.Error.APICode)
+	}
+	fmt.Fprintf(w, "  %s sequence %d\nerror: %s\n", s.Subject, s.Sequence, dl.Error.Message)
 }
 
 // runProvision creates or updates the streams, the consumer and the

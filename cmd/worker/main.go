@@ -21,6 +21,12 @@ func main() {
 	stop()
 	switch {
 	case err == nil, errors.Is(err, errHelp):
+	case errors.As(err, new(exitError)):
+		// The command said what happened; the status says which case.
+		var e exitError
+		errors.As(err, &e)
+		fmt.Fprintf(os.Stderr, "worker: %v\n", e.err)
+		os.Exit(e.code)
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(os.Stderr, "worker: %v\nRun `worker help` for the commands and their flags.\n", err)
 		os.Exit(2)
@@ -39,6 +45,8 @@ Commands:
   send        publish a send command   (--chat, --content, --id)
   note        publish a note command   (--chat, --content, --id)
   archive     publish an archive command (--chat, --id)
+              (send, note, archive: --wait for the result or dead letter)
+  status      what became of a command id: waiting, running, succeeded or dead-lettered
   dlq         inspect and replay dead letters (ls, show, replay, purge)
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
@@ -64,6 +72,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSim(ctx, rest, stdout, stderr)
 	case "send", "note", "archive":
 		return runPublish(ctx, cmd, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "provision":
 		return runProvision(ctx, rest, stdout, stderr)
 	case "dlq":

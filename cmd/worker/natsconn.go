@@ -37,6 +37,16 @@ type natsFlags struct {
 }
 
 func (n *natsFlags) register(fs *flagSet) {
+	n.registerConn(fs)
+	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (commands are kept 7 days)")
+	fs.Int(&n.dlqMaxMsgs, "dlq-max-msgs", "WORKER_DLQ_MAX_MSGS", -1, "most dead letters CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
+	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
+}
+
+// registerConn registers only what connecting and naming subjects need:
+// the flags of subcommands that publish or read but never provision.
+func (n *natsFlags) registerConn(fs *flagSet) {
 	fs.String(&n.url, "nats-url", "NATS_URL", "", "NATS server URL(s), comma separated")
 	fs.String(&n.creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT + NKey seed)")
 	fs.String(&n.nkey, "nats-nkey", "NATS_NKEY", "", "NATS NKey seed file")
@@ -45,10 +55,6 @@ func (n *natsFlags) register(fs *flagSet) {
 	fs.String(&n.tlsCert, "tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS (with --tls-key)")
 	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
 	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
-	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
-	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (commands are kept 7 days)")
-	fs.Int(&n.dlqMaxMsgs, "dlq-max-msgs", "WORKER_DLQ_MAX_MSGS", -1, "most dead letters CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
-	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }
 
 func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }

@@ -102,8 +102,17 @@ func TestWorkerPermissions(t *testing.T) {
 	waitFor(t, ojs, "CHAT_DLQ", 1)
 	waitFor(t, ojs, "CHAT_COMMANDS", 0)
 
-	// The app may not forge results or dead letters, nor touch the API.
-	for _, subject := range []string{"chat.results.send.c1", "chat.dlq.send.c1", "$JS.API.STREAM.PURGE.CHAT_COMMANDS"} {
+	// The app reads what became of its commands: it waits for them,
+	// asks their status, publishes one again, and consumes results and
+	// dead letters with durable consumers of its own, all without a
+	// permissions violation.
+	appReads(t, ajs, appErrs)
+
+	// The app may not forge results or dead letters, take commands from
+	// the worker, delete dead letters, nor touch the API.
+	for _, subject := range []string{"chat.results.send.c1", "chat.dlq.send.c1", "$JS.API.STREAM.PURGE.CHAT_COMMANDS",
+		"$JS.API.CONSUMER.CREATE.CHAT_COMMANDS.thief.chat.commands.>", "$JS.API.STREAM.MSG.DELETE.CHAT_DLQ", "$JS.API.STREAM.PURGE.CHAT_DLQ",
+		"$JS.API.CONSUMER.DELETE.CHAT_COMMANDS.chat-worker"} {
 		if err := anc.Publish(subject, []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +126,7 @@ func TestWorkerPermissions(t *testing.T) {
 			t.Errorf("app publish to %s: no permissions violation", subject)
 		}
 	}
-	waitFor(t, ojs, "CHAT_RESULTS", 3)
+	waitFor(t, ojs, "CHAT_RESULTS", 4)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -183,5 +192,64 @@ func waitFor(t *testing.T, js jetstream.JetStream, stream string, n uint64) {
 			t.Fatalf("%s did not reach %d messages: %v", stream, n, errors.Join(err))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// appReads does, as the app user, everything an app does to learn what
+// became of its commands, and fails on any asynchronous error (a
+// permissions violation) on the app's connection.
+func appReads(t *testing.T, ajs jetstream.JetStream, appErrs <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s := actions.Subjects{}
+	_, got, err := actions.PublishAndWait(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s)
+	if err != nil || got.Result == nil {
+		t.Errorf("the app cannot wait for a result: %+v, %v", got, err)
+	}
+	_, got, err = actions.PublishAndWait(ctx, ajs, actions.Send{ID: "p5", ChatID: "missing:5", Content: "hi"}, s)
+	if err != nil || got.DeadLetter == nil {
+		t.Errorf("the app cannot wait for a dead letter: %+v, %v", got, err)
+	}
+	// Published again: the same command (still in the stream or already
+	// taken), and a different one.
+	if _, err := actions.Publish(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s); !errors.Is(err, actions.ErrAlreadyPublished) {
+		t.Errorf("the app publishing p4 again: %v, want ErrAlreadyPublished", err)
+	}
+	if _, err := actions.Publish(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "other"}, s); !errors.Is(err, actions.ErrIDReused) {
+		t.Errorf("the app reusing p4: %v, want ErrIDReused", err)
+	}
+	for id, want := range map[string]actions.State{"p1": actions.StateSucceeded, "p3": actions.StateDeadLettered, "p5": actions.StateDeadLettered} {
+		if st, err := actions.Status(ctx, ajs, id, s); err != nil || st.State != want {
+			t.Errorf("the app asking the status of %s: %+v, %v; want %s", id, st, err, want)
+		}
+	}
+	// A durable consumer of its own, as docs/apps.md shows.
+	for stream, n := range map[string]int{"CHAT_RESULTS": 4, "CHAT_DLQ": 2} {
+		cons, err := ajs.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "my-app", AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Errorf("the app cannot create a durable consumer on %s: %v", stream, err)
+			continue
+		}
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Errorf("the app cannot fetch from %s: %v", stream, err)
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Errorf("the app cannot acknowledge on %s: %v", stream, err)
+			}
+		}
+		if got != n {
+			t.Errorf("the app read %d records from %s, want %d (%v)", got, stream, n, batch.Error())
+		}
+	}
+	select {
+	case err := <-appErrs:
+		t.Errorf("the app hit an error reading outcomes (add what it needs to worker-permissions.conf): %v", err)
+	default:
 	}
 }

@@ -1,0 +1,247 @@
+package actions_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/internal/schematest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+)
+
+// pipeline is an embedded NATS server with the streams and the bucket, and
+// a worker against the simulator once start is called.
+type pipeline struct {
+	srv   *server.Server
+	js    jetstream.JetStream
+	store *idempotency.KV
+	cons  jetstream.Consumer
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	p := &pipeline{srv: natstest.RunServer(t)}
+	_, p.js = natstest.Connect(t, p.srv)
+	var err error
+	if p.cons, err = consumer.Provision(t.Context(), p.js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.store, err = idempotency.Open(t.Context(), p.js, idempotency.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the test stored, apps must be able to validate.
+	t.Cleanup(func() {
+		schematest.Stream(t, p.js, "CHAT_RESULTS", schematest.Result(t))
+		schematest.Stream(t, p.js, "CHAT_DLQ", schematest.DeadLetter(t))
+	})
+	return p
+}
+
+func (p *pipeline) start(t *testing.T) {
+	t.Helper()
+	hs := httptest.NewServer(chatsim.New(chatsim.Config{}))
+	t.Cleanup(hs.Close)
+	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := consumer.New(p.js, p.cons, &execute.Executor{Client: client, SiteToken: "s"}, p.store,
+		consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+func withTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestPublishAndWait: the result or the dead letter of this very publish
+// comes back, also when the same command is published again; a different
+// command under a used id is refused at once.
+func TestPublishAndWait(t *testing.T) {
+	p := newPipeline(t)
+	p.start(t)
+	s := actions.Subjects{}
+	ok := actions.Send{ID: "w-1", ChatID: "email:jo@example.com", Content: "Hello", From: actions.FromAgent, Metadata: []byte(`{"order":"A-17"}`)}
+	tests := []struct {
+		name      string
+		cmd       actions.Commander
+		wantClass actions.Class // empty: a result
+		status    string
+		again     bool
+		err       error
+	}{
+		{"succeeds", ok, "", actions.StatusSucceeded, false, nil},
+		{"the same again: the first one's result", ok, "", actions.StatusSucceeded, true, nil},
+		{"another chat, same id", actions.Send{ID: "w-1", ChatID: "other", Content: "Hello"}, "", "", false, actions.ErrIDReused},
+		{"unknown chat: dead letter", actions.Send{ID: "w-2", ChatID: "missing:1", Content: "Hi"}, actions.ClassPermanent, "", false, nil},
+		{"note", actions.Note{ID: "w-3", ChatID: "email:jo@example.com", Content: "n"}, "", actions.StatusSucceeded, false, nil},
+		{"archive", actions.Archive{ID: "w-4", ChatID: "email:jo@example.com"}, "", actions.StatusSucceeded, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), p.js, tt.cmd, s)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.AlreadyPublished != tt.again {
+				t.Errorf("AlreadyPublished = %v, want %v", got.AlreadyPublished, tt.again)
+			}
+			if tt.wantClass != "" {
+				if got.DeadLetter == nil || got.Result != nil {
+					t.Fatalf("got %+v, want a dead letter", got)
+				}
+				if got.DeadLetter.Error.Class != tt.wantClass {
+					t.Errorf("class %q, want %q", got.DeadLetter.Error.Class, tt.wantClass)
+				}
+				schematest.DeadLetter(t).Valid(t, got.Data)
+				return
+			}
+			if got.Result == nil || got.DeadLetter != nil {
+				t.Fatalf("got %+v, want a result", got)
+			}
+			if got.Result.ID != cmd.ID || got.Result.Status != tt.status || got.Subject != s.Result(cmd.Type, cmd.ChatID) {
+				t.Errorf("result %+v on %s, want %s of %s", got.Result, got.Subject, tt.status, cmd.ID)
+			}
+			schematest.Result(t).Valid(t, got.Data)
+		})
+	}
+
+	// A command published again as a new message (past the duplicate
+	// window, say) gets its own record, and the wait is for that one.
+	msg := &nats.Msg{Subject: s.Command(actions.TypeSend, ok.ChatID), Data: []byte(`{"id":"w-1","type":"send","chat_id":"email:jo@example.com","content":"Hello","from":"agent","metadata":{"order":"A-17"}}`)}
+	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), p.js, actions.Send{ID: "w-5", ChatID: ok.ChatID, Content: "later"}, s)
+	if err != nil || got.Result == nil || got.Result.ID != "w-5" {
+		t.Errorf("after another command's record on the same subject: %+v, %v; want w-5's result", got, err)
+	}
+}
+
+// TestPublishAndWaitTimesOut: with no worker, the wait ends with the
+// context and says so.
+func TestPublishAndWaitTimesOut(t *testing.T) {
+	p := newPipeline(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, _, err := actions.PublishAndWait(ctx, p.js, actions.Archive{ID: "t-1", ChatID: "c"}, actions.Subjects{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, _, err = actions.PublishAndWait(ctx, p.js, actions.Archive{ID: "t-2", ChatID: "c"}, actions.Subjects{})
+	if !errors.Is(err, actions.ErrNotSettled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrNotSettled and the deadline", err)
+	}
+}
+
+// TestStatus follows commands through the states Status reports.
+func TestStatus(t *testing.T) {
+	p := newPipeline(t)
+	s := actions.Subjects{}
+	status := func(id string) (actions.CommandStatus, error) {
+		return actions.Status(withTimeout(t, time.Minute), p.js, id, s)
+	}
+
+	if _, err := status("nobody"); !errors.Is(err, actions.ErrUnknownCommand) {
+		t.Errorf("unknown id: %v, want ErrUnknownCommand", err)
+	}
+	// Waiting: no worker yet.
+	for _, c := range []actions.Commander{
+		actions.Send{ID: "s-ok", ChatID: "c1", Content: "hi"},
+		actions.Send{ID: "s-404", ChatID: "missing:2", Content: "hi"},
+	} {
+		if _, err := actions.Publish(t.Context(), p.js, c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c2"), []byte(`{"id":"s-bad","type":"send","chat_id":"c2","contnet":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"s-ok", "s-404", "s-bad"} {
+		st, err := status(id)
+		if err != nil || st.State != actions.StateWaiting || st.Sequence == 0 {
+			t.Errorf("%s before the worker: %+v, %v; want waiting", id, st, err)
+		}
+	}
+	// Running: a live claim on the id.
+	if _, err := p.store.Claim(t.Context(), "s-run", "h"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := status("s-run"); err != nil || st.State != actions.StateRunning {
+		t.Errorf("claimed id: %+v, %v; want running", st, err)
+	}
+
+	p.start(t)
+	tests := []struct {
+		id    string
+		state actions.State
+		class actions.Class
+	}{
+		{"s-ok", actions.StateSucceeded, ""},
+		{"s-404", actions.StateDeadLettered, actions.ClassPermanent},
+		{"s-bad", actions.StateDeadLettered, actions.ClassInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			var st actions.CommandStatus
+			deadline := time.Now().Add(time.Minute)
+			for {
+				var err error
+				st, err = status(tt.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.State == tt.state || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st.State != tt.state {
+				t.Fatalf("state %q, want %q", st.State, tt.state)
+			}
+			switch tt.state {
+			case actions.StateSucceeded:
+				if st.Result == nil || st.Result.ID != tt.id || st.Result.Status != actions.StatusSucceeded {
+					t.Errorf("result %+v", st.Result)
+				}
+			case actions.StateDeadLettered:
+				if st.DeadLetter == nil || st.DeadLetter.Error.Class != tt.class || st.DeadLetter.Error.Message == "" {
+					t.Errorf("dead letter %+v, want class %s with a message", st.DeadLetter, tt.class)
+				}
+			}
+		})
+	}
+}

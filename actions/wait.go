@@ -1,0 +1,187 @@
+package actions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Settled is what became of a command: its result or its dead letter.
+// Exactly one of Result and DeadLetter is set.
+type Settled struct {
+	Result     *Result
+	DeadLetter *DeadLetter
+	// Subject, Sequence and Data are the record as stored: its subject, its
+	// sequence in the results or dead-letter stream, its JSON.
+	Subject  string
+	Sequence uint64
+	Data     json.RawMessage
+	// AlreadyPublished: the publish was a duplicate of the same command
+	// (ErrAlreadyPublished), and this is the first one's record.
+	AlreadyPublished bool
+}
+
+// ErrNotSettled: no result or dead letter arrived before the context ended.
+// The command may still run: ask Status later.
+var ErrNotSettled = errors.New("no result or dead letter yet")
+
+// PublishAndWait publishes c as Publish does and returns its result or dead
+// letter. It starts reading both streams for c's subject before publishing,
+// so a record stored at once is not missed, and matches the record to this
+// publish by its Nats-Msg-Id (<command id>:<stream sequence>). The context
+// bounds the wait: when it ends first, the error wraps ErrNotSettled and
+// the context's error.
+//
+// Publishing the same command again (ErrAlreadyPublished) waits for the
+// first one's record, which may already be stored; a different command
+// under a used id returns the ErrIDReused error at once.
+func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s Subjects, opts ...Option) (Command, Settled, error) {
+	o := newOptions(opts)
+	cmd := c.Command()
+	if cmd.ID == "" {
+		cmd.ID = NewID()
+	}
+	if err := cmd.Validate(); err != nil {
+		return cmd, Settled{}, err
+	}
+	subjects := []string{s.Result(cmd.Type, cmd.ChatID), s.DeadLetter(cmd.Type, Token(cmd.ChatID))}
+	w, err := watch(ctx, js, o, subjects, jetstream.DeliverNewPolicy)
+	if err != nil {
+		return cmd, Settled{}, err
+	}
+	defer w.stop()
+	cmd, seq, err := publish(ctx, js, cmd, s, o)
+	again := errors.Is(err, ErrAlreadyPublished)
+	switch {
+	case again:
+		// Its records may be stored already: read the subjects from the
+		// start.
+		w.stop()
+		if w, err = watch(ctx, js, o, subjects, jetstream.DeliverAllPolicy); err != nil {
+			return cmd, Settled{}, err
+		}
+		defer w.stop()
+	case err != nil:
+		return cmd, Settled{}, err
+	}
+	want := RecordID(cmd.ID, seq)
+	for {
+		select {
+		case <-ctx.Done():
+			return cmd, Settled{}, fmt.Errorf("command %s: %w within the wait: %w", cmd.ID, ErrNotSettled, ctx.Err())
+		case m := <-w.msgs:
+			if m.Headers().Get(jetstream.MsgIDHeader) != want {
+				continue
+			}
+			st, err := settledFrom(m.Subject(), m.Data(), s, sequenceOf(m))
+			st.AlreadyPublished = again
+			return cmd, st, err
+		}
+	}
+}
+
+// RecordID is the Nats-Msg-Id of the result or dead letter of the command
+// id stored at sequence seq of the commands stream.
+func RecordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }
+
+// recordOf reports whether msgID is the Nats-Msg-Id of a record of id.
+func recordOf(msgID, id string) bool {
+	seq, ok := strings.CutPrefix(msgID, id+":")
+	if !ok || seq == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(seq, 10, 64)
+	return err == nil
+}
+
+func sequenceOf(m jetstream.Msg) uint64 {
+	if meta, err := m.Metadata(); err == nil {
+		return meta.Sequence.Stream
+	}
+	return 0
+}
+
+// settledFrom decodes a record found on subject. Records are ours, but read
+// leniently: a field a later worker adds is ignored.
+func settledFrom(subject string, data []byte, s Subjects, seq uint64) (Settled, error) {
+	st := Settled{Subject: subject, Sequence: seq, Data: json.RawMessage(data)}
+	if strings.HasPrefix(subject, s.prefix()+".results.") {
+		st.Result = new(Result)
+		if err := json.Unmarshal(data, st.Result); err != nil {
+			return st, fmt.Errorf("read the result on %s: %w", subject, err)
+		}
+		return st, nil
+	}
+	st.DeadLetter = new(DeadLetter)
+	if err := json.Unmarshal(data, st.DeadLetter); err != nil {
+		return st, fmt.Errorf("read the dead letter on %s: %w", subject, err)
+	}
+	return st, nil
+}
+
+// inactive is how soon the server drops an ordered consumer no one reads.
+const inactive = 10 * time.Second
+
+// watcher reads the records on a few subjects of the results and
+// dead-letter streams, through one ordered consumer per stream.
+type watcher struct {
+	msgs    chan jetstream.Msg
+	done    chan struct{} // closed by stop, so a callback never blocks after it
+	stopped bool
+	stops   []func()
+}
+
+func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []string, policy jetstream.DeliverPolicy) (*watcher, error) {
+	done := make(chan struct{})
+	w := &watcher{msgs: make(chan jetstream.Msg, 64), done: done}
+	for i, stream := range []string{o.results, o.deadLetters} {
+		st, err := js.Stream(ctx, stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			w.stop()
+			return nil, fmt.Errorf("there is no stream %s to wait on: has the worker run (or worker provision)? %w", stream, err)
+		}
+		if err != nil {
+			w.stop()
+			return nil, fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    subjects[i : i+1],
+			DeliverPolicy:     policy,
+			InactiveThreshold: inactive,
+		})
+		if err != nil {
+			w.stop()
+			return nil, fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			select {
+			case w.msgs <- m:
+			case <-done:
+			}
+		})
+		if err != nil {
+			w.stop()
+			return nil, fmt.Errorf("read stream %s: %w", stream, err)
+		}
+		w.stops = append(w.stops, cc.Stop)
+	}
+	return w, nil
+}
+
+func (w *watcher) stop() {
+	if w.stopped {
+		return
+	}
+	w.stopped = true
+	close(w.done)
+	for _, stop := range w.stops {
+		stop()
+	}
+	w.stops = nil
+}

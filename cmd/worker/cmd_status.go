@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"go.uber.org/zap"
+)
+
+// runStatus prints what became of a command id.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		n       natsFlags
+		bucket  string
+		asJSON  bool
+		timeout time.Duration
+	)
+	fs := newFlagSet("status", "status [flags] ID", stderr)
+	n.registerConn(fs)
+	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket")
+	fs.Bool(&asJSON, "json", "", false, "print the status as JSON")
+	fs.Duration(&timeout, "timeout", "", time.Minute, "give up looking after this long")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{fmt.Errorf("want one command id, got %d arguments (flags go before the id)", fs.NArg())}
+	}
+	id := fs.Arg(0)
+	nc, js, err := n.connect(ctx, "chatworker status", nil, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := actions.Status(ctx, js, id, n.subjects(), actions.WithIdempotencyBucket(bucket))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(stdout, st)
+	}
+	fmt.Fprintf(stdout, "%s  %s", st.ID, st.State)
+	if r := st.Record; r != nil && r.Attempts > 0 {
+		fmt.Fprintf(stdout, "  attempts=%d", r.Attempts)
+	}
+	switch st.State {
+	case actions.StateWaiting:
+		fmt.Fprintf(stdout, "  (in the commands stream at sequence %d)\n", st.Sequence)
+	case actions.StateRunning:
+		fmt.Fprintf(stdout, "  (held by %s until %s)\n", st.Record.Owner, st.Record.LeaseExpires.UTC().Format(time.RFC3339))
+	case actions.StateSucceeded:
+		fmt.Fprintln(stdout)
+		if st.Result != nil {
+			printSettled(stdout, actions.Settled{Result: st.Result})
+		} else {
+			fmt.Fprintf(stdout, "api_status=%d at %s (the result is no longer stored)\n", st.Record.APIStatus, st.Record.CompletedAt.UTC().Format(time.RFC3339))
+		}
+	case actions.StateDeadLettered:
+		fmt.Fprintln(stdout)
+		printSettled(stdout, actions.Settled{DeadLetter: st.DeadLetter, Subject: "dead letter", Sequence: st.Sequence})
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package schema_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/internal/schematest"
+)
+
+var docs = []string{"../docs/contract.md", "../docs/apps.md"}
+
+func readDoc(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// TestDocsLinkInside: the user docs link only to files in the repository,
+// so a clone documents itself.
+func TestDocsLinkInside(t *testing.T) {
+	link := regexp.MustCompile(`\]\(([^)]+)\)`)
+	for _, doc := range docs {
+		text := readDoc(t, doc)
+		for _, m := range link.FindAllStringSubmatch(text, -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if strings.Contains(target, "://") {
+				t.Errorf("%s links outside the repository: %s", doc, m[1])
+				continue
+			}
+			if target == "" {
+				continue
+			}
+			path := filepath.Join(filepath.Dir(doc), target)
+			if rel, err := filepath.Rel("..", path); err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s links outside the repository: %s", doc, m[1])
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s links to %s, which is not in the repository: %v", doc, m[1], err)
+			}
+		}
+	}
+}
+
+// codeBlocks returns the fenced blocks of a language in a document.
+func codeBlocks(text, lang string) []string {
+	re := regexp.MustCompile("(?s)```" + lang + "\n(.*?)```")
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestContractExamples: the records shown in docs/contract.md validate
+// against their schemas, the command also against the decoder, and the
+// chat token table is what actions.Token computes.
+func TestContractExamples(t *testing.T) {
+	text := readDoc(t, "../docs/contract.md")
+	kinds := map[string]int{}
+	for _, block := range codeBlocks(text, "json") {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(block), &fields); err != nil {
+			t.Errorf("a JSON example is not JSON: %v\n%s", err, block)
+			continue
+		}
+		switch {
+		case fields["error"] != nil:
+			kinds["dead letter"]++
+			schematest.DeadLetter(t).Valid(t, []byte(block))
+		case fields["status"] != nil:
+			kinds["result"]++
+			schematest.Result(t).Valid(t, []byte(block))
+		default:
+			kinds["command"]++
+			schematest.Command(t).Valid(t, []byte(block))
+			var c actions.Command
+			_ = json.Unmarshal([]byte(block), &c)
+			if _, err := actions.Decode(actions.Subjects{}, actions.Subjects{}.Command(c.Type, c.ChatID), []byte(block)); err != nil {
+				t.Errorf("the example command does not decode: %v", err)
+			}
+		}
+	}
+	if kinds["command"] != 1 || kinds["result"] != 1 || kinds["dead letter"] != 1 {
+		t.Errorf("examples found: %v, want one of each record", kinds)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([^`]+)` \\| `([^`]+)` \\|$")
+	_, section, _ := strings.Cut(text, "## The chat token")
+	section, _, _ = strings.Cut(section, "\n## ")
+	rows := row.FindAllStringSubmatch(section, -1)
+	if len(rows) < 3 {
+		t.Fatalf("found %d rows in the chat token table", len(rows))
+	}
+	for _, r := range rows {
+		if got := actions.Token(r[1]); got != r[2] {
+			t.Errorf("the table says the token of %q is %q; Token gives %q", r[1], r[2], got)
+		}
+	}
+}
+
+// between returns the text between the lines holding begin and end.
+func between(t *testing.T, block, begin, end string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(block, begin+"\n")
+	if !ok {
+		t.Fatalf("no %q in the example", begin)
+	}
+	i := strings.LastIndex(rest[:strings.Index(rest, end)], "\n")
+	return rest[:i+1]
+}
+
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	indent := -1
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		if n := len(l) - len(strings.TrimLeft(l, " ")); indent < 0 || n < indent {
+			indent = n
+		}
+	}
+	for i, l := range lines {
+		if len(l) >= indent && indent > 0 {
+			lines[i] = l[indent:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tokenProbes are chat IDs whose tokens the examples must get right.
+var tokenProbes = []string{"abc123", "email:jo@example.com", "visitor 7/ü", "a.b*c>d", "~_-", "日本", "%41"}
+
+// TestOtherLanguageExamples runs the Python and Node publishers of
+// docs/apps.md as far as they go without a NATS server: their chat token
+// function on awkward chat IDs, and the subject and body they would
+// publish (with a fixed id), which must validate against the schema and be
+// accepted by the worker's decoder. It skips a language whose interpreter
+// is not installed.
+func TestOtherLanguageExamples(t *testing.T) {
+	text := readDoc(t, "../docs/apps.md")
+	probes, _ := json.Marshal(tokenProbes)
+	tests := []struct {
+		lang, interpreter string
+		args              []string
+		script            func(block string) string
+	}{
+		{"python", "python3", []string{"-c"}, func(block string) string {
+			return "import json\n" + between(t, block, "# example:token:begin", "# example:token:end") +
+				"\ncommand_id = \"py-example\"\n" + dedent(between(t, block, "# example:command:begin", "# example:command:end")) +
+				"\nprint(json.dumps([chat_token(i) for i in json.loads(" + strconvQuote(string(probes)) + ")]))\nprint(subject)\nprint(body.decode(\"utf-8\"))\n"
+		}},
+		{"js", "node", []string{"--input-type=module", "-e"}, func(block string) string {
+			return between(t, block, "// example:token:begin", "// example:token:end") +
+				"\nconst commandId = \"node-example\";\n" + between(t, block, "// example:command:begin", "// example:command:end") +
+				"\nconsole.log(JSON.stringify(" + string(probes) + ".map(chatToken)));\nconsole.log(subject);\nconsole.log(body);\n"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lang, func(t *testing.T) {
+			blocks := codeBlocks(text, tt.lang)
+			if len(blocks) != 1 {
+				t.Fatalf("%d %s blocks in docs/apps.md, want 1", len(blocks), tt.lang)
+			}
+			bin, err := exec.LookPath(tt.interpreter)
+			if err != nil {
+				t.Skipf("%s is not installed", tt.interpreter)
+			}
+			script := tt.script(blocks[0])
+			out, err := exec.CommandContext(t.Context(), bin, append(tt.args, script)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s\nscript:\n%s", tt.interpreter, err, out, script)
+			}
+			lines := strings.SplitN(strings.TrimRight(string(out), "\n"), "\n", 3)
+			if len(lines) != 3 {
+				t.Fatalf("output %q, want tokens, subject and body", out)
+			}
+			var tokens []string
+			if err := json.Unmarshal([]byte(lines[0]), &tokens); err != nil || len(tokens) != len(tokenProbes) {
+				t.Fatalf("tokens %q: %v", lines[0], err)
+			}
+			for i, id := range tokenProbes {
+				if want := actions.Token(id); tokens[i] != want {
+					t.Errorf("the example's token of %q is %q, want %q", id, tokens[i], want)
+				}
+			}
+			subject, body := lines[1], []byte(lines[2])
+			schematest.Command(t).Valid(t, body)
+			if _, err := actions.Decode(actions.Subjects{}, subject, body); err != nil {
+				t.Errorf("the worker refuses what the example publishes on %s: %v\n%s", subject, err, body)
+			}
+		})
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
