@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,8 +12,6 @@ import (
 	"github.com/chatworker/worker/internal/schematest"
 )
 
-var docs = []string{"../docs/contract.md", "../docs/apps.md"}
-
 func readDoc(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -22,33 +19,6 @@ func readDoc(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
-}
-
-// TestDocsLinkInside: the user docs link only to files in the repository,
-// so a clone documents itself.
-func TestDocsLinkInside(t *testing.T) {
-	link := regexp.MustCompile(`\]\(([^)]+)\)`)
-	for _, doc := range docs {
-		text := readDoc(t, doc)
-		for _, m := range link.FindAllStringSubmatch(text, -1) {
-			target, _, _ := strings.Cut(m[1], "#")
-			if strings.Contains(target, "://") {
-				t.Errorf("%s links outside the repository: %s", doc, m[1])
-				continue
-			}
-			if target == "" {
-				continue
-			}
-			path := filepath.Join(filepath.Dir(doc), target)
-			if rel, err := filepath.Rel("..", path); err != nil || strings.HasPrefix(rel, "..") {
-				t.Errorf("%s links outside the repository: %s", doc, m[1])
-				continue
-			}
-			if _, err := os.Stat(path); err != nil {
-				t.Errorf("%s links to %s, which is not in the repository: %v", doc, m[1], err)
-			}
-		}
-	}
 }
 
 // codeBlocks returns the fenced blocks of a language in a document.

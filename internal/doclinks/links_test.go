@@ -13,7 +13,11 @@ import (
 
 // pending are docs other changes add; a link to one of them is allowed
 // while it does not exist yet.
-var pending = []string{"docs/how-it-works.md", "docs/contract.md", "docs/apps.md", "docs/schedules.md"}
+var pending = []string{"docs/how-it-works.md", "docs/schedules.md"}
+
+// selfContained are the docs for app developers: they link only to files in
+// the repository, never to a web page, so a clone documents itself.
+var selfContained = []string{"docs/contract.md", "docs/apps.md"}
 
 var (
 	inlineLink = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
@@ -89,8 +93,14 @@ func TestRelativeLinks(t *testing.T) {
 				t.Errorf("%s: link %q: %v", rel, link, err)
 				continue
 			}
-			if u.Scheme != "" || u.Host != "" || u.Path == "" {
-				continue // absolute URLs, mail, anchors in the same file
+			if u.Scheme != "" || u.Host != "" {
+				if slices.Contains(selfContained, filepath.ToSlash(rel)) {
+					t.Errorf("%s: link %q leaves the repository; the docs for apps link only to files in it", rel, link)
+				}
+				continue // absolute URLs, mail
+			}
+			if u.Path == "" {
+				continue // anchors in the same file
 			}
 			if strings.HasPrefix(u.Path, "/") {
 				t.Errorf("%s: link %q: use a path relative to the file", rel, link)
@@ -113,6 +123,11 @@ func TestRelativeLinks(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, doc := range selfContained {
+		if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(doc))); err != nil {
+			t.Errorf("%s is not in the repository: %v", doc, err)
+		}
 	}
 	if files < 5 {
 		t.Fatalf("checked %d Markdown files: is the walk starting at the repository?", files)
