@@ -129,8 +129,8 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	}()
 	for {
 		out, err := w.call(ctx, d, claim)
-		if errors.Is(err, errNoSlot) {
-			return w.failed(ctx, d, claim, err) // no call made: hand it back
+		if errors.Is(err, errNoSlot) || actions.ClassOf(err) == actions.ClassExpired {
+			return w.failed(ctx, d, claim, err) // no call made: hand it back, or its deadline passed
 		}
 		if err == nil {
 			return verdict{result: w.result(d, StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
@@ -175,6 +175,9 @@ func (w *Worker) failedOrRetry(ctx context.Context, d *delivery, claim *idempote
 	}
 	hint, _ := chat.RetryAfter(err)
 	delay := w.cfg.Retry.Delay(claim.Attempts, hint)
+	if d.cmd.PastDeadline(w.now().Add(delay)) {
+		return w.failed(ctx, d, claim, actions.Expired(d.cmd, err)), true
+	}
 	d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", delay), zap.Error(err))
 	if delay > w.cfg.Retry.InProcessMax {
 		return w.failed(ctx, d, claim, &retryLater{err: err, delay: delay}), true
@@ -256,6 +259,9 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		// The slot and the shutdown came together: once a shutdown begins,
 		// no call starts; calls under way finish within the grace.
 		return actions.Outcome{}, errNoSlot
+	}
+	if d.cmd.PastDeadline(w.now()) {
+		return actions.Outcome{}, actions.Expired(d.cmd, nil)
 	}
 	// The attempt fields are what a lease extension writes: they change
 	// under the keep-alive's lock.
