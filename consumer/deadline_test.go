@@ -138,7 +138,6 @@ func TestDeadlineCutsRetryShort(t *testing.T) {
 	}
 }
 
-
 // counterHelp is the help text reg has for name, so the comparison above is
 // about the values, not the wording.
 func counterHelp(t *testing.T, reg *prometheus.Registry, name string) string {
