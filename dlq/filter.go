@@ -31,7 +31,7 @@ type Values struct {
 }
 
 // Classes a dead letter can have (actions.Class values that name one).
-var deadClasses = []actions.Class{actions.ClassInvalid, actions.ClassPermanent, actions.ClassExhausted, actions.ClassConflict}
+var deadClasses = []actions.Class{actions.ClassInvalid, actions.ClassPermanent, actions.ClassExhausted, actions.ClassConflict, actions.ClassExpired}
 
 // Types a dead-letter subject can carry: the command types, and "invalid"
 // for messages whose command subject could not be read.

@@ -117,3 +117,35 @@ func TestTimingFlags(t *testing.T) {
 		})
 	}
 }
+
+// Replaying an expired command says beforehand that it will expire again,
+// unless --not-after gives it a new deadline.
+func TestDLQReplaySaysExpiredWillExpireAgain(t *testing.T) {
+	url, js := dlqFixture(t)
+	cmd, _ := json.Marshal(actions.Command{ID: "late-1", Type: actions.TypeSend, ChatID: "chat-l", Content: "hi", NotAfter: time.Now().Add(-time.Hour)})
+	rec, _ := json.Marshal(consumer.DeadLetter{Command: cmd, Subject: actions.Subjects{}.Command(actions.TypeSend, "chat-l"),
+		Error: consumer.ErrorInfo{Class: actions.ClassExpired, Message: "its deadline passed"}, Worker: "test/1", DeadAt: time.Now()})
+	if _, err := js.Publish(t.Context(), actions.Subjects{}.DeadLetter(actions.TypeSend, "chat-l"), rec); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runDLQTest(t, "", "ls", "--nats-url", url, "--class", "expired", "--json")
+	if err != nil || !strings.Contains(out, "late-1") || strings.Contains(out, "a-1") {
+		t.Fatalf("dlq ls --class expired: %v\n%s", err, out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		warn bool
+	}{
+		{"as it is", nil, true},
+		{"with a new deadline", []string{"--not-after", "1h"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := runDLQTest(t, "", append([]string{"replay", "--nats-url", url, "--class", "expired", "--dry-run"}, tt.args...)...)
+			if err != nil || strings.Contains(out, "expire again") != tt.warn {
+				t.Errorf("replay --dry-run %v: %v; warning shown: %v, want %v\n%s", tt.args, err, !tt.warn, tt.warn, out)
+			}
+		})
+	}
+}
