@@ -77,7 +77,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"succeeded", "duplicate", "dead letter", "invalid", `unknown field "contnet"`, "permanent"} {
+	for _, want := range []string{"succeeded", "duplicate", "dead letter", "invalid", `unknown field "contnet"`, "permanent",
+		"visitor-7  expired  attempts=0", "visitor-503  succeeded  attempts=3", ", ran at "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
