@@ -31,6 +31,8 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	if typ == "send" {
 		fs.String(&from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
+	var when timing
+	when.register(fs)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -50,6 +52,10 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	if cmd.ID == "" {
 		cmd.ID = actions.NewID()
 	}
+	at, err := when.apply(&cmd, time.Now())
+	if err != nil {
+		return usageError{err}
+	}
 	if err := cmd.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -58,6 +64,9 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 		return err
 	}
 	defer nc.Close()
+	if !at.IsZero() {
+		return schedule(ctx, js, cmd, at, n.subjects(), stdout, stderr)
+	}
 	published, err := actions.Publish(ctx, js, cmd, n.subjects())
 	if err != nil {
 		return err

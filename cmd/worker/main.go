@@ -39,6 +39,9 @@ Commands:
   send        publish a send command   (--chat, --content, --id)
   note        publish a note command   (--chat, --content, --id)
   archive     publish an archive command (--chat, --id)
+              send, note, archive: --not-after TIME|DURATION sets a deadline; --at TIME or --in DURATION schedules
+  schedules   list scheduled commands that have not run (ls [--json])
+  cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
@@ -64,6 +67,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSim(ctx, rest, stdout, stderr)
 	case "send", "note", "archive":
 		return runPublish(ctx, cmd, rest, stdout, stderr)
+	case "schedules":
+		return runSchedules(ctx, rest, stdout, stderr)
+	case "cancel":
+		return runCancel(ctx, rest, stdout, stderr)
 	case "provision":
 		return runProvision(ctx, rest, stdout, stderr)
 	case "dlq":
