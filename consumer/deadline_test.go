@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,4 +154,54 @@ func counterHelp(t *testing.T, reg *prometheus.Registry, name string) string {
 	}
 	t.Fatalf("no metric %s", name)
 	return ""
+}
+
+// gatedExec holds every call for chat "slow" until release is closed, and
+// records the chats of the calls it makes.
+type gatedExec struct {
+	next    consumer.Executor
+	release chan struct{}
+	holding atomic.Bool
+	mu      sync.Mutex
+	chats   []string
+}
+
+func (g *gatedExec) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+	g.mu.Lock()
+	g.chats = append(g.chats, cmd.ChatID)
+	g.mu.Unlock()
+	if cmd.ChatID == "slow" {
+		g.holding.Store(true)
+		<-g.release
+	}
+	return g.next.Execute(ctx, cmd)
+}
+
+// A deadline that passes while the command waits for an API call slot
+// still stops the call: the deadline is checked once the slot is free.
+func TestDeadlinePassesWhileWaitingForASlot(t *testing.T) {
+	p := newBarePipeline(t)
+	p.cfg.Concurrency = 1
+	exec := &gatedExec{next: p.executor, release: make(chan struct{})}
+	var once sync.Once
+	free := func() { once.Do(func() { close(exec.release) }) }
+	p.start(exec)
+	t.Cleanup(free) // before the worker stops, should the test end early
+	p.publish(actions.Send{ChatID: "slow", Content: "takes the only slot"})
+	eventually(t, 10*time.Second, func() bool { return exec.holding.Load() }, "the slow call holds the slot")
+	notAfter := time.Now().Add(time.Second)
+	late := p.publish(actions.Send{ChatID: "waiting", Content: "hi", NotAfter: notAfter})
+	eventually(t, 10*time.Second, func() bool { return time.Now().After(notAfter) }, "the deadline passes")
+	free()
+	dl := p.deadLetters(1)[0]
+	p.results(1)
+	p.settled()
+	if dl.Error.Class != actions.ClassExpired || dl.Attempts != 0 || !strings.Contains(string(dl.Command), late.ID) {
+		t.Errorf("dead letter: class %q, %d attempts, command %s; want expired, 0 attempts, %s", dl.Error.Class, dl.Attempts, dl.Command, late.ID)
+	}
+	exec.mu.Lock()
+	defer exec.mu.Unlock()
+	if len(exec.chats) != 1 || exec.chats[0] != "slow" {
+		t.Errorf("API calls for chats %q, want only \"slow\"", exec.chats)
+	}
 }

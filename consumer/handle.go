@@ -141,6 +141,8 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return verdict{result: w.result(d, actions.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		case errors.Is(err, errNoSlot):
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), err) // no call made
+		case errors.Is(err, errLateSlot):
+			continue // no call made: the check above dead-letters it
 		}
 		last = err
 		s := w.situation(ctx, failed, d, claim, err)
