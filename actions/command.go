@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -65,6 +66,10 @@ type Command struct {
 	From      string          `json:"from,omitempty"`
 	SiteToken string          `json:"site_token,omitempty"`
 	Metadata  json.RawMessage `json:"metadata,omitempty"`
+	// NotAfter, when set, is the command's deadline: the worker makes no API
+	// call at or after it, and the command becomes a dead letter of class
+	// expired instead (contract v1.1, "Deadlines").
+	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
 // wire mirrors Command with pointers, so Decode can tell an absent field from
@@ -77,6 +82,7 @@ type wire struct {
 	From      *string         `json:"from"`
 	SiteToken *string         `json:"site_token"`
 	Metadata  json.RawMessage `json:"metadata"`
+	NotAfter  *string         `json:"not_after"`
 }
 
 // Decode parses and validates the command in data, received on subject. Any
@@ -164,7 +170,25 @@ func decodeBody(data []byte) (Command, error) {
 			return Command{}, Invalidf("\"site_token\" is empty: leave it out to use the worker's project")
 		}
 	}
+	if w.NotAfter != nil {
+		t, err := ParseDeadline(*w.NotAfter)
+		if err != nil {
+			return Command{}, err
+		}
+		cmd.NotAfter = t
+	}
 	return cmd, cmd.Validate()
+}
+
+// ParseDeadline reads a not_after value: an RFC 3339 time, which always
+// names its zone ("Z" or an offset), so a deadline never depends on the
+// worker's local time zone.
+func ParseDeadline(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.IsZero() {
+		return time.Time{}, Invalidf("\"not_after\" is %q: want an RFC 3339 time with a zone, such as 2026-11-25T09:15:00Z or 2026-11-25T10:15:00+01:00", clip(s))
+	}
+	return t, nil
 }
 
 // Validate checks the fields' values (not the subject). Publish calls it, so
@@ -207,6 +231,9 @@ func (c Command) Validate() error {
 			return Invalidf("\"from\" is %q: want %s, %s or %s", c.From, FromClient, FromAgent, FromBot)
 		}
 	}
+	if y := c.NotAfter.Year(); !c.NotAfter.IsZero() && (y < 1 || y > 9999) {
+		return Invalidf("\"not_after\" is in the year %d: RFC 3339 has years 1 to 9999", y)
+	}
 	if len(c.Metadata) > 0 {
 		if t := bytes.TrimLeft(c.Metadata, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 			if !bytes.Equal(bytes.TrimSpace(c.Metadata), []byte("null")) {
@@ -220,6 +247,13 @@ func (c Command) Validate() error {
 // Hash identifies the command's content: the same id with a different hash
 // is a conflict. It covers every field in a fixed encoding, so the order of
 // fields and white space in the published JSON do not matter.
+//
+// NotAfter is left out on purpose: a deadline says when the effect may
+// happen, not what it is. The idempotency store keeps the hash of a failed
+// command, so a hash that covered the deadline would turn the replay of an
+// expired command with a new deadline into a conflict, and a command
+// republished with a later deadline after it succeeded into a conflict
+// rather than the duplicate it is.
 func (c Command) Hash() string {
 	// One buffer, on the stack for a usual command, and one digest: this
 	// runs for every command. The encoding must never change: the
@@ -295,7 +329,7 @@ func jsonProblem(err error) string {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata)"
+		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata, not_after)"
 	}
 	return strings.TrimPrefix(msg, "json: ")
 }

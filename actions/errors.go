@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -25,8 +26,10 @@ const (
 	// ClassExhausted: retryable failures outlasted the retry budget. Only the
 	// consumer assigns it; it names a dead letter, not an error from a call.
 	ClassExhausted Class = "exhausted"
-	// ClassExpired: the command's deadline passed before it could succeed.
-	// Never retried; like exhausted, only the consumer assigns it.
+	// ClassExpired: the command's not_after deadline passed before an API
+	// call could start, or a retry would have started at or after it. No
+	// call is made at or after the deadline; never retried. Like exhausted,
+	// only the consumer assigns it.
 	ClassExpired Class = "expired"
 	// ClassInternal: anything unknown. Treated like a retryable failure, since
 	// the cause may be on the worker's side.
@@ -109,3 +112,20 @@ func ClassOf(err error) Class {
 // Retryable reports whether a failure of this class may succeed if tried
 // again later.
 func (c Class) Retryable() bool { return c == ClassRetryable || c == ClassInternal }
+
+// Expired returns an error of class expired for cmd. cause, when not nil,
+// is the failure that made a retry necessary: its API status stays readable
+// through the wrapping.
+func Expired(cmd Command, cause error) *Error {
+	msg := fmt.Sprintf("its deadline (not_after %s) passed before an API call could start", cmd.NotAfter.Format(time.RFC3339Nano))
+	if cause != nil {
+		msg = fmt.Sprintf("its deadline (not_after %s) would pass before the next attempt could start; the last attempt failed", cmd.NotAfter.Format(time.RFC3339Nano))
+	}
+	return &Error{Class: ClassExpired, Msg: msg, Err: cause}
+}
+
+// PastDeadline reports whether cmd may no longer start an API call at t: its
+// not_after is set and not after t.
+func (c Command) PastDeadline(t time.Time) bool {
+	return !c.NotAfter.IsZero() && !t.Before(c.NotAfter)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,18 +24,21 @@ type Send struct {
 	From      string // optional: client (the API's documented default), agent or bot
 	SiteToken string // optional: another project than the worker's default
 	Metadata  json.RawMessage
+	NotAfter  time.Time // optional: no API call at or after it (class expired)
 }
 
 // Note leaves a private note on a conversation.
 type Note struct {
 	ID, ChatID, Content, SiteToken string
 	Metadata                       json.RawMessage
+	NotAfter                       time.Time
 }
 
 // Archive archives a conversation.
 type Archive struct {
 	ID, ChatID, SiteToken string
 	Metadata              json.RawMessage
+	NotAfter              time.Time
 }
 
 // Export exports one conversation to the worker's export target; its result
@@ -49,15 +53,15 @@ func (x Export) Command() Command {
 }
 
 func (s Send) Command() Command {
-	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata}
+	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter}
 }
 
 func (n Note) Command() Command {
-	return Command{ID: n.ID, Type: TypeNote, ChatID: n.ChatID, Content: n.Content, SiteToken: n.SiteToken, Metadata: n.Metadata}
+	return Command{ID: n.ID, Type: TypeNote, ChatID: n.ChatID, Content: n.Content, SiteToken: n.SiteToken, Metadata: n.Metadata, NotAfter: n.NotAfter}
 }
 
 func (a Archive) Command() Command {
-	return Command{ID: a.ID, Type: TypeArchive, ChatID: a.ChatID, SiteToken: a.SiteToken, Metadata: a.Metadata}
+	return Command{ID: a.ID, Type: TypeArchive, ChatID: a.ChatID, SiteToken: a.SiteToken, Metadata: a.Metadata, NotAfter: a.NotAfter}
 }
 
 // Command lets a Command be published as it is.

@@ -17,6 +17,10 @@ import (
 // stream at once.
 var errNoSlot = errors.New("shutting down before a slot for the API call was free")
 
+// errLateSlot: the command's deadline passed while it waited for a free API
+// call slot; no call was made.
+var errLateSlot = errors.New("the deadline passed while waiting for a slot for the API call")
+
 // call waits for a free API call slot, counts the attempt and makes one API
 // call, keeping the message and the claim alive if the wait and the call
 // outlast a fraction of AckWait.
@@ -35,6 +39,11 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		// The slot and the shutdown came together: once a shutdown begins,
 		// no call starts; calls under way finish within the grace.
 		return actions.Outcome{}, errNoSlot
+	}
+	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.deadline, Now: w.now()}); dec.Action != proceed {
+		// The wait for the slot outlasted the deadline: no call starts at
+		// or after it (execute's own check dead-letters the command).
+		return actions.Outcome{}, errLateSlot
 	}
 	// The attempt fields are what a lease extension writes: they change
 	// under the keep-alive's lock.

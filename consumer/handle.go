@@ -94,6 +94,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 	}
 	d.cmd = cmd
+	d.deadline = cmd.NotAfter
 	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
 
@@ -129,9 +130,10 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			v = w.failed(ctx, d, claim, w.cfg.Retry.decide(w.situation(ctx, panicked, d, claim, err)), err)
 		}
 	}()
+	var last error // the last attempt's failure, kept in an expired dead letter
 	for {
 		if dec := w.cfg.Retry.decide(w.situation(ctx, beforeCall, d, claim, nil)); dec.Action != proceed {
-			return w.failed(ctx, d, claim, dec, errExpired)
+			return w.failed(ctx, d, claim, dec, actions.Expired(d.cmd, last))
 		}
 		out, err := w.call(ctx, d, claim)
 		switch {
@@ -139,7 +141,10 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return verdict{result: w.result(d, actions.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		case errors.Is(err, errNoSlot):
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), err) // no call made
+		case errors.Is(err, errLateSlot):
+			continue // no call made: the check above dead-letters it
 		}
+		last = err
 		s := w.situation(ctx, failed, d, claim, err)
 		w.m.retried(s.Class)
 		dec := w.cfg.Retry.decide(s)
@@ -155,10 +160,6 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		}
 	}
 }
-
-// errExpired is the cause of a command dead-lettered because its deadline
-// passed before a call.
-var errExpired = &actions.Error{Class: actions.ClassExpired, Msg: "the command's deadline passed before it could be executed"}
 
 // situation gathers decide's inputs about a claimed command. Once ctx is
 // done (the shutdown grace is over) a failure only hands the command back.
@@ -201,12 +202,12 @@ func (w *Worker) carryOut(d *delivery, claim *idempotency.Claim, dec decision, e
 	if claim != nil {
 		rec = &claim.Record
 	}
-	return verdict{dead: w.deadLetter(d, rec, dec.Class, deadLetterErr(dec.Class, rec, err))}
+	return verdict{dead: w.deadLetter(d, rec, dec.Class, deadLetterErr(d.cmd, dec.Class, rec, err))}
 }
 
 // deadLetterErr says why the command is dead: the failure itself, or, when
 // the class is the consumer's own, what the failures came to.
-func deadLetterErr(class actions.Class, rec *idempotency.Record, err error) error {
+func deadLetterErr(cmd actions.Command, class actions.Class, rec *idempotency.Record, err error) error {
 	if execute.ClassOf(err) == class {
 		return err
 	}
@@ -214,7 +215,7 @@ func deadLetterErr(class actions.Class, rec *idempotency.Record, err error) erro
 	case class == actions.ClassExhausted && rec != nil:
 		return &actions.Error{Class: class, Msg: fmt.Sprintf("gave up after %d attempts", rec.Attempts), Err: err}
 	case class == actions.ClassExpired:
-		return &actions.Error{Class: class, Msg: "the command's deadline passed before it could succeed", Err: err}
+		return actions.Expired(cmd, err) // err, the last attempt's failure, keeps its API status
 	}
 	return err
 }

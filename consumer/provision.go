@@ -130,11 +130,15 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 		{
 			Name:        t.CommandsStream,
 			Description: "Chat commands waiting to be executed (work queue: a command leaves the stream when the worker acknowledges it).",
-			Subjects:    []string{t.Subjects.CommandsFilter()},
+			Subjects:    []string{t.Subjects.CommandsFilter(), t.Subjects.SchedulesFilter()},
 			Retention:   jetstream.WorkQueuePolicy,
 			MaxAge:      t.CommandsMaxAge,
 			MaxMsgSize:  MaxCommandMsgSize,
 			Duplicates:  t.DuplicateWindow,
+			// Scheduled commands (schedules.go).
+			AllowMsgSchedules: true,
+			AllowMsgTTL:       true,
+			AllowRollup:       true,
 		},
 		{
 			Name:        t.ResultsStream,
@@ -163,8 +167,12 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 		// a replica's answer is trusted) and the dead-letter tools from any
 		// replica, without the JetStream API's overhead.
 		cfg.AllowDirect = true
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		st, err := js.CreateOrUpdateStream(ctx, cfg)
+		if err != nil {
 			return nil, fmt.Errorf("create or update stream %s: %w", cfg.Name, explain(err))
+		}
+		if err := checkSchedules(cfg, st.CachedInfo()); err != nil {
+			return nil, err
 		}
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, t.CommandsStream, jetstream.ConsumerConfig{

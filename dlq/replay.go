@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -26,6 +27,10 @@ type ReplayOptions struct {
 	// IncludeInvalid replays dead letters of class invalid too. They failed
 	// because the command itself is malformed, so they usually fail again.
 	IncludeInvalid bool
+	// NotAfter, when set, replaces the not_after deadline of every command
+	// republished. Without it a command keeps its deadline, and one already
+	// past it expires again without an API call (see Entry.PastDeadline).
+	NotAfter time.Time
 	// Progress, when set, is called after each dead letter.
 	Progress func(Step)
 
@@ -108,7 +113,7 @@ func (q *Queue) Replay(ctx context.Context, entries []Entry, opts ReplayOptions)
 				return c, err
 			}
 		}
-		ack, err := q.republish(ctx, e)
+		ack, err := q.republishWithDeadline(ctx, e, opts.NotAfter)
 		if err != nil {
 			if ctx.Err() != nil {
 				return c, ctx.Err()
@@ -156,7 +161,20 @@ func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
 // republish publishes e's command as it was first received, and waits for
 // the commands stream to store it.
 func (q *Queue) republish(ctx context.Context, e Entry) (*jetstream.PubAck, error) {
-	msg := &nats.Msg{Subject: e.Letter.Subject, Data: e.Letter.Body(), Header: nats.Header{}}
+	return q.republishWithDeadline(ctx, e, time.Time{})
+}
+
+// republishWithDeadline is republish with the command's not_after replaced
+// when notAfter is set.
+func (q *Queue) republishWithDeadline(ctx context.Context, e Entry, notAfter time.Time) (*jetstream.PubAck, error) {
+	body := e.Letter.Body()
+	if !notAfter.IsZero() {
+		var err error
+		if body, err = withDeadline(body, notAfter); err != nil {
+			return nil, err
+		}
+	}
+	msg := &nats.Msg{Subject: e.Letter.Subject, Data: body, Header: nats.Header{}}
 	for k, vs := range e.Letter.Headers {
 		// Nats-* headers steer JetStream (the original Nats-Msg-Id would be
 		// dropped as a duplicate within the window; expectations would fail).
@@ -177,4 +195,33 @@ func (q *Queue) republish(ctx context.Context, e Entry) (*jetstream.PubAck, erro
 	return q.js.PublishMsg(pctx, msg,
 		jetstream.WithMsgID(id+":replay:"+strconv.FormatUint(e.Seq, 10)),
 		jetstream.WithExpectStream(q.cfg.CommandsStream))
+}
+
+// PastDeadline reports whether e's command has a not_after at or before now:
+// replayed as it is, it expires again without an API call.
+func (e Entry) PastDeadline(now time.Time) bool {
+	var c struct {
+		NotAfter string `json:"not_after"`
+	}
+	if json.Unmarshal(e.Letter.Command, &c) != nil || c.NotAfter == "" {
+		return false
+	}
+	t, err := actions.ParseDeadline(c.NotAfter)
+	return err == nil && !now.Before(t)
+}
+
+// withDeadline sets the command's not_after, leaving every other field as it
+// was (their layout does not matter to the idempotency hash, and the
+// deadline is not part of it).
+func withDeadline(body []byte, notAfter time.Time) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("the command is not a JSON object, so no new deadline can be set: %v", err)
+	}
+	t, err := json.Marshal(notAfter.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return nil, err
+	}
+	fields["not_after"] = t
+	return json.Marshal(fields)
 }

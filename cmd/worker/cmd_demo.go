@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -75,7 +76,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		embedded.Shutdown()
 		return err
 	}
-	simSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
+	simSrv := &http.Server{Handler: failFirst(sim, "visitor-503", 2), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = simSrv.Serve(ln) }()
 	defer simSrv.Close()
 	f.apiURL = "http://" + ln.Addr().String() + "/chat/v1"
@@ -99,13 +100,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 
-	fmt.Fprintf(stdout, "Demo: embedded NATS at %s, chat API simulator at %s (25%% of calls fail with 503).\n\n", embedded.ClientURL(), f.apiURL)
+	fmt.Fprintf(stdout, "Demo: embedded NATS at %s, chat API simulator at %s (25%% of calls fail with 503; the first two for visitor-503 always do).\n\n", embedded.ClientURL(), f.apiURL)
 	samples := []actions.Commander{
 		actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo! Your order A-17 has shipped.", From: actions.FromAgent, Metadata: json.RawMessage(`{"order":"A-17"}`)},
 		actions.Note{ChatID: "email:jo@example.com", Content: "Jo asked about delivery times; shipped by express."},
 		actions.Send{ChatID: "visitor-42", Content: "Thanks for your message! An agent will reply soon.", From: actions.FromBot},
 		actions.Archive{ChatID: "visitor-42"},
 		actions.Send{ChatID: "missing:ghost", Content: "Is anyone there?"},
+		actions.Send{ChatID: "visitor-503", Content: "Sorry for the wait!"},
+		// Its moment passed before a worker took it: no call, class expired.
+		actions.Send{ChatID: "visitor-7", Content: "Your payment failed: retry while you are here?", NotAfter: time.Now().Add(-time.Second)},
 	}
 	var first actions.Command
 	fmt.Fprintln(stdout, "Publishing:")
@@ -135,13 +139,26 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (the first command again)\n", first.Type, first.ChatID, first.ID)
 
-	want := len(samples) + 2
+	// A scheduled command: NATS keeps it and publishes it at its time.
+	sched, err := actions.ScheduleAt(ctx, a.js, actions.Send{ChatID: "visitor-42", Content: "A day after sign-up: how is it going?",
+		NotAfter: time.Now().Add(time.Hour)}, time.Now().Add(2*time.Second), subjects)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (scheduled for %s, not after %s)\n", sched.Type, sched.ChatID, sched.ID,
+		sched.At.Local().Format("15:04:05"), sched.NotAfter.Local().Format("15:04:05"))
+
+	want := len(samples) + 3
 	fmt.Fprintf(stdout, "\nWhat became of them:\n")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for got := 0; got < want; got++ {
 		select {
 		case m := <-records:
-			fmt.Fprintln(tw, describeRecord(m))
+			line := describeRecord(m)
+			if strings.HasSuffix(line, "id="+sched.ID) {
+				line += fmt.Sprintf(" (scheduled for %s, ran at %s)", sched.At.Local().Format("15:04:05"), time.Now().Format("15:04:05.000"))
+			}
+			fmt.Fprintln(tw, line)
 			tw.Flush()
 		case <-ctx.Done():
 			return fmt.Errorf("demo: only %d of %d commands finished within %v", got, want, timeout)
@@ -182,4 +199,25 @@ func isFlagSet(fs *flagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// failFirst answers the first n API calls for a chat whose path contains
+// chat with 503, so the demo always shows a command retried.
+func failFirst(next http.Handler, chat string, n int) http.Handler {
+	var mu sync.Mutex
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/"+chat+"/") {
+			mu.Lock()
+			fail := n > 0
+			n--
+			mu.Unlock()
+			if fail {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"code":5000,"message":"injected by the demo"}`))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

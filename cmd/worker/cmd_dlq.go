@@ -266,8 +266,16 @@ func (d *dlqCmd) replay(ctx context.Context, args []string) error {
 	fs.Float(&opts.Rate, "rate", "WORKER_DLQ_REPLAY_RATE", 10, "most commands republished per second (0: no cap)")
 	fs.Bool(&opts.DryRun, "dry-run", "", false, "say what would be replayed, change nothing")
 	fs.Bool(&opts.IncludeInvalid, "include-invalid", "", false, "replay dead letters of class invalid too (they usually fail again)")
+	var notAfter string
+	fs.String(&notAfter, "not-after", "", "", "give every replayed command this deadline: an RFC 3339 time, or a duration from now")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if notAfter != "" {
+		var err error
+		if opts.NotAfter, err = parseDeadline(notAfter, time.Now()); err != nil {
+			return usageError{err}
+		}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("dlq replay: unexpected argument %q (select with --id and the other filters)", fs.Arg(0))}
@@ -282,6 +290,9 @@ func (d *dlqCmd) replay(ctx context.Context, args []string) error {
 	defer closeFn()
 	if len(sel.Entries) == 0 {
 		return emptyError(ctx, q, f)
+	}
+	if opts.NotAfter.IsZero() {
+		warnPastDeadline(d.stdout, sel.Entries, opts.DryRun)
 	}
 	p := newProgress(d.stdout, isTerminal(d.stdout), opts.DryRun)
 	opts.Progress = p.step
@@ -394,3 +405,21 @@ func short(s string, n int) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// warnPastDeadline says, before a replay, which commands will expire again.
+func warnPastDeadline(w io.Writer, entries []dlq.Entry, dryRun bool) {
+	n, now := 0, time.Now()
+	for _, e := range entries {
+		if e.PastDeadline(now) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	will := "will"
+	if dryRun {
+		will = "would"
+	}
+	fmt.Fprintf(w, "%d of the %d selected commands are past their not_after deadline: replayed, they %s expire again without an API call; --not-after TIME|DURATION gives them a new deadline\n", n, len(entries), will)
+}

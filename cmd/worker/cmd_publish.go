@@ -23,6 +23,8 @@ type publishFlags struct {
 	timeout time.Duration
 	json    bool
 	bucket  string
+
+	when timing // --not-after, --at, --in
 }
 
 func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
@@ -40,6 +42,7 @@ func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
 	fs.Duration(&p.timeout, "timeout", "", 60*time.Second, "with --wait: how long to wait")
 	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, else the command as published")
 	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
+	p.when.register(fs)
 }
 
 func publishUsage(typ actions.Type) string {
@@ -50,28 +53,37 @@ func publishUsage(typ actions.Type) string {
 	return string(typ) + " --chat ID --content TEXT [flags]"
 }
 
-// command builds the command the flags describe, validated.
-func (p *publishFlags) command(typ actions.Type) (actions.Command, error) {
+// command builds the command the flags describe, validated, and the time
+// it is scheduled for (zero: publish now).
+func (p *publishFlags) command(typ actions.Type, now time.Time) (actions.Command, time.Time, error) {
 	if p.chatID == "" {
-		return actions.Command{}, usageError{fmt.Errorf("--chat is required")}
+		return actions.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
 	}
 	cmd := actions.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
 	if p.meta != "" {
 		if !json.Valid([]byte(p.meta)) {
-			return cmd, usageError{fmt.Errorf("--metadata is not valid JSON")}
+			return cmd, time.Time{}, usageError{fmt.Errorf("--metadata is not valid JSON")}
 		}
 		cmd.Metadata = json.RawMessage(p.meta)
 	}
 	if cmd.ID == "" {
 		cmd.ID = actions.NewID()
 	}
+	at, err := p.when.apply(&cmd, now)
+	if err != nil {
+		return cmd, at, usageError{err}
+	}
 	if err := cmd.Validate(); err != nil {
-		return cmd, usageError{err}
+		return cmd, at, usageError{err}
 	}
 	if p.wait && p.timeout <= 0 {
-		return cmd, usageError{fmt.Errorf("--timeout %v: want a positive duration such as 30s", p.timeout)}
+		return cmd, at, usageError{fmt.Errorf("--timeout %v: want a positive duration such as 30s", p.timeout)}
 	}
-	return cmd, nil
+	if p.wait && !at.IsZero() {
+		// A schedule may be hours away: waiting for it is worker status's job.
+		return cmd, at, usageError{fmt.Errorf("--wait waits for a command published now: drop it with --at/--in, and ask `worker status %s` once the command has run", cmd.ID)}
+	}
+	return cmd, at, nil
 }
 
 // exitError ends the program with a status other than 1 and 2: the
@@ -107,7 +119,7 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q (quote the content: --content 'Hello there')", fs.Arg(0))}
 	}
-	cmd, err := p.command(t)
+	cmd, at, err := p.command(t, time.Now())
 	if err != nil {
 		return err
 	}
@@ -116,6 +128,9 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 		return err
 	}
 	defer nc.Close()
+	if !at.IsZero() {
+		return schedule(ctx, js, cmd, at, n.subjects(), stdout, stderr)
+	}
 	opts := []actions.Option{actions.WithIdempotencyBucket(p.bucket)}
 	if !p.wait {
 		published, err := actions.Publish(ctx, js, cmd, n.subjects(), opts...)

@@ -45,8 +45,11 @@ Commands:
   send        publish a send command   (--chat, --content, --id)
   note        publish a note command   (--chat, --content, --id)
   archive     publish an archive command (--chat, --id)
-              (send, note, archive: --wait for the result or dead letter)
+              (send, note, archive: --wait for the result or dead letter;
+               --not-after TIME|DURATION sets a deadline; --at TIME or --in DURATION schedules)
   status      what became of a command id: waiting, running, succeeded or dead-lettered
+  schedules   list scheduled commands that have not run (ls [--json])
+  cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
@@ -74,6 +77,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPublish(ctx, cmd, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "schedules":
+		return runSchedules(ctx, rest, stdout, stderr)
+	case "cancel":
+		return runCancel(ctx, rest, stdout, stderr)
 	case "provision":
 		return runProvision(ctx, rest, stdout, stderr)
 	case "dlq":

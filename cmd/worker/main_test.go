@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,10 +78,15 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"succeeded", "duplicate", "dead letter", "invalid", `unknown field "contnet"`, "permanent"} {
+	for _, want := range []string{"succeeded", "duplicate", "dead letter", "invalid", `unknown field "contnet"`, "permanent",
+		"visitor-7  expired  attempts=0", ", ran at "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// Two injected 503s, and perhaps random ones: at least three calls.
+	if !regexp.MustCompile(`visitor-503 +succeeded +attempts=([3-9]|\d\d)`).MatchString(out) {
+		t.Errorf("demo output lacks a retried command (visitor-503, attempts >= 3):\n%s", out)
 	}
 }
 

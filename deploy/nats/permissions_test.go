@@ -98,7 +98,11 @@ func TestWorkerPermissions(t *testing.T) {
 	if _, err := ajs.Publish(t.Context(), "chat.commands.send.c1", []byte(`{"id":"p1","type":"send","chat_id":"c1","content":"hi"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ojs, "CHAT_RESULTS", 3)
+	// And schedules one, which the server publishes as a command.
+	if _, err := actions.ScheduleAt(t.Context(), ajs, actions.Note{ID: "p4", ChatID: "c3", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
+		t.Fatalf("the app cannot schedule a command: %v", err)
+	}
+	waitFor(t, ojs, "CHAT_RESULTS", 4)
 	waitFor(t, ojs, "CHAT_DLQ", 1)
 	waitFor(t, ojs, "CHAT_COMMANDS", 0)
 

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/internal/natstest"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	err := run(ctx, args, strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// Schedule, list and cancel from the command line; no worker runs, so the
+// schedules stay pending while the test looks.
+func TestSchedulesCommandLine(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "email:jo@example.com", "--content", "hi",
+		"--at", at.Format(time.RFC3339), "--not-after", "15m", "--id", "s-1")
+	if err != nil || strings.TrimSpace(out) != "s-1" {
+		t.Fatalf("send --at: %q, %v", out, err)
+	}
+	if out, _, err = runCLI(t, "archive", "--nats-url", url, "--chat", "c2", "--in", "2h"); err != nil {
+		t.Fatalf("archive --in: %v", err)
+	}
+	archiveID := strings.TrimSpace(out)
+
+	out, _, err = runCLI(t, "schedules", "ls", "--nats-url", url, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []actions.Pending
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("schedules ls --json: %v\n%s", err, out)
+	}
+	if len(list) != 2 || list[0].ID != "s-1" || list[0].ChatID != "email:jo@example.com" || !list[0].At.Equal(at) ||
+		!list[0].NotAfter.Equal(at.Add(15*time.Minute)) || list[1].ID != archiveID || list[1].Type != actions.TypeArchive {
+		t.Fatalf("schedules ls --json = %+v", list)
+	}
+	out, _, err = runCLI(t, "schedules", "ls", "--nats-url", url)
+	if err != nil || !strings.Contains(out, "s-1") || !strings.Contains(out, at.Format(time.RFC3339)) {
+		t.Errorf("schedules ls: %v\n%s", err, out)
+	}
+
+	out, _, err = runCLI(t, "cancel", "--nats-url", url, "s-1")
+	if err != nil || !strings.Contains(out, "cancelled send s-1") {
+		t.Fatalf("cancel: %q, %v", out, err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		usage   bool   // a usage error (exit 2) rather than a failure (exit 1)
+		problem string // part of the error
+	}{
+		{"cancel again", []string{"cancel", "--nats-url", url, "s-1"}, false, "no pending schedule"},
+		{"cancel unknown", []string{"cancel", "--nats-url", url, "nope"}, false, "unknown, already fired"},
+		{"cancel without id", []string{"cancel", "--nats-url", url}, true, "give the id"},
+		{"at and in", []string{"note", "--nats-url", url, "--chat", "c", "--content", "x", "--at", at.Format(time.RFC3339), "--in", "1m"}, true, "give one"},
+		{"at without zone", []string{"note", "--nats-url", url, "--chat", "c", "--content", "x", "--at", "2026-11-25T09:00:00"}, true, "with a zone"},
+		{"bad deadline", []string{"note", "--nats-url", url, "--chat", "c", "--content", "x", "--not-after", "tomorrow"}, true, "--not-after"},
+		{"deadline before the schedule", []string{"note", "--nats-url", url, "--chat", "c", "--content", "x", "--in", "1h", "--not-after", at.Add(-2 * time.Hour).Format(time.RFC3339)}, true, "would expire"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := runCLI(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.problem) || errors.As(err, new(usageError)) != tt.usage {
+				t.Errorf("err = %v (usage error: %v), want one mentioning %q (usage error: %v)", err, errors.As(err, new(usageError)), tt.problem, tt.usage)
+			}
+		})
+	}
+	out, _, err = runCLI(t, "schedules", "ls", "--nats-url", url, "--json")
+	if err != nil || strings.Contains(out, "s-1") || !strings.Contains(out, archiveID) {
+		t.Errorf("after cancel, schedules ls: %v\n%s", err, out)
+	}
+}
+
+// A deadline given as a duration counts from now, or from the schedule's
+// time when there is one.
+func TestTimingFlags(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name         string
+		tm           timing
+		wantAt, want time.Time
+	}{
+		{"deadline from now", timing{notAfter: "15m"}, time.Time{}, now.Add(15 * time.Minute)},
+		{"deadline as a time", timing{notAfter: "2026-11-25T09:15:00+01:00"}, time.Time{}, now.Add(15 * time.Minute)},
+		{"deadline from the schedule", timing{in: time.Hour, notAfter: "15m"}, now.Add(time.Hour), now.Add(75 * time.Minute)},
+		{"at 09:00, not after 09:15", timing{at: "2026-11-25T09:00:00Z", notAfter: "2026-11-25T09:15:00Z"}, now.Add(time.Hour), now.Add(75 * time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cmd actions.Command
+			at, err := tt.tm.apply(&cmd, now)
+			if err != nil || !at.Equal(tt.wantAt) || !cmd.NotAfter.Equal(tt.want) {
+				t.Errorf("apply = %s, not_after %s, %v; want %s, %s", at, cmd.NotAfter, err, tt.wantAt, tt.want)
+			}
+		})
+	}
+}
+
+// Replaying an expired command says beforehand that it will expire again,
+// unless --not-after gives it a new deadline.
+func TestDLQReplaySaysExpiredWillExpireAgain(t *testing.T) {
+	url, js := dlqFixture(t)
+	cmd, _ := json.Marshal(actions.Command{ID: "late-1", Type: actions.TypeSend, ChatID: "chat-l", Content: "hi", NotAfter: time.Now().Add(-time.Hour)})
+	rec, _ := json.Marshal(actions.DeadLetter{Command: cmd, Subject: actions.Subjects{}.Command(actions.TypeSend, "chat-l"),
+		Error: actions.ErrorInfo{Class: actions.ClassExpired, Message: "its deadline passed"}, Worker: "test/1", DeadAt: time.Now()})
+	if _, err := js.Publish(t.Context(), actions.Subjects{}.DeadLetter(actions.TypeSend, "chat-l"), rec); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runDLQTest(t, "", "ls", "--nats-url", url, "--class", "expired", "--json")
+	if err != nil || !strings.Contains(out, "late-1") || strings.Contains(out, "a-1") {
+		t.Fatalf("dlq ls --class expired: %v\n%s", err, out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		warn bool
+	}{
+		{"as it is", nil, true},
+		{"with a new deadline", []string{"--not-after", "1h"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := runDLQTest(t, "", append([]string{"replay", "--nats-url", url, "--class", "expired", "--dry-run"}, tt.args...)...)
+			if err != nil || strings.Contains(out, "expire again") != tt.warn {
+				t.Errorf("replay --dry-run %v: %v; warning shown: %v, want %v\n%s", tt.args, err, !tt.warn, tt.warn, out)
+			}
+		})
+	}
+}
