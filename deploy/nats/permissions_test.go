@@ -99,7 +99,7 @@ func TestWorkerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// And schedules one, which the server publishes as a command.
-	if _, err := actions.ScheduleAt(t.Context(), ajs, actions.Note{ID: "p4", ChatID: "c3", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
+	if _, err := actions.ScheduleAt(t.Context(), ajs, actions.Note{ID: "s1", ChatID: "c3", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
 		t.Fatalf("the app cannot schedule a command: %v", err)
 	}
 	waitFor(t, ojs, "CHAT_RESULTS", 4)
@@ -130,7 +130,7 @@ func TestWorkerPermissions(t *testing.T) {
 			t.Errorf("app publish to %s: no permissions violation", subject)
 		}
 	}
-	waitFor(t, ojs, "CHAT_RESULTS", 4)
+	waitFor(t, ojs, "CHAT_RESULTS", 5) // and p4, published by appReads
 
 	mu.Lock()
 	defer mu.Unlock()
