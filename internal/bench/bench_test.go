@@ -143,7 +143,7 @@ var (
 
 // workerBinary builds the worker once for the runs with worker processes;
 // without a go command those runs are left out.
-func workerBinary(b *testing.B) string {
+func workerBinary(b testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "chatworker-bench-bin-")
 		if err != nil {
