@@ -18,7 +18,7 @@ import (
 
 // runBench runs the benchmark suite of internal/bench against an embedded NATS
 // server and the simulator, with this binary as the worker processes, and
-// prints the results as Markdown tables.
+// prints the results as Markdown tables; with --soak, the soak instead.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		opts              bench.Options
