@@ -1,7 +1,9 @@
 // Command benchchart draws the results of `worker bench --json FILE` as an
-// SVG image, with the standard library only:
+// SVG image, with the standard library only; the results of
+// `worker bench --soak --json FILE` are drawn round by round:
 //
 //	go run ./cmd/benchchart -in bench.json -out docs/bench.svg
+//	go run ./cmd/benchchart -in soak.json -out docs/soak.svg
 package main
 
 import (
@@ -30,6 +32,32 @@ type report struct {
 	Go      string   `json:"go"`
 	Command string   `json:"command"`
 	Results []result `json:"results"`
+	Soak    *soak    `json:"soak"`
+}
+
+// soak is what `worker bench --soak --json` writes; only the fields drawn.
+type soak struct {
+	Layout              string      `json:"layout"`
+	Commands            int         `json:"commands"`
+	Round               int         `json:"round_size"`
+	Concurrency         int         `json:"concurrency"`
+	ServerRSSStart      uint64      `json:"server_rss_start"`
+	ServerRSSPerCommand float64     `json:"server_rss_per_command"`
+	Rounds              []soakRound `json:"rounds"`
+}
+
+type soakRound struct {
+	Round            int     `json:"round"`
+	Commands         int     `json:"commands"`
+	Rate             float64 `json:"rate"`
+	WorkerRSS        uint64  `json:"worker_rss"`
+	WorkerGoroutines int     `json:"worker_goroutines"`
+	ServerRSS        uint64  `json:"server_rss"`
+	Streams          []struct {
+		Stream string `json:"stream"`
+		Bytes  uint64 `json:"bytes"`
+		Disk   uint64 `json:"disk"`
+	} `json:"streams"`
 }
 
 type result struct {
@@ -66,10 +94,15 @@ func run(args []string, stdout io.Writer) error {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	if len(rep.Results) == 0 {
+	var svg string
+	switch {
+	case rep.Soak != nil && len(rep.Soak.Rounds) > 0:
+		svg = draw(rep, "chat command worker: soak, one worker round by round", soakPanels(*rep.Soak))
+	case len(rep.Results) > 0:
+		svg = draw(rep, "chat command worker: one worker against the simulator", panels(rep.Results))
+	default:
 		return errors.New(*in + ": no results")
 	}
-	svg := draw(rep)
 	if *out == "-" {
 		_, err = io.WriteString(stdout, svg)
 		return err
@@ -101,8 +134,7 @@ const (
 	gap    = 6
 )
 
-func draw(rep report) string {
-	panels := panels(rep.Results)
+func draw(rep report, title string, panels []panel) string {
 	var sb strings.Builder
 	y := 70
 	body := &strings.Builder{}
@@ -115,7 +147,7 @@ func draw(rep report) string {
 	height := y + 10
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
-	fmt.Fprintf(&sb, `<text x="16" y="26" font-size="17" font-weight="bold">chat command worker: one worker against the simulator</text>`+"\n")
+	fmt.Fprintf(&sb, `<text x="16" y="26" font-size="17" font-weight="bold">%s</text>`+"\n", esc(title))
 	fmt.Fprintf(&sb, `<text x="16" y="46" fill="#555">%s</text>`+"\n", esc(fmt.Sprintf("%s, %d cores, %s: %s", rep.Machine, rep.Cores, rep.Go, rep.Command)))
 	sb.WriteString(body.String())
 	sb.WriteString("</svg>\n")
@@ -230,6 +262,44 @@ func panels(rs []result) []panel {
 	}
 	ps = append(ps, p)
 	return ps
+}
+
+// soakPanels draw a soak round by round: the rate against 85 % of the
+// first round's, the worker's memory, the server's, and what the store
+// holds per command.
+func soakPanels(s soak) []panel {
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	label := func(r soakRound) string { return fmt.Sprintf("round %d (%d commands)", r.Round, r.Commands) }
+	first := s.Rounds[0].Rate
+	rate := panel{title: fmt.Sprintf("Rate per round of %d commands (concurrency %d, every guarantee on); target: the last round at 85%% of the first", s.Round, s.Concurrency),
+		target: 0.85 * first, tlabel: "85% of round 1"}
+	worker := panel{title: "Worker RSS at each round's end (" + s.Layout + "); goroutines alongside", scale: 64}
+	server := panel{title: fmt.Sprintf("NATS server RSS at each round's end: %.0f bytes per command from %.0f MiB at the start", s.ServerRSSPerCommand, mib(s.ServerRSSStart))}
+	store := panel{title: "Store per command, cumulative: CHAT_RESULTS + KV_CHAT_IDEMPOTENCY as JetStream counts them (on disk alongside)"}
+	for _, r := range s.Rounds {
+		rate.bars = append(rate.bars, bar{label: label(r), value: r.Rate, text: fmt.Sprintf("%.0f/s (%.0f%% of round 1)", r.Rate, 100*r.Rate/first)})
+		rate.scale = max(rate.scale, r.Rate)
+		worker.bars = append(worker.bars, bar{label: label(r), value: mib(r.WorkerRSS), color: "#59a14f",
+			text: fmt.Sprintf("%.1f MiB, %d goroutines", mib(r.WorkerRSS), r.WorkerGoroutines)})
+		worker.scale = max(worker.scale, mib(r.WorkerRSS))
+		if r.ServerRSS > 0 {
+			server.bars = append(server.bars, bar{label: label(r), value: mib(r.ServerRSS), color: "#f28e2b", text: fmt.Sprintf("%.0f MiB", mib(r.ServerRSS))})
+			server.scale = max(server.scale, mib(r.ServerRSS))
+		}
+		var bytes, disk float64
+		var parts []string
+		for _, st := range r.Streams {
+			if st.Stream != "CHAT_RESULTS" && st.Stream != "KV_CHAT_IDEMPOTENCY" {
+				continue
+			}
+			b, d := float64(st.Bytes)/float64(r.Commands), float64(st.Disk)/float64(r.Commands)
+			bytes, disk = bytes+b, disk+d
+			parts = append(parts, fmt.Sprintf("%s %.0f B (disk %.0f)", st.Stream, b, d))
+		}
+		store.bars = append(store.bars, bar{label: label(r), value: bytes, color: "#76b7b2", text: strings.Join(parts, ", ")})
+		store.scale = max(store.scale, bytes, disk)
+	}
+	return []panel{rate, worker, server, store}
 }
 
 func esc(s string) string { return html.EscapeString(s) }

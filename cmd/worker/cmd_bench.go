@@ -12,18 +12,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/internal/bench"
 )
 
 // runBench runs the benchmark suite of internal/bench against an embedded NATS
 // server and the simulator, with this binary as the worker processes, and
-// prints the results as Markdown tables.
+// prints the results as Markdown tables; with --soak, the soak instead.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		opts              bench.Options
 		concurrency, lats string
 		jsonPath          string
 		inProcessOnly     bool
+		soak              bool
+		soakOpts          bench.SoakOptions
+		serveNATS         string
 	)
 	fs := newFlagSet("bench", "bench [flags]", stderr)
 	fs.Int(&opts.Commands, "commands", "", 20000, "commands per zero-latency run; the other runs are sized from a quarter of it")
@@ -32,9 +36,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Bool(&opts.Quick, "quick", "", false, "a tenth of the commands and short runs: checks that everything works, measures little")
 	fs.String(&jsonPath, "json", "", "", "also write the results as JSON to this file (the input of cmd/benchchart)")
 	fs.Int(&opts.Rounds, "rounds", "", 0, "rounds of the zero-latency and paced runs, interleaved; the tables show medians (default 5, 1 with --quick)")
-	fs.Bool(&inProcessOnly, "in-process-only", "", false, "leave out the runs with worker child processes")
+	fs.Bool(&inProcessOnly, "in-process-only", "", false, "leave out the runs with worker child processes (with --soak: worker and NATS server in this process)")
+	fs.Bool(&soak, "soak", "", false, "instead of the suite, run one worker over --soak-commands in rounds: rate, memory, goroutines and store bytes per command, round by round")
+	fs.Int(&soakOpts.Commands, "soak-commands", "", 500000, "with --soak: commands in all")
+	fs.Int(&soakOpts.Round, "soak-round", "", 50000, "with --soak: commands per round")
+	fs.Int(&soakOpts.Concurrency, "soak-concurrency", "", consumer.DefaultConcurrency, "with --soak: the worker's concurrency")
+	// Internal: the NATS server of a soak, in a process of its own.
+	fs.String(&serveNATS, "serve-nats", "", "", "run only the bench's NATS server, storing in this directory, until stopped (used by --soak)")
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if serveNATS != "" {
+		return bench.ServeNATS(ctx, serveNATS, stdout)
+	}
+	if soak {
+		if soakOpts.Commands < 1 || soakOpts.Round < 1 || soakOpts.Round > soakOpts.Commands || soakOpts.Concurrency < 1 {
+			return usageError{fmt.Errorf("--soak-commands %d, --soak-round %d, --soak-concurrency %d: want positive numbers, the round no larger than the total",
+				soakOpts.Commands, soakOpts.Round, soakOpts.Concurrency)}
+		}
+		return runSoak(ctx, soakOpts, inProcessOnly, jsonPath, args, stdout, stderr)
 	}
 	var err error
 	if opts.Concurrency, err = parseInts(concurrency); err != nil {
@@ -79,13 +99,52 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
+// runSoak runs `worker bench --soak`: this binary as the worker and, in
+// another process, as the NATS server.
+func runSoak(ctx context.Context, o bench.SoakOptions, inProcessOnly bool, jsonPath string, args []string, stdout, stderr io.Writer) error {
+	if !inProcessOnly {
+		var err error
+		if o.WorkerBinary, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding this binary for the worker and NATS server processes: %w (or pass --in-process-only)", err)
+		}
+	}
+	command := "worker " + strings.Join(append([]string{"bench"}, args...), " ")
+	fmt.Fprintf(stdout, "Machine: %s, %d cores (GOMAXPROCS %d), %s %s/%s\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "Command: %s\n", command)
+	if inProcessOnly {
+		fmt.Fprintln(stdout, "Worker and embedded NATS server in this process; API: the simulator over HTTP on loopback.")
+	} else {
+		fmt.Fprintln(stdout, "Worker: `worker run` in its own process; NATS: `worker bench --serve-nats` (an embedded nats-server, file storage) in its own process; API: the simulator in this process, over HTTP on loopback.")
+	}
+	start := time.Now()
+	res, err := bench.Soak(ctx, o, func(r bench.SoakRound) {
+		fmt.Fprintf(stderr, "round %-3d %8d commands  %7.0f cmd/s  worker RSS %5.1f MiB, %d goroutines  NATS RSS %6.1f MiB  (%v)\n",
+			r.Round, r.Commands, r.Rate, float64(r.WorkerRSS)/(1<<20), r.WorkerGoroutines, float64(r.ServerRSS)/(1<<20), time.Since(start).Round(time.Second))
+	})
+	if len(res.Rounds) > 0 {
+		bench.WriteSoakTable(stdout, res)
+		fmt.Fprintf(stdout, "\n%d rounds in %v.\n", len(res.Rounds), time.Since(start).Round(time.Second))
+	}
+	if jsonPath != "" && len(res.Rounds) > 0 {
+		b, jerr := json.MarshalIndent(report{Machine: cpuModel(), Cores: runtime.NumCPU(), Go: runtime.Version(), Command: command, Soak: &res}, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+		}
+		if jerr != nil && err == nil {
+			err = jerr
+		}
+	}
+	return err
+}
+
 // report is the JSON written with --json.
 type report struct {
-	Machine string         `json:"machine"`
-	Cores   int            `json:"cores"`
-	Go      string         `json:"go"`
-	Command string         `json:"command"`
-	Results []bench.Result `json:"results"`
+	Machine string            `json:"machine"`
+	Cores   int               `json:"cores"`
+	Go      string            `json:"go"`
+	Command string            `json:"command"`
+	Results []bench.Result    `json:"results,omitempty"`
+	Soak    *bench.SoakResult `json:"soak,omitempty"` // --soak
 }
 
 func parseInts(s string) ([]int, error) {

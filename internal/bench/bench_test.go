@@ -141,9 +141,19 @@ var (
 	binPath   string
 )
 
+// TestMain removes the worker binary that the tests and benchmarks with
+// worker processes built, once they are all done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // workerBinary builds the worker once for the runs with worker processes;
 // without a go command those runs are left out.
-func workerBinary(b *testing.B) string {
+func workerBinary(b testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "chatworker-bench-bin-")
 		if err != nil {

@@ -30,10 +30,7 @@ func startEnv(n int, latency time.Duration) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "bench", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-		NoLog: true, NoSigs: true, MaxPayload: 1 << 20,
-	})
+	ns, err := server.NewServer(natsOptions(dir))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -57,6 +54,15 @@ func startEnv(n int, latency time.Duration) (*env, error) {
 	}))
 	e.api = e.sim.URL + "/chat/v1"
 	return e, nil
+}
+
+// natsOptions configure the bench's NATS server, in this process or in its
+// own (ServeNATS): file storage in dir, a free port on loopback.
+func natsOptions(dir string) *server.Options {
+	return &server.Options{
+		ServerName: "bench", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		NoLog: true, NoSigs: true, MaxPayload: 1 << 20,
+	}
 }
 
 func (e *env) close() {
