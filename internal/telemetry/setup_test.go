@@ -1,0 +1,180 @@
+package telemetry
+
+import (
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestEnabled(t *testing.T) {
+	const endpoint = "http://collector:4318"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    bool
+		wantErr string
+	}{
+		{"nothing set", nil, false, ""},
+		{"only a service name", map[string]string{"OTEL_SERVICE_NAME": "x"}, false, ""},
+		{"endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, true, ""},
+		{"traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint + "/v1/traces"}, true, ""},
+		{"sdk disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SDK_DISABLED": "true"}, false, ""},
+		{"sdk not disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SDK_DISABLED": "false"}, true, ""},
+		{"exporter none", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_EXPORTER": "none"}, false, ""},
+		{"exporter otlp", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_EXPORTER": "otlp"}, true, ""},
+		{"http/json", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, true, ""},
+		{"ratio sampler", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, true, ""},
+		{"bad disabled", map[string]string{"OTEL_SDK_DISABLED": "yes please"}, false, "OTEL_SDK_DISABLED"},
+		{"other exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, false, "OTEL_TRACES_EXPORTER"},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, false, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"},
+		{"traces protocol wins", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, true, ""},
+		{"unknown protocol", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "carrier-pigeon"}, false, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
+		{"unknown sampler", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "sometimes"}, false, "OTEL_TRACES_SAMPLER"},
+		{"bad ratio", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, false, "OTEL_TRACES_SAMPLER_ARG"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := enabled(func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("enabled = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// clearEnv unsets every variable that could turn tracing on from the
+// environment the tests run in.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME",
+		"OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_HEADERS"} {
+		t.Setenv(k, "")
+	}
+}
+
+func TestSetupIsOffWithoutAnEndpoint(t *testing.T) {
+	clearEnv(t)
+	p, err := Setup(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Enabled() {
+		t.Fatal("tracing is on with no OTEL_* variable set")
+	}
+	_, span := p.Tracer("t").Start(t.Context(), "x")
+	if span.IsRecording() {
+		t.Error("the off provider records spans")
+	}
+	span.End()
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestExportOverOTLPHTTP configures tracing only through the environment,
+// as an operator would, and decodes what a local OTLP/HTTP receiver gets.
+func TestExportOverOTLPHTTP(t *testing.T) {
+	clearEnv(t)
+	got := make(chan *collectortrace.ExportTraceServiceRequest, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
+			t.Errorf("OTLP request %s %s, content type %q", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
+		}
+		if r.Header.Get("Authorization") != "Bearer collector-token" {
+			t.Errorf("OTEL_EXPORTER_OTLP_HEADERS not sent: %q", r.Header.Get("Authorization"))
+		}
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body = zr
+		}
+		data, err := io.ReadAll(body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		req := &collectortrace.ExportTraceServiceRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
+			t.Errorf("decoding the export: %v", err)
+		}
+		got <- req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		resp, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		_, _ = w.Write(resp)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer collector-token")
+
+	p, err := Setup(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Enabled() {
+		t.Fatal("tracing is off with OTEL_EXPORTER_OTLP_ENDPOINT set")
+	}
+	_, span := p.Tracer("t").Start(t.Context(), "command send", trace.WithAttributes(attribute.String("chatworker.command.id", "c-1")))
+	want := span.SpanContext()
+	span.End()
+	// Shutdown flushes: the batch goes out now rather than after its delay.
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var req *collectortrace.ExportTraceServiceRequest
+	select {
+	case req = <-got:
+	default:
+		t.Fatal("Shutdown returned before the receiver had the spans")
+	}
+	rs := req.GetResourceSpans()
+	if len(rs) != 1 || len(rs[0].GetScopeSpans()) != 1 || len(rs[0].GetScopeSpans()[0].GetSpans()) != 1 {
+		t.Fatalf("want one span, got %v", req)
+	}
+	service := ""
+	for _, kv := range rs[0].GetResource().GetAttributes() {
+		if kv.GetKey() == "service.name" {
+			service = kv.GetValue().GetStringValue()
+		}
+	}
+	if service != DefaultServiceName {
+		t.Errorf("service.name %q, want %q", service, DefaultServiceName)
+	}
+	s := rs[0].GetScopeSpans()[0].GetSpans()[0]
+	if s.GetName() != "command send" || trace.TraceID(s.GetTraceId()) != want.TraceID() || trace.SpanID(s.GetSpanId()) != want.SpanID() {
+		t.Errorf("span %q %x/%x, want %q %s/%s", s.GetName(), s.GetTraceId(), s.GetSpanId(), "command send", want.TraceID(), want.SpanID())
+	}
+	if a := s.GetAttributes(); len(a) != 1 || a[0].GetKey() != "chatworker.command.id" || a[0].GetValue().GetStringValue() != "c-1" {
+		t.Errorf("attributes %v", a)
+	}
+}
+
+func TestServiceNameFromEnv(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("OTEL_SERVICE_NAME", "chatworker-eu")
+	res, err := newResource(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := res.Set().Value("service.name"); v.AsString() != "chatworker-eu" {
+		t.Errorf("service.name %q, want OTEL_SERVICE_NAME's", v.AsString())
+	}
+}
