@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -70,7 +71,10 @@ func (c Command) Command() Command { return c }
 // Publish validates c, gives it an id when it has none, and publishes it to
 // its subject with Nats-Msg-Id set to the id, so the stream drops a duplicate
 // published within its duplicate window. It returns once JetStream has stored
-// the command, and returns the command as published.
+// the command, and returns the command as published. When ctx carries a
+// span (an app's OpenTelemetry trace), its W3C traceparent goes with the
+// command, so the worker's spans, the Chat API request, the result and the
+// dead letter continue that trace.
 //
 // When the stream reports the publish as a duplicate, Publish compares c
 // with what was stored under its id and returns a *DuplicateError:
@@ -96,7 +100,7 @@ func publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subject
 	if err != nil {
 		return cmd, 0, fmt.Errorf("encode command: %w", err)
 	}
-	msg := &nats.Msg{Subject: s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: s.Command(cmd.Type, cmd.ChatID), Data: data, Header: telemetry.Inject(ctx, nats.Header{})}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.ID))
 	if err != nil {
 		return cmd, 0, fmt.Errorf("publish %s command %s: %w", cmd.Type, cmd.ID, err)

@@ -11,6 +11,8 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/telemetry"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -123,6 +125,16 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	// The command continues the trace of whoever ran us (TRACEPARENT), under
+	// a span of its own when tracing is on.
+	tp, stopTracing, err := startTracing(ctx, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	ctx, span := tp.Tracer(telemetry.Instrumentation).Start(telemetry.FromEnv(ctx), "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(telemetry.Command(cmd.ID, typ, actions.Token(cmd.ChatID))...))
+	defer span.End()
 	nc, js, err := n.connect(ctx, "chatworker "+typ, nil, zap.NewNop())
 	if err != nil {
 		return err

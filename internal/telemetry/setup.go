@@ -22,12 +22,17 @@ import (
 // service.name in OTEL_RESOURCE_ATTRIBUTES) says otherwise.
 const DefaultServiceName = "chatworker"
 
+// Instrumentation names the worker's tracers.
+const Instrumentation = "github.com/chatworker/worker"
+
 // Provider is the process's tracer provider: an OTLP-exporting SDK provider
 // when the environment configures one, a no-op one otherwise.
 type Provider struct {
 	trace.TracerProvider
 	sdk *sdktrace.TracerProvider // nil when tracing is off
 }
+
+var _ trace.TracerProvider = (*Provider)(nil)
 
 // Enabled reports whether spans are recorded and exported.
 func (p *Provider) Enabled() bool { return p.sdk != nil }

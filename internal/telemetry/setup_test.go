@@ -1,17 +1,12 @@
 package telemetry
 
 import (
-	"compress/gzip"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/chatworker/worker/internal/telemetry/telemetrytest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 func TestEnabled(t *testing.T) {
@@ -90,39 +85,8 @@ func TestSetupIsOffWithoutAnEndpoint(t *testing.T) {
 // as an operator would, and decodes what a local OTLP/HTTP receiver gets.
 func TestExportOverOTLPHTTP(t *testing.T) {
 	clearEnv(t)
-	got := make(chan *collectortrace.ExportTraceServiceRequest, 10)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
-			t.Errorf("OTLP request %s %s, content type %q", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
-		}
-		if r.Header.Get("Authorization") != "Bearer collector-token" {
-			t.Errorf("OTEL_EXPORTER_OTLP_HEADERS not sent: %q", r.Header.Get("Authorization"))
-		}
-		var body io.Reader = r.Body
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			body = zr
-		}
-		data, err := io.ReadAll(body)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		req := &collectortrace.ExportTraceServiceRequest{}
-		if err := proto.Unmarshal(data, req); err != nil {
-			t.Errorf("decoding the export: %v", err)
-		}
-		got <- req
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		resp, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
-		_, _ = w.Write(resp)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	rcv := telemetrytest.NewReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer collector-token")
 
 	p, err := Setup(t.Context(), nil)
@@ -132,38 +96,29 @@ func TestExportOverOTLPHTTP(t *testing.T) {
 	if !p.Enabled() {
 		t.Fatal("tracing is off with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
-	_, span := p.Tracer("t").Start(t.Context(), "command send", trace.WithAttributes(attribute.String("chatworker.command.id", "c-1")))
+	_, span := p.Tracer(Instrumentation).Start(t.Context(), "command send", trace.WithAttributes(attribute.String(AttrCommandID, "c-1")))
 	want := span.SpanContext()
 	span.End()
 	// Shutdown flushes: the batch goes out now rather than after its delay.
 	if err := p.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	var req *collectortrace.ExportTraceServiceRequest
-	select {
-	case req = <-got:
-	default:
-		t.Fatal("Shutdown returned before the receiver had the spans")
+	spans := rcv.Spans()
+	if len(spans) != 1 {
+		t.Fatalf("the receiver has %d spans once Shutdown returned, want 1", len(spans))
 	}
-	rs := req.GetResourceSpans()
-	if len(rs) != 1 || len(rs[0].GetScopeSpans()) != 1 || len(rs[0].GetScopeSpans()[0].GetSpans()) != 1 {
-		t.Fatalf("want one span, got %v", req)
+	if _, headers := rcv.Requests(); headers[0].Get("Authorization") != "Bearer collector-token" {
+		t.Errorf("OTEL_EXPORTER_OTLP_HEADERS not sent: %q", headers[0].Get("Authorization"))
 	}
-	service := ""
-	for _, kv := range rs[0].GetResource().GetAttributes() {
-		if kv.GetKey() == "service.name" {
-			service = kv.GetValue().GetStringValue()
-		}
+	s := spans[0]
+	if s.Resource["service.name"] != DefaultServiceName {
+		t.Errorf("service.name %q, want %q", s.Resource["service.name"], DefaultServiceName)
 	}
-	if service != DefaultServiceName {
-		t.Errorf("service.name %q, want %q", service, DefaultServiceName)
-	}
-	s := rs[0].GetScopeSpans()[0].GetSpans()[0]
 	if s.GetName() != "command send" || trace.TraceID(s.GetTraceId()) != want.TraceID() || trace.SpanID(s.GetSpanId()) != want.SpanID() {
 		t.Errorf("span %q %x/%x, want %q %s/%s", s.GetName(), s.GetTraceId(), s.GetSpanId(), "command send", want.TraceID(), want.SpanID())
 	}
-	if a := s.GetAttributes(); len(a) != 1 || a[0].GetKey() != "chatworker.command.id" || a[0].GetValue().GetStringValue() != "c-1" {
-		t.Errorf("attributes %v", a)
+	if s.Attr(AttrCommandID) != "c-1" {
+		t.Errorf("attributes %v", s.GetAttributes())
 	}
 }
 

@@ -21,11 +21,8 @@ func Transport(base http.RoundTripper, tp trace.TracerProvider) http.RoundTrippe
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{base: base, tracer: tp.Tracer(instrumentation)}
+	return &transport{base: base, tracer: tp.Tracer(Instrumentation)}
 }
-
-// instrumentation names the worker's tracers.
-const instrumentation = "github.com/chatworker/worker"
 
 type transport struct {
 	base   http.RoundTripper
