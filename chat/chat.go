@@ -113,6 +113,7 @@ type config struct {
 	rateLimit  bool
 	observer   Observer
 	warn       func(Warning)
+	wrap       func(http.RoundTripper) http.RoundTripper
 }
 
 // Option configures a Client in New. Options validate their argument.
@@ -257,6 +258,9 @@ func New(opts ...Option) (*Client, error) {
 			// the credentials in the query would go to another host.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if cfg.wrap != nil {
+		hc = wrapTransport(hc, cfg.wrap)
 	}
 	c := &Client{
 		baseURL:   u,

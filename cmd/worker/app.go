@@ -14,6 +14,7 @@ import (
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/identity"
+	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/version"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -119,6 +120,9 @@ type app struct {
 	httpLn   net.Listener
 	topo     consumer.Topology
 	oncall   *consumer.OnCallMetrics
+	// stopTracing flushes spans; it runs after NATS has drained, so the
+	// records of the last commands are in the last spans.
+	stopTracing func()
 }
 
 // newApp wires a worker. creds are the Chat API credentials; opts add chat
@@ -148,12 +152,22 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, fmt.Errorf("idempotency store: %w", err)
 	}
-	client, err := chat.New(
+	tp, stopTracing, err := startTracing(ctx, log)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.stopTracing = stopTracing
+	chatOpts := []chat.Option{
 		chat.WithBaseURL(f.apiURL),
 		chat.WithCredentials(creds),
 		chat.WithMaxConnsPerHost(f.concurrency),
 		chat.WithObserver(metrics),
-	)
+	}
+	if tp.Enabled() {
+		chatOpts = append(chatOpts, chat.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
+	}
+	client, err := chat.New(chatOpts...)
 	if err != nil {
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
@@ -238,6 +252,9 @@ func (a *app) close() {
 			}
 		}
 		a.nc.Close()
+	}
+	if a.stopTracing != nil {
+		a.stopTracing()
 	}
 	if a.embedded != nil {
 		a.embedded.Shutdown()

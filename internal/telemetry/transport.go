@@ -76,3 +76,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func errorType(err error) string {
 	return strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
 }
+
+// CloseIdleConnections passes the call on, so that http.Client's of the
+// same name still reaches the pool behind the wrapper.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

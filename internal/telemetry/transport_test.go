@@ -142,3 +142,20 @@ func TestTransportOff(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type idleCloser struct {
+	roundTripFunc
+	closed bool
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.closed = true }
+
+// TestTransportClosesIdleConnections: the client's CloseIdleConnections
+// still reaches the pool behind the wrapper (leak-checked tests rely on it).
+func TestTransportClosesIdleConnections(t *testing.T) {
+	base := &idleCloser{}
+	(&http.Client{Transport: Transport(base, noop.NewTracerProvider())}).CloseIdleConnections()
+	if !base.closed {
+		t.Error("CloseIdleConnections did not reach the wrapped transport")
+	}
+}
