@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -63,7 +64,8 @@ func Setup(ctx context.Context, log *zap.Logger) (*Provider, error) {
 	if err != nil || !on {
 		return Off(), err
 	}
-	exp, err := newExporter(ctx)
+	proto, _ := protocol(os.Getenv) // checked by enabled
+	exp, err := newExporter(ctx, proto)
 	if err != nil {
 		return Off(), err
 	}
@@ -124,9 +126,9 @@ func protocol(getenv func(string) string) (string, error) {
 	case "http/json":
 		return v, nil
 	case "grpc":
-		return "", fmt.Errorf("%s=grpc: this build exports over OTLP/HTTP only; use http/protobuf (the collector's port 4318)", name)
+		return v, nil
 	default:
-		return "", fmt.Errorf("%s=%q: want http/protobuf or http/json", name, v)
+		return "", fmt.Errorf("%s=%q: want http/protobuf, http/json or grpc", name, v)
 	}
 }
 
@@ -150,10 +152,18 @@ func checkSampler(getenv func(string) string) error {
 	}
 }
 
-func newExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
-	// The exporter reads the endpoint, protocol, headers and TLS settings
-	// from the environment itself; New does not connect.
-	exp, err := otlptracehttp.New(ctx)
+func newExporter(ctx context.Context, protocol string) (sdktrace.SpanExporter, error) {
+	// The exporters read the endpoint, headers, compression, timeout and TLS
+	// settings from the environment themselves; neither connects in New.
+	var (
+		exp sdktrace.SpanExporter
+		err error
+	)
+	if protocol == "grpc" {
+		exp, err = otlptracegrpc.New(ctx)
+	} else {
+		exp, err = otlptracehttp.New(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}

@@ -1,12 +1,16 @@
 package telemetry
 
 import (
+	"context"
+	"net"
 	"strings"
 	"testing"
 
 	"github.com/chatworker/worker/internal/telemetry/telemetrytest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 )
 
 func TestEnabled(t *testing.T) {
@@ -29,8 +33,8 @@ func TestEnabled(t *testing.T) {
 		{"ratio sampler", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, true, ""},
 		{"bad disabled", map[string]string{"OTEL_SDK_DISABLED": "yes please"}, false, "OTEL_SDK_DISABLED"},
 		{"other exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, false, "OTEL_TRACES_EXPORTER"},
-		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, false, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"},
-		{"traces protocol wins", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, true, ""},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true, ""},
+		{"traces protocol wins", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "json"}, false, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
 		{"unknown protocol", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "carrier-pigeon"}, false, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
 		{"unknown sampler", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "sometimes"}, false, "OTEL_TRACES_SAMPLER"},
 		{"bad ratio", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, false, "OTEL_TRACES_SAMPLER_ARG"},
@@ -131,5 +135,50 @@ func TestServiceNameFromEnv(t *testing.T) {
 	}
 	if v, _ := res.Set().Value("service.name"); v.AsString() != "chatworker-eu" {
 		t.Errorf("service.name %q, want OTEL_SERVICE_NAME's", v.AsString())
+	}
+}
+
+type traceService struct {
+	collectortrace.UnimplementedTraceServiceServer
+	got chan *collectortrace.ExportTraceServiceRequest
+}
+
+func (s *traceService) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	s.got <- req
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// TestExportOverOTLPGRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc reaches a gRPC
+// collector.
+func TestExportOverOTLPGRPC(t *testing.T) {
+	clearEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &traceService{got: make(chan *collectortrace.ExportTraceServiceRequest, 10)}
+	srv := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(srv, svc)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+
+	p, err := Setup(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := p.Tracer(Instrumentation).Start(t.Context(), "command note")
+	span.End()
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-svc.got:
+		if n := req.GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()[0].GetName(); n != "command note" {
+			t.Errorf("span %q", n)
+		}
+	default:
+		t.Fatal("Shutdown returned before the collector had the spans")
 	}
 }
