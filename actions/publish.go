@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/chatworker/worker/internal/telemetry"
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -100,7 +100,7 @@ func publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subject
 	if err != nil {
 		return cmd, 0, fmt.Errorf("encode command: %w", err)
 	}
-	msg := &nats.Msg{Subject: s.Command(cmd.Type, cmd.ChatID), Data: data, Header: telemetry.Inject(ctx, nats.Header{})}
+	msg := &nats.Msg{Subject: s.Command(cmd.Type, cmd.ChatID), Data: data, Header: tracecontext.Inject(ctx, nats.Header{})}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.ID))
 	if err != nil {
 		return cmd, 0, fmt.Errorf("publish %s command %s: %w", cmd.Type, cmd.ID, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
+	"github.com/chatworker/worker/internal/tracecontext"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
@@ -132,7 +133,7 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 		return err
 	}
 	defer stopTracing()
-	ctx, span := tp.Tracer(telemetry.Instrumentation).Start(telemetry.FromEnv(ctx), "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
+	ctx, span := tp.Tracer(telemetry.Instrumentation).Start(tracecontext.FromEnv(ctx), "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(telemetry.Command(cmd.ID, typ, actions.Token(cmd.ChatID))...))
 	defer span.End()
 	nc, js, err := n.connect(ctx, "chatworker "+typ, nil, zap.NewNop())

@@ -56,7 +56,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
-	propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		span.SetAttributes(attribute.String("error.type", errorType(err)))

@@ -8,12 +8,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+)
+
+const (
+	parentTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"
+	spanID   = "00f067aa0ba902b7"
 )
 
 // recorder returns a tracer provider whose ended spans the test can read.
@@ -47,7 +54,7 @@ func TestTransport(t *testing.T) {
 			tp, exp := recorder(t)
 			hc := &http.Client{Transport: Transport(srv.Client().Transport, tp)}
 
-			ctx := Extract(t.Context(), nats.Header{"traceparent": {parentTP}})
+			ctx := tracecontext.Extract(t.Context(), nats.Header{"traceparent": {parentTP}})
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/chats/abc/messages?api_key="+secret+"&site_token=GSN-1", nil)
 			if err != nil {
 				t.Fatal(err)
