@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -68,6 +69,11 @@ func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesA
 		return
 	}
 	d := w.newDelivery(nil, raw.Subject, raw.Data, raw.Header)
+	if w.tracer != nil {
+		// No delivery's span is left to hold the record: its span goes
+		// straight under the command's traceparent.
+		ctx = tracecontext.Extract(ctx, raw.Header)
+	}
 	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
 	if cmd, err := actions.Decode(w.cfg.Topology.Subjects, raw.Subject, raw.Data); err == nil {
 		d.cmd = cmd

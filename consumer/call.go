@@ -9,6 +9,9 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -54,9 +57,15 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		claim.FirstAttemptAt = now
 	}
 	claim.LastAttemptAt = now
+	d.attempts = claim.Attempts
 	ka.mu.Unlock()
+	callCtx, span := w.start(ctx, "api call", trace.SpanKindInternal)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int(telemetry.AttrAttempts, claim.Attempts))
+	}
 	start := time.Now()
-	out, err := w.exec.Execute(ctx, d.cmd)
+	out, err := w.exec.Execute(callCtx, d.cmd)
+	endWith(span, err)
 	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", apiStatus(out, err)), zap.Error(err))
 	return out, err
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/identity"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	Unordered bool
 	Logger    *zap.Logger
 	Metrics   *Metrics // optional
+	// Tracer, when set, traces every delivery of a command (see
+	// tracing.go); nil starts no span at all.
+	Tracer trace.TracerProvider
 
 	lease time.Duration // the idempotency store's lease, when it says (New)
 }

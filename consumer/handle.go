@@ -11,8 +11,10 @@ import (
 	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -47,7 +49,14 @@ type delivery struct {
 	// never); decide dead-letters it as expired from then on.
 	deadline    time.Time
 	log         cmdLog
-	traceparent string
+	traceparent string // the command's, "" when it has none
+	// span is the delivery's span (a no-op one when tracing is off); what
+	// it ends with is set as the delivery goes: the outcome by settle, the
+	// attempts by call, the class of a dead letter by carryOut.
+	span     trace.Span
+	outcome  string
+	attempts int
+	class    actions.Class
 }
 
 // handle executes one command message and settles it: it acknowledges the
@@ -57,15 +66,24 @@ type delivery struct {
 // otherwise). It reports whether the message left the stream (acknowledged
 // or terminated) rather than being handed back.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+	ctx, span := w.startCommand(ctx, msg.Subject(), msg.Headers())
+	return w.handleIn(ctx, span, msg, meta)
+}
+
+// handleIn is handle within the delivery's span, which it ends.
+func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	d := w.newDelivery(msg, msg.Subject(), msg.Data(), msg.Headers())
-	d.meta = meta
+	d.meta, d.span = meta, span
+	defer endCommand(d)
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
 	return w.settle(ctx, d, w.process(ctx, d))
 }
 
 func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
-	d := &delivery{msg: msg, subject: subject, data: data, headers: headers, log: cmdLog{base: w.log}, traceparent: headers.Get("traceparent")}
+	// Read leniently: a bridge from HTTP may have capitalised the name.
+	d := &delivery{msg: msg, subject: subject, data: data, headers: headers, log: cmdLog{base: w.log},
+		traceparent: tracecontext.HeaderCarrier(headers).Get(tracecontext.Traceparent), span: noSpan()}
 	if d.traceparent != "" {
 		d.log.with(zap.String("traceparent", d.traceparent))
 	}
@@ -97,10 +115,13 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	d.deadline = cmd.NotAfter
 	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
+	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
-	claim, err := w.store.Claim(ctx, cmd.ID, cmd.Hash())
+	claimCtx, span := w.start(ctx, "claim", trace.SpanKindInternal)
+	claim, err := w.store.Claim(claimCtx, cmd.ID, cmd.Hash())
 	var dup *idempotency.DuplicateError
 	var bz *idempotency.BusyError
+	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
 		d.log.Info("already succeeded: publishing a duplicate result")
@@ -155,6 +176,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return w.failed(ctx, d, claim, dec, err)
 		}
 		d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
+		traceRetry(d.span, claim.Attempts, dec.Delay, s.Class)
 		if !sleepCtx(ctx, dec.Delay) {
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), ctx.Err())
 		}
@@ -198,6 +220,7 @@ func (w *Worker) carryOut(d *delivery, claim *idempotency.Claim, dec decision, e
 	if dec.Action != deadLetter {
 		return verdict{retryIn: dec.Delay}
 	}
+	d.class = dec.Class
 	var rec *idempotency.Record
 	if claim != nil {
 		rec = &claim.Record

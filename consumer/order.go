@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/backoff"
+	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -212,14 +215,21 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
+		// The delivery's span starts here, so that it holds the order check.
+		cmdCtx, span := w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
 		head := state.proof.covers(q)
 		w.m.orderCheck(head)
 		if !head {
+			checkCtx, check := w.start(cmdCtx, "order check", trace.SpanKindInternal)
 			var err error
-			head, err = w.isHead(ctx, l.token, state.settled+1, q.meta.Sequence.Stream)
+			head, err = w.isHead(checkCtx, l.token, state.settled+1, q.meta.Sequence.Stream)
 			if err != nil {
 				w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
 			}
+			if check.IsRecording() {
+				check.SetAttributes(attribute.Bool("chatworker.order.head", head))
+			}
+			endWith(check, err)
 		}
 		if !head {
 			// An earlier command of this chat is still in the stream: this
@@ -230,9 +240,13 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			for _, m := range w.lanes.takeAll(l) {
 				w.handBack(m, delay, nil)
 			}
+			if span.IsRecording() {
+				span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcomeWaiting))
+			}
+			span.End()
 			continue
 		}
-		if w.handle(ctx, q.msg, q.meta) {
+		if w.handleIn(cmdCtx, span, q.msg, q.meta) {
 			w.lanes.settledHead(l, q)
 		} else {
 			w.lanes.forget(l)

@@ -29,9 +29,13 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		// trip's wait instead of two. Both finish before the ack, and a
 		// result stored without its record is no worse than a crash just
 		// after the API call: the record is what a redelivery consults.
-		pending, err := w.publishAsync(w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, v.result)
+		subject := w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID)
+		recordCtx, span := w.startRecord(ctx, "record result", subject)
+		var h nats.Header
+		v.result.Traceparent, h = w.recordTrace(recordCtx, d.traceparent)
+		pending, err := w.publishAsync(subject, d.cmd.ID, seq, v.result, h)
 		if v.claim != nil {
-			if err := w.complete(ctx, v.claim, v.outcome); err != nil {
+			if err := w.complete(recordCtx, v.claim, v.outcome); err != nil {
 				// The effect happened: report it and acknowledge anyway. A
 				// republish of this id within the record's TTL could then
 				// run again, which the Idempotency-Key header still guards.
@@ -41,7 +45,10 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		if err == nil {
 			err = waitStored(ctx, pending)
 		}
+		endWith(span, err)
+		d.attempts, d.outcome = v.result.Attempts, v.result.Status
 		if err != nil {
+			d.outcome = outcomeHandedBack
 			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
 			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
 			return false
@@ -54,7 +61,9 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		}
 		return true
 	case v.dead != nil:
+		d.attempts, d.outcome = v.dead.Attempts, outcomeDead
 		if err := w.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
+			d.outcome = outcomeHandedBack
 			d.log.Error("storing the dead letter failed: handing the command back", zap.Error(err))
 			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
 			return false
@@ -67,6 +76,10 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		}
 		return true
 	default:
+		d.outcome = outcomeHandedBack
+		if v.retryIn > 0 {
+			d.outcome = outcomeRetry
+		}
 		w.handBack(d.msg, v.retryIn, &d.log)
 		return false
 	}
@@ -97,7 +110,13 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d *delivery, seq uint64, d
 	if id == "" {
 		id = "invalid"
 	}
-	return w.publish(ctx, w.deadLetterSubject(d), id, seq, dl)
+	subject := w.deadLetterSubject(d)
+	ctx, span := w.startRecord(ctx, "record dead letter", subject)
+	var h nats.Header
+	dl.Traceparent, h = w.recordTrace(ctx, d.traceparent)
+	err := w.publish(ctx, subject, id, seq, dl, h)
+	endWith(span, err)
+	return err
 }
 
 // complete records a success, retrying a failed write briefly: the record is
@@ -137,8 +156,8 @@ func (w *Worker) deadLetterSubject(d *delivery) string {
 
 // publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a
 // redelivery after a crash cannot store a second copy.
-func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any) error {
-	msg, err := recordMsg(subject, record)
+func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any, h nats.Header) error {
+	msg, err := recordMsg(subject, record, h)
 	if err != nil {
 		return err
 	}
@@ -148,8 +167,8 @@ func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, re
 
 // publishAsync starts storing a record as publish does; waitStored waits
 // for it.
-func (w *Worker) publishAsync(subject, id string, seq uint64, record any) (jetstream.PubAckFuture, error) {
-	msg, err := recordMsg(subject, record)
+func (w *Worker) publishAsync(subject, id string, seq uint64, record any, h nats.Header) (jetstream.PubAckFuture, error) {
+	msg, err := recordMsg(subject, record, h)
 	if err != nil {
 		return nil, err
 	}
@@ -186,12 +205,13 @@ func waitStored(ctx context.Context, f jetstream.PubAckFuture) error {
 	}
 }
 
-func recordMsg(subject string, record any) (*nats.Msg, error) {
+// recordMsg encodes a record; h, possibly nil, holds its trace context.
+func recordMsg(subject string, record any, h nats.Header) (*nats.Msg, error) {
 	data, err := json.Marshal(record)
 	if err != nil {
 		return nil, err
 	}
-	return &nats.Msg{Subject: subject, Data: data}, nil
+	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
 
 func recordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }

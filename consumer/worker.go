@@ -9,7 +9,9 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -29,6 +31,8 @@ type Worker struct {
 	log   *zap.Logger
 	m     *Metrics
 	now   func() time.Time
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 
 	calls    chan struct{}    // a slot per API call in flight (Concurrency)
 	commands jetstream.Stream // for the per-chat order check
@@ -59,6 +63,9 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		calls: make(chan struct{}, cfg.Concurrency), stopping: make(chan struct{})}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
+	}
+	if cfg.Tracer != nil {
+		w.tracer = cfg.Tracer.Tracer(telemetry.Instrumentation)
 	}
 	return w, nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/telemetry"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -26,4 +27,13 @@ func startTracing(ctx context.Context, log *zap.Logger) (tp *telemetry.Provider,
 			log.Warn("flushing traces", zap.Error(err))
 		}
 	}, nil
+}
+
+// tracerIfOn is tp when it traces, and nil otherwise: the consumer then
+// starts no span at all rather than no-op ones.
+func tracerIfOn(tp *telemetry.Provider) trace.TracerProvider {
+	if !tp.Enabled() {
+		return nil
+	}
+	return tp
 }

@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/chatworker/worker/chat/chatsim"
 
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/telemetry/telemetrytest"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // traceEnv clears every variable that would turn tracing on, so a test
@@ -69,8 +77,8 @@ func TestSendContinuesTheCallersTrace(t *testing.T) {
 				t.Fatalf("%d spans exported, want 1", len(spans))
 			}
 			s := spans[0]
-			want := "00-" + scriptTrace + "-" + trace.SpanID(s.GetSpanId()).String() + "-01"
-			if got != want || s.GetName() != "publish send" || trace.SpanID(s.GetParentSpanId()).String() != "00f067aa0ba902b7" {
+			want := "00-" + scriptTrace + "-" + hex.EncodeToString(s.GetSpanId()) + "-01"
+			if got != want || s.GetName() != "publish send" || hex.EncodeToString(s.GetParentSpanId()) != "00f067aa0ba902b7" {
 				t.Errorf("command traceparent %q, span %q parent %x; want %q under TRACEPARENT", got, s.GetName(), s.GetParentSpanId(), want)
 			}
 			if s.Attr(telemetry.AttrCommandID) != "cli-1" || s.Attr(telemetry.AttrChatToken) != "abc" {
@@ -91,4 +99,153 @@ func storedHeader(t *testing.T, js jetstream.JetStream, stream, subject, name st
 		t.Fatal(err)
 	}
 	return strings.Join(m.Header.Values(name), ",")
+}
+
+// TestRunTracesCommands runs the real wiring with tracing on: a command's
+// trace goes from `worker send` through the worker's spans to the Chat API
+// request and back on the result and the dead letter, and what reaches the
+// collector holds no credential and no content.
+func TestRunTracesCommands(t *testing.T) {
+	traceEnv(t)
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	rcv := telemetrytest.NewReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL)
+	t.Setenv("GOSQUARED_API_KEY", "test-key")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "GSN-1-S")
+	sim := chatsim.New(chatsim.Config{})
+	var mu sync.Mutex
+	apiTraceparents := map[string]string{} // request path -> traceparent
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		apiTraceparents[r.URL.Path] = r.Header.Get("traceparent")
+		mu.Unlock()
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1", "--http-addr", ""},
+			nil, &bytes.Buffer{}, &syncWriter{w: &logs})
+	}()
+	t.Setenv("TRACEPARENT", scriptParent)
+	for _, chatID := range []string{"abc", "missing:x"} {
+		eventuallyOK(t, func() error {
+			return run(t.Context(), []string{"send", "--nats-url", srv.ClientURL(), "--chat", chatID, "--content", "Hi Jo", "--id", "traced-" + chatID}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+		})
+	}
+	result := eventuallyStored(t, js, "CHAT_RESULTS", "chat.results.send.abc")
+	dead := eventuallyStored(t, js, "CHAT_DLQ", "chat.dlq.send.missing%3Ax")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+
+	// run has returned: its spans are flushed.
+	spans := map[string]telemetrytest.Span{}
+	byName := map[string][]telemetrytest.Span{}
+	for _, s := range rcv.Spans() {
+		if hex.EncodeToString(s.GetTraceId()) != scriptTrace {
+			t.Errorf("span %q in trace %x, want the script's", s.GetName(), s.GetTraceId())
+		}
+		spans[hex.EncodeToString(s.GetSpanId())] = s
+		byName[s.GetName()] = append(byName[s.GetName()], s)
+		for _, kv := range s.GetAttributes() {
+			if v := kv.GetValue().GetStringValue(); strings.Contains(v, "test-key") || strings.Contains(v, "GSN-1-S") || strings.Contains(v, "Hi Jo") {
+				t.Errorf("span %q attribute %s = %q holds a credential or content", s.GetName(), kv.GetKey(), v)
+			}
+		}
+		if strings.Contains(s.GetStatus().GetMessage(), "test-key") {
+			t.Errorf("span %q status quotes the API key", s.GetName())
+		}
+	}
+	parent := func(s telemetrytest.Span) string {
+		if p, ok := spans[hex.EncodeToString(s.GetParentSpanId())]; ok {
+			return p.GetName()
+		}
+		return "?"
+	}
+	for _, s := range byName["process send"] {
+		if parent(s) != "publish send" {
+			t.Errorf("process send's parent is %q, want the command's (publish send)", parent(s))
+		}
+	}
+	for name, want := range map[string]string{"claim": "process send", "api call": "process send", "POST": "api call",
+		"record result": "process send", "record dead letter": "process send"} {
+		if len(byName[name]) == 0 {
+			t.Errorf("no %q span; got %v", name, keys(byName))
+		}
+		for _, s := range byName[name] {
+			if parent(s) != want {
+				t.Errorf("%q's parent is %q, want %q", name, parent(s), want)
+			}
+		}
+	}
+	// The records and the API request carry the trace on from the right spans.
+	for _, c := range []struct {
+		what, header, json, span string
+	}{
+		{"result", result.Header.Get("traceparent"), jsonTraceparent(t, result.Data), "record result"},
+		{"dead letter", dead.Header.Get("traceparent"), jsonTraceparent(t, dead.Data), "record dead letter"},
+	} {
+		if c.header == "" || c.header != c.json {
+			t.Errorf("%s: header traceparent %q, JSON %q: want the same, set", c.what, c.header, c.json)
+			continue
+		}
+		if s, ok := spans[strings.Split(c.header, "-")[2]]; !ok || s.GetName() != c.span {
+			t.Errorf("%s traceparent %q is not that of a %q span", c.what, c.header, c.span)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(apiTraceparents) == 0 {
+		t.Fatal("no API request")
+	}
+	for path, tp := range apiTraceparents {
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 || parts[1] != scriptTrace || spans[parts[2]].GetName() != "POST" {
+			t.Errorf("API request %s carried traceparent %q, want one from a POST span in the script's trace", path, tp)
+		}
+	}
+}
+
+func eventuallyStored(t *testing.T, js jetstream.JetStream, stream, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	var m *jetstream.RawStreamMsg
+	eventuallyOK(t, func() error {
+		s, err := js.Stream(t.Context(), stream)
+		if err != nil {
+			return err
+		}
+		m, err = s.GetLastMsgForSubject(t.Context(), subject)
+		return err
+	})
+	return m
+}
+
+func jsonTraceparent(t *testing.T, data []byte) string {
+	t.Helper()
+	var r struct {
+		Traceparent string `json:"traceparent"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Traceparent
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
 }
