@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/chatworker/worker/internal/version"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -170,10 +171,11 @@ func newExporter(ctx context.Context, protocol string) (sdktrace.SpanExporter, e
 	return exp, nil
 }
 
-// newResource names the service chatworker unless the environment names it.
+// newResource names the service chatworker, at the binary's version, unless
+// the environment says otherwise.
 func newResource(ctx context.Context) (*resource.Resource, error) {
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", DefaultServiceName)),
+		resource.WithAttributes(attribute.String("service.name", DefaultServiceName), attribute.String("service.version", version.Get().Version)),
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
 		resource.WithProcessPID(),

@@ -115,8 +115,8 @@ func TestExportOverOTLPHTTP(t *testing.T) {
 		t.Errorf("OTEL_EXPORTER_OTLP_HEADERS not sent: %q", headers[0].Get("Authorization"))
 	}
 	s := spans[0]
-	if s.Resource["service.name"] != DefaultServiceName {
-		t.Errorf("service.name %q, want %q", s.Resource["service.name"], DefaultServiceName)
+	if s.Resource["service.name"] != DefaultServiceName || s.Resource["service.version"] == "" {
+		t.Errorf("service %q version %q, want %q at some version", s.Resource["service.name"], s.Resource["service.version"], DefaultServiceName)
 	}
 	if s.GetName() != "command send" || trace.TraceID(s.GetTraceId()) != want.TraceID() || trace.SpanID(s.GetSpanId()) != want.SpanID() {
 		t.Errorf("span %q %x/%x, want %q %s/%s", s.GetName(), s.GetTraceId(), s.GetSpanId(), "command send", want.TraceID(), want.SpanID())
