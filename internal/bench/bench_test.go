@@ -2,6 +2,9 @@ package bench_test
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chatworker/worker/internal/bench"
+	"github.com/chatworker/worker/internal/telemetry"
 )
 
 // TestHarness checks that every kind of in-process run completes and
@@ -86,8 +91,12 @@ func run(b *testing.B, r *bench.Runner, sc bench.Scenario) bench.Result {
 // perCommand runs one zero-latency scenario of b.N commands with the timer
 // on only while they are consumed, so ns/op and allocs/op are per command.
 func perCommand(b *testing.B, mode bench.Mode) {
+	perCommandWith(b, &bench.Runner{}, mode)
+}
+
+func perCommandWith(b *testing.B, r *bench.Runner, mode bench.Mode) {
 	b.ReportAllocs()
-	r := &bench.Runner{OnStart: b.ResetTimer, OnStop: b.StopTimer}
+	r.OnStart, r.OnStop = b.ResetTimer, b.StopTimer
 	res, err := r.Run(b.Context(), bench.Scenario{Mode: mode, Commands: max(b.N, 64), Concurrency: 64, Chats: 1000})
 	if err != nil {
 		b.Fatal(err)
@@ -107,6 +116,36 @@ func BenchmarkPerCommandFloor(b *testing.B)     { perCommand(b, bench.ModeFloor)
 func BenchmarkPerCommandWorker(b *testing.B)    { perCommand(b, bench.ModeWorker) }
 func BenchmarkPerCommandNoStore(b *testing.B)   { perCommand(b, bench.ModeNoStore) }
 func BenchmarkPerCommandUnordered(b *testing.B) { perCommand(b, bench.ModeUnordered) }
+
+// BenchmarkPerCommandWorkerTraced is the worker with tracing on, set up
+// from the environment as `worker run` does it, exporting every span over
+// OTLP/HTTP to a receiver in this process that reads and drops them: beside
+// BenchmarkPerCommandWorker it is the cost of tracing.
+func BenchmarkPerCommandWorkerTraced(b *testing.B) {
+	var exports atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		exports.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	b.Cleanup(srv.Close)
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
+		b.Setenv(k, "")
+	}
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	tp, err := telemetry.Setup(b.Context(), nil)
+	if err != nil || !tp.Enabled() {
+		b.Fatalf("tracing: %v (on: %v)", err, tp.Enabled())
+	}
+	perCommandWith(b, &bench.Runner{Tracer: tp}, bench.ModeWorker)
+	if err := tp.Shutdown(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	if exports.Load() == 0 {
+		b.Fatal("no span reached the receiver")
+	}
+}
 
 // BenchmarkSuite runs the scenarios of `worker bench` (with --quick sizes
 // under -short), one sub-benchmark each:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -24,9 +25,11 @@ import (
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var errNotReady = errors.New("bench: embedded NATS server did not start")
@@ -119,6 +122,9 @@ type Runner struct {
 	// Hooks for testing.B: called right before the worker starts and right
 	// after the last command completed (or the run failed).
 	OnStart, OnStop func()
+	// Tracer, when set, traces the in-process worker and its API calls, as
+	// `worker run` does with an OTLP endpoint configured; nil: off.
+	Tracer trace.TracerProvider
 }
 
 // Run runs one scenario.
@@ -244,7 +250,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		if countAcks {
 			counter = tr
 		}
-		stopWorker, err = startWorker(ctx, e, sc, topo, counter)
+		stopWorker, err = startWorker(ctx, e, sc, topo, counter, r.Tracer)
 	}
 	if err != nil {
 		return Result{}, err
@@ -518,19 +524,23 @@ const (
 	siteToken = "GSN-000000-BENCH"
 )
 
-func newClient(e *env, concurrency int) (*chat.Client, error) {
-	return chat.New(
+func newClient(e *env, concurrency int, tp trace.TracerProvider) (*chat.Client, error) {
+	opts := []chat.Option{
 		chat.WithBaseURL(e.api),
 		chat.WithCredentials(chat.Credentials{APIKey: apiKey, SiteToken: siteToken}),
 		chat.WithMaxConnsPerHost(concurrency),
 		chat.WithRateLimit(false),
-	)
+	}
+	if tp != nil {
+		opts = append(opts, chat.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
+	}
+	return chat.New(opts...)
 }
 
 // startWorker runs the worker in this process, wired as `worker run` wires
 // it, on its own connection to NATS over TCP loopback. With counter set,
 // each command counts as done when the worker acknowledges it.
-func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology, counter *tracker) (func() error, error) {
+func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topology, counter *tracker, tp trace.TracerProvider) (func() error, error) {
 	nc, err := nats.Connect(e.ns.ClientURL(), nats.Name("bench worker"))
 	if err != nil {
 		return nil, err
@@ -557,7 +567,7 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 		}
 		store = kv
 	}
-	client, err := newClient(e, sc.Concurrency)
+	client, err := newClient(e, sc.Concurrency, tp)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -565,7 +575,7 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 	metrics := consumer.NewMetrics(prometheus.NewRegistry())
 	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: siteToken}, store, consumer.Config{
 		Topology: topo, Concurrency: sc.Concurrency, Metrics: metrics, Unordered: sc.Mode == ModeUnordered,
-		ShutdownGrace: 5 * time.Second,
+		ShutdownGrace: 5 * time.Second, Tracer: tp,
 	})
 	if err != nil {
 		nc.Close()
@@ -587,7 +597,7 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 // No decoding beyond what the call needs, no store, no result. ModeFloor
 // adds the writes of floorWrites and nothing else.
 func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstream.Consumer, sc Scenario, tr *tracker) (func() error, error) {
-	client, err := newClient(e, sc.Concurrency)
+	client, err := newClient(e, sc.Concurrency, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -247,7 +247,7 @@ func Soak(ctx context.Context, o SoakOptions, progress func(SoakRound)) (SoakRes
 	} else {
 		e := &env{ns: inProcNS, api: api}
 		sc := Scenario{Mode: ModeWorker, Concurrency: o.Concurrency}
-		if stopWorker, err = startWorker(ctx, e, sc, topo, nil); err != nil {
+		if stopWorker, err = startWorker(ctx, e, sc, topo, nil, nil); err != nil {
 			return res, err
 		}
 		goroutines, cpu = runtime.NumGoroutine, selfCPU
