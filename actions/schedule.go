@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -115,7 +116,9 @@ func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at tim
 	// No Nats-Msg-Id: the subject already makes a repeated publish replace,
 	// not add, and an id would make the stream drop a schedule set again
 	// within its duplicate window (after a cancel, or to move the time).
-	msg := &nats.Msg{Subject: p.Subject, Data: data, Header: nats.Header{HeaderTTL: []string{"never"}}}
+	// The server copies the schedule's headers onto the command it fires,
+	// traceparent included: the command runs in the caller's trace.
+	msg := &nats.Msg{Subject: p.Subject, Data: data, Header: tracecontext.Inject(ctx, nats.Header{HeaderTTL: []string{"never"}})}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(s.Command(cmd.Type, cmd.ChatID)))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMessageSchedulesDisabled) || errors.Is(err, jetstream.ErrNoStreamResponse) {

@@ -15,6 +15,7 @@ import (
 	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/internal/telemetry"
+	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/codes"
@@ -249,4 +250,19 @@ func attr(s *tracetest.SpanStub, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestScheduledCommandKeepsItsTrace: a command scheduled inside an app's
+// span runs, at its time, in that trace (the server copies the schedule's
+// headers onto the command it fires).
+func TestScheduledCommandKeepsItsTrace(t *testing.T) {
+	p := newPipeline(t)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := tracecontext.Extract(t.Context(), nats.Header{"traceparent": {tp}})
+	if _, err := actions.ScheduleAt(ctx, p.js, actions.Note{ChatID: "sched-trace", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.results(1)[0]; r.Traceparent != tp {
+		t.Errorf("the scheduled command's result has traceparent %q, want the app's %q", r.Traceparent, tp)
+	}
 }
