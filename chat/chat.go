@@ -458,7 +458,7 @@ func (c *Client) callOnce(ctx context.Context, op, method, escPath string, query
 	var lim *keyLimiter
 	if c.limiters != nil {
 		lim = c.limiters.get(creds.APIKey)
-		waited, release, err := lim.wait(ctx)
+		waited, release, err := lim.take(ctx)
 		if waited > 0 {
 			c.observer.LimiterWait(waited)
 		}

@@ -178,3 +178,139 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 	}
 	k.learned.Store(true)
 }
+
+// Reservation is a place booked in an API key's budget for one call, taken
+// without waiting (Client.Reserve). A caller that must not hold anything
+// while it waits for the budget (the worker holds an API call slot and a
+// goroutine) books first, waits Delay outside (or hands its work back for
+// that long and keeps the reservation), then makes the call with a context
+// from WithReservation, so the call does not wait in the limiter again.
+//
+// Reservations keep their order: the next one is booked after the last, at
+// the pace learned so far. A pace learned later applies to calls booked
+// later; a 429 delays every reservation of the key until its Retry-After.
+type Reservation struct {
+	k      *keyLimiter // nil: no limiter (rate limiting off)
+	r      *rate.Reservation
+	at     time.Time
+	booked bool // false while the key's budget is unknown and its probe call is out
+	probe  bool // holds the key's probe slot: the one call allowed while unlearned
+	done   atomic.Bool
+}
+
+// probeRetry is how soon a caller asks again while another call is
+// learning a key's budget: about one API round trip.
+const probeRetry = 50 * time.Millisecond
+
+// Reserve books the next call of the key that opts select (the client's
+// default credentials unless WithCallCredentials) without waiting. Check
+// Booked: an unbooked reservation only says when to ask again.
+func (c *Client) Reserve(opts ...CallOption) *Reservation {
+	if c.limiters == nil {
+		return &Reservation{booked: true}
+	}
+	var cc callConfig
+	for _, o := range opts {
+		o(&cc)
+	}
+	creds := c.creds
+	if cc.creds != nil {
+		creds = *cc.creds
+	}
+	return c.limiters.get(creds.APIKey).reserve(time.Now())
+}
+
+func (k *keyLimiter) reserve(now time.Time) *Reservation {
+	if !k.learned.Load() {
+		select {
+		case k.probe <- struct{}{}:
+		default:
+			return &Reservation{k: k, at: now.Add(probeRetry)}
+		}
+		if !k.learned.Load() {
+			return &Reservation{k: k, at: now, booked: true, probe: true}
+		}
+		<-k.probe // learned meanwhile
+	}
+	k.mu.Lock()
+	at, cost := now, k.cost
+	if k.blockedUntil.After(at) {
+		at = k.blockedUntil
+	}
+	// Booked under k.mu, so reservations of one key keep their order.
+	r := k.lim.ReserveN(at, cost)
+	k.mu.Unlock()
+	if !r.OK() {
+		return &Reservation{k: k, at: at, booked: true}
+	}
+	return &Reservation{k: k, r: r, at: at.Add(r.DelayFrom(at)), booked: true}
+}
+
+// Booked reports whether the reservation holds a place; when it does not,
+// the key's budget is being learned: ask again after Delay.
+func (r *Reservation) Booked() bool { return r.booked }
+
+// Delay is how long from now until the call may be made: the booked time,
+// or later if a 429 has blocked the key since.
+func (r *Reservation) Delay() time.Duration { return r.DelayFrom(time.Now()) }
+
+// DelayFrom is Delay as of now.
+func (r *Reservation) DelayFrom(now time.Time) time.Duration {
+	at := r.at
+	if r.k != nil {
+		r.k.mu.Lock()
+		if r.k.blockedUntil.After(at) {
+			at = r.k.blockedUntil
+		}
+		r.k.mu.Unlock()
+	}
+	return max(0, at.Sub(now))
+}
+
+// Cancel gives the place back, for a caller that will not make the call (a
+// command that went to another worker, or failed before its call). It does
+// nothing once the reservation was used or cancelled.
+func (r *Reservation) Cancel() {
+	if r.k == nil || !r.done.CompareAndSwap(false, true) {
+		return
+	}
+	if r.r != nil {
+		r.r.Cancel()
+	}
+	if r.probe {
+		<-r.k.probe
+	}
+}
+
+type reservationKey struct{}
+
+// WithReservation returns a context whose next call on r's key uses r
+// instead of waiting in the limiter. A reservation serves one call: a
+// second call with the same context waits as usual.
+func WithReservation(ctx context.Context, r *Reservation) context.Context {
+	return context.WithValue(ctx, reservationKey{}, r)
+}
+
+// take waits for a call, using the context's reservation when it is one of
+// this key's, still unused and booked. It returns what wait returns.
+func (k *keyLimiter) take(ctx context.Context) (time.Duration, func(), error) {
+	r, _ := ctx.Value(reservationKey{}).(*Reservation)
+	if r == nil || r.k != k || !r.booked || !r.done.CompareAndSwap(false, true) {
+		return k.wait(ctx)
+	}
+	release := func() {}
+	if r.probe {
+		var once sync.Once
+		release = func() { once.Do(func() { <-k.probe }) }
+	}
+	// Normally the caller waited out the delay already; what is left is a
+	// 429 that blocked the key since, or a caller that came back early.
+	d := r.Delay()
+	if d > 0 {
+		if err := sleepCtx(ctx, d); err != nil {
+			release()
+			return d, func() {}, err
+		}
+	}
+	return d, release, nil
+}

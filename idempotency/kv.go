@@ -180,7 +180,11 @@ func (s *KV) Claim(ctx context.Context, id, hash string) (*Claim, error) {
 			return nil, &BusyError{RetryIn: rec.LeaseExpires.Sub(now)}
 		}
 		// Released after a failure, or its worker died: take it over, keeping
-		// the attempt history. The revision check makes one racer win.
+		// the attempt history. The revision check makes one racer win. An
+		// owner still named means its lease ran out without an outcome.
+		if rec.Owner != "" {
+			rec.Abandoned++
+		}
 		rec.Owner = s.owner
 		rec.LeaseExpires = now.Add(s.lease)
 		c := &Claim{Record: rec, key: key, revision: e.Revision()}

@@ -197,8 +197,8 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 	e.clock.Add(DefaultLease) // a "dies"; its lease runs out
 
 	cb := mustClaim(t, b, "cmd-1", h1)
-	if cb.Owner != "b/1" || cb.Attempts != 1 || !cb.FirstAttemptAt.Equal(first) {
-		t.Fatalf("takeover = %+v, want owner b/1 with a's attempt", cb.Record)
+	if cb.Owner != "b/1" || cb.Attempts != 1 || !cb.FirstAttemptAt.Equal(first) || cb.Abandoned != 1 {
+		t.Fatalf("takeover = %+v, want owner b/1 with a's attempt, abandoned once", cb.Record)
 	}
 	if want := e.clock.Now().Add(DefaultLease); !cb.LeaseExpires.Equal(want) {
 		t.Fatalf("LeaseExpires = %s, want %s", cb.LeaseExpires, want)
@@ -216,12 +216,13 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 		}
 	}
 	attempt(cb, e.clock.Now())
+	cb.Sequence = 7 // the command message that succeeded
 	rec, err := b.Complete(t.Context(), cb, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)})
 	if err != nil {
 		t.Fatalf("Complete by new owner: %v", err)
 	}
-	if rec.Attempts != 2 || rec.State != StateSucceeded {
-		t.Fatalf("completed = %+v, want 2 attempts, succeeded", rec)
+	if rec.Attempts != 2 || rec.State != StateSucceeded || rec.Sequence != 7 {
+		t.Fatalf("completed = %+v, want 2 attempts, succeeded, from message 7", rec)
 	}
 }
 
@@ -248,6 +249,9 @@ func TestReleaseKeepsAttempts(t *testing.T) {
 		c := mustClaim(t, s, "cmd-1", h1)
 		if c.Attempts != 1+i || !c.FirstAttemptAt.Equal(first) {
 			t.Fatalf("reclaim %d = %+v, want %d attempts since %s", i, c.Record, 1+i, first)
+		}
+		if c.Abandoned != 0 {
+			t.Fatalf("reclaim %d = %+v: a released claim counted as abandoned", i, c.Record)
 		}
 		attempt(c, e.clock.Now())
 		if err := s.Release(t.Context(), c); err != nil {

@@ -34,6 +34,18 @@ type Record struct {
 	APIStatus      int             `json:"api_status,omitempty"`
 	Response       json.RawMessage `json:"response,omitempty"`
 	CompletedAt    time.Time       `json:"completed_at,omitzero"`
+	// Sequence is the stream sequence of the command message that
+	// succeeded (the caller sets it on the claim before Complete), so a
+	// redelivery of that same message can publish its result as succeeded
+	// (its first publish may have failed), while a later message with the
+	// id is a duplicate. 0 when unknown.
+	Sequence uint64 `json:"sequence,omitempty"`
+	// Abandoned counts the claims on this id whose lease ran out without an
+	// outcome (completed or released): the worker holding it crashed or
+	// stalled. A command that keeps killing its workers shows here, however
+	// often it was delivered for other reasons (see the consumer's poison
+	// backstop).
+	Abandoned int `json:"abandoned,omitempty"`
 }
 
 // Claim is a held lease on an id. The caller updates Attempts, FirstAttemptAt

@@ -1,0 +1,98 @@
+package chat
+
+import (
+	"testing"
+	"time"
+)
+
+// learned returns a key limiter that has learned a budget of perMin units a
+// minute with plenty remaining, as after a first response.
+func learned(perMin int) *keyLimiter {
+	k := newLimiterSet().get("k")
+	k.observe(200, RateLimit{Known: true, Cost: 1, Limit: perMin, Remaining: perMin}, 0)
+	return k
+}
+
+func TestReservationsBookConsecutivePlacesWithoutWaiting(t *testing.T) {
+	k := learned(600) // 10 calls a second
+	now := time.Now()
+	var last time.Duration
+	for i := range 10 {
+		r := k.reserve(now)
+		if !r.Booked() {
+			t.Fatalf("reservation %d not booked", i)
+		}
+		d := r.DelayFrom(now)
+		if step := d - last; i > 0 && d > 0 && (step < 99*time.Millisecond || step > 101*time.Millisecond) && last > 0 {
+			t.Fatalf("reservation %d: %v after the previous one, want 100ms", i, step)
+		}
+		if d < last {
+			t.Fatalf("reservation %d: delay %v before the previous %v", i, d, last)
+		}
+		last = d
+	}
+	if last < 500*time.Millisecond {
+		t.Fatalf("the 10th call in the same instant may start in %v: the reservations did not spend the budget", last)
+	}
+}
+
+func TestCancelledReservationGivesItsPlaceBack(t *testing.T) {
+	k := learned(600)
+	now := time.Now()
+	var r *Reservation
+	for r = k.reserve(now); r.DelayFrom(now) == 0; r = k.reserve(now) {
+	}
+	last := k.reserve(now)
+	want := last.DelayFrom(now)
+	last.Cancel()
+	last.Cancel() // idempotent
+	if d := k.reserve(now).DelayFrom(now); !near(d, want) {
+		t.Fatalf("after a cancel the next place is %v away, want the cancelled one's (%v)", d, want)
+	}
+}
+
+func TestUnlearnedKeyBooksOneProbeAtATime(t *testing.T) {
+	k := newLimiterSet().get("k")
+	now := time.Now()
+	probe := k.reserve(now)
+	if !probe.Booked() || probe.DelayFrom(now) != 0 {
+		t.Fatalf("first reservation on an unknown budget: booked %v, delay %v; want booked at once", probe.Booked(), probe.DelayFrom(now))
+	}
+	second := k.reserve(now)
+	if second.Booked() || second.DelayFrom(now) != probeRetry {
+		t.Fatalf("second reservation while probing: booked %v, delay %v; want unbooked, ask again in %v", second.Booked(), second.DelayFrom(now), probeRetry)
+	}
+	probe.Cancel()
+	if again := k.reserve(now); !again.Booked() {
+		t.Fatal("the probe slot was not given back by Cancel")
+	}
+}
+
+func TestCallWithReservationDoesNotBookAgain(t *testing.T) {
+	k := learned(600)
+	now := time.Now()
+	var r *Reservation
+	for r = k.reserve(now); r.DelayFrom(now) == 0; r = k.reserve(now) {
+	}
+	// r is booked 100ms after the last free place; the place after it is
+	// what the next reservation gets, unless taking r booked another.
+	next := k.reserve(now)
+	want := next.DelayFrom(now)
+	next.Cancel()
+	r.at = time.Now() // as though its delay were over
+	_, release, err := k.take(WithReservation(t.Context(), r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if d := k.reserve(now).DelayFrom(now); !near(d, want) {
+		t.Fatalf("after the call with a reservation the next place is %v away, want %v: the call booked a second place", d, want)
+	}
+	if r.Cancel(); !r.done.Load() {
+		t.Fatal("the reservation was not marked used")
+	}
+}
+
+// near: equal but for the moments between the calls (rate.Reservation's
+// Cancel reads the clock itself).
+func near(a, b time.Duration) bool { return (a - b).Abs() < 5*time.Millisecond }
