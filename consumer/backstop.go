@@ -15,13 +15,21 @@ import (
 	"go.uber.org/zap"
 )
 
-// The backstop: JetStream stops delivering a command after MaxDeliver
-// deliveries (a worker crashing on it every time, say). Such a command never
-// reaches the worker's own dead-letter path, and in a work queue it would
+// The max-deliveries backstop. By default deliveries are not limited: a
+// command goes back to the stream for many reasons that are not its fault
+// (its project paused or waiting for its rate budget, an outage of the
+// idempotency store or of the result stream), and a limit on deliveries
+// would turn a long outage into dead letters. Poison is caught by the
+// idempotency record instead (RetryPolicy.MaxAbandoned).
+//
+// An operator may still set Topology.MaxDeliver. JetStream then stops
+// delivering a command after that many deliveries; in a work queue it would
 // stay in the stream, holding back its chat forever. The server announces it
 // with a max-deliveries advisory; the worker that receives it (a queue group,
-// so one per advisory) dead-letters the command from the stream by sequence
-// and then deletes it.
+// so one per advisory) claims the command's id like any delivery would, so
+// that it never races a worker still executing it, and settles it from the
+// stream by sequence: a command that succeeded gets its result, any other a
+// dead letter. Then it deletes the command.
 
 // maxDeliveriesAdvisory is the part of the advisory the backstop reads.
 type maxDeliveriesAdvisory struct {
@@ -51,8 +59,8 @@ func (w *Worker) watchMaxDeliveries(ctx context.Context) (func(), error) {
 
 // deadLetterUndeliverable publishes a dead letter for the command at the
 // advisory's sequence, then removes the command from the stream.
-func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesAdvisory) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveriesAdvisory) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
 	defer cancel()
 	log := w.log.With(zap.Uint64("stream_seq", adv.StreamSeq))
 	stream, err := w.js.Stream(ctx, w.cfg.Topology.CommandsStream)
@@ -79,22 +87,74 @@ func (w *Worker) deadLetterUndeliverable(ctx context.Context, adv maxDeliveriesA
 		d.cmd = cmd
 		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	}
-	var rec *idempotency.Record
+	var claim *idempotency.Claim
 	if d.cmd.ID != "" {
-		if r, err := w.store.Lookup(ctx, d.cmd.ID); err == nil {
-			rec = &r
+		var dup *idempotency.DuplicateError
+		var bz *idempotency.BusyError
+		claim, err = w.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
+		switch {
+		case errors.As(err, &dup):
+			// It succeeded (its result could not be stored, say): publish
+			// the result, never a dead letter.
+			status := actions.StatusDuplicate
+			if dup.Record.Sequence == 0 || dup.Record.Sequence == adv.StreamSeq {
+				status = actions.StatusSucceeded
+			}
+			res := w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})
+			var h nats.Header
+			res.Traceparent, h = w.recordTrace(ctx, d.traceparent)
+			if err := w.publish(ctx, w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, adv.StreamSeq, res, h); err != nil {
+				w.backstopLater(runCtx, adv, infraDelay(1), "storing the result", err)
+				return
+			}
+			w.m.succeeded(string(d.cmd.Type), status)
+			w.deleteUndeliverable(ctx, stream, adv, d, "backstop: the command had succeeded: its result is published")
+			return
+		case errors.As(err, &bz):
+			// A worker holds it, stalled or still at work: look again when
+			// its lease runs out.
+			w.backstopLater(runCtx, adv, bz.RetryIn+time.Second, "a worker holds it", err)
+			return
+		case errors.Is(err, idempotency.ErrConflict):
+			claim = nil
+		case err != nil:
+			w.backstopLater(runCtx, adv, infraDelay(1), "claiming the command", err)
+			return
 		}
+	}
+	var rec *idempotency.Record
+	if claim != nil {
+		rec = &claim.Record
 	}
 	dl := w.deadLetter(d, rec, actions.ClassExhausted, &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
 		"JetStream delivered the command %d times without a worker settling it (a worker may have crashed or stalled on it each time)", adv.Deliveries)})
 	if err := w.storeDeadLetter(ctx, d, adv.StreamSeq, dl); err != nil {
-		log.Error("backstop: storing the dead letter failed; the command stays in the stream", zap.Error(err))
+		w.releaseDead(ctx, d, claim, false)
+		w.backstopLater(runCtx, adv, infraDelay(1), "storing the dead letter", err)
 		return
 	}
+	w.releaseDead(ctx, d, claim, true)
 	w.m.deadLettered(string(d.cmd.Type), string(actions.ClassExhausted))
+	w.deleteUndeliverable(ctx, stream, adv, d, "command dead-lettered after too many deliveries")
+}
+
+// backstopLater tries an advisory's command again after delay: JetStream
+// will not deliver it again, so the backstop must not give up on it.
+func (w *Worker) backstopLater(ctx context.Context, adv maxDeliveriesAdvisory, delay time.Duration, what string, err error) {
+	w.log.Warn("backstop: cannot settle the command yet ("+what+"); trying again later",
+		zap.Uint64("stream_seq", adv.StreamSeq), zap.Duration("retry_in", delay), zap.Error(err))
+	time.AfterFunc(delay, func() {
+		if ctx.Err() == nil {
+			w.deadLetterUndeliverable(ctx, adv)
+		}
+	})
+}
+
+// deleteUndeliverable removes a command the backstop settled.
+func (w *Worker) deleteUndeliverable(ctx context.Context, stream jetstream.Stream, adv maxDeliveriesAdvisory, d *delivery, msg string) {
 	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		log.Error("backstop: removing the dead-lettered command", zap.Error(err))
+		w.log.Error("backstop: removing the settled command", zap.Uint64("stream_seq", adv.StreamSeq), zap.Error(err))
 		return
 	}
-	d.log.Warn("command dead-lettered after too many deliveries", zap.Uint64("deliveries", adv.Deliveries))
+	d.log.Warn(msg, zap.Uint64("deliveries", adv.Deliveries))
 }

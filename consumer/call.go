@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
@@ -27,17 +28,28 @@ var errLateSlot = errors.New("the deadline passed while waiting for a slot for t
 // call waits for a free API call slot, counts the attempt and makes one API
 // call, keeping the message and the claim alive if the wait and the call
 // outlast a fraction of AckWait.
+//
+// A command of a paced project waits for its project's rate budget first,
+// outside the slot (see projects.go); a wait too long for a goroutine
+// returns an *errRateWait, no call made.
 func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (actions.Outcome, error) {
+	if d.project != "" && d.res == nil {
+		// A retry: its budget is waited for outside the slot too.
+		r, wait, err := w.budget(ctx, d)
+		if err != nil {
+			return actions.Outcome{}, errNoSlot
+		}
+		if r == nil {
+			return actions.Outcome{}, &errRateWait{delay: wait}
+		}
+		d.res = r
+	}
 	ka := w.keepAlive(ctx, d, claim)
 	defer ka.stop()
-	select {
-	case w.calls <- struct{}{}:
-	case <-w.stopping:
-		return actions.Outcome{}, errNoSlot
-	case <-ctx.Done():
+	if !w.slots.acquire(ctx, w.stopping, d.project) {
 		return actions.Outcome{}, errNoSlot
 	}
-	defer func() { <-w.calls }()
+	defer w.slots.release()
 	if w.Draining() {
 		// The slot and the shutdown came together: once a shutdown begins,
 		// no call starts; calls under way finish within the grace.
@@ -52,6 +64,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	// under the keep-alive's lock.
 	ka.mu.Lock()
 	now := w.now()
+	before := claim.Record
 	claim.Attempts++
 	if claim.FirstAttemptAt.IsZero() {
 		claim.FirstAttemptAt = now
@@ -63,10 +76,21 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int(telemetry.AttrAttempts, claim.Attempts))
 	}
+	if d.res != nil {
+		callCtx = chat.WithReservation(callCtx, d.res)
+		d.res = nil // this call uses it
+	}
 	start := time.Now()
 	out, err := w.exec.Execute(callCtx, d.cmd)
 	endWith(span, err)
 	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", apiStatus(out, err)), zap.Error(err))
+	if err != nil && d.project != "" && execute.ConfigFault(err) {
+		// The worker's configuration failed, not the command: the attempt
+		// spends none of its budget.
+		ka.mu.Lock()
+		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = before.Attempts, before.FirstAttemptAt, before.LastAttemptAt
+		ka.mu.Unlock()
+	}
 	return out, err
 }
 
@@ -82,7 +106,12 @@ func apiStatus(out actions.Outcome, err error) int {
 	return 0
 }
 
+// keepAlive renews a command's message and lease while its call (or its
+// wait for a call slot) runs. mu guards the claim's fields and is held only
+// for moments, so counting an attempt never waits for a store round trip;
+// tick is held across a renewal, so that stop waits for one in progress.
 type keepAlive struct {
+	tick    sync.Mutex
 	mu      sync.Mutex
 	stopped bool
 	t       *time.Timer
@@ -92,15 +121,29 @@ func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.
 	ka := &keepAlive{}
 	every := w.cfg.Topology.AckWait / 3
 	tick := func() {
+		ka.tick.Lock()
+		defer ka.tick.Unlock()
 		ka.mu.Lock()
-		defer ka.mu.Unlock()
 		if ka.stopped {
+			ka.mu.Unlock()
 			return
 		}
+		renewed := *claim
+		ka.mu.Unlock()
 		if err := d.msg.InProgress(); err != nil {
 			d.log.Warn("telling JetStream the command is in progress", zap.Error(err))
 		}
-		if err := w.store.Extend(ctx, claim); err != nil {
+		err := w.store.Extend(ctx, &renewed)
+		ka.mu.Lock()
+		if err == nil {
+			// The renewal's revision and lease, with the attempt fields as
+			// they are now: an attempt counted meanwhile is written next time.
+			cur := claim.Record
+			*claim = renewed
+			claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = cur.Attempts, cur.FirstAttemptAt, cur.LastAttemptAt
+		}
+		ka.mu.Unlock()
+		if err != nil {
 			d.log.Warn("extending the idempotency lease", zap.Error(err))
 		}
 		ka.t.Reset(every)
@@ -111,9 +154,11 @@ func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.
 	return ka
 }
 
-// stop waits for a tick in progress, so no lease extension races the
-// revision-checked update that records the outcome.
+// stop waits for a renewal in progress, so none races the revision-checked
+// update that records the outcome.
 func (ka *keepAlive) stop() {
+	ka.tick.Lock()
+	defer ka.tick.Unlock()
 	ka.mu.Lock()
 	ka.stopped = true
 	ka.t.Stop()

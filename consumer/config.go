@@ -38,6 +38,14 @@ type Config struct {
 	// Tracer, when set, traces every delivery of a command (see
 	// tracing.go); nil starts no span at all.
 	Tracer trace.TracerProvider
+	// Projects, when set, lets the worker pause a project whose
+	// configuration the API refuses and pace each project's commands by
+	// its rate budget outside the API call slots (see projects.go); Run
+	// then checks the default project before it consumes.
+	Projects Projects
+	// ProjectMetrics records each project's pause and rate-budget waits
+	// (optional; *OnCallMetrics implements it).
+	ProjectMetrics ProjectMetrics
 
 	lease time.Duration // the idempotency store's lease, when it says (New)
 }

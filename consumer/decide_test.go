@@ -12,7 +12,7 @@ import (
 // delay must fall in.
 func TestDecide(t *testing.T) {
 	p := RetryPolicy{MaxAttempts: 5, MaxElapsed: time.Hour, InitialInterval: 100 * time.Millisecond,
-		MaxInterval: 10 * time.Second, InProcessMax: 2 * time.Second}
+		MaxInterval: 10 * time.Second, InProcessMax: 2 * time.Second, MaxAbandoned: 3}
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name     string
@@ -59,9 +59,24 @@ func TestDecide(t *testing.T) {
 			want: handBack, min: minBusyDelay, max: minBusyDelay},
 		{name: "busy, long lease: backoff by deliveries", s: situation{Event: busy, Hint: time.Minute, Delivered: 1},
 			want: handBack, min: minBusyDelay, max: 100 * time.Millisecond},
-		{name: "store down: hand back, no dead letter however spent", s: situation{Event: storeDown, Attempts: 5, FirstAttemptAt: now.Add(-2 * time.Hour)},
-			want: handBack, min: 1, max: 100 * time.Millisecond},
-		{name: "record not stored: hand back after a second", s: situation{Event: recordNotStored}, want: handBack, min: recordRetryIn, max: recordRetryIn},
+		{name: "store down: hand back, no dead letter however spent", s: situation{Event: storeDown, Attempts: 5, FirstAttemptAt: now.Add(-2 * time.Hour), Delivered: 1},
+			want: handBack, min: infraDelayMin, max: 2 * infraDelayMin},
+		{name: "store down long: the wait grows", s: situation{Event: storeDown, Delivered: 5},
+			want: handBack, min: 16 * infraDelayMin, max: 32 * infraDelayMin},
+		{name: "store down for hundreds of deliveries: still no dead letter, at most the ceiling", s: situation{Event: storeDown, Delivered: 500},
+			want: handBack, min: infraDelayMax / 2, max: infraDelayMax},
+		{name: "record not stored: hand back, growing", s: situation{Event: recordNotStored, Delivered: 3},
+			want: handBack, min: 4 * infraDelayMin, max: 8 * infraDelayMin},
+		{name: "before a call, abandoned by crashed workers: exhausted (the poison backstop)", s: situation{Event: beforeCall, Abandoned: 3},
+			want: deadLetter, class: actions.ClassExhausted},
+		{name: "before a call, abandoned less often: proceed", s: situation{Event: beforeCall, Abandoned: 2, Delivered: 1000},
+			want: proceed},
+		{name: "before a call, budget spent on an earlier delivery: exhausted without a call", s: situation{Event: beforeCall, Attempts: 5, FirstAttemptAt: now},
+			want: deadLetter, class: actions.ClassExhausted},
+		{name: "project paused: hand back until after its check, however spent", s: situation{Event: paused, Hint: 3 * time.Second, Attempts: 5, Delivered: 1000},
+			want: handBack, min: 3 * time.Second, max: 3 * time.Second},
+		{name: "waiting for the project's rate budget: hand back for the booked wait", s: situation{Event: rateWait, Hint: 700 * time.Millisecond},
+			want: handBack, min: 700 * time.Millisecond, max: 700 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

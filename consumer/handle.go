@@ -35,6 +35,9 @@ type verdict struct {
 	// idempotency store while the result is on its way to the stream.
 	claim   *idempotency.Claim
 	outcome actions.Outcome
+	// release, with a dead letter, is the claim to release once the dead
+	// letter is stored: until then the id stays claimed with its attempts.
+	release *idempotency.Claim
 }
 
 // delivery is one command message being handled.
@@ -57,6 +60,11 @@ type delivery struct {
 	outcome  string
 	attempts int
 	class    actions.Class
+	// project is the command's project when the worker paces and pauses
+	// projects (see projects.go), "" otherwise; res is the booking in its
+	// rate budget for the next call.
+	project string
+	res     *chat.Reservation
 }
 
 // handle executes one command message and settles it: it acknowledges the
@@ -117,6 +125,30 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	w.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
+	// A paused project's commands, and those that would wait long for
+	// their project's budget, go back before they claim anything.
+	if w.projects != nil {
+		if project, ok := w.projects.src.Project(cmd); ok {
+			d.project = project
+			if delay, ok := w.projects.pausedFor(project); ok {
+				return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: paused, Hint: delay}), nil)
+			}
+			r, wait, err := w.budget(ctx, d)
+			if err != nil {
+				return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: stopping}), err)
+			}
+			if r == nil {
+				return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: rateWait, Hint: wait}), nil)
+			}
+			d.res = r
+			defer func() {
+				if d.res != nil {
+					d.res.Cancel() // no call was made with it
+				}
+			}()
+		}
+	}
+
 	claimCtx, span := w.start(ctx, "claim", trace.SpanKindInternal)
 	claim, err := w.store.Claim(claimCtx, cmd.ID, cmd.Hash())
 	var dup *idempotency.DuplicateError
@@ -124,8 +156,14 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
-		d.log.Info("already succeeded: publishing a duplicate result")
-		return verdict{result: w.result(d, actions.StatusDuplicate, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
+		// The message that succeeded gets its succeeded result again (its
+		// first publish may have failed); any other is a duplicate.
+		status := actions.StatusDuplicate
+		if dup.Record.Sequence != 0 && dup.Record.Sequence == d.meta.Sequence.Stream {
+			status = actions.StatusSucceeded
+		}
+		d.log.Info("already succeeded: publishing its result", zap.String("status", status))
+		return verdict{result: w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
 	case errors.As(err, &bz):
 		dec := w.cfg.Retry.decide(situation{Event: busy, Hint: bz.RetryIn, Delivered: d.meta.NumDelivered})
 		d.log.Debug("being executed elsewhere: trying again later", zap.Duration("retry_in", dec.Delay))
@@ -135,8 +173,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 			Msg: fmt.Sprintf("the id %q was used before for a command with a different body; give each command its own id", cmd.ID)}
 		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: actions.ClassConflict}), err)
 	case err != nil:
-		d.log.Warn("idempotency store unavailable: trying again later", zap.Error(err))
-		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: storeDown}), err)
+		dec := w.cfg.Retry.decide(situation{Event: storeDown, Delivered: d.meta.NumDelivered})
+		d.log.Warn("idempotency store unavailable: trying again later", zap.Duration("retry_in", dec.Delay), zap.Error(err))
+		return w.carryOut(d, nil, dec, err)
 	}
 	return w.execute(ctx, d, claim)
 }
@@ -154,9 +193,10 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	var last error // the last attempt's failure, kept in an expired dead letter
 	for {
 		if dec := w.cfg.Retry.decide(w.situation(ctx, beforeCall, d, claim, nil)); dec.Action != proceed {
-			return w.failed(ctx, d, claim, dec, actions.Expired(d.cmd, last))
+			return w.failed(ctx, d, claim, dec, w.beforeCallErr(d, dec, claim, last))
 		}
 		out, err := w.call(ctx, d, claim)
+		var rw *errRateWait
 		switch {
 		case err == nil:
 			return verdict{result: w.result(d, actions.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
@@ -164,6 +204,14 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), err) // no call made
 		case errors.Is(err, errLateSlot):
 			continue // no call made: the check above dead-letters it
+		case errors.As(err, &rw):
+			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: rateWait, Hint: rw.delay}), err) // no call made
+		case d.project != "" && execute.ConfigFault(err):
+			// Not the command's fault: the attempt is not counted (call
+			// rolled it back), the project pauses, the command waits.
+			w.projects.pause(d.project, err)
+			delay, _ := w.projects.pausedFor(d.project)
+			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: paused, Hint: delay}), err)
 		}
 		last = err
 		s := w.situation(ctx, failed, d, claim, err)
@@ -183,13 +231,28 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	}
 }
 
+// beforeCallErr says why decide stopped a command before its call: its
+// deadline passed (last is the previous attempt's failure, if any), workers
+// kept abandoning it, or its budget was spent on an earlier delivery whose
+// dead letter could not be stored (nil: deadLetterErr says so).
+func (w *Worker) beforeCallErr(d *delivery, dec decision, claim *idempotency.Claim, last error) error {
+	switch {
+	case dec.Class == actions.ClassExpired:
+		return actions.Expired(d.cmd, last)
+	case claim.Abandoned >= w.cfg.Retry.MaxAbandoned:
+		return &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
+			"%d workers took this command and neither finished nor released it before their lease ran out (a worker may crash or stall on it each time)", claim.Abandoned)}
+	}
+	return last
+}
+
 // situation gathers decide's inputs about a claimed command. Once ctx is
 // done (the shutdown grace is over) a failure only hands the command back.
 func (w *Worker) situation(ctx context.Context, ev event, d *delivery, claim *idempotency.Claim, err error) situation {
 	if ev != beforeCall && ctx.Err() != nil {
 		ev = stopping
 	}
-	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Now: w.now(), Deadline: d.deadline}
+	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Abandoned: claim.Abandoned, Now: w.now(), Deadline: d.deadline}
 	if d.meta != nil {
 		s.Delivered = d.meta.NumDelivered
 	}
@@ -200,19 +263,37 @@ func (w *Worker) situation(ctx context.Context, ev event, d *delivery, claim *id
 	return s
 }
 
-// failed releases the claim (a failure is never final in the store, so a
-// replayed dead letter can run again) and carries the decision out.
+// failed carries the decision out. It releases the claim of a command that
+// goes back to the stream; a dead letter's claim is released by settle once
+// the dead letter is stored (releaseDead), so that a dead letter that could
+// not be stored leaves the budget spent.
 func (w *Worker) failed(ctx context.Context, d *delivery, claim *idempotency.Claim, dec decision, err error) verdict {
 	v := w.carryOut(d, claim, dec, err)
 	if v.dead != nil {
-		// The dead letter keeps the attempt count; the record starts a
-		// fresh budget, so a replayed dead letter gets a full set of retries.
-		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = 0, time.Time{}, time.Time{}
+		v.release = claim
+		return v
 	}
 	if rerr := w.store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
 		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(rerr))
 	}
 	return v
+}
+
+// releaseDead releases a dead letter's claim (a failure is never final in
+// the store, so a replayed dead letter can run again). Once the dead letter
+// is stored the record starts a fresh budget, so a replayed dead letter gets
+// a full set of retries; when it could not be stored the attempts stay, and
+// the redelivery dead-letters the command again without calling the API.
+func (w *Worker) releaseDead(ctx context.Context, d *delivery, claim *idempotency.Claim, stored bool) {
+	if claim == nil {
+		return
+	}
+	if stored {
+		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = 0, time.Time{}, time.Time{}
+	}
+	if err := w.store.Release(ctx, claim); err != nil {
+		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(err))
+	}
 }
 
 // carryOut turns a decision to hand back or dead-letter into a verdict.

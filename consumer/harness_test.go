@@ -49,6 +49,8 @@ type pipeline struct {
 	// executor calls the simulator through client.
 	executor *execute.Executor
 	client   *chat.Client
+	simURL   string
+	stops    []func() // of the workers startWorker started
 }
 
 type option func(*pipeline, *chatsim.Config)
@@ -90,6 +92,7 @@ func newBarePipeline(t *testing.T, opts ...option) *pipeline {
 	p.sim = chatsim.New(simCfg)
 	hs := httptest.NewServer(p.sim)
 	t.Cleanup(hs.Close)
+	p.simURL = hs.URL
 	store, err := idempotency.Open(t.Context(), js, idempotency.Config{Owner: "test"})
 	if err != nil {
 		t.Fatal(err)

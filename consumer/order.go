@@ -187,15 +187,17 @@ func (ls *lanes) takeAll(l *lane) []jetstream.Msg {
 	return msgs
 }
 
-// each calls f for every queued command (for keep-alives).
-func (ls *lanes) each(f func(jetstream.Msg)) {
+// queuedMsgs appends every queued command to buf (for keep-alives), so
+// that they are told about outside the lock every dispatch takes.
+func (ls *lanes) queuedMsgs(buf []jetstream.Msg) []jetstream.Msg {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, l := range ls.byChat {
 		for _, q := range l.queue {
-			f(q.msg)
+			buf = append(buf, q.msg)
 		}
 	}
+	return buf
 }
 
 // runLane executes a chat's commands in order until its lane is empty.
@@ -326,12 +328,24 @@ func orderDelay(delivered uint64) time.Duration {
 func (w *Worker) keepQueuedAlive(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Topology.AckWait / 3)
 	defer t.Stop()
+	var msgs []jetstream.Msg
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			w.lanes.each(func(m jetstream.Msg) { _ = m.InProgress() })
+			msgs = w.keepQueuedAliveOnce(msgs[:0])
 		}
 	}
+}
+
+// keepQueuedAliveOnce tells JetStream once about every queued command; buf
+// is reused between rounds.
+func (w *Worker) keepQueuedAliveOnce(buf []jetstream.Msg) []jetstream.Msg {
+	buf = w.lanes.queuedMsgs(buf)
+	for i, m := range buf {
+		_ = m.InProgress()
+		buf[i] = nil
+	}
+	return buf
 }

@@ -32,15 +32,19 @@ type Topology struct {
 	// DuplicateWindow is how long each stream remembers Nats-Msg-Id values.
 	DuplicateWindow time.Duration // 10 minutes
 
-	AckWait       time.Duration // 30 s; InProgress extends it for long calls
-	MaxDeliver    int           // 100: a backstop for crash loops
-	MaxAckPending int           // MaxAckPendingFor(concurrency); 1000
+	AckWait time.Duration // 30 s; InProgress extends it for long calls
+	// MaxDeliver limits deliveries of one command; -1, unlimited: commands
+	// go back to the stream for reasons that are not their fault (a paused
+	// project, a rate budget, an outage), and poison is caught by
+	// RetryPolicy.MaxAbandoned instead (see backstop.go).
+	MaxDeliver    int
+	MaxAckPending int // MaxAckPendingFor(concurrency); 10000
 }
 
 // Defaults of Topology that a deployment commonly sets.
 const (
 	DefaultAckWait    = 30 * time.Second
-	DefaultMaxDeliver = 100
+	DefaultMaxDeliver = -1
 	DefaultDurable    = "chat-worker"
 	// DefaultDeadLettersMaxAge: dead letters outlive the commands they
 	// came from (7 days).
@@ -48,10 +52,13 @@ const (
 )
 
 // MaxAckPendingFor is the consumer's MaxAckPending for a worker making
-// concurrency API calls at once: four times as many, so a second replica,
-// and commands waiting in a chat's lane, are never starved of deliveries;
-// at least 1000.
-func MaxAckPendingFor(concurrency int) int { return max(1000, 4*concurrency) }
+// concurrency API calls at once: sixteen times as many, at least 10,000.
+// Commands handed back with a delay (a paused project, one waiting for its
+// rate budget, an outage) stay pending for the consumer until they return
+// (nats-server's processNak), so the room above concurrency is what lets
+// one project's held-back backlog leave the others' commands deliverable
+// (docs/failures.md), besides a second replica and the chats' lanes.
+func MaxAckPendingFor(concurrency int) int { return max(10000, 16*concurrency) }
 
 // WithDefaults returns t with every zero field set to its default.
 func (t Topology) WithDefaults() Topology {
@@ -100,10 +107,10 @@ func (t Topology) Validate() error {
 	if t.Replicas < 1 || t.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas %d: want 1 to 5", t.Replicas))
 	}
-	// The backstop dead-letters a command JetStream stops delivering; one
+	// The backstop settles a command JetStream stops delivering; one
 	// delivery would leave no room for a single retry.
-	if t.MaxDeliver < 2 {
-		errs = append(errs, fmt.Errorf("max deliver %d: want at least 2", t.MaxDeliver))
+	if t.MaxDeliver < 2 && t.MaxDeliver != -1 {
+		errs = append(errs, fmt.Errorf("max deliver %d: want -1 (unlimited) or at least 2", t.MaxDeliver))
 	}
 	if t.MaxAckPending < 1 {
 		errs = append(errs, fmt.Errorf("max ack pending %d: want at least 1", t.MaxAckPending))

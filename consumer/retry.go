@@ -22,6 +22,11 @@ type RetryPolicy struct {
 	// the command back with NakWithDelay, so no goroutine sleeps for minutes
 	// and the slot serves other commands meanwhile.
 	InProcessMax time.Duration // 2 s
+	// MaxAbandoned is the poison backstop: a command whose claim was
+	// abandoned this many times (a worker's lease ran out without an
+	// outcome: it crashed or stalled on it) is dead-lettered as exhausted,
+	// however often it was delivered for other reasons. 3.
+	MaxAbandoned int
 }
 
 // Defaults of RetryPolicy.
@@ -31,6 +36,7 @@ const (
 	DefaultInitialInterval = 200 * time.Millisecond
 	DefaultMaxInterval     = 5 * time.Minute
 	DefaultInProcessMax    = 2 * time.Second
+	DefaultMaxAbandoned    = 3
 )
 
 // WithDefaults returns p with every zero field set to its default.
@@ -50,6 +56,9 @@ func (p RetryPolicy) WithDefaults() RetryPolicy {
 	if p.InProcessMax == 0 {
 		p.InProcessMax = DefaultInProcessMax
 	}
+	if p.MaxAbandoned == 0 {
+		p.MaxAbandoned = DefaultMaxAbandoned
+	}
 	return p
 }
 
@@ -60,6 +69,9 @@ func (p RetryPolicy) Validate() error {
 	var errs []error
 	if p.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("retry max attempts %d: want at least 1", p.MaxAttempts))
+	}
+	if p.MaxAbandoned < 1 {
+		errs = append(errs, fmt.Errorf("retry max abandoned %d: want at least 1", p.MaxAbandoned))
 	}
 	for name, d := range map[string]time.Duration{"max elapsed": p.MaxElapsed, "initial interval": p.InitialInterval,
 		"max interval": p.MaxInterval, "in-process max": p.InProcessMax} {
@@ -112,6 +124,13 @@ const (
 	// recordNotStored: the result or dead letter could not be stored, or
 	// the message has no JetStream metadata to settle it against.
 	recordNotStored
+	// paused: the command's project is paused (the API refused the
+	// worker's configuration, now or before); situation.Hint is how long
+	// until just after its next check. No attempt is spent.
+	paused
+	// rateWait: the command's call would wait situation.Hint for its
+	// project's rate budget, longer than is worth a goroutine.
+	rateWait
 )
 
 // situation is everything decide weighs about one command message.
@@ -123,6 +142,7 @@ type situation struct {
 	Attempts       int
 	FirstAttemptAt time.Time
 	Delivered      uint64        // JetStream's delivery count of this message
+	Abandoned      int           // claims on the id that lapsed without an outcome (from the idempotency record)
 	Hint           time.Duration // the server's Retry-After, or a busy claim's lease left
 	// Deadline is when the command stops being worth executing; zero for
 	// none. No retry is scheduled whose wait would end at or after it.
@@ -152,10 +172,6 @@ type decision struct {
 // other run's lease is about to end.
 const minBusyDelay = 50 * time.Millisecond
 
-// recordRetryIn is how long a command waits when its result or dead letter
-// could not be stored (or it arrived without JetStream metadata).
-const recordRetryIn = time.Second
-
 // decide is the one place that turns what happened to a command into what
 // becomes of it; the callers only carry the decision out. It is a pure
 // function of s and the policy, except for the jitter of the delays.
@@ -163,8 +179,17 @@ func (p RetryPolicy) decide(s situation) decision {
 	expired := !s.Deadline.IsZero() && !s.Now.Before(s.Deadline)
 	switch s.Event {
 	case beforeCall:
-		if expired {
+		switch {
+		case expired:
 			return decision{Action: deadLetter, Class: actions.ClassExpired}
+		case s.Abandoned >= p.MaxAbandoned:
+			// The poison backstop: workers died or stalled on it again
+			// and again.
+			return decision{Action: deadLetter, Class: actions.ClassExhausted}
+		case p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now):
+			// Spent on an earlier delivery whose dead letter could not be
+			// stored: dead-letter it again without another call.
+			return decision{Action: deadLetter, Class: actions.ClassExhausted}
 		}
 		return decision{Action: proceed}
 	case succeeded:
@@ -176,10 +201,12 @@ func (p RetryPolicy) decide(s situation) decision {
 		// never past the point where its lease expires and we could take
 		// over.
 		return decision{Action: handBack, Delay: max(min(s.Hint, p.Delay(int(s.Delivered), 0)), minBusyDelay)}
-	case storeDown:
-		return decision{Action: handBack, Delay: p.Delay(1, 0)}
-	case recordNotStored:
-		return decision{Action: handBack, Delay: recordRetryIn}
+	case storeDown, recordNotStored:
+		// NATS or the store failed, not the command: back to the stream,
+		// more slowly the longer it lasts, for as long as it lasts.
+		return decision{Action: handBack, Delay: infraDelay(s.Delivered)}
+	case paused, rateWait:
+		return decision{Action: handBack, Delay: s.Hint}
 	}
 	// failed or panicked
 	if !s.Class.Retryable() {

@@ -35,6 +35,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		v.result.Traceparent, h = w.recordTrace(recordCtx, d.traceparent)
 		pending, err := w.publishAsync(subject, d.cmd.ID, seq, v.result, h)
 		if v.claim != nil {
+			v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
 			if err := w.complete(recordCtx, v.claim, v.outcome); err != nil {
 				// The effect happened: report it and acknowledge anyway. A
 				// republish of this id within the record's TTL could then
@@ -49,8 +50,9 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		d.attempts, d.outcome = v.result.Attempts, v.result.Status
 		if err != nil {
 			d.outcome = outcomeHandedBack
-			d.log.Error("storing the result failed: handing the command back", zap.Error(err))
-			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
+			delay := w.cfg.Retry.decide(situation{Event: recordNotStored, Delivered: d.delivered()}).Delay
+			d.log.Error("storing the result failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+			w.handBack(d.msg, delay, &d.log)
 			return false
 		}
 		w.m.succeeded(string(d.cmd.Type), v.result.Status)
@@ -64,10 +66,13 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		d.attempts, d.outcome = v.dead.Attempts, outcomeDead
 		if err := w.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
 			d.outcome = outcomeHandedBack
-			d.log.Error("storing the dead letter failed: handing the command back", zap.Error(err))
-			w.handBack(d.msg, w.cfg.Retry.decide(situation{Event: recordNotStored}).Delay, &d.log)
+			delay := w.cfg.Retry.decide(situation{Event: recordNotStored, Delivered: d.delivered()}).Delay
+			d.log.Error("storing the dead letter failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+			w.releaseDead(ctx, d, v.release, false)
+			w.handBack(d.msg, delay, &d.log)
 			return false
 		}
+		w.releaseDead(ctx, d, v.release, true)
 		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
 		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
 		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
@@ -215,3 +220,11 @@ func recordMsg(subject string, record any, h nats.Header) (*nats.Msg, error) {
 }
 
 func recordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }
+
+// delivered is how often the command was delivered, 1 when unknown.
+func (d *delivery) delivered() uint64 {
+	if d.meta == nil {
+		return 1
+	}
+	return d.meta.NumDelivered
+}

@@ -34,10 +34,11 @@ type Worker struct {
 	// tracer is nil when tracing is off.
 	tracer trace.Tracer
 
-	calls    chan struct{}    // a slot per API call in flight (Concurrency)
+	slots    *slots           // a slot per API call in flight (Concurrency), shared in turn by projects
 	commands jetstream.Stream // for the per-chat order check
 	lanes    *lanes
 	runs     deliveryRuns // used by Run's loop only
+	projects *projectGate // nil without Config.Projects
 
 	stopping chan struct{} // closed when Run begins to drain
 	stopOnce sync.Once
@@ -60,14 +61,32 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		store = noStore{}
 	}
 	w := &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now,
-		calls: make(chan struct{}, cfg.Concurrency), stopping: make(chan struct{})}
+		slots: newSlots(cfg.Concurrency), stopping: make(chan struct{})}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
 	if cfg.Tracer != nil {
 		w.tracer = cfg.Tracer.Tracer(telemetry.Instrumentation)
 	}
+	if cfg.Projects != nil {
+		def, _ := cfg.Projects.Project(actions.Command{})
+		w.projects = newProjectGate(cfg.Projects, def, cfg.Logger, cfg.ProjectMetrics)
+	}
 	return w, nil
+}
+
+// NotReady says why the worker should not be sent traffic ("" when it may
+// be): it is draining, its first check of the default project's
+// credentials is not done, or the API refused them (the default project is
+// paused). The reason never holds credentials.
+func (w *Worker) NotReady() string {
+	if w.Draining() {
+		return "draining"
+	}
+	if w.projects != nil {
+		return w.projects.notReady()
+	}
+	return ""
 }
 
 // Draining reports whether Run is shutting down.
@@ -95,6 +114,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopBackstop()
+	if g := w.projects; g != nil {
+		// Pause probes live as long as Run.
+		probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
+		g.ctx = probeCtx
+		defer func() { stopProbes(); g.probes.Wait() }()
+		// One cheap read before the first command: a refused key pauses
+		// the default project (and /readyz says so) rather than every
+		// command finding out.
+		g.checkDefault()
+	}
 	// A short pull expiry and a heartbeat every second notice a lost NATS
 	// connection, or a pull request the server does not hold, within two
 	// seconds and pull again (docs/performance-notes.md: the overload stall).
@@ -117,6 +146,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	go w.watchLag(keepAliveCtx, 10*time.Second)
 	if w.lanes != nil {
 		go w.keepQueuedAlive(keepAliveCtx)
+	}
+	if w.projects != nil {
+		go w.projects.sweepEvery(keepAliveCtx, w.cfg.Topology.AckWait)
 	}
 
 	// A fixed set of goroutines runs the work, so their stacks, grown once

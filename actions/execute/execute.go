@@ -19,6 +19,10 @@ type Executor struct {
 	// refused (class permanent), so an app cannot reach a business's other
 	// projects through the worker.
 	Projects map[string]chat.Credentials
+	// Keys, when set, supplies the credentials of every project instead of
+	// the client's defaults and Projects, read again when a paused project
+	// is checked (see Check).
+	Keys Keys
 	// Exporter carries out export commands; nil when the worker has no
 	// export target.
 	Exporter interface {
@@ -31,12 +35,12 @@ type Executor struct {
 // once however often the worker retries.
 func (e *Executor) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
 	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
-	if cmd.SiteToken != "" && cmd.SiteToken != e.SiteToken {
-		creds, ok := e.Projects[cmd.SiteToken]
-		if !ok {
-			return actions.Outcome{}, actions.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
-		}
-		opts = append(opts, chat.WithCallCredentials(creds))
+	creds, ok := e.credentials(cmd.SiteToken)
+	if !ok {
+		return actions.Outcome{}, actions.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
+	}
+	if creds != nil {
+		opts = append(opts, chat.WithCallCredentials(*creds))
 	}
 	var (
 		resp *chat.Response

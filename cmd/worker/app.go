@@ -62,7 +62,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", idempotency.DefaultLease, "how long a claim on a command id holds off other workers")
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
 	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", consumer.DefaultAckWait, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
-	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", consumer.DefaultMaxDeliver, "deliveries of one command before JetStream gives up on it (the worker then dead-letters it)")
+	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", consumer.DefaultMaxDeliver, "deliveries of one command before JetStream gives up on it (the worker then settles it); -1: unlimited, since commands also go back to wait for a paused project, a rate budget or an outage")
 	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", consumer.DefaultMaxAttempts, "API calls per command before it is dead-lettered as exhausted")
@@ -81,8 +81,8 @@ func (f *workerFlags) check() error {
 	if f.nats.replicas < 1 || f.nats.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", f.nats.replicas))
 	}
-	if f.maxDeliver < 2 {
-		errs = append(errs, fmt.Errorf("--max-deliver %d: want at least 2", f.maxDeliver))
+	if f.maxDeliver < 2 && f.maxDeliver != -1 {
+		errs = append(errs, fmt.Errorf("--max-deliver %d: want -1 (unlimited) or at least 2", f.maxDeliver))
 	}
 	if f.retry.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
@@ -172,7 +172,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
-	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects}
+	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects, Keys: newKeys(creds, f.projects)}
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
 		if err != nil {
@@ -184,6 +184,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Tracer: tracerIfOn(tp),
+		Projects: exec, ProjectMetrics: a.oncall,
 	})
 	if err != nil {
 		a.close()
@@ -288,11 +289,13 @@ func (a *app) serveHTTP(addr string) error {
 	return nil
 }
 
-// ready: connected to NATS, the commands stream present, not draining.
+// ready: connected to NATS, the commands stream present, not draining, the
+// default project's credentials checked and not refused.
 func (a *app) ready(ctx context.Context) error {
+	if why := a.worker.NotReady(); why != "" {
+		return errors.New(why)
+	}
 	switch {
-	case a.worker.Draining():
-		return errors.New("draining")
 	case !a.nc.IsConnected():
 		return errors.New("not connected to NATS")
 	}

@@ -96,7 +96,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 
 	results, rh := streamRecords(t, js, "CHAT_RESULTS", 2)
-	dead, dh := streamRecords(t, js, "CHAT_DLQ", 4)
+	dead, dh := streamRecords(t, js, "CHAT_DLQ", 3) // the rejected key pauses its project instead
 	seen = append(append(append(append(seen, results...), rh...), dead...), dh...)
 	classOf := map[string]string{}
 	for _, d := range dead {
@@ -108,7 +108,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		classOf[cmd.ID] = string(dl.Error.Class) + ": " + dl.Error.Message
 		seen = append(seen, dl.Error.Message)
 	}
-	for id, want := range map[string]string{"not-found": "permanent", "rejected-key": "permanent", "wrong-site-for-key": "not configured", "": "invalid"} {
+	for id, want := range map[string]string{"not-found": "permanent", "wrong-site-for-key": "not configured", "": "invalid"} {
 		if !strings.Contains(classOf[id], want) {
 			t.Errorf("dead letter of %q: %q, want it to say %q", id, classOf[id], want)
 		}
@@ -134,6 +134,17 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if !strings.Contains(string(metrics), "chatworker_commands_dead_lettered_total") {
 		t.Errorf("metrics lack the dead-letter counter")
 	}
+	eventuallyOK(t, func() error {
+		resp, err := http.Get("http://" + addr[1] + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if m, _ := io.ReadAll(resp.Body); !strings.Contains(string(m), `chatworker_project_paused{project="`+siteRejected+`"} 1`) {
+			return errors.New("the project whose key the API rejects is not shown paused")
+		}
+		return nil
+	})
 	seen = append(seen, string(metrics))
 
 	cancel()

@@ -153,6 +153,9 @@ func TestRunTracesCommands(t *testing.T) {
 	spans := map[string]telemetrytest.Span{}
 	byName := map[string][]telemetrytest.Span{}
 	for _, s := range rcv.Spans() {
+		if s.GetName() == "GET" {
+			continue // worker run's check of the credentials, a trace of its own
+		}
 		if hex.EncodeToString(s.GetTraceId()) != scriptTrace {
 			t.Errorf("span %q in trace %x, want the script's", s.GetName(), s.GetTraceId())
 		}
@@ -210,6 +213,9 @@ func TestRunTracesCommands(t *testing.T) {
 		t.Fatal("no API request")
 	}
 	for path, tp := range apiTraceparents {
+		if strings.HasSuffix(path, "/chats") {
+			continue // the credentials check
+		}
 		parts := strings.Split(tp, "-")
 		if len(parts) != 4 || parts[1] != scriptTrace || spans[parts[2]].GetName() != "POST" {
 			t.Errorf("API request %s carried traceparent %q, want one from a POST span in the script's trace", path, tp)

@@ -1,0 +1,403 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+)
+
+// Issue 19: guarantees at the edges operators meet first.
+
+// startWorker runs a worker with cfg until the test ends and returns it.
+func (p *pipeline) startWorker(exec consumer.Executor, cfg consumer.Config) *consumer.Worker {
+	p.t.Helper()
+	cons, err := consumer.Provision(p.t.Context(), p.js, cfg.Topology)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	w, err := consumer.New(p.js, cons, exec, p.store, cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				p.t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	p.t.Cleanup(stop)
+	p.stops = append(p.stops, stop)
+	return w
+}
+
+// refuseWrites makes a stream refuse new messages, as a store that is down
+// would, by moving its subjects elsewhere: publishes to it then find no
+// stream. It returns the function that restores it.
+func (p *pipeline) refuseWrites(stream string) func() {
+	p.t.Helper()
+	s, err := p.js.Stream(p.t.Context(), stream)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	info, err := s.Info(p.t.Context())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cfg := info.Config
+	off := cfg
+	off.Subjects = []string{"refusing-writes." + stream}
+	if _, err := p.js.UpdateStream(p.t.Context(), off); err != nil {
+		p.t.Fatal(err)
+	}
+	return func() {
+		p.t.Helper()
+		if _, err := p.js.UpdateStream(p.t.Context(), cfg); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+// downStore is the real store with an outage switch: while down, every
+// write fails at once, as the issue's store did (a stream that refuses
+// writes through NATS makes the client retry each publish for half a
+// second first, which only slows the test down).
+type downStore struct {
+	idempotency.Store
+	down atomic.Bool
+}
+
+var errStoreDown = errors.New("idempotency: write refused (outage injected by the test)")
+
+func (s *downStore) Claim(ctx context.Context, id, hash string) (*idempotency.Claim, error) {
+	if s.down.Load() {
+		return nil, errStoreDown
+	}
+	return s.Store.Claim(ctx, id, hash)
+}
+
+func (s *downStore) Complete(ctx context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
+	if s.down.Load() {
+		return idempotency.Record{}, errStoreDown
+	}
+	return s.Store.Complete(ctx, c, out)
+}
+
+func (s *downStore) Release(ctx context.Context, c *idempotency.Claim) error {
+	if s.down.Load() {
+		return errStoreDown
+	}
+	return s.Store.Release(ctx, c)
+}
+
+// keySet is a rotatable credentials source, as secret files are.
+type keySet struct {
+	mu       sync.Mutex
+	def      chat.Credentials
+	projects map[string]chat.Credentials
+	reloads  int
+}
+
+func (k *keySet) Lookup(site string) (chat.Credentials, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if site == "" || site == k.def.SiteToken {
+		return k.def, true
+	}
+	c, ok := k.projects[site]
+	return c, ok
+}
+
+func (k *keySet) Reload() error {
+	k.mu.Lock()
+	k.reloads++
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *keySet) setDefaultKey(key string) {
+	k.mu.Lock()
+	k.def.APIKey = key
+	k.mu.Unlock()
+}
+
+// projectEvents records the per-project metrics.
+type projectEvents struct {
+	mu      sync.Mutex
+	changes map[string][]bool // pause state changes, in order
+	waits   map[string]int
+}
+
+func newProjectEvents() *projectEvents {
+	return &projectEvents{changes: map[string][]bool{}, waits: map[string]int{}}
+}
+
+func (e *projectEvents) SetProjectPaused(project string, paused bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.changes[project] = append(e.changes[project], paused)
+}
+
+func (e *projectEvents) ObserveProjectRateLimitWait(project string, _ time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.waits[project]++
+}
+
+func (e *projectEvents) pauses(project string) []bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]bool(nil), e.changes[project]...)
+}
+
+// TestMisconfigurationPausesInsteadOfDeadLettering: a wrong key and a wrong
+// base URL dead-letter nothing; the project pauses (the worker is not
+// ready, and says why), and once the right key is in place (rotated, no
+// restart) or the right URL (a restart), every command is done once.
+func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
+	tests := []struct {
+		name string
+		// broken returns the executor of the worker and the step that
+		// breaks its configuration once the worker is ready (nil: broken
+		// from the start).
+		broken func(p *pipeline, keys *keySet) (*execute.Executor, func())
+		// fix puts the right configuration in place; true when that needs
+		// a restart.
+		fix   func(keys *keySet) bool
+		cause string
+	}{
+		{"key revoked while running, then the right key rotated in", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
+			return p.executor, func() { keys.setDefaultKey("revoked") }
+		}, func(keys *keySet) bool { keys.setDefaultKey("k"); return false }, "401"},
+		{"wrong key at start, then the right key rotated in", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
+			keys.setDefaultKey("wrong")
+			return p.executor, nil
+		}, func(keys *keySet) bool { keys.setDefaultKey("k"); return false }, "401"},
+		{"wrong base URL, then the right one", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
+			c, err := chat.New(chat.WithBaseURL(p.simURL+"/not/the/api"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &execute.Executor{Client: c, SiteToken: "s", Keys: keys}, nil
+		}, func(*keySet) bool { return true }, "404"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newBarePipeline(t, withCredentials(map[string][]string{"k": {"s"}}))
+			keys := &keySet{def: chat.Credentials{APIKey: "k", SiteToken: "s"}}
+			p.executor.Keys = keys
+			exec, breakIt := tt.broken(p, keys)
+			events := newProjectEvents()
+			cfg := p.cfg
+			cfg.Projects, cfg.ProjectMetrics = exec, events
+			w := p.startWorker(exec, cfg)
+			if breakIt != nil {
+				eventually(t, 30*time.Second, func() bool { return w.NotReady() == "" }, "the worker never became ready")
+				breakIt()
+			}
+
+			const n = 20
+			for i := range n {
+				p.publish(actions.Send{ChatID: fmt.Sprint("chat-", i%5), Content: "x"})
+			}
+			var why string
+			eventually(t, 30*time.Second, func() bool { why = w.NotReady(); return strings.Contains(why, "paused") },
+				"the worker never said the default project is paused")
+			if !strings.Contains(why, tt.cause) || strings.Contains(why, "api_key=") {
+				t.Errorf("not ready because %q; want the cause (%s), never the credentials", why, tt.cause)
+			}
+			// Paused: the commands wait in the stream (only the checks
+			// reach the API, one a second at first).
+			eventually(t, 30*time.Second, func() bool { return p.count("CHAT_COMMANDS") == n }, "commands left the stream while paused")
+			if got := p.count("CHAT_DLQ"); got != 0 {
+				t.Fatalf("%d dead letters while paused, want none", got)
+			}
+
+			if restart := tt.fix(keys); restart {
+				p.stopAll()
+				cfg.Projects = p.executor
+				w = p.startWorker(p.executor, cfg)
+			}
+			res := p.results(n)
+			p.settled()
+			if got := p.count("CHAT_DLQ"); got != 0 {
+				t.Errorf("%d dead letters, want none", got)
+			}
+			for _, r := range res {
+				if r.Status != actions.StatusSucceeded || r.Attempts != 1 {
+					t.Errorf("result %s: %s after %d attempts, want succeeded after 1 (a refused call spends nothing)", r.ID, r.Status, r.Attempts)
+				}
+			}
+			for key, k := range effectsByKey(p.sim) {
+				if k != 1 {
+					t.Errorf("command %s took effect %d times", key, k)
+				}
+			}
+			if why := w.NotReady(); why != "" {
+				t.Errorf("still not ready: %s", why)
+			}
+			if got := fmt.Sprint(events.pauses("default")); got != "[false true false]" {
+				t.Errorf("pause states set for the default project = %s, want [false true false]: the series at start, then one per change", got)
+			}
+			if keys.reloads == 0 {
+				t.Error("the paused project was checked without reading its credentials again")
+			}
+		})
+	}
+}
+
+// TestStoreOutageDeadLettersNothing: the idempotency store refuses writes
+// for longer than the old backstop's horizon (100 deliveries, at most 200
+// ms apart; here far less, at the test's retry pace), then comes back: no
+// dead letters, every command exactly once.
+func TestStoreOutageDeadLettersNothing(t *testing.T) {
+	p := newBarePipeline(t)
+	store := &downStore{Store: p.store}
+	store.down.Store(true)
+	p.store = store
+	restore := func() { store.down.Store(false) }
+	p.start(p.executor)
+	const n = 40
+	for i := range n {
+		p.publish(actions.Note{ChatID: fmt.Sprint("chat-", i), Content: "x"})
+	}
+	// The outage lasts 12 s, and until each command was delivered several
+	// times: the old backstop gave up after 100 deliveries at most 200 ms
+	// apart (here 1 ms, the test's retry pace), 10 to 20 s in the issue.
+	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, time.Minute, func() bool {
+		if p.count("CHAT_DLQ") != 0 {
+			t.Fatal("a command was dead-lettered during the store's outage")
+		}
+		info, err := cons.Info(t.Context())
+		return err == nil && info.Delivered.Consumer >= 5*n && time.Since(start) > 12*time.Second
+	}, "commands were not delivered again during the outage")
+	if info, err := cons.Info(t.Context()); err == nil {
+		t.Logf("%d deliveries of %d commands during the %v outage", info.Delivered.Consumer, n, time.Since(start).Round(time.Millisecond))
+	}
+	if got := p.sim.Stats().Requests; got != 0 {
+		t.Fatalf("%d API calls while no command could be claimed", got)
+	}
+	restore()
+	res := p.results(n)
+	p.settled()
+	if got := p.count("CHAT_DLQ"); got != 0 {
+		t.Errorf("%d dead letters, want none", got)
+	}
+	ids := map[string]int{}
+	for _, r := range res {
+		ids[r.ID]++
+		if r.Status != actions.StatusSucceeded {
+			t.Errorf("result %s: %s", r.ID, r.Status)
+		}
+	}
+	if len(ids) != n || len(res) != n {
+		t.Errorf("%d results for %d ids, want %d each once", len(res), len(ids), n)
+	}
+	for key, k := range effectsByKey(p.sim) {
+		if k != 1 {
+			t.Errorf("command %s took effect %d times", key, k)
+		}
+	}
+}
+
+// TestFloodedProjectDoesNotHoldUpAnother: two projects, each with its own
+// key and budget (25 calls a second, scaled down from the API's 750 a
+// minute). Project A publishes 400 commands, then project B 10. B's
+// commands are done while most of A's backlog still waits: B waits for its
+// own budget, not for A's. The bound: A's commands handed back to wait
+// for their budget stay pending for the consumer, so with a MaxAckPending
+// below A's backlog the server delivers B's commands only once A's
+// undelivered backlog ahead of them is gone (docs/failures.md).
+func TestFloodedProjectDoesNotHoldUpAnother(t *testing.T) {
+	const nA, nB = 400, 10
+	tests := []struct {
+		name          string
+		maxAckPending int
+		// ok judges how many of A's commands were done when B's were.
+		ok func(aDone int) bool
+	}{
+		{"MaxAckPending above the backlog", 1000, func(aDone int) bool { return aDone <= nA/2 }},
+		{"MaxAckPending below the backlog (the bound)", 100, func(aDone int) bool { return aDone >= nA-100 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kb": {"sb"}}), withRateLimit(25, time.Second))
+			client, err := chat.New(chat.WithBaseURL(p.simURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			exec := &execute.Executor{Client: client, SiteToken: "sa", Projects: map[string]chat.Credentials{"sb": {APIKey: "kb", SiteToken: "sb"}}}
+			events := newProjectEvents()
+			cfg := p.cfg
+			cfg.Projects, cfg.ProjectMetrics = exec, events
+			cfg.Topology.MaxAckPending = tt.maxAckPending
+			p.startWorker(exec, cfg)
+
+			for i := range nA {
+				p.publish(actions.Note{ChatID: fmt.Sprint("a-", i%50), Content: "x"})
+			}
+			start := time.Now()
+			for i := range nB {
+				p.publish(actions.Note{ChatID: fmt.Sprint("b-", i), Content: "x", SiteToken: "sb"})
+			}
+			var bDone, aDone int
+			eventually(t, 2*time.Minute, func() bool {
+				bDone, aDone = 0, 0
+				for _, e := range p.sim.Effects() {
+					if strings.HasPrefix(e.ChatID, "b-") {
+						bDone++
+					} else {
+						aDone++
+					}
+				}
+				return bDone == nB
+			}, "project B's commands were not all done (%d of %d)", &bDone, nB)
+			t.Logf("MaxAckPending %d: project B's %d commands done %v after their publish; project A had %d of %d done then",
+				tt.maxAckPending, nB, time.Since(start).Round(time.Millisecond), aDone, nA)
+			if !tt.ok(aDone) {
+				t.Errorf("B finished when %d of A's %d commands were done", aDone, nA)
+			}
+			events.mu.Lock()
+			waitsA := events.waits["default"]
+			events.mu.Unlock()
+			if waitsA == 0 {
+				t.Error("no rate-budget wait recorded for project A")
+			}
+		})
+	}
+}
+
+func withCredentials(c map[string][]string) option {
+	return func(_ *pipeline, s *chatsim.Config) { s.Credentials = c }
+}
+
+// stopAll stops the workers startWorker started.
+func (p *pipeline) stopAll() {
+	for _, stop := range p.stops {
+		stop()
+	}
+	p.stops = nil
+}

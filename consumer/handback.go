@@ -1,0 +1,40 @@
+package consumer
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Infrastructure failures
+//
+// A command whose id could not be claimed, or whose result or dead letter
+// could not be stored, has not failed: NATS or the idempotency store has. It
+// goes back to the stream after infraDelay, which grows with its deliveries
+// to a ceiling, and spends none of its retry budget. With no limit on
+// deliveries (Topology.MaxDeliver's default), it waits out an outage of any
+// length up to the command stream's retention.
+
+// Hand-back delays after an infrastructure failure.
+const (
+	infraDelayMin = 100 * time.Millisecond
+	infraDelayMax = 30 * time.Second
+)
+
+// infraDelay is the hand-back delay of a command delivered n times whose
+// handling failed for the infrastructure's sake: doubling from
+// infraDelayMin to infraDelayMax, with jitter, so a backlog does not return
+// in step and hammer a store that is coming back.
+func infraDelay(delivered uint64) time.Duration {
+	ceiling := infraDelayMax
+	if delivered < 20 {
+		ceiling = min(infraDelayMin<<max(delivered, 1), infraDelayMax)
+	}
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)))
+}
+
+// errRateWait: a call would wait for its project's budget longer than is worth
+// a goroutine; no call was made, and the command goes back to the stream
+// for that long.
+type errRateWait struct{ delay time.Duration }
+
+func (r *errRateWait) Error() string { return "waiting for the project's rate budget" }

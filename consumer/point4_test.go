@@ -1,0 +1,270 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/idempotency"
+)
+
+// Issue 19, point 4: one test per item found by reading.
+
+// waitUndelivered waits until JetStream has stopped delivering the stream's
+// commands (MaxDeliver reached): none pending, none awaiting an ack.
+func (p *pipeline) waitUndelivered() {
+	p.t.Helper()
+	cons, err := p.js.Consumer(p.t.Context(), "CHAT_COMMANDS", "chat-worker")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	eventually(p.t, time.Minute, func() bool {
+		info, err := cons.Info(p.t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer > 0
+	}, "JetStream kept delivering")
+}
+
+// waitDelivered waits until the consumer has made n deliveries.
+func (p *pipeline) waitDelivered(n uint64) {
+	p.t.Helper()
+	cons, err := p.js.Consumer(p.t.Context(), "CHAT_COMMANDS", "chat-worker")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	eventually(p.t, time.Minute, func() bool {
+		info, err := cons.Info(p.t.Context())
+		return err == nil && info.Delivered.Consumer >= n
+	}, "the command was not delivered again")
+}
+
+// recordState waits until the id's record is in state and returns it.
+func (p *pipeline) recordState(id string, state idempotency.State) idempotency.Record {
+	p.t.Helper()
+	var rec idempotency.Record
+	eventually(p.t, time.Minute, func() bool {
+		r, err := p.store.Lookup(p.t.Context(), id)
+		rec = r
+		return err == nil && r.State == state
+	}, "the record never reached its state")
+	return rec
+}
+
+// outcomes waits until the command has a result or a dead letter.
+func (p *pipeline) outcomes() (results, deadLetters uint64) {
+	p.t.Helper()
+	eventually(p.t, time.Minute, func() bool {
+		results, deadLetters = p.count("CHAT_RESULTS"), p.count("CHAT_DLQ")
+		return results+deadLetters > 0
+	}, "the command got neither a result nor a dead letter")
+	return results, deadLetters
+}
+
+// The backstop must publish the result of a command whose record says it
+// succeeded (its result publishes kept failing), never a dead letter.
+func TestBackstopPublishesTheResultOfASucceededCommand(t *testing.T) {
+	p := newBarePipeline(t)
+	p.cfg.Topology.MaxDeliver = 2
+	p.start(p.executor)
+	restore := p.refuseWrites("CHAT_RESULTS") // after start, which provisions the streams
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.recordState(cmd.ID, idempotency.StateSucceeded)
+	p.waitUndelivered() // the backstop's turn
+	restore()
+	results, dead := p.outcomes()
+	p.settled()
+	if dead != 0 || results != 1 {
+		t.Fatalf("%d results and %d dead letters, want the one result", results, dead)
+	}
+	if r := p.results(1)[0]; r.Status != actions.StatusSucceeded || r.ID != cmd.ID {
+		t.Errorf("result = %s %s, want %s succeeded", r.ID, r.Status, cmd.ID)
+	}
+	if n := len(p.sim.Effects()); n != 1 {
+		t.Errorf("%d effects, want 1", n)
+	}
+}
+
+// A dead letter that cannot be stored must not reset the command's
+// budget: with a budget of 3 the API sees 3 calls, however often the dead
+// letter's publish fails.
+func TestUnstoredDeadLetterSpendsNoFreshBudget(t *testing.T) {
+	p := newBarePipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
+		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	p.start(p.executor)
+	restore := p.refuseWrites("CHAT_DLQ")
+	p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	// Delivered again at least twice after the first dead letter failed.
+	p.waitDelivered(3)
+	restore()
+	d := p.deadLetters(1)[0]
+	p.settled()
+	if got := p.sim.Stats().Requests; got != 3 {
+		t.Errorf("%d API calls, want 3 (the budget)", got)
+	}
+	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 {
+		t.Errorf("dead letter: %+v after %d attempts, want exhausted after 3", d.Error, d.Attempts)
+	}
+}
+
+// When the first result publish fails after the record is complete, the
+// redelivery of that same message publishes "succeeded", not "duplicate".
+func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
+	p := newBarePipeline(t)
+	p.start(p.executor)
+	restore := p.refuseWrites("CHAT_RESULTS")
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.recordState(cmd.ID, idempotency.StateSucceeded)
+	// The client retries a publish that found no stream for a while: keep
+	// the results refused until the command came back.
+	p.waitDelivered(3)
+	restore()
+	r := p.results(1)[0]
+	p.settled()
+	if r.Status != actions.StatusSucceeded || r.Attempts != 1 {
+		t.Errorf("result: %s after %d attempts, want succeeded after 1", r.Status, r.Attempts)
+	}
+	// The same id published again (a new message) is a duplicate.
+	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
+	if again := p.results(2)[1]; again.Status != actions.StatusDuplicate {
+		t.Errorf("the id published again: %s, want duplicate", again.Status)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The backstop must not dead-letter a command that a stalled worker is
+// still executing: it waits for the lease, and publishes the result the
+// stalled worker's success left.
+func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
+	p := newBarePipeline(t)
+	p.cfg.Topology.MaxDeliver = 2
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	// The stalled worker: it claimed the id with a short lease.
+	stalled, err := idempotency.Open(t.Context(), p.js, idempotency.Config{Owner: "stalled", Lease: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := stalled.Claim(t.Context(), cmd.ID, cmd.Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(p.executor)
+	p.waitUndelivered()                   // both deliveries found the id busy: the backstop's turn
+	claim.Attempts, claim.Sequence = 1, 1 // the command message's sequence
+	if _, err := stalled.Complete(t.Context(), claim, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	results, dead := p.outcomes()
+	p.settled()
+	if dead != 0 || results != 1 {
+		t.Fatalf("%d results and %d dead letters, want the stalled worker's result only", results, dead)
+	}
+	if r := p.results(1)[0]; r.Status != actions.StatusSucceeded {
+		t.Errorf("result status %s, want succeeded", r.Status)
+	}
+	if n := p.sim.Stats().Requests; n != 0 {
+		t.Errorf("%d API calls by the worker, want none: the stalled worker held the command", n)
+	}
+}
+
+// The poison backstop: a command whose claim was abandoned MaxAbandoned
+// times (workers crashed or stalled on it) is dead-lettered, without
+// another call, whatever its deliveries.
+func TestCommandThatKeepsKillingWorkersIsDeadLettered(t *testing.T) {
+	p := newBarePipeline(t)
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	// Three workers claim it in turn and die: each lease runs out (their
+	// clocks run a lease behind) without an outcome.
+	for i := range 3 {
+		past := func() time.Time { return time.Now().Add(-time.Duration(3-i) * time.Minute) }
+		dead, err := idempotency.Open(t.Context(), p.js, idempotency.Config{Owner: "crashed", Lease: 30 * time.Second, Now: past})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dead.Claim(t.Context(), cmd.ID, cmd.Hash()); err != nil {
+			t.Fatalf("crashed worker %d: %v", i, err)
+		}
+	}
+	p.start(p.executor)
+	d := p.deadLetters(1)[0]
+	p.settled()
+	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "3 workers took this command") {
+		t.Errorf("dead letter error = %+v", d.Error)
+	}
+	if n := p.sim.Stats().Requests; n != 0 {
+		t.Errorf("%d API calls, want none", n)
+	}
+}
+
+// blockingStore blocks every lease extension until released, counting
+// them, over a real store.
+type blockingStore struct {
+	idempotency.Store
+	extending atomic.Int32
+	release   chan struct{}
+}
+
+func (s *blockingStore) Extend(ctx context.Context, c *idempotency.Claim) error {
+	s.extending.Add(1)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	return s.Store.Extend(ctx, c)
+}
+
+// execGate holds the first command's call until released, and records the
+// calls made.
+type execGate struct {
+	next    consumer.Executor
+	first   atomic.Bool
+	hold    chan struct{}
+	calls   atomic.Int32
+	holding chan struct{}
+}
+
+func (e *execGate) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+	e.calls.Add(1)
+	if e.first.CompareAndSwap(false, true) {
+		close(e.holding)
+		<-e.hold
+	}
+	return e.next.Execute(ctx, cmd)
+}
+
+// A lease extension in progress must not hold up the next API call: the
+// keep-alive held its lock across the store's round trip, and the call's
+// attempt count waited on that lock.
+func TestLeaseExtensionDoesNotHoldUpTheCall(t *testing.T) {
+	p := newBarePipeline(t)
+	store := &blockingStore{Store: p.store, release: make(chan struct{})}
+	p.store = store
+	p.cfg.Concurrency = 1
+	p.cfg.Unordered = true
+	p.cfg.Topology.AckWait = 300 * time.Millisecond // a renewal every 100 ms
+	exec := &execGate{next: p.executor, hold: make(chan struct{}), holding: make(chan struct{})}
+	p.start(exec)
+	p.publish(actions.Send{ChatID: "a", Content: "x"})
+	<-exec.holding
+	p.publish(actions.Send{ChatID: "b", Content: "y"})
+	// b waits for the only slot, its keep-alive running: wait until its
+	// renewal (or a's) is stuck in the store, then free the slot.
+	eventually(t, time.Minute, func() bool { return store.extending.Load() >= 2 }, "no lease renewal started")
+	close(exec.hold)
+	eventually(t, time.Minute, func() bool { return exec.calls.Load() == 2 }, "b's call waited for a lease renewal's round trip")
+	close(store.release)
+	p.results(2)
+	p.settled()
+}
