@@ -49,6 +49,7 @@ func TestGuaranteesUnderFaults(t *testing.T) {
 	for _, sc := range []scenario{
 		{name: "worker-sigkill", commands: 2000, chats: 100, fault: killWorkers(4)},
 		{name: "nats-leader-stop", commands: 2000, chats: 100, fault: stopStreamLeader},
+		{name: "idempotency-leader-stop", commands: 2000, chats: 100, fault: stopIdempotencyLeader},
 		{name: "nats-rolling-restart", commands: 3000, chats: 100, fault: restartNATSNodes},
 		{name: "worker-partition", commands: 2000, chats: 100, fault: partitionWorker},
 		{name: "worker-rolling-sigterm", commands: 2000, chats: 100, fault: rollWorkers},
