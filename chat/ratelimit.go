@@ -198,6 +198,10 @@ type Reservation struct {
 	done   atomic.Bool
 }
 
+// unlimited is every reservation of a client without rate limiting: booked,
+// for now, and tied to no key, so sharing it is safe and costs nothing.
+var unlimited = &Reservation{booked: true}
+
 // probeRetry is how soon a caller asks again while another call is
 // learning a key's budget: about one API round trip.
 const probeRetry = 50 * time.Millisecond
@@ -207,7 +211,7 @@ const probeRetry = 50 * time.Millisecond
 // Booked: an unbooked reservation only says when to ask again.
 func (c *Client) Reserve(opts ...CallOption) *Reservation {
 	if c.limiters == nil {
-		return &Reservation{booked: true}
+		return unlimited
 	}
 	var cc callConfig
 	for _, o := range opts {
