@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -52,4 +53,46 @@ func TestOnCallMetricsNilIsSafe(t *testing.T) {
 	m.SetProjectPaused("GSN-1", true)
 	m.ObserveProjectRateLimitWait("GSN-1", time.Second)
 	consumer.WatchBacklog(t.Context(), nil, consumer.Topology{}, nil, time.Second, nil)
+}
+
+// TestCommandLatency: every stored result and dead letter records the time
+// since its command was published, by type and outcome, and never more than
+// that time.
+func TestCommandLatency(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := consumer.NewOnCallMetrics(reg)
+	published := time.Now()
+	p := newPipeline(t, func(p *pipeline, _ *chatsim.Config) { p.cfg.Latency = m })
+	p.publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
+	p.publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
+	p.results(1)
+	p.deadLetters(1)
+	p.settled()
+	most := time.Since(published).Seconds()
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, f := range families {
+		if f.GetName() != "chatworker_command_latency_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range s.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			h := s.GetHistogram()
+			got[labels["type"]+"/"+labels["outcome"]] += h.GetSampleCount()
+			if sum := h.GetSampleSum(); sum <= 0 || sum > most {
+				t.Errorf("%v: latency sum %.4fs, want above 0 and at most %.4fs", labels, sum, most)
+			}
+		}
+	}
+	want := map[string]uint64{"send/" + consumer.OutcomeResult: 1, "send/" + consumer.OutcomeDeadLetter: 1}
+	if len(got) != len(want) || got["send/"+consumer.OutcomeResult] != 1 || got["send/"+consumer.OutcomeDeadLetter] != 1 {
+		t.Errorf("latency samples %v, want %v", got, want)
+	}
 }

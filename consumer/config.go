@@ -46,6 +46,10 @@ type Config struct {
 	// ProjectMetrics records each project's pause and rate-budget waits
 	// (optional; *OnCallMetrics implements it).
 	ProjectMetrics ProjectMetrics
+	// Latency records each command's time from its publish (the stream's
+	// timestamp) to its stored result or dead letter (optional;
+	// *OnCallMetrics implements it).
+	Latency LatencyObserver
 
 	lease time.Duration // the idempotency store's lease, when it says (New)
 }

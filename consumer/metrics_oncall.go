@@ -51,6 +51,12 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 	return m
 }
 
+// LatencyObserver records how long a command took from its publish to its
+// stored outcome; *OnCallMetrics implements it (Config.Latency).
+type LatencyObserver interface {
+	ObserveCommandLatency(typ, outcome string, d time.Duration)
+}
+
 // ObserveCommandLatency records how long a command took from its publish to
 // its stored outcome (OutcomeResult or OutcomeDeadLetter).
 func (m *OnCallMetrics) ObserveCommandLatency(typ, outcome string, d time.Duration) {

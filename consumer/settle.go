@@ -56,6 +56,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 			return false
 		}
 		w.m.succeeded(string(d.cmd.Type), v.result.Status)
+		w.observeLatency(d, OutcomeResult)
 		d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
 		if err := d.msg.Ack(); err != nil {
 			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
@@ -74,6 +75,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		}
 		w.releaseDead(ctx, d, v.release, true)
 		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+		w.observeLatency(d, OutcomeDeadLetter)
 		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
 		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
 			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
@@ -88,6 +90,20 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		w.handBack(d.msg, v.retryIn, &d.log)
 		return false
 	}
+}
+
+// observeLatency records the time from the command's publish, as the
+// stream stamped it, to its record being stored. A command that cannot be
+// decoded counts under the type "invalid", as its dead letter's subject does.
+func (w *Worker) observeLatency(d *delivery, outcome string) {
+	if w.cfg.Latency == nil || d.meta == nil || d.meta.Timestamp.IsZero() {
+		return
+	}
+	typ := string(d.cmd.Type)
+	if typ == "" {
+		typ = "invalid"
+	}
+	w.cfg.Latency.ObserveCommandLatency(typ, outcome, w.now().Sub(d.meta.Timestamp))
 }
 
 // handBack returns a message to the stream, for redelivery after delay (at
