@@ -42,9 +42,9 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 			Help:    "Time from a command's publish (its stream timestamp) to its result or dead letter being stored, by type and outcome (result or dead_letter).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 12)}, []string{"type", "outcome"}),
 		projectPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "project_paused",
-			Help: "1 while the worker holds back a project's commands (its API key rate-limited or refused), else 0; by site token."}, []string{"project"}),
+			Help: "1 while the worker holds back a project's commands because the Chat API refused its configuration (key or base URL), else 0; project is default or a site token."}, []string{"project"}),
 		projectWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "project_rate_limit_wait_seconds",
-			Help:    "Time calls for a project waited because of the API's rate limit, by site token.",
+			Help:    "Time calls for a project waited because of the API's rate limit; project is default or a site token.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"project"}),
 	}
 	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.commandLatency, m.projectPaused, m.projectWait)

@@ -226,7 +226,7 @@ func registerMetrics(reg prometheus.Registerer, ready func() bool) (*consumer.Me
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		version.Get().Collector(),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatworker", Name: "ready",
-			Help: "1 while /readyz answers ready (connected to NATS, commands stream present, not draining), else 0."},
+			Help: "1 while /readyz answers ready (connected to NATS, commands stream present, not draining, the default project checked and not paused), else 0."},
 			func() float64 {
 				if ready() {
 					return 1
