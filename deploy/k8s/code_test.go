@@ -129,7 +129,7 @@ func stringLit(e ast.Expr) (string, bool) {
 }
 
 // TestReadCode guards the parser itself: the names below are the ones the
-// contract (shared/spec/contract.md) promises, so if a refactor hides them
+// contract (docs/contract.md) promises, so if a refactor hides them
 // from readCode, this fails here rather than making the manifest checks
 // vacuous.
 func TestReadCode(t *testing.T) {
