@@ -156,12 +156,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
-		// The message that succeeded gets its succeeded result again (its
-		// first publish may have failed); any other is a duplicate.
-		status := actions.StatusDuplicate
-		if dup.Record.Sequence != 0 && dup.Record.Sequence == d.meta.Sequence.Stream {
-			status = actions.StatusSucceeded
-		}
+		status := resultStatus(dup.Record, d.meta.Sequence.Stream)
 		d.log.Info("already succeeded: publishing its result", zap.String("status", status))
 		return verdict{result: w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
 	case errors.As(err, &bz):
