@@ -188,7 +188,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	var last error // the last attempt's failure, kept in an expired dead letter
 	for {
 		if dec := w.cfg.Retry.decide(w.situation(ctx, beforeCall, d, claim, nil)); dec.Action != proceed {
-			return w.failed(ctx, d, claim, dec, w.beforeCallErr(d, dec, claim, last))
+			return w.failed(ctx, d, claim, dec, w.beforeCallErr(dec, claim, last))
 		}
 		out, err := w.call(ctx, d, claim)
 		var rw *errRateWait
@@ -226,15 +226,13 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	}
 }
 
-// beforeCallErr says why decide stopped a command before its call: its
-// deadline passed (last is the previous attempt's failure, if any), workers
-// kept abandoning it, or its budget was spent on an earlier delivery whose
-// dead letter could not be stored (nil: deadLetterErr says so).
-func (w *Worker) beforeCallErr(d *delivery, dec decision, claim *idempotency.Claim, last error) error {
-	switch {
-	case dec.Class == actions.ClassExpired:
-		return actions.Expired(d.cmd, last)
-	case claim.Abandoned >= w.cfg.Retry.MaxAbandoned:
+// beforeCallErr says why decide stopped a command before its call when
+// workers kept abandoning it; otherwise it is last, the previous attempt's
+// failure (nil if none), and deadLetterErr says what it came to: an expired
+// deadline, or a budget spent on an earlier delivery whose dead letter could
+// not be stored.
+func (w *Worker) beforeCallErr(dec decision, claim *idempotency.Claim, last error) error {
+	if dec.Class == actions.ClassExhausted && claim.Abandoned >= w.cfg.Retry.MaxAbandoned {
 		return &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
 			"%d workers took this command and neither finished nor released it before their lease ran out (a worker may crash or stall on it each time)", claim.Abandoned)}
 	}
