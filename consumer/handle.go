@@ -212,13 +212,12 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		s := w.situation(ctx, failed, d, claim, err)
 		w.m.retried(s.Class)
 		dec := w.cfg.Retry.decide(s)
+		if dec.Action == retryHere || dec.Action == handBack && dec.Delay > 0 {
+			d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
+		}
 		if dec.Action != retryHere {
-			if dec.Action == handBack && dec.Delay > 0 {
-				d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
-			}
 			return w.failed(ctx, d, claim, dec, err)
 		}
-		d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
 		traceRetry(d.span, claim.Attempts, dec.Delay, s.Class)
 		if !sleepCtx(ctx, dec.Delay) {
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), ctx.Err())
