@@ -76,9 +76,15 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int(telemetry.AttrAttempts, claim.Attempts))
 	}
-	if d.res != nil {
-		callCtx = chat.WithReservation(callCtx, d.res)
+	if r := d.res; r != nil {
+		callCtx = chat.WithReservation(callCtx, r)
 		d.res = nil // this call uses it
+		// Unless the executor returns before any API call (an export
+		// without a target, say): then the booking goes back, or a
+		// project's first one would keep its key's only probe call, and
+		// none of its commands could book a call again. Cancel does
+		// nothing to a booking the call used.
+		defer r.Cancel()
 	}
 	start := time.Now()
 	out, err := w.exec.Execute(callCtx, d.cmd)
