@@ -55,7 +55,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		// no call starts; calls under way finish within the grace.
 		return actions.Outcome{}, errNoSlot
 	}
-	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.deadline, Now: w.now()}); dec.Action != proceed {
+	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.cmd.NotAfter, Now: w.now()}); dec.Action != proceed {
 		// The wait for the slot outlasted the deadline: no call starts at
 		// or after it (execute's own check dead-letters the command).
 		return actions.Outcome{}, errLateSlot

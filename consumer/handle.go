@@ -42,15 +42,12 @@ type verdict struct {
 
 // delivery is one command message being handled.
 type delivery struct {
-	msg     jetstream.Msg // nil when the message was read from the stream, not delivered
-	subject string
-	data    []byte
-	headers nats.Header
-	meta    *jetstream.MsgMetadata
-	cmd     actions.Command // zero until decoded
-	// deadline is when the command stops being worth executing (zero:
-	// never); decide dead-letters it as expired from then on.
-	deadline    time.Time
+	msg         jetstream.Msg // nil when the message was read from the stream, not delivered
+	subject     string
+	data        []byte
+	headers     nats.Header
+	meta        *jetstream.MsgMetadata
+	cmd         actions.Command // zero until decoded
 	log         cmdLog
 	traceparent string // the command's, "" when it has none
 	// span is the delivery's span (a no-op one when tracing is off); what
@@ -120,7 +117,6 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 	}
 	d.cmd = cmd
-	d.deadline = cmd.NotAfter
 	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
@@ -244,7 +240,7 @@ func (w *Worker) situation(ctx context.Context, ev event, d *delivery, claim *id
 	if ev != beforeCall && ctx.Err() != nil {
 		ev = stopping
 	}
-	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Abandoned: claim.Abandoned, Now: w.now(), Deadline: d.deadline}
+	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Abandoned: claim.Abandoned, Now: w.now(), Deadline: d.cmd.NotAfter}
 	if d.meta != nil {
 		s.Delivered = d.meta.NumDelivered
 	}
