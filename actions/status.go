@@ -128,10 +128,7 @@ func findRecord(ctx context.Context, js jetstream.JetStream, stream, filter, id 
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read stream %s: %w", stream, err)
-	}
+	info := st.CachedInfo() // js.Stream has just read it
 	if info.State.Msgs == 0 {
 		return nil, nil
 	}
@@ -222,10 +219,7 @@ func findWaiting(ctx context.Context, js jetstream.JetStream, stream, filter, id
 	if err != nil {
 		return 0, fmt.Errorf("read stream %s: %w", stream, err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("read stream %s: %w", stream, err)
-	}
+	info := st.CachedInfo() // js.Stream has just read it
 	seq := info.State.FirstSeq
 	for range MaxStatusScan {
 		if info.State.Msgs == 0 || seq > info.State.LastSeq {

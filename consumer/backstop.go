@@ -96,10 +96,7 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 		case errors.As(err, &dup):
 			// It succeeded (its result could not be stored, say): publish
 			// the result, never a dead letter.
-			status := actions.StatusDuplicate
-			if dup.Record.Sequence == 0 || dup.Record.Sequence == adv.StreamSeq {
-				status = actions.StatusSucceeded
-			}
+			status := resultStatus(dup.Record, adv.StreamSeq)
 			res := w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})
 			var h nats.Header
 			res.Traceparent, h = w.recordTrace(ctx, d.traceparent)

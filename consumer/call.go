@@ -55,7 +55,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		// no call starts; calls under way finish within the grace.
 		return actions.Outcome{}, errNoSlot
 	}
-	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.deadline, Now: w.now()}); dec.Action != proceed {
+	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.cmd.NotAfter, Now: w.now()}); dec.Action != proceed {
 		// The wait for the slot outlasted the deadline: no call starts at
 		// or after it (execute's own check dead-letters the command).
 		return actions.Outcome{}, errLateSlot
@@ -76,9 +76,15 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int(telemetry.AttrAttempts, claim.Attempts))
 	}
-	if d.res != nil {
-		callCtx = chat.WithReservation(callCtx, d.res)
+	if r := d.res; r != nil {
+		callCtx = chat.WithReservation(callCtx, r)
 		d.res = nil // this call uses it
+		// Unless the executor returns before any API call (an export
+		// without a target, say): then the booking goes back, or a
+		// project's first one would keep its key's only probe call, and
+		// none of its commands could book a call again. Cancel does
+		// nothing to a booking the call used.
+		defer r.Cancel()
 	}
 	start := time.Now()
 	out, err := w.exec.Execute(callCtx, d.cmd)

@@ -401,3 +401,31 @@ func (p *pipeline) stopAll() {
 	}
 	p.stops = nil
 }
+
+// A booking in a project's rate budget that no API call uses (here an
+// export on a worker without an export target, refused before any call)
+// must be given back. Were it the project's first, it holds the key's one
+// probe call while its budget is unknown, and no later command of the
+// project could ever book a call.
+func TestUnusedRateBookingIsGivenBack(t *testing.T) {
+	p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kb": {"sb"}}))
+	client, err := chat.New(chat.WithBaseURL(p.simURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := &execute.Executor{Client: client, SiteToken: "sa", Projects: map[string]chat.Credentials{"sb": {APIKey: "kb", SiteToken: "sb"}}}
+	cfg := p.cfg
+	cfg.Projects = exec
+	p.startWorker(exec, cfg)
+
+	p.publish(actions.Export{ChatID: "b-export", SiteToken: "sb"}) // project sb's first command: its budget is unknown
+	if d := p.deadLetters(1)[0]; d.Error.Class != actions.ClassPermanent {
+		t.Fatalf("the export: %+v, want a permanent dead letter (no export target)", d.Error)
+	}
+	p.publish(actions.Note{ChatID: "b-note", Content: "x", SiteToken: "sb"})
+	var done int
+	eventually(t, 30*time.Second, func() bool {
+		done = len(p.sim.Effects())
+		return done == 1
+	}, "project sb's note was not made (%d effects): its key's probe call is still held", &done)
+}

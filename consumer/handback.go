@@ -1,8 +1,9 @@
 package consumer
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/chatworker/worker/internal/backoff"
 )
 
 // Infrastructure failures
@@ -22,14 +23,13 @@ const (
 
 // infraDelay is the hand-back delay of a command delivered n times whose
 // handling failed for the infrastructure's sake: doubling from
-// infraDelayMin to infraDelayMax, with jitter, so a backlog does not return
-// in step and hammer a store that is coming back.
+// infraDelayMin to infraDelayMax, with equal jitter, so a backlog does not
+// return in step and hammer a store that is coming back.
 func infraDelay(delivered uint64) time.Duration {
-	ceiling := infraDelayMax
-	if delivered < 20 {
-		ceiling = min(infraDelayMin<<max(delivered, 1), infraDelayMax)
-	}
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)))
+	// Equal jitter draws from the upper half of the ceiling: the first
+	// ceiling is twice the shortest delay. The ceiling reaches the maximum
+	// long before 64 deliveries.
+	return backoff.Exponential{Initial: 2 * infraDelayMin, Max: infraDelayMax}.Equal(int(min(max(delivered, 1), 64)))
 }
 
 // errRateWait: a call would wait for its project's budget longer than is worth

@@ -42,15 +42,12 @@ type verdict struct {
 
 // delivery is one command message being handled.
 type delivery struct {
-	msg     jetstream.Msg // nil when the message was read from the stream, not delivered
-	subject string
-	data    []byte
-	headers nats.Header
-	meta    *jetstream.MsgMetadata
-	cmd     actions.Command // zero until decoded
-	// deadline is when the command stops being worth executing (zero:
-	// never); decide dead-letters it as expired from then on.
-	deadline    time.Time
+	msg         jetstream.Msg // nil when the message was read from the stream, not delivered
+	subject     string
+	data        []byte
+	headers     nats.Header
+	meta        *jetstream.MsgMetadata
+	cmd         actions.Command // zero until decoded
 	log         cmdLog
 	traceparent string // the command's, "" when it has none
 	// span is the delivery's span (a no-op one when tracing is off); what
@@ -120,7 +117,6 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 	}
 	d.cmd = cmd
-	d.deadline = cmd.NotAfter
 	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
@@ -156,12 +152,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
-		// The message that succeeded gets its succeeded result again (its
-		// first publish may have failed); any other is a duplicate.
-		status := actions.StatusDuplicate
-		if dup.Record.Sequence != 0 && dup.Record.Sequence == d.meta.Sequence.Stream {
-			status = actions.StatusSucceeded
-		}
+		status := resultStatus(dup.Record, d.meta.Sequence.Stream)
 		d.log.Info("already succeeded: publishing its result", zap.String("status", status))
 		return verdict{result: w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
 	case errors.As(err, &bz):
@@ -193,7 +184,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	var last error // the last attempt's failure, kept in an expired dead letter
 	for {
 		if dec := w.cfg.Retry.decide(w.situation(ctx, beforeCall, d, claim, nil)); dec.Action != proceed {
-			return w.failed(ctx, d, claim, dec, w.beforeCallErr(d, dec, claim, last))
+			return w.failed(ctx, d, claim, dec, w.beforeCallErr(dec, claim, last))
 		}
 		out, err := w.call(ctx, d, claim)
 		var rw *errRateWait
@@ -217,13 +208,12 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		s := w.situation(ctx, failed, d, claim, err)
 		w.m.retried(s.Class)
 		dec := w.cfg.Retry.decide(s)
+		if dec.Action == retryHere || dec.Action == handBack && dec.Delay > 0 {
+			d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
+		}
 		if dec.Action != retryHere {
-			if dec.Action == handBack && dec.Delay > 0 {
-				d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
-			}
 			return w.failed(ctx, d, claim, dec, err)
 		}
-		d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
 		traceRetry(d.span, claim.Attempts, dec.Delay, s.Class)
 		if !sleepCtx(ctx, dec.Delay) {
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), ctx.Err())
@@ -231,15 +221,13 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	}
 }
 
-// beforeCallErr says why decide stopped a command before its call: its
-// deadline passed (last is the previous attempt's failure, if any), workers
-// kept abandoning it, or its budget was spent on an earlier delivery whose
-// dead letter could not be stored (nil: deadLetterErr says so).
-func (w *Worker) beforeCallErr(d *delivery, dec decision, claim *idempotency.Claim, last error) error {
-	switch {
-	case dec.Class == actions.ClassExpired:
-		return actions.Expired(d.cmd, last)
-	case claim.Abandoned >= w.cfg.Retry.MaxAbandoned:
+// beforeCallErr says why decide stopped a command before its call when
+// workers kept abandoning it; otherwise it is last, the previous attempt's
+// failure (nil if none), and deadLetterErr says what it came to: an expired
+// deadline, or a budget spent on an earlier delivery whose dead letter could
+// not be stored.
+func (w *Worker) beforeCallErr(dec decision, claim *idempotency.Claim, last error) error {
+	if dec.Class == actions.ClassExhausted && claim.Abandoned >= w.cfg.Retry.MaxAbandoned {
 		return &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
 			"%d workers took this command and neither finished nor released it before their lease ran out (a worker may crash or stall on it each time)", claim.Abandoned)}
 	}
@@ -252,7 +240,7 @@ func (w *Worker) situation(ctx context.Context, ev event, d *delivery, claim *id
 	if ev != beforeCall && ctx.Err() != nil {
 		ev = stopping
 	}
-	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Abandoned: claim.Abandoned, Now: w.now(), Deadline: d.deadline}
+	s := situation{Event: ev, Attempts: claim.Attempts, FirstAttemptAt: claim.FirstAttemptAt, Abandoned: claim.Abandoned, Now: w.now(), Deadline: d.cmd.NotAfter}
 	if d.meta != nil {
 		s.Delivered = d.meta.NumDelivered
 	}

@@ -28,6 +28,17 @@ func (w *Worker) result(d *delivery, status string, attempts int, out actions.Ou
 	}
 }
 
+// resultStatus is the status of the result for the command message at seq
+// whose id had already succeeded: the message that succeeded gets its
+// succeeded result again (its first publish may have failed); any other, or
+// any when the record does not say which message it was, is a duplicate.
+func resultStatus(rec idempotency.Record, seq uint64) string {
+	if rec.Sequence != 0 && rec.Sequence == seq {
+		return actions.StatusSucceeded
+	}
+	return actions.StatusDuplicate
+}
+
 // deadLetter builds the dead letter of class for the command in d. rec, when
 // known, carries the attempts made; err says why.
 func (w *Worker) deadLetter(d *delivery, rec *idempotency.Record, class actions.Class, err error) *actions.DeadLetter {

@@ -141,9 +141,12 @@ type situation struct {
 	// deliveries (from the idempotency record).
 	Attempts       int
 	FirstAttemptAt time.Time
-	Delivered      uint64        // JetStream's delivery count of this message
-	Abandoned      int           // claims on the id that lapsed without an outcome (from the idempotency record)
-	Hint           time.Duration // the server's Retry-After, or a busy claim's lease left
+	Delivered      uint64 // JetStream's delivery count of this message
+	Abandoned      int    // claims on the id that lapsed without an outcome (from the idempotency record)
+	// Hint is the server's Retry-After (failed), a busy claim's lease left
+	// (busy), the time until just after a paused project's next check
+	// (paused) or the wait for the project's rate budget (rateWait).
+	Hint time.Duration
 	// Deadline is when the command stops being worth executing; zero for
 	// none. No retry is scheduled whose wait would end at or after it.
 	Deadline time.Time

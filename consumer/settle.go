@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -182,7 +181,7 @@ func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, re
 	if err != nil {
 		return err
 	}
-	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(recordID(id, seq)))
+	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
 	return err
 }
 
@@ -193,7 +192,7 @@ func (w *Worker) publishAsync(subject, id string, seq uint64, record any, h nats
 	if err != nil {
 		return nil, err
 	}
-	return w.js.PublishMsgAsync(msg, jetstream.WithMsgID(recordID(id, seq)))
+	return w.js.PublishMsgAsync(msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
 }
 
 // storeTimeout bounds the wait for a record's PubAck, as the JetStream
@@ -234,8 +233,6 @@ func recordMsg(subject string, record any, h nats.Header) (*nats.Msg, error) {
 	}
 	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
-
-func recordID(id string, seq uint64) string { return id + ":" + strconv.FormatUint(seq, 10) }
 
 // delivered is how often the command was delivered, 1 when unknown.
 func (d *delivery) delivered() uint64 {
