@@ -203,6 +203,15 @@ func TestStatus(t *testing.T) {
 	if st, err := status("s-run"); err != nil || st.State != actions.StateRunning {
 		t.Errorf("claimed id: %+v, %v; want running", st, err)
 	}
+	// Scheduled: stored to be published in an hour, not published yet.
+	due := time.Now().Add(time.Hour)
+	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Note{ID: "s-later", ChatID: "c3", Content: "later"}, due, s); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := status("s-later"); err != nil || st.State != actions.StateScheduled || st.Schedule == nil ||
+		st.Schedule.At.Before(due.Add(-time.Second)) || st.Schedule.At.After(due.Add(time.Second)) || st.Sequence == 0 {
+		t.Errorf("scheduled id: %+v, %v; want scheduled, due at %s", st, err, due.Format(time.RFC3339))
+	}
 
 	p.start(t)
 	tests := []struct {

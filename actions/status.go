@@ -25,6 +25,9 @@ const (
 	StateSucceeded State = "succeeded"
 	// StateDeadLettered: it is in the dead-letter stream.
 	StateDeadLettered State = "dead-lettered"
+	// StateScheduled: it is stored to be published at a later time (see
+	// ScheduleAt) and has not been published yet.
+	StateScheduled State = "scheduled"
 )
 
 // ErrUnknownCommand: nothing is known of the id: never published, or its
@@ -48,14 +51,16 @@ type CommandStatus struct {
 	Result *Result `json:"result,omitempty"`
 	// DeadLetter, for a dead-lettered command.
 	DeadLetter *DeadLetter `json:"dead_letter,omitempty"`
-	// Sequence is the stream sequence of the waiting command, the result or
-	// the dead letter.
+	// Schedule, for a scheduled command: when it is due.
+	Schedule *Pending `json:"schedule,omitempty"`
+	// Sequence is the stream sequence of the waiting command, the result,
+	// the dead letter or the schedule.
 	Sequence uint64 `json:"stream_seq,omitempty"`
 }
 
 // Status says what became of the command id, from the idempotency record
-// and the streams: succeeded (with its result), running, waiting, or
-// dead-lettered. It returns ErrUnknownCommand when nothing is found. It
+// and the streams: succeeded (with its result), running, waiting,
+// dead-lettered, or scheduled and not yet published. It returns ErrUnknownCommand when nothing is found. It
 // reads; it never changes anything, so apps may call it with read access to
 // the streams and the bucket.
 func Status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, opts ...Option) (CommandStatus, error) {
@@ -114,6 +119,17 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	if m != nil {
 		st.State, st.Sequence, st.DeadLetter = StateDeadLettered, m.Sequence, new(DeadLetter)
 		return st, json.Unmarshal(m.Data, st.DeadLetter)
+	}
+	// Schedules live in the commands stream, under their own subjects.
+	if commands, err := js.Stream(ctx, o.commands); err == nil {
+		found, err := scan(ctx, commands, s, s.scheduleIDFilter(id))
+		if err != nil {
+			return st, err
+		}
+		if len(found) > 0 {
+			st.State, st.Sequence, st.Schedule = StateScheduled, found[0].Seq, &found[0]
+			return st, nil
+		}
 	}
 	return st, fmt.Errorf("command %q: %w (never published, or its message and records have expired)", id, ErrUnknownCommand)
 }

@@ -63,6 +63,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case actions.StateDeadLettered:
 		fmt.Fprintln(stdout)
 		printSettled(stdout, actions.Settled{DeadLetter: st.DeadLetter, Subject: "dead letter", Sequence: st.Sequence})
+	case actions.StateScheduled:
+		fmt.Fprintf(stdout, "  (due at %s; worker cancel %s removes it)\n", st.Schedule.At.Format(time.RFC3339), st.ID)
 	}
 	return nil
 }

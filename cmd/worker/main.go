@@ -47,7 +47,7 @@ Commands:
   archive     publish an archive command (--chat, --id)
               (send, note, archive: --wait for the result or dead letter;
                --not-after TIME|DURATION sets a deadline; --at TIME or --in DURATION schedules)
-  status      what became of a command id: waiting, running, succeeded or dead-lettered
+  status      what became of a command id: waiting, running, succeeded, dead-lettered or scheduled
   schedules   list scheduled commands that have not run (ls [--json])
   cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
