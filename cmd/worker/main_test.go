@@ -171,33 +171,7 @@ func TestReadiness(t *testing.T) {
 	srv := natstest.RunServer(t)
 	t.Setenv("GOSQUARED_API_KEY", "k")
 	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", "http://127.0.0.1:9/chat/v1",
-			"--http-addr", "127.0.0.1:0", "--log-format", "json"}, nil, &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-
-	var addr string
-	eventuallyOK(t, func() error {
-		addr = listenAddr(logs.String())
-		if addr == "" {
-			return errors.New("no listen address logged yet")
-		}
-		return nil
-	})
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	_, get := startRun(t, srv.ClientURL(), "http://127.0.0.1:9/chat/v1")
 	eventuallyOK(t, func() error {
 		if code, body := get("/readyz"); code != 200 {
 			return fmt.Errorf("/readyz = %d %s", code, body)
@@ -261,4 +235,36 @@ func TestProvision(t *testing.T) {
 	if _, err := js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker"); err != nil {
 		t.Errorf("consumer: %v", err)
 	}
+}
+
+// startRun runs `worker run` on the NATS server at natsURL against the API
+// at apiURL until the test ends. It returns the worker's JSON log and a GET
+// on its HTTP address, once the log names it.
+func startRun(t *testing.T, natsURL, apiURL string) (*syncWriter, func(path string) (int, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"run", "--nats-url", natsURL, "--chat-api-url", apiURL,
+			"--http-addr", "127.0.0.1:0", "--log-format", "json"}, nil, &bytes.Buffer{}, logs)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var addr string
+	eventuallyOK(t, func() error {
+		if addr = listenAddr(logs.String()); addr == "" {
+			return errors.New("no listen address logged yet")
+		}
+		return nil
+	})
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	return logs, get
 }

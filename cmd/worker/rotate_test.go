@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,30 +31,7 @@ func TestWrongKeyPausesUntilTheKeyFileIsRotated(t *testing.T) {
 	t.Setenv("GOSQUARED_API_KEY_FILE", keyFile)
 	t.Setenv("GOSQUARED_SITE_TOKEN", "GSN-1-S")
 
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1",
-			"--http-addr", "127.0.0.1:0", "--log-format", "json"}, nil, &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var addr string
-	eventuallyOK(t, func() error {
-		if addr = listenAddr(logs.String()); addr == "" {
-			return fmt.Errorf("no listen address logged yet")
-		}
-		return nil
-	})
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	logs, get := startRun(t, srv.ClientURL(), hs.URL+"/chat/v1")
 	eventuallyOK(t, func() error {
 		if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "paused") || !strings.Contains(body, "401") {
 			return fmt.Errorf("/readyz = %d %s, want 503 naming the paused default project", code, body)

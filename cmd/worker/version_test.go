@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,20 +35,10 @@ func TestOperatorMetrics(t *testing.T) {
 	srv := natstest.RunServer(t)
 	t.Setenv("GOSQUARED_API_KEY", "k")
 	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", "http://127.0.0.1:9/chat/v1",
-			"--http-addr", "127.0.0.1:0", "--log-format", "json"}, nil, &bytes.Buffer{}, logs)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	logs, get := startRun(t, srv.ClientURL(), "http://127.0.0.1:9/chat/v1")
 
 	v := version.Get()
-	var addr string
 	eventuallyOK(t, func() error {
-		addr = listenAddr(logs.String())
 		for _, line := range strings.Split(logs.String(), "\n") {
 			var e struct {
 				Msg, Version, Commit string
@@ -61,22 +48,14 @@ func TestOperatorMetrics(t *testing.T) {
 				if e.Version != v.Version || e.Commit != v.Commit || e.GoVersion != v.GoVersion {
 					return fmt.Errorf("startup line %s lacks the build %+v", line, v)
 				}
-				if addr == "" {
-					return errors.New("no listen address logged")
-				}
 				return nil
 			}
 		}
 		return errors.New("no startup line yet")
 	})
 	metrics := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
+		_, body := get("/metrics")
+		return body
 	}
 	buildInfo := fmt.Sprintf(`chatworker_build_info{commit=%q,go_version=%q,version=%q} 1`, v.Commit, v.GoVersion, v.Version)
 	eventuallyOK(t, func() error {
