@@ -13,10 +13,6 @@ import (
 // execute row is the control: it does import them, so a broken listing
 // cannot pass the test by finding nothing.
 func TestPublishingPullsInNoAPIClient(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to list imports: %v", err)
-	}
 	forbidden := []string{"github.com/chatworker/worker/chat", "golang.org/x/crypto/x509roots/fallback"}
 	tests := []struct {
 		pkg      string
@@ -27,11 +23,7 @@ func TestPublishingPullsInNoAPIClient(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {
-			out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", tt.pkg).Output()
-			if err != nil {
-				t.Fatalf("go list -deps %s: %v", tt.pkg, err)
-			}
-			deps := strings.Fields(string(out))
+			deps := goListDeps(t, tt.pkg)
 			for _, f := range forbidden {
 				if got := slices.Contains(deps, f); got != tt.wantSome {
 					t.Errorf("%s imports %s: %v, want %v", tt.pkg, f, got, tt.wantSome)
@@ -39,4 +31,19 @@ func TestPublishingPullsInNoAPIClient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goListDeps lists every package pkg imports, directly or not, as the go
+// command sees them.
+func goListDeps(t *testing.T, pkg string) []string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list imports: %v", err)
+	}
+	out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
 }

@@ -2,9 +2,7 @@ package actions_test
 
 import (
 	"context"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/chatworker/worker/actions"
@@ -69,10 +67,6 @@ func commandsStream(t *testing.T) jetstream.JetStream {
 // a publishing app's binary (they come with the worker's telemetry). The
 // telemetry row is the control.
 func TestPublishingLinksNoTracingSDK(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to list imports: %v", err)
-	}
 	heavy := []string{"go.opentelemetry.io/otel/sdk/trace", "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp", "google.golang.org/grpc"}
 	tests := []struct {
 		pkg       string
@@ -83,11 +77,7 @@ func TestPublishingLinksNoTracingSDK(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {
-			out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", tt.pkg).Output()
-			if err != nil {
-				t.Fatalf("go list -deps %s: %v", tt.pkg, err)
-			}
-			deps := strings.Fields(string(out))
+			deps := goListDeps(t, tt.pkg)
 			if !slices.Contains(deps, "go.opentelemetry.io/otel/propagation") {
 				t.Errorf("%s does not import the propagation API", tt.pkg)
 			}
