@@ -50,15 +50,23 @@ func TestNATSClusterSurvivesLeaderLoss(t *testing.T) {
 				nats.MaxPingsOutstanding(2),
 			)
 
-			ctx := t.Context()
-			stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
-				Name:     "SYSTEM_TEST",
-				Subjects: []string{"systest.>"},
-				Replicas: 3,
+			// A cluster that has just become healthy may still be placing
+			// its first R3 stream when a busy machine (CI runs the race
+			// tests beside this one) delays the peers' votes: creating it
+			// timed out once in CI. Creating a stream with the same config
+			// is idempotent, so retry until the cluster answers.
+			var stream jetstream.Stream
+			waitFor(t, time.Minute, func() error {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				var err error
+				stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+					Name:     "SYSTEM_TEST",
+					Subjects: []string{"systest.>"},
+					Replicas: 3,
+				})
+				return err
 			})
-			if err != nil {
-				t.Fatalf("create R3 stream: %v", err)
-			}
 			for i := range 10 {
 				publish(t, js, i)
 			}
