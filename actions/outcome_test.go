@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"testing"
@@ -252,5 +253,51 @@ func TestStatus(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The worker removes a command's message from the stream just after
+// storing its dead letter: in that moment, Status must say dead-lettered,
+// not waiting. A replay of it waiting afterwards is waiting again.
+func TestStatusOfACommandWhoseDeadLetterIsStoredButNotYetRemoved(t *testing.T) {
+	p := newPipeline(t)
+	s := actions.Subjects{}
+	body := []byte(`{"id":"d-1","type":"send","chat_id":"c9","content":"hi"}`)
+	ack, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c9"), body, jetstream.WithMsgID("d-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the worker stores before it terminates the message.
+	dl := actions.DeadLetter{Subject: s.Command(actions.TypeSend, "c9"), Stream: "CHAT_COMMANDS", Sequence: ack.Sequence,
+		Command: body,
+		Error:   actions.ErrorInfo{Class: actions.ClassPermanent, Message: "chat not found"}}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: s.DeadLetter(actions.TypeSend, actions.Token("c9")), Data: data,
+		Header: nats.Header{jetstream.MsgIDHeader: []string{actions.RecordID("d-1", ack.Sequence)}}}
+	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	st, err := actions.Status(withTimeout(t, time.Minute), p.js, "d-1", s)
+	if err != nil || st.State != actions.StateDeadLettered || st.DeadLetter == nil {
+		t.Fatalf("status while the dead-lettered message is still in the stream: %+v, %v; want dead-lettered", st, err)
+	}
+	// Replayed: a new message with the id waits.
+	if _, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c9"), dl.Command, jetstream.WithMsgID("d-1:replay:1")); err != nil {
+		t.Fatal(err)
+	}
+	// The stream is a work queue: drop the dead-lettered message as the worker would.
+	commands, err := p.js.Stream(t.Context(), "CHAT_COMMANDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commands.DeleteMsg(t.Context(), ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	st, err = actions.Status(withTimeout(t, time.Minute), p.js, "d-1", s)
+	if err != nil || st.State != actions.StateWaiting || st.Sequence == ack.Sequence {
+		t.Fatalf("status of the replay: %+v, %v; want waiting at a new sequence", st, err)
 	}
 }

@@ -104,17 +104,30 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 		st.State = StateRunning
 		return st, nil
 	}
-	seq, err := findWaiting(ctx, js, o.commands, s.CommandsFilter(), id)
+	seq, subject, err := findWaiting(ctx, js, o.commands, s.CommandsFilter(), id)
 	if err != nil {
 		return st, err
 	}
+	dlqFilter := s.DeadLettersFilter()
 	if seq > 0 {
+		// The message waiting in the stream is the command, unless it is
+		// the very message whose dead letter was just stored: the worker
+		// removes it from the stream only after storing its dead letter.
+		// Look for that on the chat's own dead-letter subject.
+		typ, token, err := s.ParseCommand(subject)
+		if err != nil {
+			st.State, st.Sequence = StateWaiting, seq
+			return st, nil
+		}
+		dlqFilter = s.DeadLetter(typ, token)
+	}
+	m, err := findRecord(ctx, js, o.deadLetters, dlqFilter, id, nil, false)
+	if err != nil {
+		return st, err
+	}
+	if seq > 0 && (m == nil || !deadLetterOf(m, o.commands, seq)) {
 		st.State, st.Sequence = StateWaiting, seq
 		return st, nil
-	}
-	m, err := findRecord(ctx, js, o.deadLetters, s.DeadLettersFilter(), id, nil, false)
-	if err != nil {
-		return st, err
 	}
 	if m != nil {
 		st.State, st.Sequence, st.DeadLetter = StateDeadLettered, m.Sequence, new(DeadLetter)
@@ -227,33 +240,43 @@ func invalidOf(ctx context.Context, st jetstream.Stream, seq uint64, id string) 
 // commands stream, or 0. The stream is a work queue that another consumer
 // may not overlap, so it reads message by message (only the backlog is
 // there).
-func findWaiting(ctx context.Context, js jetstream.JetStream, stream, filter, id string) (uint64, error) {
+func findWaiting(ctx context.Context, js jetstream.JetStream, stream, filter, id string) (seq uint64, subject string, err error) {
 	st, err := js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, nil
+		return 0, "", nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read stream %s: %w", stream, err)
+		return 0, "", fmt.Errorf("read stream %s: %w", stream, err)
 	}
 	info := st.CachedInfo() // js.Stream has just read it
-	seq := info.State.FirstSeq
+	seq = info.State.FirstSeq
 	for range MaxStatusScan {
 		if info.State.Msgs == 0 || seq > info.State.LastSeq {
-			return 0, nil
+			return 0, "", nil
 		}
 		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return 0, nil
+			return 0, "", nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read stream %s: %w", stream, err)
+			return 0, "", fmt.Errorf("read stream %s: %w", stream, err)
 		}
 		if carriesID(m, id) {
-			return m.Sequence, nil
+			return m.Sequence, m.Subject, nil
 		}
 		seq = m.Sequence + 1
 	}
-	return 0, fmt.Errorf("command %q: more than %d commands wait in %s; not all were searched", id, MaxStatusScan, stream)
+	return 0, "", fmt.Errorf("command %q: more than %d commands wait in %s; not all were searched", id, MaxStatusScan, stream)
+}
+
+// deadLetterOf reports whether the dead letter m is that of the command
+// message at seq in the commands stream.
+func deadLetterOf(m *jetstream.RawStreamMsg, commands string, seq uint64) bool {
+	var dl struct {
+		Stream   string `json:"stream"`
+		Sequence uint64 `json:"stream_seq"`
+	}
+	return json.Unmarshal(m.Data, &dl) == nil && dl.Stream == commands && dl.Sequence == seq
 }
 
 // carriesID: the message's Nats-Msg-Id is id (or a replay of it), or its
