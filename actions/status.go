@@ -60,7 +60,9 @@ type CommandStatus struct {
 
 // Status says what became of the command id, from the idempotency record
 // and the streams: succeeded (with its result), running, waiting,
-// dead-lettered, or scheduled and not yet published. It returns ErrUnknownCommand when nothing is found. It
+// dead-lettered, or scheduled and not yet published. For a moment after a
+// result or dead letter is stored (until the worker has recorded the
+// success or released its claim), the state is still running. It returns ErrUnknownCommand when nothing is found. It
 // reads; it never changes anything, so apps may call it with read access to
 // the streams and the bucket.
 func Status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, opts ...Option) (CommandStatus, error) {
