@@ -28,7 +28,12 @@ type WorkerRecord struct {
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
 	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
 	APIStatus      int       `json:"api_status,omitempty"`
-	CompletedAt    time.Time `json:"completed_at,omitzero"`
+	// CompletedAt is when the success was recorded (the time the server
+	// stored the record).
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	// Digest is the ResponseDigest of the API's response; the result
+	// carries the response.
+	Digest string `json:"digest,omitempty"`
 }
 
 // The record states the worker writes.
@@ -62,6 +67,9 @@ func lookupRecord(ctx context.Context, js jetstream.JetStream, bucket, id string
 	var rec WorkerRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("read the idempotency record of %q: %w", id, err)
+	}
+	if rec.State == recordSucceeded && rec.CompletedAt.IsZero() {
+		rec.CompletedAt = e.Created().UTC() // the worker leaves it to the server's timestamp
 	}
 	return &rec, nil
 }

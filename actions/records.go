@@ -1,6 +1,8 @@
 package actions
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"time"
 )
@@ -25,6 +27,28 @@ type Result struct {
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	// Traceparent is the W3C trace context the command carried, if any.
 	Traceparent string `json:"traceparent,omitempty"`
+	// ResponseDigest is set, and Response is null, on a duplicate whose
+	// original result is no longer stored (the results stream was purged
+	// or its retention is shorter than the idempotency records'): the
+	// ResponseDigest of the original response, to compare with a copy
+	// the app kept.
+	ResponseDigest string `json:"response_digest,omitempty"`
+}
+
+// ResponseDigest identifies a response without keeping it: the first 16
+// characters of the unpadded base64url SHA-256 (96 bits) of the response
+// as a result carries it (the JSON value of "response", compact; null for
+// none). The idempotency record keeps it instead of the response.
+func ResponseDigest(response json.RawMessage) string {
+	if len(response) == 0 {
+		response = json.RawMessage("null")
+	}
+	b, err := json.Marshal(response) // compacts it, as encoding a result does
+	if err != nil {
+		b = response
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
 }
 
 // Result statuses.

@@ -96,8 +96,8 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 		case errors.As(err, &dup):
 			// It succeeded (its result could not be stored, say): publish
 			// the result, never a dead letter.
-			status := resultStatus(dup.Record, adv.StreamSeq)
-			res := w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})
+			res := w.repeatResult(ctx, d, dup.Record, adv.StreamSeq)
+			status := res.Status
 			var h nats.Header
 			res.Traceparent, h = w.recordTrace(ctx, d.traceparent)
 			if err := w.publish(ctx, w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, adv.StreamSeq, res, h); err != nil {

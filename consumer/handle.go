@@ -152,9 +152,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
-		status := resultStatus(dup.Record, d.meta.Sequence.Stream)
-		d.log.Info("already succeeded: publishing its result", zap.String("status", status))
-		return verdict{result: w.result(d, status, dup.Record.Attempts, actions.Outcome{APIStatus: dup.Record.APIStatus, Response: dup.Record.Response})}
+		res := w.repeatResult(ctx, d, dup.Record, d.meta.Sequence.Stream)
+		d.log.Info("already succeeded: publishing its result", zap.String("status", res.Status))
+		return verdict{result: res}
 	case errors.As(err, &bz):
 		dec := w.cfg.Retry.decide(situation{Event: busy, Hint: bz.RetryIn, Delivered: d.meta.NumDelivered})
 		d.log.Debug("being executed elsewhere: trying again later", zap.Duration("retry_in", dec.Delay))

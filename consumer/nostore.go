@@ -24,8 +24,9 @@ func (noStore) Complete(_ context.Context, c *idempotency.Claim, out actions.Out
 	return r, nil
 }
 
-func (noStore) Release(context.Context, *idempotency.Claim) error { return nil }
-func (noStore) Extend(context.Context, *idempotency.Claim) error  { return nil }
+func (noStore) KeepResponse(context.Context, *idempotency.Claim, actions.Outcome) error { return nil }
+func (noStore) Release(context.Context, *idempotency.Claim) error                       { return nil }
+func (noStore) Extend(context.Context, *idempotency.Claim) error                        { return nil }
 func (noStore) Lookup(context.Context, string) (idempotency.Record, error) {
 	return idempotency.Record{}, idempotency.ErrNotFound
 }

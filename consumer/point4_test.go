@@ -128,10 +128,56 @@ func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
 	if r.Status != actions.StatusSucceeded || r.Attempts != 1 {
 		t.Errorf("result: %s after %d attempts, want succeeded after 1", r.Status, r.Attempts)
 	}
+	// No result was stored the first time: the record kept the response
+	// for the redelivery (it keeps only a digest otherwise).
+	if content := responseContent(t, r.Response); content != "x" || r.ResponseDigest != "" {
+		t.Errorf("result response %s (digest %q), want the API's message with content x", r.Response, r.ResponseDigest)
+	}
 	// The same id published again (a new message) is a duplicate.
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
 	if again := p.results(2)[1]; again.Status != actions.StatusDuplicate {
 		t.Errorf("the id published again: %s, want duplicate", again.Status)
+	}
+}
+
+// responseContent is the content of the message the simulator answered
+// with, or "" when the response is not one.
+func responseContent(t *testing.T, resp json.RawMessage) string {
+	t.Helper()
+	var m struct {
+		Content string `json:"content"`
+	}
+	json.Unmarshal(resp, &m)
+	return m.Content
+}
+
+// A duplicate's result takes its response from the original result; once
+// that is gone (purged here; or expired), it says null and carries the
+// response's digest, which the record kept.
+func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
+	p := newBarePipeline(t)
+	p.start(p.executor)
+	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	orig := p.results(1)[0]
+	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
+	if dup := p.results(2)[1]; dup.Status != actions.StatusDuplicate || string(dup.Response) != string(orig.Response) || dup.ResponseDigest != "" {
+		t.Fatalf("duplicate while the result is stored: %s %s digest %q, want the original response %s", dup.Status, dup.Response, dup.ResponseDigest, orig.Response)
+	}
+	results, err := p.js.Stream(t.Context(), "CHAT_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := results.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p.publishRaw("chat.commands.send.abc", cmd.ID+":third", mustJSON(t, cmd))
+	dup := p.results(1)[0]
+	p.settled()
+	if dup.Status != actions.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != actions.ResponseDigest(orig.Response) {
+		t.Errorf("duplicate after the purge: %s %s digest %q, want null with digest %q", dup.Status, dup.Response, dup.ResponseDigest, actions.ResponseDigest(orig.Response))
+	}
+	if n := len(p.sim.Effects()); n != 1 {
+		t.Errorf("%d effects, want 1", n)
 	}
 }
 

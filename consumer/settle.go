@@ -33,6 +33,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		var h nats.Header
 		v.result.Traceparent, h = w.recordTrace(recordCtx, d.traceparent)
 		pending, err := w.publishAsync(subject, d.cmd.ID, seq, v.result, h)
+		completed := false
 		if v.claim != nil {
 			v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
 			if err := w.complete(recordCtx, v.claim, v.outcome); err != nil {
@@ -40,6 +41,8 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 				// republish of this id within the record's TTL could then
 				// run again, which the Idempotency-Key header still guards.
 				d.log.Error("recording the outcome failed", zap.Error(err))
+			} else {
+				completed = true
 			}
 		}
 		if err == nil {
@@ -47,6 +50,13 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 		}
 		endWith(span, err)
 		d.attempts, d.outcome = v.result.Attempts, v.result.Status
+		if err != nil && completed {
+			// The record has the response's digest, not the response, and
+			// no result has it: keep it in the record for the redelivery.
+			if kerr := w.store.KeepResponse(ctx, v.claim, v.outcome); kerr != nil {
+				d.log.Error("keeping the response in the record failed: the redelivery's result will carry only its digest", zap.Error(kerr))
+			}
+		}
 		if err != nil {
 			d.outcome = outcomeHandedBack
 			delay := w.cfg.Retry.decide(situation{Event: recordNotStored, Delivered: d.delivered()}).Delay

@@ -13,6 +13,7 @@ import (
 type Fake struct {
 	ClaimFunc    func(ctx context.Context, id, hash string) (*Claim, error)
 	CompleteFunc func(ctx context.Context, c *Claim, out actions.Outcome) (Record, error)
+	KeepFunc     func(ctx context.Context, c *Claim, out actions.Outcome) error
 	ReleaseFunc  func(ctx context.Context, c *Claim) error
 	ExtendFunc   func(ctx context.Context, c *Claim) error
 	LookupFunc   func(ctx context.Context, id string) (Record, error)
@@ -32,6 +33,13 @@ func (f *Fake) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Rec
 		return Record{}, errors.New("idempotency.Fake: unexpected call to Complete")
 	}
 	return f.CompleteFunc(ctx, c, out)
+}
+
+func (f *Fake) KeepResponse(ctx context.Context, c *Claim, out actions.Outcome) error {
+	if f.KeepFunc == nil {
+		return errors.New("idempotency.Fake: unexpected call to KeepResponse")
+	}
+	return f.KeepFunc(ctx, c, out)
 }
 
 func (f *Fake) Release(ctx context.Context, c *Claim) error {

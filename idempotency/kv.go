@@ -231,22 +231,38 @@ func (s *KV) create(ctx context.Context, key string, rec Record, marker bool) (*
 	return &Claim{Record: rec, key: key, revision: rev}, nil
 }
 
-// Complete implements Store in one round trip.
+// Complete implements Store in one round trip. The succeeded record keeps
+// only what a later delivery of the id needs (see Record).
 func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
 	if err := usable(c); err != nil {
 		return Record{}, err
 	}
-	rec := c.Record
-	rec.State = StateSucceeded
-	rec.LeaseExpires = time.Time{}
-	rec.APIStatus = out.APIStatus
-	rec.Response = out.Response
-	rec.CompletedAt = s.now().UTC()
+	if len(out.Response) > 0 && !json.Valid(out.Response) {
+		return Record{}, fmt.Errorf("idempotency: record %q: the response is not valid JSON", c.ID)
+	}
+	rec := Record{
+		ID: c.ID, Hash: c.Hash, State: StateSucceeded, Attempts: c.Attempts,
+		APIStatus: out.APIStatus, Digest: actions.ResponseDigest(out.Response), Sequence: c.Sequence,
+	}
 	if err := s.update(ctx, c, rec); err != nil {
 		return Record{}, err
 	}
 	c.done = true
-	return rec, nil
+	c.Record.CompletedAt = s.now().UTC()
+	return c.Record, nil
+}
+
+// KeepResponse implements Store in one round trip.
+func (s *KV) KeepResponse(ctx context.Context, c *Claim, out actions.Outcome) error {
+	switch {
+	case c == nil || c.key == "":
+		return errors.New("idempotency: claim was not returned by Claim")
+	case !c.done || c.State != StateSucceeded:
+		return fmt.Errorf("idempotency: claim %q is not completed", c.ID)
+	}
+	rec := c.Record
+	rec.Response = out.Response
+	return s.update(ctx, c, rec)
 }
 
 // Release implements Store in one round trip.
@@ -335,6 +351,7 @@ func validID(id string) error {
 func keyFor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
 func encode(rec Record) ([]byte, error) {
+	rec.CompletedAt = time.Time{} // the server's timestamp of the record says it
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: encode record %q: %w", rec.ID, err)
@@ -346,6 +363,12 @@ func decode(e jetstream.KeyValueEntry) (Record, error) {
 	var rec Record
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return Record{}, fmt.Errorf("idempotency: decode record %s: %w", e.Key(), err)
+	}
+	if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
+		rec.ID = string(id)
+	}
+	if rec.State == StateSucceeded && rec.CompletedAt.IsZero() {
+		rec.CompletedAt = e.Created().UTC()
 	}
 	return rec, nil
 }

@@ -113,11 +113,14 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 	c := mustClaim(t, a, "cmd-1", h1)
 	attempt(c, e.clock.Now())
 	attempt(c, e.clock.Now().Add(time.Second))
+	c.Sequence = 7
 	resp := json.RawMessage(`{"message":{"id":42}}`)
+	before := time.Now()
 	done, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 201, Response: resp})
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
+	after := time.Now()
 
 	for _, s := range []*KV{a, b} {
 		_, err = s.Claim(t.Context(), "cmd-1", h1)
@@ -125,12 +128,101 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 		if !errors.As(err, &dup) || !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("Claim after Complete: err = %v, want *DuplicateError", err)
 		}
-		if !equalRecord(dup.Record, done) {
-			t.Fatalf("duplicate record = %+v, want %+v", dup.Record, done)
+		// The record keeps the response's digest, not the response (the
+		// result has it), and its time is the server's.
+		got := dup.Record
+		if got.CompletedAt.Before(before.Add(-time.Second)) || got.CompletedAt.After(after.Add(time.Second)) {
+			t.Fatalf("completed at %v, want the time it was stored (%v to %v)", got.CompletedAt, before, after)
 		}
-		if dup.Record.APIStatus != 201 || !bytes.Equal(dup.Record.Response, resp) || dup.Record.Attempts != 2 {
-			t.Fatalf("duplicate lost the outcome: %+v", dup.Record)
+		got.CompletedAt = done.CompletedAt
+		if !equalRecord(got, done) {
+			t.Fatalf("duplicate record = %+v, want %+v", got, done)
 		}
+		if got.APIStatus != 201 || got.Digest != actions.ResponseDigest(resp) || got.Response != nil || got.Attempts != 2 || got.Sequence != 7 {
+			t.Fatalf("duplicate lost the outcome: %+v", got)
+		}
+	}
+}
+
+// TestSucceededRecordIsSmall holds the store's bytes per command under 300
+// (JetStream's count: subject, stored header and value), with a typical
+// response the record no longer keeps.
+func TestSucceededRecordIsSmall(t *testing.T) {
+	e := setup(t)
+	a := e.open(t, "chat-worker-7d9f8b6c5-x2x4q/12345")
+	const n = 200
+	resp := json.RawMessage(`{"id":"msg_9f2c1d","timestamp":"2026-12-01T22:25:57.123Z","content":"Your order has shipped and will arrive on Tuesday.","from":"agent"}`)
+	for i := range n {
+		c := mustClaim(t, a, fmt.Sprintf("bench-%d", 100000+i), h1)
+		attempt(c, time.Now())
+		c.Sequence = uint64(1_000_000 + i)
+		if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: resp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.js.Stream(t.Context(), "KV_"+DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := info.State.Bytes / n
+	t.Logf("%d bytes per succeeded command", per)
+	if per > 300 {
+		m, _ := st.GetLastMsgForSubject(t.Context(), "$KV."+DefaultBucket+".>")
+		t.Fatalf("%d bytes per succeeded command, want at most 300; the last record: %s", per, m.Data)
+	}
+}
+
+// TestKeepResponse: a success whose result could not be stored keeps its
+// response in the record, for the redelivery to publish.
+func TestKeepResponse(t *testing.T) {
+	e := setup(t)
+	a := e.open(t, "a/1")
+	c := mustClaim(t, a, "cmd-1", h1)
+	if err := a.KeepResponse(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`1`)}); err == nil {
+		t.Fatal("KeepResponse on a claim not completed succeeded")
+	}
+	resp := json.RawMessage(`{"message":{"id":42}}`)
+	out := actions.Outcome{APIStatus: 201, Response: resp}
+	if _, err := a.Complete(t.Context(), c, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.KeepResponse(t.Context(), c, out); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := a.Lookup(t.Context(), "cmd-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != StateSucceeded || !bytes.Equal(rec.Response, resp) || rec.Digest != actions.ResponseDigest(resp) || rec.ID != "cmd-1" {
+		t.Fatalf("record after KeepResponse: %+v", rec)
+	}
+}
+
+// TestReadsRecordsOfEarlierVersions: records written before 1.2 kept the
+// id, the completion time and the whole response; they still answer.
+func TestReadsRecordsOfEarlierVersions(t *testing.T) {
+	e := setup(t)
+	a := e.open(t, "a/1")
+	old := `{"id":"cmd-1","hash":"` + h1 + `","state":"succeeded","owner":"x/1","attempts":1,"first_attempt_at":"2026-01-02T03:04:05Z","last_attempt_at":"2026-01-02T03:04:05Z","api_status":200,"response":{"ok":true},"completed_at":"2026-01-02T03:04:06Z","sequence":9}`
+	kv, err := e.js.KeyValue(t.Context(), DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), keyFor("cmd-1"), []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Claim(t.Context(), "cmd-1", h1)
+	var dup *DuplicateError
+	if !errors.As(err, &dup) {
+		t.Fatalf("Claim: %v, want a duplicate", err)
+	}
+	want := time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)
+	if r := dup.Record; string(r.Response) != `{"ok":true}` || !r.CompletedAt.Equal(want) || r.Sequence != 9 || r.ID != "cmd-1" {
+		t.Fatalf("old record read as %+v", r)
 	}
 }
 
