@@ -46,7 +46,7 @@ func (n *natsFlags) register(fs *flagSet) {
 	fs.Duration(&n.commandsMaxAge, "commands-max-age", "WORKER_COMMANDS_MAX_AGE", consumer.DefaultCommandsMaxAge, "how long CHAT_COMMANDS keeps a command not yet acknowledged (a scheduled one waits for its time regardless)")
 	fs.Duration(&n.resultsMaxAge, "results-max-age", "WORKER_RESULTS_MAX_AGE", consumer.DefaultResultsMaxAge, "how long CHAT_RESULTS keeps a result (keep it at least --idempotency-ttl)")
 	fs.Duration(&n.duplicateWindow, "duplicate-window", "WORKER_DUPLICATE_WINDOW", consumer.DefaultDuplicateWindow, "how long each stream drops a message whose Nats-Msg-Id it already stored (shorter than --idempotency-ttl)")
-	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (outlive --commands-max-age)")
+	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (longer than --commands-max-age)")
 	fs.Int(&n.dlqMaxMsgs, "dlq-max-msgs", "WORKER_DLQ_MAX_MSGS", -1, "most dead letters CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }

@@ -33,8 +33,12 @@ func TestRetentionFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, err := kv.Status(t.Context()); err != nil || st.TTL() != ttl {
-			t.Errorf("idempotency bucket TTL %v (%v), want %v", st.TTL(), err, ttl)
+		st, err := kv.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != ttl {
+			t.Errorf("idempotency bucket TTL %v, want %v", st.TTL(), ttl)
 		}
 	}
 	provision := func(args ...string) (string, error) {
