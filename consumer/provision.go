@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,7 +24,8 @@ type Topology struct {
 	Replicas int                   // 1; 3 on a NATS cluster
 	Storage  jetstream.StorageType // file
 
-	// Retention. Dead letters outlive the commands they came from.
+	// Retention, one policy with the idempotency records' TTL (see
+	// RetentionPolicy). Dead letters outlive the commands they came from.
 	CommandsMaxAge      time.Duration // 7 days
 	ResultsMaxAge       time.Duration // 7 days
 	DeadLettersMaxAge   time.Duration // 30 days
@@ -31,6 +33,11 @@ type Topology struct {
 	DeadLettersMaxBytes int64         // 1 GiB
 	// DuplicateWindow is how long each stream remembers Nats-Msg-Id values.
 	DuplicateWindow time.Duration // 10 minutes
+	// IdempotencyTTL is the idempotency store's TTL (idempotency.Config.TTL):
+	// how long a command id is remembered after its last write. Provision
+	// does not create the bucket (idempotency.Open does); Validate checks
+	// the other retention settings against it.
+	IdempotencyTTL time.Duration // idempotency.DefaultTTL, 24 hours
 
 	AckWait time.Duration // 30 s; InProgress extends it for long calls
 	// MaxDeliver limits deliveries of one command; -1, unlimited: commands
@@ -49,6 +56,9 @@ const (
 	// DefaultDeadLettersMaxAge: dead letters outlive the commands they
 	// came from (7 days).
 	DefaultDeadLettersMaxAge = 30 * 24 * time.Hour
+	DefaultCommandsMaxAge    = 7 * 24 * time.Hour
+	DefaultResultsMaxAge     = 7 * 24 * time.Hour
+	DefaultDuplicateWindow   = 10 * time.Minute
 )
 
 // MaxAckPendingFor is the consumer's MaxAckPending for a worker making
@@ -76,10 +86,11 @@ func (t Topology) WithDefaults() Topology {
 			*v = d
 		}
 	}
-	dur(&t.CommandsMaxAge, 7*24*time.Hour)
-	dur(&t.ResultsMaxAge, 7*24*time.Hour)
+	dur(&t.CommandsMaxAge, DefaultCommandsMaxAge)
+	dur(&t.ResultsMaxAge, DefaultResultsMaxAge)
 	dur(&t.DeadLettersMaxAge, DefaultDeadLettersMaxAge)
-	dur(&t.DuplicateWindow, 10*time.Minute)
+	dur(&t.DuplicateWindow, DefaultDuplicateWindow)
+	dur(&t.IdempotencyTTL, idempotency.DefaultTTL)
 	dur(&t.AckWait, DefaultAckWait)
 	if t.Replicas == 0 {
 		t.Replicas = 1
@@ -116,12 +127,78 @@ func (t Topology) Validate() error {
 		errs = append(errs, fmt.Errorf("max ack pending %d: want at least 1", t.MaxAckPending))
 	}
 	for name, d := range map[string]time.Duration{"ack wait": t.AckWait, "commands max age": t.CommandsMaxAge,
-		"results max age": t.ResultsMaxAge, "dead letters max age": t.DeadLettersMaxAge, "duplicate window": t.DuplicateWindow} {
+		"results max age": t.ResultsMaxAge, "dead letters max age": t.DeadLettersMaxAge, "duplicate window": t.DuplicateWindow,
+		"idempotency TTL": t.IdempotencyTTL} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want a positive duration", name, d))
 		}
 	}
+	if refused, _ := t.RetentionPolicy(); refused != nil {
+		errs = append(errs, refused)
+	}
 	return errors.Join(errs...)
+}
+
+// RetentionPolicy checks the retention settings against each other
+// (docs/retention.md). The policy: a command id is remembered at least as
+// long as a copy of the command can still arrive, and its result is kept at
+// least as long as its id. refused joins the combinations that cannot keep
+// the guarantee (Validate refuses them); warnings are the combinations that
+// weaken it, a sentence each, for the log at start. Each message names the
+// worker's flags and says what to change. Negative durations are left to
+// Validate.
+func (t Topology) RetentionPolicy() (refused error, warnings []string) {
+	t = t.WithDefaults()
+	if min(t.CommandsMaxAge, t.ResultsMaxAge, t.DeadLettersMaxAge, t.DuplicateWindow, t.IdempotencyTTL) < 0 {
+		return nil, nil
+	}
+	var errs []error
+	// JetStream itself refuses a stream whose window outlasts its messages.
+	for _, s := range []struct {
+		what, flag string
+		age        time.Duration
+	}{
+		{"commands", "--commands-max-age", t.CommandsMaxAge},
+		{"results", "--results-max-age", t.ResultsMaxAge},
+		{"dead letters", "--dlq-max-age", t.DeadLettersMaxAge},
+	} {
+		if t.DuplicateWindow > s.age {
+			errs = append(errs, fmt.Errorf("the duplicate window %s (--duplicate-window) outlasts the %s' retention %s (%s): "+
+				"a stream cannot remember ids longer than its messages; lower --duplicate-window or raise %s",
+				short(t.DuplicateWindow), s.what, short(s.age), s.flag, s.flag))
+		}
+	}
+	// Within the window the stream drops a republished command; after it,
+	// only the id's record does.
+	if t.IdempotencyTTL <= t.DuplicateWindow {
+		errs = append(errs, fmt.Errorf("the idempotency TTL %s (--idempotency-ttl) must be longer than the duplicate window %s (--duplicate-window): "+
+			"after the window only the id's record keeps a republished command from running again; raise --idempotency-ttl or lower --duplicate-window",
+			short(t.IdempotencyTTL), short(t.DuplicateWindow)))
+	}
+	if t.IdempotencyTTL < t.CommandsMaxAge {
+		warnings = append(warnings, fmt.Sprintf("command ids are remembered %s (--idempotency-ttl), commands are kept %s (--commands-max-age): "+
+			"a copy of a command that arrives more than %s after the original succeeded (one that waited out a paused project or an outage in %s, "+
+			"or a late republish) runs again; raise --idempotency-ttl to %s, or lower --commands-max-age",
+			short(t.IdempotencyTTL), short(t.CommandsMaxAge), short(t.IdempotencyTTL), t.CommandsStream, short(t.CommandsMaxAge)))
+	}
+	if t.ResultsMaxAge < t.IdempotencyTTL {
+		warnings = append(warnings, fmt.Sprintf("results are kept %s (--results-max-age), command ids are remembered %s (--idempotency-ttl): "+
+			"a duplicate that arrives after the result expired is answered without the original response, and worker status says succeeded without the result; "+
+			"raise --results-max-age to %s, or lower --idempotency-ttl",
+			short(t.ResultsMaxAge), short(t.IdempotencyTTL), short(t.IdempotencyTTL)))
+	}
+	return errors.Join(errs...), warnings
+}
+
+// short writes a duration the way the flags take it: 168h, 10m, 90s.
+func short(d time.Duration) string {
+	switch {
+	case d != 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d != 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 // Provision creates the three streams and the durable consumer, or updates

@@ -87,7 +87,8 @@ func (f *workerFlags) check() error {
 	if f.retry.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
 	}
-	for name, d := range map[string]time.Duration{"--idempotency-ttl": f.idemTTL, "--idempotency-lease": f.idemLease, "--shutdown-grace": f.grace,
+	errs = append(errs, f.nats.checkRetention(f.idemTTL)...)
+	for name, d := range map[string]time.Duration{"--idempotency-lease": f.idemLease, "--shutdown-grace": f.grace,
 		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax, "--ack-wait": f.ackWait} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want a positive duration such as 30s", name, d))
@@ -130,6 +131,7 @@ type app struct {
 func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
 	a.topo.AckWait, a.topo.MaxDeliver = f.ackWait, f.maxDeliver
+	a.topo.IdempotencyTTL = f.idemTTL
 	a.topo.MaxAckPending = consumer.MaxAckPendingFor(f.concurrency)
 	var metrics *consumer.Metrics
 	metrics, a.oncall = registerMetrics(a.reg, func() bool { return a.worker != nil && a.ready(context.Background()) == nil })
@@ -145,8 +147,9 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, err
 	}
+	logRetention(a.topo, log)
 	store, err := idempotency.Open(ctx, a.js, idempotency.Config{
-		Bucket: f.idemBucket, TTL: f.idemTTL, Lease: f.idemLease, Replicas: f.nats.replicas, Owner: name,
+		Bucket: f.idemBucket, TTL: a.topo.IdempotencyTTL, Lease: f.idemLease, Replicas: f.nats.replicas, Owner: name,
 	})
 	if err != nil {
 		a.close()

@@ -224,17 +224,26 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := fs.parse(args); err != nil {
 		return err
 	}
+	if errs := n.checkRetention(ttl); len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
 	nc, js, err := n.connect(ctx, "chatworker provision", nil, zap.NewNop())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	topo := n.topology().WithDefaults()
+	topo := n.topology()
+	topo.IdempotencyTTL = ttl
+	topo = topo.WithDefaults()
 	if _, err := consumer.Provision(ctx, js, topo); err != nil {
 		return err
 	}
-	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: ttl, Replicas: n.replicas}); err != nil {
+	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
 		return fmt.Errorf("idempotency bucket: %w", err)
+	}
+	_, warnings := topo.RetentionPolicy()
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "streams %s, %s, %s, consumer %s and bucket %s are in place\n",
 		topo.CommandsStream, topo.ResultsStream, topo.DeadLettersStream, topo.Durable, bucket)

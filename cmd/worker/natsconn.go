@@ -30,16 +30,23 @@ type natsFlags struct {
 	prefix   string
 	replicas int
 
-	// Dead-letter retention (see consumer.Topology).
-	dlqMaxAge   time.Duration
-	dlqMaxMsgs  int
-	dlqMaxBytes int
+	// Retention of the streams (see consumer.Topology and
+	// docs/retention.md); the idempotency TTL is the subcommand's own.
+	commandsMaxAge  time.Duration
+	resultsMaxAge   time.Duration
+	duplicateWindow time.Duration
+	dlqMaxAge       time.Duration
+	dlqMaxMsgs      int
+	dlqMaxBytes     int
 }
 
 func (n *natsFlags) register(fs *flagSet) {
 	n.registerConn(fs)
 	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
-	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (commands are kept 7 days)")
+	fs.Duration(&n.commandsMaxAge, "commands-max-age", "WORKER_COMMANDS_MAX_AGE", consumer.DefaultCommandsMaxAge, "how long CHAT_COMMANDS keeps a command not yet acknowledged (a scheduled one waits for its time regardless)")
+	fs.Duration(&n.resultsMaxAge, "results-max-age", "WORKER_RESULTS_MAX_AGE", consumer.DefaultResultsMaxAge, "how long CHAT_RESULTS keeps a result (keep it at least --idempotency-ttl)")
+	fs.Duration(&n.duplicateWindow, "duplicate-window", "WORKER_DUPLICATE_WINDOW", consumer.DefaultDuplicateWindow, "how long each stream drops a message whose Nats-Msg-Id it already stored (shorter than --idempotency-ttl)")
+	fs.Duration(&n.dlqMaxAge, "dlq-max-age", "WORKER_DLQ_MAX_AGE", consumer.DefaultDeadLettersMaxAge, "how long CHAT_DLQ keeps a dead letter (longer than --commands-max-age)")
 	fs.Int(&n.dlqMaxMsgs, "dlq-max-msgs", "WORKER_DLQ_MAX_MSGS", -1, "most dead letters CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }
@@ -59,9 +66,46 @@ func (n *natsFlags) registerConn(fs *flagSet) {
 
 func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }
 
+// topology is the streams' configuration in the flags; the subcommands
+// that provision set its IdempotencyTTL from their own flag.
 func (n *natsFlags) topology() consumer.Topology {
 	return consumer.Topology{Subjects: n.subjects(), Replicas: n.replicas,
+		CommandsMaxAge: n.commandsMaxAge, ResultsMaxAge: n.resultsMaxAge, DuplicateWindow: n.duplicateWindow,
 		DeadLettersMaxAge: n.dlqMaxAge, DeadLettersMaxMsgs: int64(n.dlqMaxMsgs), DeadLettersMaxBytes: int64(n.dlqMaxBytes)}
+}
+
+// checkRetention validates the retention flags, each alone and all
+// together with the idempotency TTL (the policy is
+// consumer.Topology.RetentionPolicy), one sentence per problem.
+func (n *natsFlags) checkRetention(idemTTL time.Duration) []error {
+	var errs []error
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--idempotency-ttl", idemTTL}, {"--commands-max-age", n.commandsMaxAge}, {"--results-max-age", n.resultsMaxAge},
+		{"--duplicate-window", n.duplicateWindow}, {"--dlq-max-age", n.dlqMaxAge}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: want a positive duration such as 168h", d.flag, d.v))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	t := n.topology()
+	t.IdempotencyTTL = idemTTL
+	if refused, _ := t.RetentionPolicy(); refused != nil {
+		errs = append(errs, refused)
+	}
+	return errs
+}
+
+// logRetention logs, at start, each combination of the retention flags
+// that weakens the idempotency guarantee.
+func logRetention(t consumer.Topology, log *zap.Logger) {
+	_, warnings := t.RetentionPolicy()
+	for _, w := range warnings {
+		log.Warn("retention weakens the idempotency guarantee", zap.String("why", w))
+	}
 }
 
 // options turns the flags and secret variables into connection options.
