@@ -175,7 +175,12 @@ func (t Topology) RetentionPolicy() (refused error, warnings []string) {
 			"after the window only the id's record keeps a republished command from running again; raise --idempotency-ttl or lower --duplicate-window",
 			short(t.IdempotencyTTL), short(t.DuplicateWindow)))
 	}
-	if t.IdempotencyTTL < t.CommandsMaxAge {
+	// The defaults have this gap (a day of records, a week of commands):
+	// docs/retention.md says so once, rather than a warning at every start
+	// that operators would learn to ignore. Values an operator chose are
+	// told what they weaken.
+	defaults := t.IdempotencyTTL == idempotency.DefaultTTL && t.CommandsMaxAge == DefaultCommandsMaxAge
+	if t.IdempotencyTTL < t.CommandsMaxAge && !defaults {
 		warnings = append(warnings, fmt.Sprintf("command ids are remembered %s (--idempotency-ttl), commands are kept %s (--commands-max-age): "+
 			"a copy of a command that arrives more than %s after the original succeeded (one that waited out a paused project or an outage in %s, "+
 			"or a late republish) runs again; raise --idempotency-ttl to %s, or lower --commands-max-age",

@@ -22,8 +22,12 @@ func TestRetentionPolicy(t *testing.T) {
 		refused []string // parts of the error; nil: accepted
 		warns   []string // one part of each warning, in order (of accepted ones)
 	}{
-		{name: "defaults: ids remembered less long than commands are kept", topo: consumer.Topology{},
+		// The defaults' gap is documented, not warned of at every start.
+		{name: "defaults: ids remembered less long than commands are kept", topo: consumer.Topology{}},
+		{name: "a chosen ttl shorter than the commands' retention", topo: consumer.Topology{IdempotencyTTL: 12 * time.Hour},
 			warns: []string{"raise --idempotency-ttl to 168h"}},
+		{name: "a chosen commands' retention longer than the ttl", topo: consumer.Topology{CommandsMaxAge: 14 * day},
+			warns: []string{"raise --idempotency-ttl to 336h"}},
 		{name: "the whole policy kept", topo: consumer.Topology{IdempotencyTTL: 7 * day}},
 		{name: "shorter commands' retention", topo: consumer.Topology{CommandsMaxAge: day}},
 		{name: "results kept less long than ids", topo: consumer.Topology{IdempotencyTTL: 7 * day, ResultsMaxAge: 3 * day},
