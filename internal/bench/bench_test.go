@@ -27,6 +27,7 @@ func TestHarness(t *testing.T) {
 	scenarios := []bench.Scenario{
 		{Group: bench.GroupLimit, Mode: bench.ModeLimit, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeFloor, Commands: 30, Concurrency: 4, Chats: 5},
+		{Group: bench.GroupLimit, Mode: bench.ModeFloorNoClaim, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Chats: 5},
 		{Group: bench.GroupLimit, Mode: bench.ModeNoStore, Commands: 30, Concurrency: 4, Chats: 1},
 		{Group: bench.GroupLittle, Mode: bench.ModeLimit, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
@@ -111,11 +112,12 @@ func perCommandWith(b *testing.B, r *bench.Runner, mode bench.Mode) {
 // command:
 //
 //	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./internal/bench
-func BenchmarkPerCommandLimit(b *testing.B)     { perCommand(b, bench.ModeLimit) }
-func BenchmarkPerCommandFloor(b *testing.B)     { perCommand(b, bench.ModeFloor) }
-func BenchmarkPerCommandWorker(b *testing.B)    { perCommand(b, bench.ModeWorker) }
-func BenchmarkPerCommandNoStore(b *testing.B)   { perCommand(b, bench.ModeNoStore) }
-func BenchmarkPerCommandUnordered(b *testing.B) { perCommand(b, bench.ModeUnordered) }
+func BenchmarkPerCommandLimit(b *testing.B)        { perCommand(b, bench.ModeLimit) }
+func BenchmarkPerCommandFloor(b *testing.B)        { perCommand(b, bench.ModeFloor) }
+func BenchmarkPerCommandFloorNoClaim(b *testing.B) { perCommand(b, bench.ModeFloorNoClaim) }
+func BenchmarkPerCommandWorker(b *testing.B)       { perCommand(b, bench.ModeWorker) }
+func BenchmarkPerCommandNoStore(b *testing.B)      { perCommand(b, bench.ModeNoStore) }
+func BenchmarkPerCommandUnordered(b *testing.B)    { perCommand(b, bench.ModeUnordered) }
 
 // BenchmarkPerCommandWorkerTraced is the worker with tracing on, set up
 // from the environment as `worker run` does it, exporting every span over

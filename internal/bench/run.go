@@ -50,6 +50,10 @@ const (
 	// ModeFloor is the minimal loop plus the three writes the guarantees
 	// need: a claim before the call, then the outcome and the result.
 	ModeFloor Mode = "floor"
+	// ModeFloorNoClaim is the floor without the claim: the outcome (a
+	// create) and the result. It bounds what a design that claims only on
+	// redeliveries could reach.
+	ModeFloorNoClaim Mode = "floor-noclaim"
 )
 
 // Scenario is one measured run, on a fresh NATS server and simulator.
@@ -136,7 +140,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if sc.Timeout <= 0 {
 		sc.Timeout = 2 * time.Minute
 	}
-	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor) {
+	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim) {
 		return Result{}, errors.New("bench: the limit and floor loops run in-process only")
 	}
 	if sc.Processes > 0 && r.WorkerBinary == "" {
@@ -243,7 +247,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		if ps != nil {
 			stopWorker, pids = ps.stop, ps.pids
 		}
-	case sc.Mode == ModeLimit || sc.Mode == ModeFloor:
+	case sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim:
 		stopWorker, err = startLimit(ctx, e, js, cons, sc, tr)
 	default:
 		var counter *tracker
@@ -602,7 +606,8 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 		return nil, err
 	}
 	var writes *floorWrites
-	if sc.Mode == ModeFloor {
+	claim := sc.Mode == ModeFloor
+	if sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim {
 		if writes, err = newFloorWrites(ctx, js); err != nil {
 			return nil, err
 		}
@@ -626,8 +631,8 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 					_ = msg.Term()
 					continue
 				}
-				var rev uint64
-				if writes != nil {
+				var rev uint64 // 0: the outcome's write is a create
+				if claim {
 					var err error // this goroutine's own: startLimit's err is shared
 					if rev, err = writes.claim(ctx, cmd.ID); err != nil {
 						_ = msg.Nak()
