@@ -32,6 +32,7 @@ func TestHarness(t *testing.T) {
 		{Group: bench.GroupLimit, Mode: bench.ModeNoStore, Commands: 30, Concurrency: 4, Chats: 1},
 		{Group: bench.GroupLittle, Mode: bench.ModeLimit, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
 		{Group: bench.GroupLittle, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
+		{Group: bench.GroupLatency, Mode: bench.ModeLimit, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
 		{Group: bench.GroupLatency, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
 	}
 	results, err := bench.RunSuite(t.Context(), r, scenarios, nil)
@@ -48,7 +49,7 @@ func TestHarness(t *testing.T) {
 	}
 	var out bytes.Buffer
 	bench.WriteTable(&out, results)
-	for _, want := range []string{"| limit ", "| floor ", "| worker ", "| worker-nostore ", "| 1ms ", "| 300/s "} {
+	for _, want := range []string{"| limit ", "| floor ", "| floor-noclaim ", "| worker ", "| worker-nostore ", "| 1ms ", "| 300/s ", "limit loop, in-process"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
