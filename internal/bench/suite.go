@@ -29,10 +29,6 @@ type Options struct {
 	Rates       []int           // paced runs (default 1000, 5000 commands/s)
 	Processes   []int           // (default 1, 2, 4; empty with no WorkerBinary)
 	Chats       []int           // (default 1, 100, 1000)
-	// OrderedChats are the chat counts of the per-chat order runs at 50 ms
-	// API latency (default 1, 50, 1000); the unordered worker runs beside
-	// the second.
-	OrderedChats []int
 	Quick       bool            // a tenth of the commands: a check that everything runs
 	// Rounds repeats the zero-latency and the paced runs, interleaved, so
 	// that load from other processes on a shared machine hits each mode
@@ -40,6 +36,10 @@ type Options struct {
 	Rounds        int
 	WorkerBinary  string
 	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
+	// OrderedChats are the chat counts of the per-chat order runs at 50 ms
+	// API latency (default 1, 50, 1000); the unordered worker runs beside
+	// the second.
+	OrderedChats []int
 }
 
 func (o Options) withDefaults() Options {
