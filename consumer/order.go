@@ -32,7 +32,8 @@ import (
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, so commands that arrive together wait in memory rather than
-// going back to the stream.
+// going back to the stream; the lane checks and claims its next command
+// while the one before it is being stored (ahead.go).
 //
 // Most checks can be skipped, because the consumer numbers its deliveries
 // (the consumer sequence, one per delivery, redeliveries included) and
