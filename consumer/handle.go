@@ -62,6 +62,10 @@ type delivery struct {
 	// rate budget for the next call.
 	project string
 	res     *chat.Reservation
+	// claimed is the claim made ahead of this delivery, while the command
+	// before it in its chat was being stored (ahead.go); process takes it
+	// instead of claiming, or releases it if it stops before the claim.
+	claimed *claimed
 }
 
 // handle executes one command message and settles it: it acknowledges the
@@ -72,17 +76,24 @@ type delivery struct {
 // or terminated) rather than being handed back.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	ctx, span := w.startCommand(ctx, msg.Subject(), msg.Headers())
-	return w.handleIn(ctx, span, msg, meta)
+	return w.handleIn(ctx, span, msg, meta, nil, nil)
 }
 
-// handleIn is handle within the delivery's span, which it ends.
-func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+// handleIn is handle within the delivery's span, which it ends. claim, if
+// not nil, is the command's claim made ahead (ahead.go), which process uses
+// or releases; settling, if not nil, is called once the command has a
+// result, before the result is stored.
+func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, claim *claimed, settling func()) bool {
 	d := w.newDelivery(msg, msg.Subject(), msg.Data(), msg.Headers())
-	d.meta, d.span = meta, span
+	d.meta, d.span, d.claimed = meta, span, claim
 	defer endCommand(d)
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
-	return w.settle(ctx, d, w.process(ctx, d))
+	v := w.process(ctx, d)
+	if v.result != nil && settling != nil {
+		settling()
+	}
+	return w.settle(ctx, d, v)
 }
 
 func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
@@ -97,6 +108,7 @@ func (w *Worker) newDelivery(msg jetstream.Msg, subject string, data []byte, hea
 
 // process decodes the command and claims its id, then executes it.
 func (w *Worker) process(ctx context.Context, d *delivery) verdict {
+	defer func() { w.release(ctx, d.claimed) }() // not taken: the command stopped before its claim
 	if d.meta == nil {
 		meta, err := d.msg.Metadata()
 		if err != nil {
@@ -145,11 +157,17 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		}
 	}
 
-	claimCtx, span := w.start(ctx, "claim", trace.SpanKindInternal)
-	claim, err := w.store.Claim(claimCtx, cmd.ID, cmd.Hash())
+	var claim *idempotency.Claim
+	if c := d.claimed; c != nil {
+		d.claimed = nil
+		claim, err = c.claim, c.err
+	} else {
+		claimCtx, span := w.start(ctx, "claim", trace.SpanKindInternal)
+		claim, err = w.store.Claim(claimCtx, cmd.ID, cmd.Hash())
+		traceClaim(span, err)
+	}
 	var dup *idempotency.DuplicateError
 	var bz *idempotency.BusyError
-	traceClaim(span, err)
 	switch {
 	case errors.As(err, &dup):
 		res := w.repeatResult(ctx, d, dup.Record, d.meta.Sequence.Stream)

@@ -32,7 +32,8 @@ import (
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, so commands that arrive together wait in memory rather than
-// going back to the stream.
+// going back to the stream; the lane checks and claims its next command
+// while the one before it is being stored (ahead.go).
 //
 // Most checks can be skipped, because the consumer numbers its deliveries
 // (the consumer sequence, one per delivery, redeliveries included) and
@@ -158,6 +159,17 @@ func (ls *lanes) next(l *lane) (queued, chatState, bool) {
 	return q, l.chatState, true
 }
 
+// peek returns the lane's oldest command without taking it: only the
+// lane's runner takes commands, so next returns the same one.
+func (ls *lanes) peek(l *lane) (queued, bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(l.queue) == 0 {
+		return queued{}, false
+	}
+	return l.queue[0], true
+}
+
 // settledHead records that the lane's head command left the stream.
 func (ls *lanes) settledHead(l *lane, q queued) {
 	ls.mu.Lock()
@@ -202,13 +214,26 @@ func (ls *lanes) queuedMsgs(buf []jetstream.Msg) []jetstream.Msg {
 
 // runLane executes a chat's commands in order until its lane is empty.
 func (w *Worker) runLane(ctx context.Context, l *lane) {
+	var next *ahead // the next command, made ready while the one before it was stored (ahead.go)
 	for {
 		q, state, ok := w.lanes.next(l)
 		if !ok {
 			return
 		}
+		a := next
+		next = nil
+		if a != nil {
+			a.wait()
+		}
 		if w.Draining() {
 			w.lanes.forget(l)
+			if a != nil {
+				w.release(ctx, a.claim)
+				if a.span.IsRecording() {
+					a.span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcomeHandedBack))
+				}
+				a.span.End()
+			}
 			w.handBack(q.msg, 0, nil)
 			continue
 		}
@@ -217,21 +242,23 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
-		// The delivery's span starts here, so that it holds the order check.
-		cmdCtx, span := w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
-		head := state.proof.covers(q)
-		w.m.orderCheck(head)
-		if !head {
-			checkCtx, check := w.start(cmdCtx, "order check", trace.SpanKindInternal)
-			var err error
-			head, err = w.isHead(checkCtx, l.token, state.settled+1, q.meta.Sequence.Stream)
-			if err != nil {
-				w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
-			}
-			if check.IsRecording() {
-				check.SetAttributes(attribute.Bool("chatworker.order.head", head))
-			}
-			endWith(check, err)
+		var (
+			cmdCtx context.Context
+			span   trace.Span
+			head   bool
+			claim  *claimed
+		)
+		switch {
+		case a == nil:
+			// The delivery's span starts here, so that it holds the order check.
+			cmdCtx, span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
+			head = w.checkHead(cmdCtx, l.token, state, q)
+		case a.stale || a.q.msg != q.msg:
+			w.release(ctx, a.claim)
+			cmdCtx, span = a.ctx, a.span
+			head = w.checkHead(cmdCtx, l.token, state, q)
+		default:
+			cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
 		}
 		if !head {
 			// An earlier command of this chat is still in the stream: this
@@ -248,12 +275,37 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			span.End()
 			continue
 		}
-		if w.handleIn(cmdCtx, span, q.msg, q.meta) {
+		settling := func() { next = w.prepare(ctx, l, q, state) }
+		if w.handleIn(cmdCtx, span, q.msg, q.meta, claim, settling) {
 			w.lanes.settledHead(l, q)
 		} else {
 			w.lanes.forget(l)
+			if next != nil {
+				next.stale = true
+			}
 		}
 	}
+}
+
+// checkHead reports whether q is its chat's head, by the lane's proof or by
+// asking the stream (searching from after state.settled); it says no when
+// it cannot tell.
+func (w *Worker) checkHead(ctx context.Context, token string, state chatState, q queued) bool {
+	head := state.proof.covers(q)
+	w.m.orderCheck(head)
+	if head {
+		return true
+	}
+	checkCtx, check := w.start(ctx, "order check", trace.SpanKindInternal)
+	head, err := w.isHead(checkCtx, token, state.settled+1, q.meta.Sequence.Stream)
+	if err != nil {
+		w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", token), zap.Error(err))
+	}
+	if check.IsRecording() {
+		check.SetAttributes(attribute.Bool("chatworker.order.head", head))
+	}
+	endWith(check, err)
+	return head
 }
 
 // isHead reports whether the command at seq is the oldest command of its

@@ -34,6 +34,8 @@ func TestHarness(t *testing.T) {
 		{Group: bench.GroupLittle, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 5},
 		{Group: bench.GroupLatency, Mode: bench.ModeLimit, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
 		{Group: bench.GroupLatency, Mode: bench.ModeWorker, Commands: 30, Concurrency: 4, Rate: 300, Chats: 5},
+		{Group: bench.GroupOrdered, Mode: bench.ModeWorker, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 2},
+		{Group: bench.GroupOrdered, Mode: bench.ModeUnordered, Commands: 30, Concurrency: 8, Latency: time.Millisecond, Chats: 2},
 	}
 	results, err := bench.RunSuite(t.Context(), r, scenarios, nil)
 	if err != nil {
@@ -45,6 +47,14 @@ func TestHarness(t *testing.T) {
 		}
 		if res.Throughput <= 0 {
 			t.Errorf("%s: no throughput reported", res.Mode)
+		}
+		// With per-chat order, 2 chats at 1 ms bound the run at 2,000/s,
+		// not its 8 call slots' 8,000/s; without it, the slots do.
+		if res.Group == bench.GroupOrdered {
+			want := map[bench.Mode]float64{bench.ModeWorker: 2000, bench.ModeUnordered: 8000}[res.Mode]
+			if res.Bound != want {
+				t.Errorf("ordered %s: bound %v, want %v", res.Mode, res.Bound, want)
+			}
 		}
 	}
 	var out bytes.Buffer
@@ -273,6 +283,8 @@ func TestWriteTableRatios(t *testing.T) {
 		{Scenario: bench.Scenario{Group: bench.GroupLittle, Mode: bench.ModeLimit, Concurrency: 10, Latency: 50 * ms}, Throughput: 190, Bound: 200},
 		{Scenario: bench.Scenario{Group: bench.GroupLittle, Mode: bench.ModeWorker, Concurrency: 10, Latency: 50 * ms}, Throughput: 170, Bound: 200},
 		{Scenario: bench.Scenario{Group: bench.GroupChats, Mode: bench.ModeWorker, Chats: 7}, Throughput: 500},
+		{Scenario: bench.Scenario{Group: bench.GroupOrdered, Mode: bench.ModeWorker, Chats: 50, Commands: 3000}, Throughput: 900, Bound: 1000},
+		{Scenario: bench.Scenario{Group: bench.GroupOrdered, Mode: bench.ModeUnordered, Chats: 50, Commands: 3840}, Throughput: 1200, Bound: 1280},
 	}
 	var out bytes.Buffer
 	bench.WriteTable(&out, in)
@@ -280,6 +292,8 @@ func TestWriteTableRatios(t *testing.T) {
 		"| worker | 0 | 600 | 60% | 60% | 600 |",
 		"| 50ms | 10 | 0 | 170 | 200 | 85% | 95% |",
 		"| 7 | 0 | 500 | 50% |",
+		"| ordered | 50 | 3000 | 900 | 1000 | 90% |",
+		"| unordered | 50 | 3840 | 1200 | 1280 | 94% |",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
@@ -287,5 +301,24 @@ func TestWriteTableRatios(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "| 50ms | 10 | 0 | 190 ") {
 		t.Errorf("the limit loop has a row of its own in the Little's-law table:\n%s", out.String())
+	}
+}
+
+// TestOrderedScenarios: the suite measures per-chat order at 50 ms over 1,
+// 50 and 1,000 chats, with the unordered worker beside 50 chats, each run a
+// few seconds long at its bound.
+func TestOrderedScenarios(t *testing.T) {
+	var got []string
+	for _, sc := range (bench.Options{}).Scenarios() {
+		if sc.Group != bench.GroupOrdered {
+			continue
+		}
+		got = append(got, string(sc.Mode)+"/"+strconv.Itoa(sc.Chats))
+		if sc.Latency != 50*time.Millisecond || sc.Concurrency != 64 || sc.Commands < 10*min(sc.Chats, 64) || sc.Commands > 4000 {
+			t.Errorf("%+v: want 50 ms, concurrency 64, at least ten commands a chat and at most 4,000", sc)
+		}
+	}
+	if want := "worker/1 worker/50 worker-unordered/50 worker/1000"; strings.Join(got, " ") != want {
+		t.Errorf("ordered runs %q, want %q", strings.Join(got, " "), want)
 	}
 }

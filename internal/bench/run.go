@@ -89,7 +89,8 @@ type Result struct {
 	// (connecting, provisioning, the first batch's latency) is left out.
 	Throughput float64 `json:"throughput"`
 	// Bound is Little's law, concurrency × processes / latency (0 when the
-	// simulator adds no latency).
+	// simulator adds no latency); in the per-chat order group, no more than
+	// chats / latency.
 	Bound float64 `json:"bound,omitempty"`
 	// P50 and P99 are the latency the worker adds: publish to result,
 	// minus the simulator's handling time (paced runs only).
@@ -314,9 +315,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	res := Result{Scenario: sc, Done: int(tr.count.Load()), Dead: int(tr.dead.Load()), Elapsed: elapsed,
 		PeakRSS: rss, PeakHeap: heap}
 	res.Throughput = tr.steady(sc.Concurrency * max(sc.Processes, 1))
-	if sc.Latency > 0 {
-		res.Bound = float64(sc.Concurrency*max(sc.Processes, 1)) / sc.Latency.Seconds()
-	}
+	res.Bound = sc.bound()
 	if sc.Processes == 0 {
 		res.AllocsPerCmd = float64(mallocs) / float64(sc.Commands)
 	}

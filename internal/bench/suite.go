@@ -18,6 +18,7 @@ const (
 	GroupLatency = "latency" // paced: latency added, memory
 	GroupProcs   = "procs"   // worker processes
 	GroupChats   = "chats"   // chats, with per-chat order
+	GroupOrdered = "ordered" // per-chat order at simulated latency: chats against their bound
 )
 
 // Options size the suite.
@@ -35,6 +36,10 @@ type Options struct {
 	Rounds        int
 	WorkerBinary  string
 	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
+	// OrderedChats are the chat counts of the per-chat order runs at 50 ms
+	// API latency (default 1, 50, 1000); the unordered worker runs beside
+	// the second.
+	OrderedChats []int
 }
 
 func (o Options) withDefaults() Options {
@@ -64,6 +69,9 @@ func (o Options) withDefaults() Options {
 	}
 	if len(o.Chats) == 0 {
 		o.Chats = []int{1, 100, 1000}
+	}
+	if len(o.OrderedChats) == 0 {
+		o.OrderedChats = []int{1, 50, 1000}
 	}
 	if o.LittleSeconds <= 0 {
 		o.LittleSeconds = 3
@@ -135,7 +143,38 @@ func (o Options) Scenarios() []Scenario {
 		}
 		s = append(s, Scenario{Group: GroupChats, Mode: ModeWorker, Commands: cmds, Concurrency: c, Chats: ch})
 	}
+	// Per-chat order at 50 ms: a chat runs its commands one after another,
+	// so the bound is min(chats, concurrency) / latency. About
+	// LittleSeconds at the bound each, and ten of each chat's commands at
+	// least. The unordered worker, beside the middle count, shows what the
+	// same load makes without order.
+	const orderedLatency = 50 * time.Millisecond
+	for i, ch := range o.OrderedChats {
+		modes := []Mode{ModeWorker}
+		if i == min(1, len(o.OrderedChats)-1) {
+			modes = append(modes, ModeUnordered)
+		}
+		for _, m := range modes {
+			sc := Scenario{Group: GroupOrdered, Mode: m, Concurrency: c, Latency: orderedLatency, Chats: ch}
+			sc.Commands = max(int(sc.bound()*o.LittleSeconds), 10*min(ch, c))
+			s = append(s, sc)
+		}
+	}
 	return s
+}
+
+// bound is Little's law for the scenario, in commands/s (0 without
+// latency): its call slots over the API latency, and with per-chat order no
+// more than its chats, each running one command at a time.
+func (sc Scenario) bound() float64 {
+	if sc.Latency <= 0 {
+		return 0
+	}
+	inFlight := sc.Concurrency * max(sc.Processes, 1)
+	if sc.Group == GroupOrdered && sc.Mode != ModeUnordered {
+		inFlight = min(inFlight, max(sc.Chats, 1))
+	}
+	return float64(inFlight) / sc.Latency.Seconds()
 }
 
 // RunSuite runs the scenarios one after another, reporting each result to
@@ -190,6 +229,8 @@ func WriteTable(w io.Writer, results []Result) {
 			"| processes | commands | cmd/s | bound cmd/s | of bound | RSS per process | CPU |"},
 		{GroupChats, "Chats, per-chat order on, zero API latency, concurrency 64",
 			"| chats | commands | cmd/s | of limit | CPU |"},
+		{GroupOrdered, "Per-chat order at 50 ms API latency, concurrency 64: bound min(chats, 64) / latency (the unordered worker's: 64 / latency)",
+			"| worker | chats | commands | cmd/s | bound cmd/s | of bound | CPU |"},
 	}
 	for _, g := range groups {
 		var rows []Result
@@ -259,6 +300,12 @@ func row(group string, r Result, limit float64) string {
 		return fmt.Sprintf("| %d | %d | %.0f | %.0f | %s | %s | %s |", r.Processes, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), mib(r.PeakRSS/uint64(max(r.Processes, 1))), cpu)
 	case GroupChats:
 		return fmt.Sprintf("| %d | %d | %.0f | %s | %s |", r.Chats, r.Commands, r.Throughput, ratio(r.Throughput, limit), cpu)
+	case GroupOrdered:
+		who := "ordered"
+		if r.Mode == ModeUnordered {
+			who = "unordered"
+		}
+		return fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %s | %s |", who, r.Chats, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), cpu)
 	}
 	return ""
 }
