@@ -133,7 +133,7 @@ func (t Topology) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v: want a positive duration", name, d))
 		}
 	}
-	if refused, _ := t.RetentionPolicy(); refused != nil {
+	if _, refused := t.RetentionPolicy(); refused != nil {
 		errs = append(errs, refused)
 	}
 	return errors.Join(errs...)
@@ -147,7 +147,7 @@ func (t Topology) Validate() error {
 // weaken it, a sentence each, for the log at start. Each message names the
 // worker's flags and says what to change. Negative durations are left to
 // Validate.
-func (t Topology) RetentionPolicy() (refused error, warnings []string) {
+func (t Topology) RetentionPolicy() (warnings []string, refused error) {
 	t = t.WithDefaults()
 	if min(t.CommandsMaxAge, t.ResultsMaxAge, t.DeadLettersMaxAge, t.DuplicateWindow, t.IdempotencyTTL) < 0 {
 		return nil, nil
@@ -192,7 +192,7 @@ func (t Topology) RetentionPolicy() (refused error, warnings []string) {
 			"raise --results-max-age to %s, or lower --idempotency-ttl",
 			short(t.ResultsMaxAge), short(t.IdempotencyTTL), short(t.IdempotencyTTL)))
 	}
-	return errors.Join(errs...), warnings
+	return warnings, errors.Join(errs...)
 }
 
 // short writes a duration the way the flags take it: 168h, 10m, 90s.

@@ -48,7 +48,7 @@ func TestRetentionPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			refused, warnings := tt.topo.RetentionPolicy()
+			warnings, refused := tt.topo.RetentionPolicy()
 			verr := tt.topo.Validate()
 			if tt.refused == nil {
 				if refused != nil || verr != nil {

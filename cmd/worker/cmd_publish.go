@@ -241,7 +241,7 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
 		return fmt.Errorf("idempotency bucket: %w", err)
 	}
-	_, warnings := topo.RetentionPolicy()
+	warnings, _ := topo.RetentionPolicy()
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}

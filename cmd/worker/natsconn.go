@@ -93,7 +93,7 @@ func (n *natsFlags) checkRetention(idemTTL time.Duration) []error {
 	}
 	t := n.topology()
 	t.IdempotencyTTL = idemTTL
-	if refused, _ := t.RetentionPolicy(); refused != nil {
+	if _, refused := t.RetentionPolicy(); refused != nil {
 		errs = append(errs, refused)
 	}
 	return errs
@@ -102,7 +102,7 @@ func (n *natsFlags) checkRetention(idemTTL time.Duration) []error {
 // logRetention logs, at start, each combination of the retention flags
 // that weakens the idempotency guarantee.
 func logRetention(t consumer.Topology, log *zap.Logger) {
-	_, warnings := t.RetentionPolicy()
+	warnings, _ := t.RetentionPolicy()
 	for _, w := range warnings {
 		log.Warn("retention weakens the idempotency guarantee", zap.String("why", w))
 	}
