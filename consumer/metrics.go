@@ -24,8 +24,9 @@ type Metrics struct {
 	AckPending  prometheus.Gauge
 	Redelivered prometheus.Gauge
 	orderWaits  prometheus.Counter
-	// order checks by outcome, resolved once: they count every command
-	orderAsked, orderSkipped prometheus.Counter
+	// order checks by outcome, resolved once: they count every command,
+	// and the checks made again while a command waits in place
+	orderAsked, orderSkipped, orderRechecked prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -55,12 +56,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Redelivered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_redelivered",
 			Help: "Commands being redelivered."}),
 		orderWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "order_waits_total",
-			Help: "Commands handed back because an earlier command of their chat was still pending."}),
+			Help: "Commands handed back because an earlier command of their chat was still pending after waiting in place."}),
 	}
 	orderChecks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "order_checks_total",
-		Help: "Per-chat order checks: asked (a get on the commands stream) or skipped (this worker's deliveries prove the command is its chat's head)."},
+		Help: "Per-chat order checks: asked (a get on the commands stream), skipped (this worker's deliveries prove the command is its chat's head) or rechecked (a get again while the command waits in place for an earlier one)."},
 		[]string{"check"})
 	m.orderAsked, m.orderSkipped = orderChecks.WithLabelValues("asked"), orderChecks.WithLabelValues("skipped")
+	m.orderRechecked = orderChecks.WithLabelValues("rechecked")
 	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
 		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, orderChecks)
 	return m
@@ -124,6 +126,12 @@ func (m *Metrics) orderCheck(skipped bool) {
 		m.orderSkipped.Inc()
 	default:
 		m.orderAsked.Inc()
+	}
+}
+
+func (m *Metrics) orderRecheck() {
+	if m != nil {
+		m.orderRechecked.Inc()
 	}
 }
 

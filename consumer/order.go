@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,9 +32,12 @@ import (
 // isHead for which replica may answer it).
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
-// another, so commands that arrive together wait in memory rather than
-// going back to the stream; the lane checks and claims its next command
-// while the one before it is being stored (ahead.go).
+// another, oldest first, so commands that arrive together wait in memory
+// rather than going back to the stream; the lane checks and claims its next
+// command while the one before it is being stored (ahead.go). When the
+// earlier command is held by another worker, the lane waits in place for
+// it to leave the stream, for a bounded time (wait.go), and hands its
+// commands back only when that runs out.
 //
 // Most checks can be skipped, because the consumer numbers its deliveries
 // (the consumer sequence, one per delivery, redeliveries included) and
@@ -122,21 +126,55 @@ func newLanes() *lanes {
 	return &lanes{byChat: map[string]*lane{}, recent: map[string]chatState{}}
 }
 
-// add queues msg behind its chat's commands in this worker. It returns a
-// new lane that the caller must run, or nil when the chat already has one.
-// Lanes need no bound of their own: the consumer's MaxAckPending bounds
-// the commands a worker holds.
+// add queues msg among its chat's commands in this worker, by stream
+// sequence. It returns a new lane that the caller must run, or nil when the
+// chat already has one. Lanes need no bound of their own: the consumer's
+// MaxAckPending bounds the commands a worker holds.
+//
+// First deliveries arrive in stream order, so they are appended; only a
+// redelivery (a command handed back, or one a crashed worker held) can
+// arrive after a later command of its chat, and it goes ahead of it, so
+// that the lane never waits on a command queued behind its own head. The
+// head proof is unaffected: it asks that every command published between
+// its two commands be ahead of the second in the lane, which sorting keeps.
 func (ls *lanes) add(token string, q queued) *lane {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if l := ls.byChat[token]; l != nil {
-		l.queue = append(l.queue, q)
+		l.insert(q)
 		return nil
 	}
 	l := &lane{token: token, queue: []queued{q}, chatState: ls.recent[token]}
 	delete(ls.recent, token)
 	ls.byChat[token] = l
 	return l
+}
+
+// insert queues q by stream sequence; a command without metadata goes last.
+func (l *lane) insert(q queued) {
+	i := len(l.queue)
+	if q.meta != nil {
+		for i > 0 && l.queue[i-1].meta != nil && l.queue[i-1].meta.Sequence.Stream > q.meta.Sequence.Stream {
+			i--
+		}
+	}
+	l.queue = slices.Insert(l.queue, i, q)
+}
+
+// requeue puts back a command its runner took, because an older command of
+// its chat arrived meanwhile (see add).
+func (ls *lanes) requeue(l *lane, q queued) {
+	ls.mu.Lock()
+	l.insert(q)
+	ls.mu.Unlock()
+}
+
+// olderQueued reports whether the lane holds a command of its chat older
+// than the stream sequence seq.
+func (ls *lanes) olderQueued(l *lane, seq uint64) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(l.queue) > 0 && l.queue[0].meta != nil && l.queue[0].meta.Sequence.Stream < seq
 }
 
 // next takes the lane's oldest command, or removes the empty lane.
@@ -253,7 +291,14 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			// The delivery's span starts here, so that it holds the order check.
 			cmdCtx, span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
 			head = w.checkHead(cmdCtx, l.token, state, q)
-		case a.stale || a.q.msg != q.msg:
+		case a.q.msg != q.msg:
+			// An older command of the chat arrived in the lane after a was
+			// made ready; a is still queued, behind it.
+			w.release(ctx, a.claim)
+			endOutcome(a.span, outcomeRequeued)
+			cmdCtx, span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
+			head = w.checkHead(cmdCtx, l.token, state, q)
+		case a.stale:
 			w.release(ctx, a.claim)
 			cmdCtx, span = a.ctx, a.span
 			head = w.checkHead(cmdCtx, l.token, state, q)
@@ -261,18 +306,27 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
 		}
 		if !head {
-			// An earlier command of this chat is still in the stream: this
-			// one and everything behind it wait.
+			// An earlier command of this chat is still in the stream: wait
+			// in place for it to leave (wait.go).
+			switch w.waitForHead(cmdCtx, l, state, q) {
+			case becameHead:
+				head = true
+			case olderArrived:
+				w.lanes.requeue(l, q)
+				endOutcome(span, outcomeRequeued)
+				continue
+			}
+		}
+		if !head {
+			// The wait ran out, or the worker is draining: this one and
+			// everything behind it go back to the stream.
 			w.m.orderWait()
 			delay := orderDelay(q.meta.NumDelivered)
 			w.handBack(q.msg, delay, nil)
 			for _, m := range w.lanes.takeAll(l) {
 				w.handBack(m, delay, nil)
 			}
-			if span.IsRecording() {
-				span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcomeWaiting))
-			}
-			span.End()
+			endOutcome(span, outcomeWaiting)
 			continue
 		}
 		settling := func() { next = w.prepare(ctx, l, q, state) }
@@ -368,9 +422,9 @@ func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint
 	return r.Message.Seq >= seq, nil
 }
 
-// orderDelay is how long a command waits behind an earlier command of its
-// chat held elsewhere: short at first (the earlier one is usually about to
-// finish), growing to a second.
+// orderDelay is how long a command handed back waits behind an earlier
+// command of its chat held elsewhere, once its wait in place ran out:
+// short at first, growing to a second.
 func orderDelay(delivered uint64) time.Duration {
 	return backoff.Exponential{Initial: 20 * time.Millisecond, Max: time.Second}.Equal(int(min(delivered, 7)) + 1)
 }

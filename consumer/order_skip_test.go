@@ -115,6 +115,10 @@ func newOrderRig(t *testing.T, contents ...string) *orderRig {
 	if r.w.commands, err = js.Stream(t.Context(), r.w.cfg.Topology.CommandsStream); err != nil {
 		t.Fatal(err)
 	}
+	// A command held elsewhere here is held until the test says: waiting
+	// for it in place would only make the test slower (order_wait_test.go
+	// tests the wait).
+	r.w.orderWaitMax = 50 * time.Millisecond
 	for _, c := range contents {
 		r.publish(c)
 	}

@@ -33,6 +33,7 @@ const (
 	outcomeRetry      = "retry_later" // handed back, to come again after a delay
 	outcomeHandedBack = "handed_back" // at once: shutting down, or the record was not stored
 	outcomeWaiting    = "waiting_for_order"
+	outcomeRequeued   = "requeued" // an older command of its chat arrived in the worker: it runs after that one
 )
 
 // noSpan is what the helpers hand out when tracing is off: its methods do
@@ -82,6 +83,14 @@ func endCommand(d *delivery) {
 
 // endWith ends span, with err's text as its error status. The text is what
 // a dead letter or a log line would hold: never a credential.
+// endOutcome ends a command span with its outcome.
+func endOutcome(span trace.Span, outcome string) {
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
+	}
+	span.End()
+}
+
 func endWith(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
 		span.SetStatus(codes.Error, err.Error())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -39,6 +40,10 @@ type Worker struct {
 	lanes    *lanes
 	runs     deliveryRuns // used by Run's loop only
 	projects *projectGate // nil without Config.Projects
+	// orderWaitMax bounds a lane's wait in place for its command to become
+	// its chat's head; waiting counts the lanes waiting (wait.go).
+	orderWaitMax time.Duration
+	waiting      atomic.Int64
 
 	stopping chan struct{} // closed when Run begins to drain
 	stopOnce sync.Once
@@ -61,7 +66,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		store = noStore{}
 	}
 	w := &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now,
-		slots: newSlots(cfg.Concurrency), stopping: make(chan struct{})}
+		slots: newSlots(cfg.Concurrency), stopping: make(chan struct{}), orderWaitMax: orderWaitFor(cfg.Topology.AckWait)}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
