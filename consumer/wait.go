@@ -29,7 +29,7 @@ import (
 const (
 	orderWaitLimit = time.Second
 	orderPollFirst = 5 * time.Millisecond
-	orderPollMax   = 50 * time.Millisecond
+	orderPollMax   = 20 * time.Millisecond
 )
 
 // orderWaitFor is how long a lane waits in place for its command to become
