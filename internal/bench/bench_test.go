@@ -285,6 +285,7 @@ func TestWriteTableRatios(t *testing.T) {
 		{Scenario: bench.Scenario{Group: bench.GroupChats, Mode: bench.ModeWorker, Chats: 7}, Throughput: 500},
 		{Scenario: bench.Scenario{Group: bench.GroupOrdered, Mode: bench.ModeWorker, Chats: 50, Commands: 3000}, Throughput: 900, Bound: 1000},
 		{Scenario: bench.Scenario{Group: bench.GroupOrdered, Mode: bench.ModeUnordered, Chats: 50, Commands: 3840}, Throughput: 1200, Bound: 1280},
+		{Scenario: bench.Scenario{Group: bench.GroupOrdered, Mode: bench.ModeWorker, Chats: 50, Commands: 3000, Processes: 2}, Throughput: 800, Bound: 1000},
 	}
 	var out bytes.Buffer
 	bench.WriteTable(&out, in)
@@ -294,6 +295,7 @@ func TestWriteTableRatios(t *testing.T) {
 		"| 7 | 0 | 500 | 50% |",
 		"| ordered | 50 | 3000 | 900 | 1000 | 90% |",
 		"| unordered | 50 | 3840 | 1200 | 1280 | 94% |",
+		"| ordered, 2 processes | 50 | 3000 | 800 | 1000 | 80% |",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
@@ -320,5 +322,19 @@ func TestOrderedScenarios(t *testing.T) {
 	}
 	if want := "worker/1 worker/50 worker-unordered/50 worker/1000"; strings.Join(got, " ") != want {
 		t.Errorf("ordered runs %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+// TestOrderedScenariosWithProcesses: with worker processes, the ordered
+// group also runs 50 chats over two of them, a few seconds at the bound.
+func TestOrderedScenariosWithProcesses(t *testing.T) {
+	var got []string
+	for _, sc := range (bench.Options{WorkerBinary: "worker"}).Scenarios() {
+		if sc.Group == bench.GroupOrdered && sc.Processes > 0 {
+			got = append(got, strconv.Itoa(sc.Processes)+"/"+strconv.Itoa(sc.Chats)+"/"+strconv.Itoa(sc.Commands))
+		}
+	}
+	if want := "2/50/3000"; strings.Join(got, " ") != want {
+		t.Errorf("ordered runs over processes %q, want %q", strings.Join(got, " "), want)
 	}
 }

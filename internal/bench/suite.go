@@ -37,8 +37,8 @@ type Options struct {
 	WorkerBinary  string
 	LittleSeconds float64 // target duration of a Little's-law run at its bound (default 3)
 	// OrderedChats are the chat counts of the per-chat order runs at 50 ms
-	// API latency (default 1, 50, 1000); the unordered worker runs beside
-	// the second.
+	// API latency (default 1, 50, 1000); the unordered worker, and with a
+	// WorkerBinary two worker processes, run beside the second.
 	OrderedChats []int
 }
 
@@ -156,6 +156,14 @@ func (o Options) Scenarios() []Scenario {
 		}
 		for _, m := range modes {
 			sc := Scenario{Group: GroupOrdered, Mode: m, Concurrency: c, Latency: orderedLatency, Chats: ch}
+			sc.Commands = max(int(sc.bound()*o.LittleSeconds), 10*min(ch, c))
+			s = append(s, sc)
+		}
+		// The middle count again over two worker processes: a chat's
+		// commands are spread over both, and each waits for the one before
+		// it on the other.
+		if i == min(1, len(o.OrderedChats)-1) && o.WorkerBinary != "" {
+			sc := Scenario{Group: GroupOrdered, Mode: ModeWorker, Concurrency: c, Latency: orderedLatency, Chats: ch, Processes: 2}
 			sc.Commands = max(int(sc.bound()*o.LittleSeconds), 10*min(ch, c))
 			s = append(s, sc)
 		}
@@ -304,6 +312,9 @@ func row(group string, r Result, limit float64) string {
 		who := "ordered"
 		if r.Mode == ModeUnordered {
 			who = "unordered"
+		}
+		if r.Processes > 0 {
+			who += fmt.Sprintf(", %d processes", r.Processes)
 		}
 		return fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %s | %s |", who, r.Chats, r.Commands, r.Throughput, r.Bound, ratio(r.Throughput, r.Bound), cpu)
 	}
