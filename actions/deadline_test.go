@@ -112,3 +112,19 @@ func TestValidateNotAfterYear(t *testing.T) {
 		t.Errorf("Validate = %v, want class invalid", err)
 	}
 }
+
+// Every command type an app publishes with the Go API can carry a
+// deadline, export included.
+func TestEveryCommanderCarriesNotAfter(t *testing.T) {
+	at := time.Date(2026, 11, 25, 9, 15, 0, 0, time.UTC)
+	for _, c := range []Commander{
+		Send{ChatID: "a", Content: "x", NotAfter: at},
+		Note{ChatID: "a", Content: "x", NotAfter: at},
+		Archive{ChatID: "a", NotAfter: at},
+		Export{ChatID: "a", NotAfter: at},
+	} {
+		if cmd := c.Command(); !cmd.NotAfter.Equal(at) {
+			t.Errorf("%s: NotAfter %v, want %v", cmd.Type, cmd.NotAfter, at)
+		}
+	}
+}

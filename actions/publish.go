@@ -47,10 +47,11 @@ type Archive struct {
 type Export struct {
 	ID, ChatID, SiteToken string
 	Metadata              json.RawMessage
+	NotAfter              time.Time
 }
 
 func (x Export) Command() Command {
-	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata}
+	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata, NotAfter: x.NotAfter}
 }
 
 func (s Send) Command() Command {
