@@ -28,10 +28,10 @@ import (
 // workerFlags configure a running worker (worker run; worker demo fills
 // them itself).
 type workerFlags struct {
-	nats         natsFlags
-	log          logFlags
-	apiURL       string
-	concurrency  int
+	nats   natsFlags
+	log    logFlags
+	apiURL string
+	consumerFlags
 	httpAddr     string
 	dataDir      string
 	embeddedAddr string
@@ -41,8 +41,6 @@ type workerFlags struct {
 	grace        time.Duration
 	perChatOrder bool
 	exportBucket string
-	ackWait      time.Duration
-	maxDeliver   int
 	retry        consumer.RetryPolicy
 	// projects are the other projects commands may name in site_token, with
 	// their keys (from GOSQUARED_PROJECTS, never a flag).
@@ -53,7 +51,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	f.nats.register(fs)
 	f.log.register(fs)
 	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", chat.DefaultBaseURL, "Chat API base URL")
-	fs.Int(&f.concurrency, "concurrency", "WORKER_CONCURRENCY", consumer.DefaultConcurrency, "API calls at once (up to twice as many commands are handled at once)")
+	f.consumerFlags.register(fs)
 	fs.String(&f.httpAddr, "http-addr", "WORKER_HTTP_ADDR", ":8080", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
 	fs.String(&f.embeddedAddr, "embedded-listen", "WORKER_EMBEDDED_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens")
@@ -61,8 +59,6 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", idempotency.DefaultLease, "how long a claim on a command id holds off other workers")
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
-	fs.Duration(&f.ackWait, "ack-wait", "WORKER_ACK_WAIT", consumer.DefaultAckWait, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
-	fs.Int(&f.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", consumer.DefaultMaxDeliver, "deliveries of one command before JetStream gives up on it (the worker then settles it); -1: unlimited, since commands also go back to wait for a paused project, a rate budget or an outage")
 	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", consumer.DefaultMaxAttempts, "API calls per command before it is dead-lettered as exhausted")
@@ -74,22 +70,16 @@ func (f *workerFlags) register(fs *flagSet) {
 
 // check validates the values, one clear sentence per problem.
 func (f *workerFlags) check() error {
-	var errs []error
-	if f.concurrency < 1 || f.concurrency > 100000 {
-		errs = append(errs, fmt.Errorf("--concurrency %d: want 1 to 100000", f.concurrency))
-	}
+	errs := f.consumerFlags.check()
 	if f.nats.replicas < 1 || f.nats.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", f.nats.replicas))
-	}
-	if f.maxDeliver < 2 && f.maxDeliver != -1 {
-		errs = append(errs, fmt.Errorf("--max-deliver %d: want -1 (unlimited) or at least 2", f.maxDeliver))
 	}
 	if f.retry.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--retry-max-attempts %d: want at least 1", f.retry.MaxAttempts))
 	}
 	errs = append(errs, f.nats.checkRetention(f.idemTTL)...)
 	for name, d := range map[string]time.Duration{"--idempotency-lease": f.idemLease, "--shutdown-grace": f.grace,
-		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax, "--ack-wait": f.ackWait} {
+		"--retry-max-elapsed": f.retry.MaxElapsed, "--retry-initial-interval": f.retry.InitialInterval, "--retry-max-interval": f.retry.MaxInterval, "--retry-in-process-max": f.retry.InProcessMax} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want a positive duration such as 30s", name, d))
 		}
@@ -130,9 +120,8 @@ type app struct {
 // client options (the demo points it at the simulator).
 func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
-	a.topo.AckWait, a.topo.MaxDeliver = f.ackWait, f.maxDeliver
+	f.consumerFlags.apply(&a.topo)
 	a.topo.IdempotencyTTL = f.idemTTL
-	a.topo.MaxAckPending = consumer.MaxAckPendingFor(f.concurrency)
 	var metrics *consumer.Metrics
 	metrics, a.oncall = registerMetrics(a.reg, func() bool { return a.worker != nil && a.ready(context.Background()) == nil })
 

@@ -214,17 +214,19 @@ func printSettled(w io.Writer, s actions.Settled) {
 func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		n      natsFlags
+		c      consumerFlags
 		bucket string
 		ttl    time.Duration
 	)
 	fs := newFlagSet("provision", "provision [flags]", stderr)
 	n.register(fs)
+	c.register(fs)
 	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
 	fs.Duration(&ttl, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if errs := n.checkRetention(ttl); len(errs) > 0 {
+	if errs := append(c.check(), n.checkRetention(ttl)...); len(errs) > 0 {
 		return usageError{errors.Join(errs...)}
 	}
 	nc, js, err := n.connect(ctx, "chatworker provision", nil, zap.NewNop())
@@ -233,6 +235,7 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer nc.Close()
 	topo := n.topology()
+	c.apply(&topo)
 	topo.IdempotencyTTL = ttl
 	topo = topo.WithDefaults()
 	if _, err := consumer.Provision(ctx, js, topo); err != nil {
