@@ -6,7 +6,6 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/idempotency"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/zap"
 )
 
 // Making the next command ready
@@ -99,7 +98,5 @@ func (w *Worker) release(ctx context.Context, c *claimed) {
 	if c == nil || c.claim == nil {
 		return
 	}
-	if err := w.store.Release(context.WithoutCancel(ctx), c.claim); err != nil {
-		w.log.Warn("releasing a claim made ahead failed; it frees itself when its lease ends", zap.String("id", c.claim.ID), zap.Error(err))
-	}
+	w.releaseClaim(ctx, c.claim)
 }

@@ -279,9 +279,7 @@ func (w *Worker) failed(ctx context.Context, d *delivery, claim *idempotency.Cla
 		v.release = claim
 		return v
 	}
-	if rerr := w.store.Release(context.WithoutCancel(ctx), claim); rerr != nil {
-		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(rerr))
-	}
+	w.releaseClaim(ctx, claim)
 	return v
 }
 
@@ -297,9 +295,7 @@ func (w *Worker) releaseDead(ctx context.Context, d *delivery, claim *idempotenc
 	if stored {
 		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = 0, time.Time{}, time.Time{}
 	}
-	if err := w.store.Release(ctx, claim); err != nil {
-		d.log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(err))
-	}
+	w.releaseClaim(ctx, claim)
 }
 
 // carryOut turns a decision to hand back or dead-letter into a verdict.

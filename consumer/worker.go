@@ -45,6 +45,8 @@ type Worker struct {
 	orderWaitMax time.Duration
 	waiting      atomic.Int64
 
+	releases releases // refused releases, tried again (release.go)
+
 	stopping chan struct{} // closed when Run begins to drain
 	stopOnce sync.Once
 }
@@ -108,6 +110,11 @@ func (w *Worker) Draining() bool {
 // back commands it fetched but had not started, lets in-flight commands
 // finish within the shutdown grace, and hands back any still running.
 func (w *Worker) Run(ctx context.Context) error {
+	// Refused releases are tried again for as long as Run (release.go);
+	// this runs last, once the work and the backstop are done.
+	relCtx, stopReleases := context.WithCancel(context.WithoutCancel(ctx))
+	w.releases.ctx = relCtx
+	defer func() { stopReleases(); w.releases.wg.Wait() }()
 	if !w.cfg.Unordered {
 		var err error
 		if w.commands, err = w.js.Stream(ctx, w.cfg.Topology.CommandsStream); err != nil {
