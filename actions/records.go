@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -38,17 +39,18 @@ type Result struct {
 // ResponseDigest identifies a response without keeping it: the first 16
 // characters of the unpadded base64url SHA-256 (96 bits) of the response
 // as a result carries it (the JSON value of "response", compact; null for
-// none). The idempotency record keeps it instead of the response.
-func ResponseDigest(response json.RawMessage) string {
+// none). The idempotency record keeps it instead of the response. It fails
+// when the response is not valid JSON.
+func ResponseDigest(response json.RawMessage) (string, error) {
 	if len(response) == 0 {
 		response = json.RawMessage("null")
 	}
 	b, err := json.Marshal(response) // compacts it, as encoding a result does
 	if err != nil {
-		b = response
+		return "", fmt.Errorf("digest of the response: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	return base64.RawURLEncoding.EncodeToString(sum[:])[:16]
+	return base64.RawURLEncoding.EncodeToString(sum[:])[:16], nil
 }
 
 // Result statuses.

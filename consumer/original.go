@@ -52,7 +52,7 @@ func (w *Worker) repeatResult(ctx context.Context, d *delivery, rec idempotency.
 }
 
 // nullDigest is the digest of no response: nothing to look up.
-var nullDigest = actions.ResponseDigest(nil)
+var nullDigest, _ = actions.ResponseDigest(nil)
 
 // originalResult reads the result that the record rec's success published
 // for d's command, or returns nil when the results stream no longer has it.

@@ -173,8 +173,12 @@ func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":third", mustJSON(t, cmd))
 	dup := p.results(1)[0]
 	p.settled()
-	if dup.Status != actions.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != actions.ResponseDigest(orig.Response) {
-		t.Errorf("duplicate after the purge: %s %s digest %q, want null with digest %q", dup.Status, dup.Response, dup.ResponseDigest, actions.ResponseDigest(orig.Response))
+	want, err := actions.ResponseDigest(orig.Response)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup.Status != actions.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != want {
+		t.Errorf("duplicate after the purge: %s %s digest %q, want null with digest %q", dup.Status, dup.Response, dup.ResponseDigest, want)
 	}
 	if n := len(p.sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)

@@ -237,12 +237,13 @@ func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Recor
 	if err := usable(c); err != nil {
 		return Record{}, err
 	}
-	if len(out.Response) > 0 && !json.Valid(out.Response) {
-		return Record{}, fmt.Errorf("idempotency: record %q: the response is not valid JSON", c.ID)
+	digest, err := actions.ResponseDigest(out.Response) // also checks that it is JSON
+	if err != nil {
+		return Record{}, fmt.Errorf("idempotency: record %q: %w", c.ID, err)
 	}
 	rec := Record{
 		ID: c.ID, Hash: c.Hash, State: StateSucceeded, Attempts: c.Attempts,
-		APIStatus: out.APIStatus, Digest: actions.ResponseDigest(out.Response), Sequence: c.Sequence,
+		APIStatus: out.APIStatus, Digest: digest, Sequence: c.Sequence,
 	}
 	if err := s.update(ctx, c, rec); err != nil {
 		return Record{}, err

@@ -138,10 +138,19 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 		if !equalRecord(got, done) {
 			t.Fatalf("duplicate record = %+v, want %+v", got, done)
 		}
-		if got.APIStatus != 201 || got.Digest != actions.ResponseDigest(resp) || got.Response != nil || got.Attempts != 2 || got.Sequence != 7 {
+		if got.APIStatus != 201 || got.Digest != digestOf(t, resp) || got.Response != nil || got.Attempts != 2 || got.Sequence != 7 {
 			t.Fatalf("duplicate lost the outcome: %+v", got)
 		}
 	}
+}
+
+func digestOf(t *testing.T, resp json.RawMessage) string {
+	t.Helper()
+	d, err := actions.ResponseDigest(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // TestSucceededRecordIsSmall holds the store's bytes per command under 300
@@ -197,7 +206,7 @@ func TestKeepResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != StateSucceeded || !bytes.Equal(rec.Response, resp) || rec.Digest != actions.ResponseDigest(resp) || rec.ID != "cmd-1" {
+	if rec.State != StateSucceeded || !bytes.Equal(rec.Response, resp) || rec.Digest != digestOf(t, resp) || rec.ID != "cmd-1" {
 		t.Fatalf("record after KeepResponse: %+v", rec)
 	}
 }
