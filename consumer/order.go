@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/backoff"
-	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -267,10 +266,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			w.lanes.forget(l)
 			if a != nil {
 				w.release(ctx, a.claim)
-				if a.span.IsRecording() {
-					a.span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcomeHandedBack))
-				}
-				a.span.End()
+				endOutcome(a.span, outcomeHandedBack)
 			}
 			w.handBack(q.msg, 0, nil)
 			continue
