@@ -1,0 +1,120 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// View is one replica's copy of every project state, kept current by a
+// watch on the bucket: a change made by any replica or operator reaches it
+// within moments, and asking it costs no round trip, so the worker can ask
+// before every command.
+type View struct {
+	w        jetstream.KeyWatcher
+	onChange func(State)
+
+	mu     sync.RWMutex
+	states map[string]State
+
+	done chan struct{}
+}
+
+// Watch returns a View that has read every stored state. onChange, if not
+// nil, is called with a project's new state after each change (from one
+// goroutine, in order). Stop ends the watch.
+func (s *Store) Watch(ctx context.Context, onChange func(State)) (*View, error) {
+	w, err := s.kv.WatchAll(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("project: watch states: %w", err)
+	}
+	v := &View{w: w, onChange: onChange, states: map[string]State{}, done: make(chan struct{})}
+	// The stored states arrive first, then a nil entry.
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("project: watch states: the watch ended before the stored states were read")
+			}
+			if e == nil {
+				go v.follow()
+				return v, nil
+			}
+			v.apply(e)
+		case <-ctx.Done():
+			_ = w.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (v *View) follow() {
+	defer close(v.done)
+	for e := range v.w.Updates() {
+		if e == nil {
+			continue
+		}
+		if st, changed := v.apply(e); changed && v.onChange != nil {
+			v.onChange(st)
+		}
+	}
+}
+
+// apply records one entry of the bucket and returns its project's new state.
+func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
+	project, kind, ok := splitKey(e.Key())
+	if !ok {
+		return State{}, false
+	}
+	var p *Pause
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		if p, err = decode(e.Value()); err != nil {
+			return State{}, false // not ours: leave the project as it was
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st := v.states[project]
+	st.Project = project
+	if kind == operatorKey {
+		st.Operator = p
+	} else {
+		st.Health = p
+	}
+	if st.Active() {
+		delete(v.states, project)
+	} else {
+		v.states[project] = st
+	}
+	return st, true
+}
+
+// State returns project's state as this replica knows it.
+func (v *View) State(project string) State {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if st, ok := v.states[project]; ok {
+		return st
+	}
+	return State{Project: project}
+}
+
+// Paused returns the states of the paused projects.
+func (v *View) Paused() []State {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]State, 0, len(v.states))
+	for _, st := range v.states {
+		out = append(out, st)
+	}
+	return out
+}
+
+// Stop ends the watch and waits for the last onChange call to return.
+func (v *View) Stop() {
+	_ = v.w.Stop()
+	<-v.done
+}
