@@ -16,6 +16,7 @@ import (
 	"github.com/chatworker/worker/internal/identity"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/version"
+	"github.com/chatworker/worker/project"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,7 @@ type workerFlags struct {
 	dataDir      string
 	embeddedAddr string
 	idemBucket   string
+	statesBucket string
 	idemTTL      time.Duration
 	idemLease    time.Duration
 	grace        time.Duration
@@ -56,6 +58,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
 	fs.String(&f.embeddedAddr, "embedded-listen", "WORKER_EMBEDDED_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens")
 	fs.String(&f.idemBucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
+	fs.String(&f.statesBucket, "projects-bucket", "WORKER_PROJECTS_BUCKET", project.DefaultBucket, "key-value bucket of the project states (pauses)")
 	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", idempotency.DefaultLease, "how long a claim on a command id holds off other workers")
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
@@ -110,6 +113,7 @@ type app struct {
 	http     *http.Server
 	httpLn   net.Listener
 	topo     consumer.Topology
+	states   *project.Store // the project states every replica shares
 	oncall   *consumer.OnCallMetrics
 	// stopTracing flushes spans; it runs after NATS has drained, so the
 	// records of the last commands are in the last spans.
@@ -143,6 +147,10 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	if err != nil {
 		a.close()
 		return nil, fmt.Errorf("idempotency store: %w", err)
+	}
+	if a.states, err = project.Open(ctx, a.js, project.Config{Bucket: f.statesBucket, Replicas: f.nats.replicas}); err != nil {
+		a.close()
+		return nil, err
 	}
 	tp, stopTracing, err := startTracing(ctx, log)
 	if err != nil {

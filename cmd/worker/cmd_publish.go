@@ -13,6 +13,7 @@ import (
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/tracecontext"
+	"github.com/chatworker/worker/project"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
@@ -217,12 +218,14 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		c      consumerFlags
 		bucket string
 		ttl    time.Duration
+		states string
 	)
 	fs := newFlagSet("provision", "provision [flags]", stderr)
 	n.register(fs)
 	c.register(fs)
 	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
 	fs.Duration(&ttl, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
+	fs.String(&states, "projects-bucket", "WORKER_PROJECTS_BUCKET", project.DefaultBucket, "key-value bucket of the project states (pauses)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -243,6 +246,9 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
 		return fmt.Errorf("idempotency bucket: %w", err)
+	}
+	if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
+		return err
 	}
 	warnings, _ := topo.RetentionPolicy()
 	for _, w := range warnings {

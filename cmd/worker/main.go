@@ -51,6 +51,7 @@ Commands:
   schedules   list scheduled commands that have not run (ls [--json])
   cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
+  projects    list paused projects; pause and resume a project (ls, pause, resume)
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
   bench       measure throughput, latency and memory against embedded NATS and the simulator
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSchedules(ctx, rest, stdout, stderr)
 	case "cancel":
 		return runCancel(ctx, rest, stdout, stderr)
+	case "projects":
+		return runProjects(ctx, rest, stdout, stderr)
 	case "provision":
 		return runProvision(ctx, rest, stdout, stderr)
 	case "dlq":

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/project"
+)
+
+// Pause, list and resume from the command line, against a bucket that
+// `worker provision` made.
+func TestProjectsCommandLine(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	if _, _, err := runCLI(t, "projects", "ls", "--nats-url", url); !errors.Is(err, project.ErrNoBucket) {
+		t.Fatalf("projects ls before provision: %v, want the hint to provision", err)
+	}
+	if _, _, err := runCLI(t, "provision", "--nats-url", url); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runCLI(t, "projects", "ls", "--nats-url", url)
+	if err != nil || !strings.Contains(errOut, "every project is active") {
+		t.Fatalf("projects ls with nothing paused: %q, %v", errOut, err)
+	}
+
+	out, _, err := runCLI(t, "projects", "pause", "shop", "--nats-url", url, "--reason", "provider incident", "--by", "alice")
+	if err != nil || !strings.Contains(out, "shop: paused by an operator") || !strings.Contains(out, "provider incident") {
+		t.Fatalf("pause: %q, %v", out, err)
+	}
+	out, _, err = runCLI(t, "projects", "ls", "--nats-url", url)
+	if err != nil || !strings.Contains(out, "shop") || !strings.Contains(out, "paused-operator") || !strings.Contains(out, "alice") {
+		t.Fatalf("projects ls: %q, %v", out, err)
+	}
+	out, _, err = runCLI(t, "projects", "ls", "--nats-url", url, "--json")
+	var list []project.State
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Operator.Reason != "provider incident" {
+		t.Fatalf("projects ls --json: %q, %v", out, err)
+	}
+
+	out, _, err = runCLI(t, "projects", "resume", "shop", "--nats-url", url)
+	if err != nil || strings.TrimSpace(out) != "shop: active" {
+		t.Fatalf("resume: %q, %v", out, err)
+	}
+	_, errOut, err = runCLI(t, "projects", "resume", "shop", "--nats-url", url)
+	if err != nil || !strings.Contains(errOut, "was not paused") {
+		t.Fatalf("resume again: %q, %v", errOut, err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		problem string
+	}{
+		{"no verb", []string{"projects"}, "want ls, pause or resume"},
+		{"unknown verb", []string{"projects", "stop"}, "unknown"},
+		{"pause without reason", []string{"projects", "pause", "shop", "--nats-url", url}, "--reason is required"},
+		{"pause without name", []string{"projects", "pause", "--reason", "x", "--nats-url", url}, "one project"},
+		{"bad name", []string{"projects", "pause", "a.b", "--reason", "x", "--nats-url", url}, "project name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runCLI(t, tc.args...)
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), tc.problem) {
+				t.Fatalf("err = %v, want a usage error naming %q", err, tc.problem)
+			}
+		})
+	}
+}
