@@ -38,6 +38,15 @@ var (
 // fixing them will.
 var ErrConfig = errors.New("chat: configuration error")
 
+// ErrUnavailable matches a failure of the API, or of the way to it, rather
+// than of the call: a 5xx answer (the API's own, or a gateway's error page),
+// or a transport failure (a timeout, a refused or reset connection, a DNS
+// failure, a body cut short). Like ErrConfig it is a reason, not a class:
+// such an error also matches ErrRetryable. One such failure says little;
+// several commands of a project failing so together say the API is down for
+// the project, which no command is to blame for.
+var ErrUnavailable = errors.New("chat: API unavailable")
+
 // ErrInvalidChatID is returned, before any request is made, for a chat ID
 // that is empty, "." or "..", or longer than MaxChatIDLen bytes. It matches
 // ErrPermanent.
@@ -111,6 +120,8 @@ func (e *APIError) Is(target error) bool {
 		return !retryableStatus(e.StatusCode)
 	case ErrConfig:
 		return e.Config()
+	case ErrUnavailable:
+		return e.StatusCode >= 500
 	}
 	return false
 }
@@ -161,6 +172,9 @@ func (e *TransportError) Unwrap() error { return e.Err }
 
 // Is matches the error's class.
 func (e *TransportError) Is(target error) bool {
+	if target == ErrUnavailable {
+		return e.class == ErrRetryable
+	}
 	return e.class != nil && target == e.class
 }
 

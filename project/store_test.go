@@ -1,7 +1,9 @@
 package project_test
 
 import (
+	"context"
 	"errors"
+	"go.uber.org/zap"
 	"strings"
 	"sync"
 	"testing"
@@ -237,5 +239,92 @@ func TestBadInputIsRefusedClearly(t *testing.T) {
 	}
 	if _, err := project.Bind(ctx, js, "NO_SUCH_BUCKET"); !errors.Is(err, project.ErrNoBucket) {
 		t.Errorf("Bind of a missing bucket: %v, want ErrNoBucket", err)
+	}
+}
+
+// Two replicas run probers; the API is down, then back: exactly one replica
+// checks at a time, and the first passing check resumes the project for
+// both. An operator's pause is never checked.
+func TestProbersResumeAProjectOnceItsCheckPasses(t *testing.T) {
+	s, _ := open(t)
+	ctx := t.Context()
+	var (
+		mu     sync.Mutex
+		up     bool
+		checks = map[string]int{}
+	)
+	check := func(me string) func(context.Context, string) error {
+		return func(_ context.Context, p string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			checks[me+" "+p]++
+			if !up {
+				return errors.New("503 Service Unavailable")
+			}
+			return nil
+		}
+	}
+	changes := make(chan project.State, 16)
+	for _, me := range []string{"w1", "w2"} {
+		v, err := s.Watch(ctx, func(st project.State) {
+			if me == "w1" {
+				changes <- st
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.Stop)
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		pr := &project.Prober{Store: s, View: v, Me: me, Check: check(me), Min: 20 * time.Millisecond, Max: 40 * time.Millisecond, Log: zap.NewNop()}
+		go func() { defer close(done); pr.Run(pctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	if _, err := s.PauseByOperator(ctx, "held", "customer's request", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	<-changes
+	if _, _, err := s.PauseHealth(ctx, "shop", project.CauseOutage, "503 from the Chat API", "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-changes; st.Name() != "paused-outage" {
+		t.Fatalf("state %s", st.Name())
+	}
+	// Let several checks fail.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := checks["w1 shop"] + checks["w2 shop"]
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the paused project is not checked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	for st := range changes {
+		if st.Project == "shop" {
+			if !st.Active() {
+				t.Fatalf("shop became %s", st.Name())
+			}
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checks["w2 shop"] > 0 {
+		t.Errorf("w2 checked w1's project while w1 held the turn: %v", checks)
+	}
+	if checks["w1 held"]+checks["w2 held"] > 0 {
+		t.Errorf("an operator's pause was checked: %v", checks)
+	}
+	if st, _ := s.Get(ctx, "held"); st.Name() != "paused-operator" {
+		t.Errorf("the operator's pause became %s", st.Name())
 	}
 }

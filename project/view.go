@@ -62,7 +62,8 @@ func (v *View) follow() {
 	}
 }
 
-// apply records one entry of the bucket and returns its project's new state.
+// apply records one entry of the bucket and returns its project's new state,
+// and whether a person would see a change.
 func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
 	project, kind, ok := splitKey(e.Key())
 	if !ok {
@@ -78,6 +79,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st := v.states[project]
+	old := st
 	st.Project = project
 	if kind == operatorKey {
 		st.Operator = p
@@ -89,7 +91,16 @@ func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
 	} else {
 		v.states[project] = st
 	}
-	return st, true
+	return st, old.Name() != st.Name() || reason(old) != reason(st)
+}
+
+// reason is what a person is told of st: a probe's renewal changes nothing
+// of it and so is no change to report.
+func reason(st State) string {
+	if p := st.Pause(); p != nil {
+		return p.Reason + "\x00" + p.By
+	}
+	return ""
 }
 
 // State returns project's state as this replica knows it.
