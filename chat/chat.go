@@ -114,6 +114,7 @@ type config struct {
 	observer   Observer
 	warn       func(Warning)
 	wrap       func(http.RoundTripper) http.RoundTripper
+	share      func() float64
 }
 
 // Option configures a Client in New. Options validate their argument.
@@ -203,6 +204,21 @@ func WithRateLimit(enabled bool) Option {
 	}
 }
 
+// WithShare makes the rate limiter pace each API key at share() of the
+// budget the API announces, for clients that spend one budget together:
+// replicas of a worker, each at 1/n of it. share is asked at every response,
+// so a change (a replica joins or leaves) applies from the next call; values
+// outside (0, 1] count as 1.
+func WithShare(share func() float64) Option {
+	return func(c *config) error {
+		if share == nil {
+			return errors.New("chat: nil share func")
+		}
+		c.share = share
+		return nil
+	}
+}
+
 // WithObserver sets the observer of calls and limiter waits.
 func WithObserver(o Observer) Option {
 	return func(c *config) error {
@@ -272,7 +288,7 @@ func New(opts ...Option) (*Client, error) {
 		warn:      cfg.warn,
 	}
 	if cfg.rateLimit {
-		c.limiters = newLimiterSet()
+		c.limiters = newLimiterSet(cfg.share)
 	}
 	return c, nil
 }

@@ -31,18 +31,21 @@ const (
 )
 
 type limiterSet struct {
-	mu sync.Mutex
-	m  map[string]*keyLimiter
+	share func() float64 // nil: the whole budget
+	mu    sync.Mutex
+	m     map[string]*keyLimiter
 }
 
-func newLimiterSet() *limiterSet { return &limiterSet{m: make(map[string]*keyLimiter)} }
+func newLimiterSet(share func() float64) *limiterSet {
+	return &limiterSet{share: share, m: make(map[string]*keyLimiter)}
+}
 
 func (s *limiterSet) get(apiKey string) *keyLimiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.m[apiKey]
 	if !ok {
-		k = &keyLimiter{probe: make(chan struct{}, 1), queue: make(chan struct{}, 1), lim: rate.NewLimiter(rate.Inf, 1), cost: 1}
+		k = &keyLimiter{probe: make(chan struct{}, 1), queue: make(chan struct{}, 1), lim: rate.NewLimiter(rate.Inf, 1), cost: 1, share: s.share}
 		s.m[apiKey] = k
 	}
 	return k
@@ -61,7 +64,8 @@ type keyLimiter struct {
 	mu           sync.Mutex
 	blockedUntil time.Time
 	cost         int
-	maxRemaining int // largest Remaining seen: about the bucket's size
+	maxRemaining int            // largest Remaining seen: about the bucket's size
+	share        func() float64 // this client's part of the budget (WithShare); nil: all
 }
 
 // wait blocks until a call may be made. It returns how long it waited and a
@@ -165,6 +169,11 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 	if rl.Known {
 		cost := max(rl.Cost, 1)
 		perSec := float64(rl.Limit) / 60
+		if k.share != nil {
+			if f := k.share(); f > 0 && f < 1 {
+				perSec *= f
+			}
+		}
 		k.maxRemaining = max(k.maxRemaining, rl.Remaining)
 		low := max(float64(2*cost), min(perSec*lowWindow.Seconds(), float64(k.maxRemaining)/4))
 		pace := perSec * min(1, max(minPace, float64(rl.Remaining)/low))

@@ -8,7 +8,7 @@ import (
 // learned returns a key limiter that has learned a budget of perMin units a
 // minute with plenty remaining, as after a first response.
 func learned(perMin int) *keyLimiter {
-	k := newLimiterSet().get("k")
+	k := newLimiterSet(nil).get("k")
 	k.observe(200, RateLimit{Known: true, Cost: 1, Limit: perMin, Remaining: perMin}, 0)
 	return k
 }
@@ -52,7 +52,7 @@ func TestCancelledReservationGivesItsPlaceBack(t *testing.T) {
 }
 
 func TestUnlearnedKeyBooksOneProbeAtATime(t *testing.T) {
-	k := newLimiterSet().get("k")
+	k := newLimiterSet(nil).get("k")
 	now := time.Now()
 	probe := k.reserve(now)
 	if !probe.Booked() || probe.DelayFrom(now) != 0 {
@@ -96,3 +96,32 @@ func TestCallWithReservationDoesNotBookAgain(t *testing.T) {
 // near: equal but for the moments between the calls (rate.Reservation's
 // Cancel reads the clock itself).
 func near(a, b time.Duration) bool { return (a - b).Abs() < 5*time.Millisecond }
+
+// TestShareSpacesCallsByTheClientsPart: a client at a third of the budget
+// (WithShare, as one of three replicas) books its calls three times as far
+// apart, and a new share applies from the next response.
+func TestShareSpacesCallsByTheClientsPart(t *testing.T) {
+	share := 1.0 / 3
+	k := newLimiterSet(func() float64 { return share }).get("k")
+	spacing := func() time.Duration {
+		t.Helper()
+		k.observe(200, RateLimit{Known: true, Cost: 1, Limit: 600, Remaining: 600}, 0) // 10 calls a second in all
+		now := time.Now()
+		var prev, last time.Duration
+		for range 12 { // past the burst
+			prev, last = last, k.reserve(now).DelayFrom(now)
+		}
+		return last - prev
+	}
+	if d := spacing(); !near(d, 300*time.Millisecond) {
+		t.Fatalf("at a third of 10 calls/s, calls are %v apart, want 300ms", d)
+	}
+	share = 1 // the other replicas left
+	if d := spacing(); d > 300*time.Millisecond || !near(d, 100*time.Millisecond) {
+		t.Fatalf("at the whole budget, calls are %v apart, want 100ms", d)
+	}
+	share = 7 // nonsense counts as the whole budget
+	if d := spacing(); !near(d, 100*time.Millisecond) {
+		t.Fatalf("with a share above 1, calls are %v apart, want 100ms", d)
+	}
+}

@@ -61,7 +61,7 @@ func FuzzCheckResponse(f *testing.F) {
 
 		// The limiter must accept whatever was learned without panicking
 		// and without blocking beyond the capped hint.
-		k := newLimiterSet().get("k")
+		k := newLimiterSet(nil).get("k")
 		k.observe(status, rl, parseRetryAfter(h, time.Now()))
 		if until := time.Until(k.blockedUntil); until > MaxRetryAfter+time.Second {
 			t.Fatalf("limiter blocked for %v", until)
