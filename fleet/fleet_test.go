@@ -1,0 +1,75 @@
+package fleet
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/internal/natstest"
+	"go.uber.org/zap"
+)
+
+// waitFor polls cond until it holds or fails the test after a generous
+// deadline (a failure bound, not a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReplicasSeeEachOtherJoinAndLeave(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx := t.Context()
+	cfg := Config{Heartbeat: 50 * time.Millisecond}
+	join := func(name string) *Fleet {
+		t.Helper()
+		f, err := Join(ctx, js, cfg, Member{Name: name, Version: "test", Concurrency: 8}, func() int { return 3 }, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	a := join("pod-a/1")
+	if a.Live() != 1 || a.Share() != 1 {
+		t.Fatalf("alone: live %d, share %v", a.Live(), a.Share())
+	}
+	b, c := join("pod-b/1"), join("pod.c/1")
+	for _, f := range []*Fleet{a, b, c} {
+		waitFor(t, "three replicas seen by "+f.me.Name, func() bool { return f.Live() == 3 })
+	}
+	if s := a.Share(); s != 1.0/3 {
+		t.Fatalf("share of three = %v", s)
+	}
+	ms := a.Members()
+	if len(ms) != 3 || ms[0].Name != "pod-a/1" || ms[0].InFlight != 3 || ms[0].Concurrency != 8 {
+		t.Fatalf("members = %+v", ms)
+	}
+	listed, err := List(ctx, js, "")
+	if err != nil || len(listed) != 3 {
+		t.Fatalf("List = %+v, %v", listed, err)
+	}
+
+	// A replica that leaves is gone at once.
+	b.Leave(ctx)
+	waitFor(t, "b's leave seen", func() bool { return a.Live() == 2 && c.Live() == 2 })
+
+	// A replica that stops writing (crashed, cut off) is gone after a few
+	// heartbeats.
+	c.cancel()
+	<-c.done
+	waitFor(t, "c's silence seen", func() bool { return a.Live() == 1 })
+	a.Leave(ctx)
+
+	// A replica joining later does not count records of replicas long gone.
+	time.Sleep(4 * cfg.Heartbeat)
+	d := join("pod-d/1")
+	defer d.Leave(context.Background())
+	if n := d.Live(); n != 1 {
+		t.Fatalf("a replica joining after the others went counts %d", n)
+	}
+}
