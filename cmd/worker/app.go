@@ -12,6 +12,7 @@ import (
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/export"
+	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/identity"
 	"github.com/chatworker/worker/internal/telemetry"
@@ -114,6 +115,7 @@ type app struct {
 	httpLn   net.Listener
 	topo     consumer.Topology
 	states   *project.Store // the project states every replica shares
+	fleet    *fleet.Fleet   // the live replicas, who share each project's budget
 	oncall   *consumer.OnCallMetrics
 	// stopTracing flushes spans; it runs after NATS has drained, so the
 	// records of the last commands are in the last spans.
@@ -152,6 +154,12 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, err
 	}
+	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas},
+		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, nil, log)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
 	tp, stopTracing, err := startTracing(ctx, log)
 	if err != nil {
 		a.close()
@@ -163,6 +171,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		chat.WithCredentials(creds),
 		chat.WithMaxConnsPerHost(f.concurrency),
 		chat.WithObserver(metrics),
+		chat.WithShare(a.fleet.Share),
 	}
 	if tp.Enabled() {
 		chatOpts = append(chatOpts, chat.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
@@ -212,6 +221,7 @@ func (a *app) run(ctx context.Context) error {
 		consumer.WatchBacklog(backlogCtx, a.js, a.topo, a.oncall, 10*time.Second, a.log)
 	}()
 	err := a.worker.Run(ctx)
+	a.leaveFleet()
 	stopBacklog()
 	<-backlogDone
 	a.log.Info("worker stopped")
@@ -236,7 +246,20 @@ func registerMetrics(reg prometheus.Registerer, ready func() bool) (*consumer.Me
 	return consumer.NewMetrics(reg), consumer.NewOnCallMetrics(reg)
 }
 
+// leaveFleet removes this replica's record, so the others take its share of
+// the budgets at once.
+func (a *app) leaveFleet() {
+	if a.fleet == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	a.fleet.Leave(ctx)
+	a.fleet = nil
+}
+
 func (a *app) close() {
+	a.leaveFleet()
 	if a.http != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = a.http.Shutdown(shutdownCtx)

@@ -16,7 +16,9 @@ import (
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/project"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,6 +63,36 @@ func TestWorkerPermissions(t *testing.T) {
 	if _, err := wjs.Stream(t.Context(), "CHAT_COMMANDS"); err != nil {
 		t.Fatalf("readiness check: %v", err)
 	}
+	// The project states and the replicas' records, as every replica uses
+	// them: create, watch, pause for an outage, probe, resume; join, leave.
+	states, err := project.Open(t.Context(), wjs, project.Config{})
+	if err != nil {
+		mu.Lock()
+		t.Fatalf("the worker cannot open the project states: %v (errors: %q)", err, violations)
+	}
+	view, err := states.Watch(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("the worker cannot watch the project states: %v", err)
+	}
+	t.Cleanup(view.Stop)
+	if _, _, err := states.PauseHealth(t.Context(), "default", project.CauseOutage, "test", "worker", time.Minute); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	if _, err := states.TakeProbe(t.Context(), "default", "worker", time.Minute); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if _, err := states.List(t.Context()); err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if err := states.ResumeHealth(t.Context(), "default"); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	fl, err := fleet.Join(t.Context(), wjs, fleet.Config{}, fleet.Member{Name: "worker"}, nil, zaptest.NewLogger(t))
+	if err != nil {
+		mu.Lock()
+		t.Fatalf("the worker cannot join the fleet: %v (errors: %q)", err, violations)
+	}
+	t.Cleanup(func() { fl.Leave(context.Background()) })
 	sim := chatsim.New(chatsim.Config{})
 	hs := httptest.NewServer(sim)
 	t.Cleanup(hs.Close)
