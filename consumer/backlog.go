@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -9,15 +10,18 @@ import (
 )
 
 // WatchBacklog copies, every interval until ctx ends, the age of the oldest
-// command and the number of stored dead letters into m.
+// command, the number of pending schedules and the number of stored dead
+// letters into m.
 //
 // The commands stream is a work queue: a command leaves it only when its
-// result or dead letter is stored, so the stream's first message is the
-// oldest command not yet done, whichever replica holds it and whether it
-// waits for a first delivery, a retry or its chat's turn. Its stream
-// timestamp is when it was published. One stream info answers that, for the
-// whole deployment; every replica reports the same value, so alerts take the
-// max.
+// result or dead letter is stored, so the first message on the commands'
+// subjects is the oldest command not yet done, whichever replica holds it
+// and whether it waits for a first delivery, a retry or its chat's turn. Its
+// stream timestamp is when it was published (or fired, for a scheduled one).
+// The same stream holds the pending schedules, on subjects of their own: a
+// schedule set for next week is no command waiting, and must not look like
+// one to the oldest-command alert. Every replica reports the same values,
+// so alerts take the max.
 func WatchBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *OnCallMetrics, every time.Duration, log *zap.Logger) {
 	if m == nil {
 		return
@@ -44,7 +48,16 @@ func readBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *
 	// A failed read leaves the last value: a gauge that drops to 0 while
 	// NATS is unreachable would clear the very alerts that should fire.
 	if s, err := js.Stream(ctx, topo.CommandsStream); err == nil {
-		m.OldestCommandAge.Set(oldestAge(s.CachedInfo().State, time.Now()).Seconds())
+		if age, err := oldestCommandAge(ctx, s, topo.Subjects.CommandsFilter(), time.Now()); err == nil {
+			m.OldestCommandAge.Set(age.Seconds())
+		} else if ctx.Err() == nil {
+			log.Debug("reading the oldest command", zap.Error(err))
+		}
+		if n, err := pendingSchedules(ctx, s, topo.Subjects.SchedulesFilter()); err == nil {
+			m.SchedulesPending.Set(float64(n))
+		} else if ctx.Err() == nil {
+			log.Debug("counting the pending schedules", zap.Error(err))
+		}
 	} else if ctx.Err() == nil {
 		log.Debug("reading the commands stream's backlog", zap.Error(err))
 	}
@@ -55,11 +68,30 @@ func readBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *
 	}
 }
 
-// oldestAge is how long the stream's first message has waited: zero for an
-// empty stream, and never negative when the server's clock is ahead of ours.
-func oldestAge(st jetstream.StreamState, now time.Time) time.Duration {
-	if st.Msgs == 0 || st.FirstTime.IsZero() {
-		return 0
+// oldestCommandAge is how long the first message on the commands' subjects
+// has waited: zero when there is none, and never negative when the server's
+// clock is ahead of ours. One direct read, from the stream's first sequence.
+func oldestCommandAge(ctx context.Context, s jetstream.Stream, commands string, now time.Time) (time.Duration, error) {
+	st := s.CachedInfo().State
+	if st.Msgs == 0 {
+		return 0, nil
 	}
-	return max(now.Sub(st.FirstTime), 0)
+	m, err := s.GetMsg(ctx, st.FirstSeq, jetstream.WithGetMsgSubject(commands))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil // only schedules are waiting
+	}
+	if err != nil {
+		return 0, err
+	}
+	return max(now.Sub(m.Time), 0), nil
+}
+
+// pendingSchedules counts the messages on the schedules' subjects: each
+// schedule has a subject of its own, so it is the number of those subjects.
+func pendingSchedules(ctx context.Context, s jetstream.Stream, schedules string) (int, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(schedules))
+	if err != nil {
+		return 0, err
+	}
+	return len(info.State.Subjects), nil
 }

@@ -22,6 +22,7 @@ type OnCallMetrics struct {
 	// WatchBacklog.
 	OldestCommandAge  prometheus.Gauge
 	DeadLettersStored prometheus.Gauge
+	SchedulesPending  prometheus.Gauge
 
 	commandLatency *prometheus.HistogramVec
 	projectPaused  *prometheus.GaugeVec
@@ -33,7 +34,9 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 	const ns = "chatworker"
 	m := &OnCallMetrics{
 		OldestCommandAge: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "oldest_command_age_seconds",
-			Help: "Age of the oldest command still in the commands stream (waiting or being handled); 0 when the stream is empty."}),
+			Help: "Age of the oldest command still in the commands stream (waiting or being handled); 0 when none is. A scheduled command counts from when it fires, not from when it was scheduled."}),
+		SchedulesPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "schedules_pending",
+			Help: "Scheduled commands that have not fired yet (recurring ones count once)."}),
 		DeadLettersStored: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "dead_letters_stored",
 			Help: "Dead letters held in the dead-letter stream."}),
 		// Buckets from 5 ms (the worker's own overhead) to about 45 min
@@ -47,7 +50,7 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 			Help:    "Time calls for a project waited because of the API's rate limit; project is default or a site token.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"project"}),
 	}
-	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.commandLatency, m.projectPaused, m.projectWait)
+	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.SchedulesPending, m.commandLatency, m.projectPaused, m.projectWait)
 	return m
 }
 
