@@ -19,7 +19,7 @@ func TestPublishingPullsInNoAPIClient(t *testing.T) {
 		wantSome bool
 	}{
 		{"github.com/chatworker/worker/actions", false},
-		{"github.com/chatworker/worker/actions/execute", true},
+		{"github.com/chatworker/worker/execute", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {

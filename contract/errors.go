@@ -1,4 +1,4 @@
-package actions
+package contract
 
 import (
 	"context"
@@ -63,12 +63,12 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Invalidf returns an error of class invalid.
 func Invalidf(format string, args ...any) *Error {
-	return &Error{Class: ClassInvalid, Msg: clip(fmt.Sprintf(format, args...))}
+	return &Error{Class: ClassInvalid, Msg: Clip(fmt.Sprintf(format, args...))}
 }
 
 // Permanentf returns an error of class permanent.
 func Permanentf(format string, args ...any) *Error {
-	return &Error{Class: ClassPermanent, Msg: clip(fmt.Sprintf(format, args...))}
+	return &Error{Class: ClassPermanent, Msg: Clip(fmt.Sprintf(format, args...))}
 }
 
 // MaxMessageLen bounds the message of an error made by Invalidf or
@@ -77,8 +77,9 @@ func Permanentf(format string, args ...any) *Error {
 // itself, many times escaped.
 const MaxMessageLen = 1024
 
-// clip cuts s to MaxMessageLen bytes on a rune boundary.
-func clip(s string) string {
+// Clip cuts s to MaxMessageLen bytes on a rune boundary, as every message
+// of Invalidf and Permanentf is cut.
+func Clip(s string) string {
 	if len(s) <= MaxMessageLen {
 		return s
 	}

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
 )
 
 // Executor carries out commands against the Chat API.
@@ -33,42 +33,64 @@ type Executor struct {
 // Execute makes the one API call that carries out cmd. The command id is
 // sent as the Idempotency-Key, so an API that honours it applies the effect
 // once however often the worker retries.
-func (e *Executor) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (e *Executor) Execute(ctx context.Context, cmd contract.Command) (contract.Outcome, error) {
 	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
 	creds, ok := e.credentials(cmd.SiteToken)
 	if !ok {
-		return actions.Outcome{}, actions.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
+		return contract.Outcome{}, contract.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
 	}
 	if creds != nil {
 		opts = append(opts, chat.WithCallCredentials(*creds))
 	}
-	var (
-		resp *chat.Response
-		err  error
-	)
-	switch cmd.Type {
-	case actions.TypeSend:
-		_, resp, err = e.Client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From}, opts...)
-	case actions.TypeNote:
-		_, resp, err = e.Client.LeaveNote(ctx, cmd.ChatID, chat.NoteRequest{Content: cmd.Content}, opts...)
-	case actions.TypeArchive:
-		resp, err = e.Client.Archive(ctx, cmd.ChatID, opts...)
-	case actions.TypeExport:
-		if e.Exporter == nil {
-			return actions.Outcome{}, actions.Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
-		}
-		body, err := e.Exporter.ExportChat(ctx, cmd.ChatID, opts...)
-		if err != nil {
-			return actions.Outcome{}, err // API errors keep their class; a failing target is internal, so retried
-		}
-		return actions.Outcome{APIStatus: http.StatusOK, Response: body}, nil
-	default:
-		return actions.Outcome{}, actions.Invalidf("unknown command type %q", cmd.Type)
+	call, ok := calls[cmd.Type]
+	if !ok {
+		return contract.Outcome{}, contract.Invalidf("unknown command type %q", cmd.Type)
 	}
+	return call(e, ctx, cmd, opts)
+}
+
+// calls holds the one API call of each command type of contract.Specs
+// (TestCallsCoverTheContract holds the two together). A call returns the
+// API's errors as they are: ClassOf classifies them.
+var calls = map[contract.Type]func(*Executor, context.Context, contract.Command, []chat.CallOption) (contract.Outcome, error){
+	contract.TypeSend:    (*Executor).send,
+	contract.TypeNote:    (*Executor).note,
+	contract.TypeArchive: (*Executor).archive,
+	contract.TypeExport:  (*Executor).export,
+}
+
+func (e *Executor) send(ctx context.Context, cmd contract.Command, opts []chat.CallOption) (contract.Outcome, error) {
+	_, resp, err := e.Client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From}, opts...)
+	return outcome(resp, err)
+}
+
+func (e *Executor) note(ctx context.Context, cmd contract.Command, opts []chat.CallOption) (contract.Outcome, error) {
+	_, resp, err := e.Client.LeaveNote(ctx, cmd.ChatID, chat.NoteRequest{Content: cmd.Content}, opts...)
+	return outcome(resp, err)
+}
+
+func (e *Executor) archive(ctx context.Context, cmd contract.Command, opts []chat.CallOption) (contract.Outcome, error) {
+	return outcome(e.Client.Archive(ctx, cmd.ChatID, opts...))
+}
+
+func (e *Executor) export(ctx context.Context, cmd contract.Command, opts []chat.CallOption) (contract.Outcome, error) {
+	if e.Exporter == nil {
+		return contract.Outcome{}, contract.Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
+	}
+	body, err := e.Exporter.ExportChat(ctx, cmd.ChatID, opts...)
 	if err != nil {
-		return actions.Outcome{}, err
+		return contract.Outcome{}, err // API errors keep their class; a failing target is internal, so retried
 	}
-	out := actions.Outcome{APIStatus: resp.StatusCode}
+	return contract.Outcome{APIStatus: http.StatusOK, Response: body}, nil
+}
+
+// outcome is what a call's response says; the response is kept when it is
+// JSON.
+func outcome(resp *chat.Response, err error) (contract.Outcome, error) {
+	if err != nil {
+		return contract.Outcome{}, err
+	}
+	out := contract.Outcome{APIStatus: resp.StatusCode}
 	if len(resp.Body) > 0 && json.Valid(resp.Body) {
 		out.Response = resp.Body
 	}

@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/identity"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/tracecontext"
@@ -30,12 +31,12 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in
 }
 
-func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
+func (p *publishFlags) register(fs *flagSet, typ contract.Type) {
 	fs.String(&p.chatID, "chat", "", "", "chat ID (the visitor's person_id), required")
-	if typ == actions.TypeSend || typ == actions.TypeNote {
+	if typ == contract.TypeSend || typ == contract.TypeNote {
 		fs.String(&p.content, "content", "", "", "text of the message or note, required")
 	}
-	if typ == actions.TypeSend {
+	if typ == contract.TypeSend {
 		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
 	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
@@ -44,13 +45,13 @@ func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
 	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
 	fs.Duration(&p.timeout, "timeout", "", 60*time.Second, "with --wait: how long to wait")
 	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, else the command as published")
-	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
+	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
 	p.when.register(fs)
 }
 
-func publishUsage(typ actions.Type) string {
+func publishUsage(typ contract.Type) string {
 	switch typ {
-	case actions.TypeArchive:
+	case contract.TypeArchive:
 		return string(typ) + " --chat ID [flags]"
 	}
 	return string(typ) + " --chat ID --content TEXT [flags]"
@@ -58,11 +59,11 @@ func publishUsage(typ actions.Type) string {
 
 // command builds the command the flags describe, validated, and the time
 // it is scheduled for (zero: publish now).
-func (p *publishFlags) command(typ actions.Type, now time.Time) (actions.Command, time.Time, error) {
+func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Command, time.Time, error) {
 	if p.chatID == "" {
-		return actions.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
+		return contract.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
 	}
-	cmd := actions.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
+	cmd := contract.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
 	if p.meta != "" {
 		if !json.Valid([]byte(p.meta)) {
 			return cmd, time.Time{}, usageError{fmt.Errorf("--metadata is not valid JSON")}
@@ -70,7 +71,7 @@ func (p *publishFlags) command(typ actions.Type, now time.Time) (actions.Command
 		cmd.Metadata = json.RawMessage(p.meta)
 	}
 	if cmd.ID == "" {
-		cmd.ID = actions.NewID()
+		cmd.ID = contract.NewID()
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {
@@ -112,7 +113,7 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 		n natsFlags
 		p publishFlags
 	)
-	t := actions.Type(typ)
+	t := contract.Type(typ)
 	fs := newFlagSet(typ, publishUsage(t), stderr)
 	n.registerConn(fs)
 	p.register(fs, t)
@@ -134,7 +135,7 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	}
 	defer stopTracing()
 	ctx, span := tp.Tracer(telemetry.Instrumentation).Start(tracecontext.FromEnv(ctx), "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(telemetry.Command(cmd.ID, typ, actions.Token(cmd.ChatID))...))
+		trace.WithAttributes(telemetry.Command(cmd.ID, typ, contract.Token(cmd.ChatID))...))
 	defer span.End()
 	nc, js, err := n.connect(ctx, "chatworker "+typ, nil, zap.NewNop())
 	if err != nil {
