@@ -81,22 +81,37 @@ func (t Type) Known() bool {
 
 // typeList names the types for an error message: "send, note, archive or
 // export".
-var typeList = orList(Types(), func(Spec) bool { return true })
+var typeList = orList(Types())
 
 // fromTypes names the types that take "from": "send".
-var fromTypes = orList(Types(), func(s Spec) bool { return s.From })
+var fromTypes = orList(typesWhere(func(s Spec) bool { return s.From }))
 
-func orList(types []Type, keep func(Spec) bool) string {
-	var names []string
-	for _, t := range types {
-		if s, _ := Lookup(t); keep(s) {
-			names = append(names, string(t))
+func typesWhere(keep func(Spec) bool) []Type {
+	var out []Type
+	for _, s := range specs {
+		if keep(s) {
+			out = append(out, s.Type)
 		}
 	}
-	if len(names) < 2 {
-		return strings.Join(names, "")
+	return out
+}
+
+// orList joins names as "a, b or c".
+func orList[T ~string](names []T) string {
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return string(names[0])
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	var b strings.Builder
+	for i, n := range names[:len(names)-1] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(n))
+	}
+	return b.String() + " or " + string(names[len(names)-1])
 }
 
 // article is the indefinite article of a type's name in a message.

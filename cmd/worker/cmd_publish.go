@@ -18,8 +18,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// publishFlags are the flags of send, note and archive. Each subcommand
-// registers only those its command type uses, so -h lists exactly them.
+// publishFlags are the flags of the publishing subcommands (the verbs of
+// contract.Specs). Each registers only those its command type takes, so -h
+// lists exactly them.
 type publishFlags struct {
 	chatID, content, id, from, site, meta string
 
@@ -31,12 +32,12 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in
 }
 
-func (p *publishFlags) register(fs *flagSet, typ contract.Type) {
+func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	fs.String(&p.chatID, "chat", "", "", "chat ID (the visitor's person_id), required")
-	if typ == contract.TypeSend || typ == contract.TypeNote {
+	if spec.Content {
 		fs.String(&p.content, "content", "", "", "text of the message or note, required")
 	}
-	if typ == contract.TypeSend {
+	if spec.From {
 		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
 	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
@@ -49,12 +50,11 @@ func (p *publishFlags) register(fs *flagSet, typ contract.Type) {
 	p.when.register(fs)
 }
 
-func publishUsage(typ contract.Type) string {
-	switch typ {
-	case contract.TypeArchive:
-		return string(typ) + " --chat ID [flags]"
+func publishUsage(spec contract.Spec) string {
+	if !spec.Content {
+		return spec.Verb + " --chat ID [flags]"
 	}
-	return string(typ) + " --chat ID --content TEXT [flags]"
+	return spec.Verb + " --chat ID --content TEXT [flags]"
 }
 
 // command builds the command the flags describe, validated, and the time
@@ -100,7 +100,7 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
-// Exit statuses of send, note and archive with --wait.
+// Exit statuses of the publishing subcommands with --wait.
 const (
 	exitDeadLetter = 3
 	exitTimeout    = 4
@@ -108,15 +108,15 @@ const (
 
 // runPublish publishes one command and prints its id, or with --wait what
 // became of it.
-func runPublish(ctx context.Context, typ string, args []string, stdout, stderr io.Writer) error {
+func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, stderr io.Writer) error {
 	var (
 		n natsFlags
 		p publishFlags
 	)
-	t := contract.Type(typ)
-	fs := newFlagSet(typ, publishUsage(t), stderr)
+	t, typ := spec.Type, string(spec.Type)
+	fs := newFlagSet(spec.Verb, publishUsage(spec), stderr)
 	n.registerConn(fs)
-	p.register(fs, t)
+	p.register(fs, spec)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
