@@ -8,9 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// Class is what the consumer needs to know about a failure: it decides
-// between acknowledging, retrying later and dead-lettering from the class
-// alone.
+// Class is what a failure says about the command. The consumer decides
+// between acknowledging, retrying and dead-lettering from it together with
+// the attempts so far, the command's deadline and what is true of the
+// command's project (paused, out of budget), never from the class alone.
 type Class string
 
 const (
@@ -93,9 +94,9 @@ func Clip(s string) string {
 // ClassOf classifies the errors the worker makes itself (*Error) and a
 // timeout; anything else is internal. It looks through wrapping, so a caller
 // may add context with fmt.Errorf("...: %w", err) without changing the
-// decision. The errors of the Chat API client and the idempotency store are
-// classified by execute.ClassOf, which keeps this package, and every app
-// that publishes commands, free of the API client.
+// decision. The idempotency store's conflict is an *Error already; the Chat
+// API client's errors are classified by execute.ClassOf, which keeps this
+// package, and every app that publishes commands, free of the API client.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ""
