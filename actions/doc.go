@@ -1,10 +1,9 @@
-// Package actions is the wire format of the chat commands (send, note,
-// archive, export) and of the records the worker publishes about them
-// (Result, DeadLetter): the subjects they travel on, how commands are
-// decoded, validated and published, and the error classes that decide what
-// becomes of a failed command. Apps import it to publish commands and read
-// records, to schedule commands on JetStream's message schedules
-// (ScheduleAt, ListSchedules, CancelSchedule), and to learn what became of
-// one command (PublishAndWait, Status); it imports no API client (package
-// execute carries commands out).
+// Package actions is the JetStream client for apps: it publishes commands
+// (Publish, PublishAndWait), schedules them on JetStream's message schedules
+// (ScheduleAt, ListSchedules, CancelSchedule), and learns what became of
+// one command (Status). The wire format it sends and reads, from the command
+// types to the records and error classes, lives in package contract; the
+// types an app passes here are also named in this package (Send is
+// contract.Send). It imports no API client (package execute carries
+// commands out).
 package actions

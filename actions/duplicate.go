@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -66,7 +67,7 @@ func compareDuplicate(ctx context.Context, js jetstream.JetStream, cmd Command, 
 		switch {
 		case err == nil:
 			dup.Compared = true
-			stored, derr := decodeBody(m.Data)
+			stored, derr := contract.DecodeBody(m.Data)
 			dup.Same = derr == nil && stored.Hash() == want
 			return dup
 		case !errors.Is(err, jetstream.ErrMsgNotFound):

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go"
@@ -49,7 +50,7 @@ func TestPublishDuplicate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			subject := actions.Subjects{}.Command(actions.TypeSend, "email:jo@example.com")
+			subject := actions.Subjects{}.Command(contract.TypeSend, "email:jo@example.com")
 			var seq uint64
 			switch tt.stored {
 			case "publish":
@@ -86,7 +87,7 @@ func TestPublishDuplicate(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if _, err := store.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
+					if _, err := store.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); err != nil {
 						t.Fatal(err)
 					}
 				}

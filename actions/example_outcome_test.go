@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -29,7 +30,7 @@ func ExamplePublishAndWait() {
 	defer cancel()
 
 	for _, c := range []actions.Commander{
-		actions.Send{ID: "order-A-17", ChatID: "email:jo@example.com", Content: "Your order A-17 has shipped.", From: actions.FromAgent},
+		actions.Send{ID: "order-A-17", ChatID: "email:jo@example.com", Content: "Your order A-17 has shipped.", From: contract.FromAgent},
 		actions.Send{ID: "order-A-18", ChatID: "missing:jo", Content: "Your order A-18 has shipped."},
 	} {
 		cmd, settled, err := actions.PublishAndWait(ctx, js, c, actions.Subjects{})
@@ -62,7 +63,7 @@ func Example_consumeResults() {
 		}
 	}
 
-	cons, err := js.CreateOrUpdateConsumer(ctx, actions.DefaultResultsStream, jetstream.ConsumerConfig{
+	cons, err := js.CreateOrUpdateConsumer(ctx, contract.DefaultResultsStream, jetstream.ConsumerConfig{
 		Durable:       "orders-app",
 		FilterSubject: "chat.results.>",
 		AckPolicy:     jetstream.AckExplicitPolicy,

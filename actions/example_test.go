@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +25,7 @@ func ExamplePublish() {
 		ID:      "order-A-17-shipped",
 		ChatID:  "email:jo@example.com",
 		Content: "Your order A-17 has shipped.",
-		From:    actions.FromAgent,
+		From:    contract.FromAgent,
 	}, actions.Subjects{})
 	if err != nil {
 		fmt.Println(err)

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/schematest"
@@ -87,7 +88,7 @@ func TestPublishAndWait(t *testing.T) {
 	p := newPipeline(t)
 	p.start(t)
 	s := actions.Subjects{}
-	ok := actions.Send{ID: "w-1", ChatID: "email:jo@example.com", Content: "Hello", From: actions.FromAgent, Metadata: []byte(`{"order":"A-17"}`)}
+	ok := actions.Send{ID: "w-1", ChatID: "email:jo@example.com", Content: "Hello", From: contract.FromAgent, Metadata: []byte(`{"order":"A-17"}`)}
 	tests := []struct {
 		name      string
 		cmd       actions.Commander
@@ -96,12 +97,12 @@ func TestPublishAndWait(t *testing.T) {
 		again     bool
 		err       error
 	}{
-		{"succeeds", ok, "", actions.StatusSucceeded, false, nil},
-		{"the same again: the first one's result", ok, "", actions.StatusSucceeded, true, nil},
+		{"succeeds", ok, "", contract.StatusSucceeded, false, nil},
+		{"the same again: the first one's result", ok, "", contract.StatusSucceeded, true, nil},
 		{"another chat, same id", actions.Send{ID: "w-1", ChatID: "other", Content: "Hello"}, "", "", false, actions.ErrIDReused},
-		{"unknown chat: dead letter", actions.Send{ID: "w-2", ChatID: "missing:1", Content: "Hi"}, actions.ClassPermanent, "", false, nil},
-		{"note", actions.Note{ID: "w-3", ChatID: "email:jo@example.com", Content: "n"}, "", actions.StatusSucceeded, false, nil},
-		{"archive", actions.Archive{ID: "w-4", ChatID: "email:jo@example.com"}, "", actions.StatusSucceeded, false, nil},
+		{"unknown chat: dead letter", actions.Send{ID: "w-2", ChatID: "missing:1", Content: "Hi"}, contract.ClassPermanent, "", false, nil},
+		{"note", actions.Note{ID: "w-3", ChatID: "email:jo@example.com", Content: "n"}, "", contract.StatusSucceeded, false, nil},
+		{"archive", actions.Archive{ID: "w-4", ChatID: "email:jo@example.com"}, "", contract.StatusSucceeded, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,7 +141,7 @@ func TestPublishAndWait(t *testing.T) {
 
 	// A command published again as a new message (past the duplicate
 	// window, say) gets its own record, and the wait is for that one.
-	msg := &nats.Msg{Subject: s.Command(actions.TypeSend, ok.ChatID), Data: []byte(`{"id":"w-1","type":"send","chat_id":"email:jo@example.com","content":"Hello","from":"agent","metadata":{"order":"A-17"}}`)}
+	msg := &nats.Msg{Subject: s.Command(contract.TypeSend, ok.ChatID), Data: []byte(`{"id":"w-1","type":"send","chat_id":"email:jo@example.com","content":"Hello","from":"agent","metadata":{"order":"A-17"}}`)}
 	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c2"), []byte(`{"id":"s-bad","type":"send","chat_id":"c2","contnet":"x"}`)); err != nil {
+	if _, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c2"), []byte(`{"id":"s-bad","type":"send","chat_id":"c2","contnet":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"s-ok", "s-404", "s-bad"} {
@@ -221,8 +222,8 @@ func TestStatus(t *testing.T) {
 		class actions.Class
 	}{
 		{"s-ok", actions.StateSucceeded, ""},
-		{"s-404", actions.StateDeadLettered, actions.ClassPermanent},
-		{"s-bad", actions.StateDeadLettered, actions.ClassInvalid},
+		{"s-404", actions.StateDeadLettered, contract.ClassPermanent},
+		{"s-bad", actions.StateDeadLettered, contract.ClassInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
@@ -244,7 +245,7 @@ func TestStatus(t *testing.T) {
 			}
 			switch tt.state {
 			case actions.StateSucceeded:
-				if st.Result == nil || st.Result.ID != tt.id || st.Result.Status != actions.StatusSucceeded {
+				if st.Result == nil || st.Result.ID != tt.id || st.Result.Status != contract.StatusSucceeded {
 					t.Errorf("result %+v", st.Result)
 				}
 			case actions.StateDeadLettered:
@@ -263,19 +264,19 @@ func TestStatusOfACommandWhoseDeadLetterIsStoredButNotYetRemoved(t *testing.T) {
 	p := newPipeline(t)
 	s := actions.Subjects{}
 	body := []byte(`{"id":"d-1","type":"send","chat_id":"c9","content":"hi"}`)
-	ack, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c9"), body, jetstream.WithMsgID("d-1"))
+	ack, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), body, jetstream.WithMsgID("d-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What the worker stores before it terminates the message.
-	dl := actions.DeadLetter{Subject: s.Command(actions.TypeSend, "c9"), Stream: "CHAT_COMMANDS", Sequence: ack.Sequence,
+	dl := actions.DeadLetter{Subject: s.Command(contract.TypeSend, "c9"), Stream: "CHAT_COMMANDS", Sequence: ack.Sequence,
 		Command: body,
-		Error:   actions.ErrorInfo{Class: actions.ClassPermanent, Message: "chat not found"}}
+		Error:   actions.ErrorInfo{Class: contract.ClassPermanent, Message: "chat not found"}}
 	data, err := json.Marshal(dl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := &nats.Msg{Subject: s.DeadLetter(actions.TypeSend, actions.Token("c9")), Data: data,
+	msg := &nats.Msg{Subject: s.DeadLetter(contract.TypeSend, contract.Token("c9")), Data: data,
 		Header: nats.Header{jetstream.MsgIDHeader: []string{actions.RecordID("d-1", ack.Sequence)}}}
 	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
@@ -285,7 +286,7 @@ func TestStatusOfACommandWhoseDeadLetterIsStoredButNotYetRemoved(t *testing.T) {
 		t.Fatalf("status while the dead-lettered message is still in the stream: %+v, %v; want dead-lettered", st, err)
 	}
 	// Replayed: a new message with the id waits.
-	if _, err := p.js.Publish(t.Context(), s.Command(actions.TypeSend, "c9"), dl.Command, jetstream.WithMsgID("d-1:replay:1")); err != nil {
+	if _, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), dl.Command, jetstream.WithMsgID("d-1:replay:1")); err != nil {
 		t.Fatal(err)
 	}
 	// The stream is a work queue: drop the dead-lettered message as the worker would.

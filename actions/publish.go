@@ -2,72 +2,14 @@ package actions
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"time"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// Commander is implemented by the typed commands Send, Note and Archive.
-type Commander interface {
-	Command() Command
-}
-
-// Send posts a message to a conversation as the team.
-type Send struct {
-	ID        string // optional: Publish makes one when empty
-	ChatID    string
-	Content   string
-	From      string // optional: client (the API's documented default), agent or bot
-	SiteToken string // optional: another project than the worker's default
-	Metadata  json.RawMessage
-	NotAfter  time.Time // optional: no API call at or after it (class expired)
-}
-
-// Note leaves a private note on a conversation.
-type Note struct {
-	ID, ChatID, Content, SiteToken string
-	Metadata                       json.RawMessage
-	NotAfter                       time.Time
-}
-
-// Archive archives a conversation.
-type Archive struct {
-	ID, ChatID, SiteToken string
-	Metadata              json.RawMessage
-	NotAfter              time.Time
-}
-
-// Export exports one conversation to the worker's export target; its result
-// says where the export went.
-type Export struct {
-	ID, ChatID, SiteToken string
-	Metadata              json.RawMessage
-	NotAfter              time.Time
-}
-
-func (x Export) Command() Command {
-	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata, NotAfter: x.NotAfter}
-}
-
-func (s Send) Command() Command {
-	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter}
-}
-
-func (n Note) Command() Command {
-	return Command{ID: n.ID, Type: TypeNote, ChatID: n.ChatID, Content: n.Content, SiteToken: n.SiteToken, Metadata: n.Metadata, NotAfter: n.NotAfter}
-}
-
-func (a Archive) Command() Command {
-	return Command{ID: a.ID, Type: TypeArchive, ChatID: a.ChatID, SiteToken: a.SiteToken, Metadata: a.Metadata, NotAfter: a.NotAfter}
-}
-
-// Command lets a Command be published as it is.
-func (c Command) Command() Command { return c }
 
 // Publish validates c, gives it an id when it has none, and publishes it to
 // its subject with Nats-Msg-Id set to the id, so the stream drops a duplicate
@@ -92,7 +34,7 @@ func Publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subject
 func publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subjects, o options) (Command, uint64, error) {
 	cmd := c.Command()
 	if cmd.ID == "" {
-		cmd.ID = NewID()
+		cmd.ID = contract.NewID()
 	}
 	if err := cmd.Validate(); err != nil {
 		return cmd, 0, err
@@ -122,7 +64,7 @@ type options struct {
 }
 
 func newOptions(opts []Option) options {
-	o := options{commands: DefaultCommandsStream, results: DefaultResultsStream, deadLetters: DefaultDeadLettersStream}
+	o := options{commands: contract.DefaultCommandsStream, results: contract.DefaultResultsStream, deadLetters: contract.DefaultDeadLettersStream}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -150,13 +92,4 @@ func WithStreams(commands, results, deadLetters string) Option {
 			}
 		}
 	}
-}
-
-// NewID returns a random UUID (version 4), the form of id we suggest.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

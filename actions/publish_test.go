@@ -2,7 +2,6 @@ package actions_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 
 	"github.com/chatworker/worker/actions"
@@ -60,32 +59,4 @@ func commandsStream(t *testing.T) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
-}
-
-// TestPublishingLinksNoTracingSDK: Publish carries trace context with the
-// OpenTelemetry API alone; the SDK, the OTLP exporters and gRPC stay out of
-// a publishing app's binary (they come with the worker's telemetry). The
-// telemetry row is the control.
-func TestPublishingLinksNoTracingSDK(t *testing.T) {
-	heavy := []string{"go.opentelemetry.io/otel/sdk/trace", "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp", "google.golang.org/grpc"}
-	tests := []struct {
-		pkg       string
-		wantHeavy bool
-	}{
-		{"github.com/chatworker/worker/actions", false},
-		{"github.com/chatworker/worker/internal/telemetry", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.pkg, func(t *testing.T) {
-			deps := goListDeps(t, tt.pkg)
-			if !slices.Contains(deps, "go.opentelemetry.io/otel/propagation") {
-				t.Errorf("%s does not import the propagation API", tt.pkg)
-			}
-			for _, h := range heavy {
-				if got := slices.Contains(deps, h); got != tt.wantHeavy {
-					t.Errorf("%s imports %s: %v, want %v", tt.pkg, h, got, tt.wantHeavy)
-				}
-			}
-		})
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,23 +49,6 @@ var ErrNoSchedule = errors.New("no pending schedule")
 // cancellation could not be sure to stop it.
 var ErrTooLate = errors.New("too close to its time to cancel")
 
-// Schedule returns the subject of the schedule of the command of type t for
-// chatID with the given id.
-func (s Subjects) Schedule(t Type, chatID, id string) string {
-	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + "." + Token(id)
-}
-
-// SchedulesFilter captures every schedule. The commands stream captures it
-// too, because the server requires a schedule's target to be in the
-// schedule's own stream.
-func (s Subjects) SchedulesFilter() string { return s.prefix() + ".schedules.>" }
-
-// scheduleIDFilter captures the schedules of the command id, whatever its
-// type and chat.
-func (s Subjects) scheduleIDFilter(id string) string {
-	return s.prefix() + ".schedules.*.*." + Token(id)
-}
-
 // Pending is a schedule that has not fired.
 type Pending struct {
 	ID     string    `json:"id"`
@@ -93,19 +77,19 @@ type Pending struct {
 func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at time.Time, s Subjects) (Pending, error) {
 	cmd := c.Command()
 	if cmd.ID == "" {
-		cmd.ID = NewID()
+		cmd.ID = contract.NewID()
 	}
 	if err := cmd.Validate(); err != nil {
 		return Pending{ID: cmd.ID}, err
 	}
 	if at.IsZero() {
-		return Pending{ID: cmd.ID}, Invalidf("a schedule needs a time")
+		return Pending{ID: cmd.ID}, contract.Invalidf("a schedule needs a time")
 	}
 	if r := at.Truncate(time.Second); r.Before(at) {
 		at = r.Add(time.Second)
 	}
 	if !cmd.NotAfter.IsZero() && !at.Before(cmd.NotAfter) {
-		return Pending{ID: cmd.ID}, Invalidf("the schedule time %s is not before the command's not_after %s: it would expire without running",
+		return Pending{ID: cmd.ID}, contract.Invalidf("the schedule time %s is not before the command's not_after %s: it would expire without running",
 			at.UTC().Format(time.RFC3339), cmd.NotAfter.Format(time.RFC3339Nano))
 	}
 	data, err := json.Marshal(cmd)
@@ -141,14 +125,14 @@ func ListSchedules(ctx context.Context, js jetstream.JetStream, s Subjects) ([]P
 // cancelled), and ErrTooLate, cancelling nothing, when one is due within
 // CancelMargin.
 func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id string) ([]Pending, error) {
-	if id == "" || len(id) > MaxIDBytes {
-		return nil, Invalidf("a command id has 1 to %d bytes", MaxIDBytes)
+	if id == "" || len(id) > contract.MaxIDBytes {
+		return nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
 	}
 	stream, err := schedulesStream(ctx, js, s)
 	if err != nil {
 		return nil, err
 	}
-	found, err := scan(ctx, stream, s, s.scheduleIDFilter(id))
+	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
 	if err != nil {
 		return nil, err
 	}
@@ -221,14 +205,14 @@ func scan(ctx context.Context, stream jetstream.Stream, s Subjects, filter strin
 func readPending(s Subjects, m *jetstream.RawStreamMsg) Pending {
 	p := Pending{Subject: m.Subject, Seq: m.Sequence}
 	// The subject names type, chat and id even when the body is unreadable.
-	rest := strings.TrimPrefix(m.Subject, s.prefix()+".schedules.")
+	rest := strings.TrimPrefix(m.Subject, strings.TrimSuffix(s.SchedulesFilter(), ">"))
 	if parts := strings.Split(rest, "."); len(parts) == 3 {
 		p.Type = Type(parts[0])
-		p.ChatID, _ = ParseToken(parts[1])
-		p.ID, _ = ParseToken(parts[2])
+		p.ChatID, _ = contract.ParseToken(parts[1])
+		p.ID, _ = contract.ParseToken(parts[2])
 	}
 	var problems []string
-	if cmd, err := decodeBody(m.Data); err != nil {
+	if cmd, err := contract.DecodeBody(m.Data); err != nil {
 		problems = append(problems, "body: "+err.Error())
 	} else {
 		p.ID, p.Type, p.ChatID, p.NotAfter = cmd.ID, cmd.Type, cmd.ChatID, cmd.NotAfter
@@ -236,7 +220,7 @@ func readPending(s Subjects, m *jetstream.RawStreamMsg) Pending {
 	when, ok := strings.CutPrefix(m.Header.Get(HeaderSchedule), "@at ")
 	at, err := time.Parse(time.RFC3339, when)
 	if !ok || err != nil {
-		problems = append(problems, fmt.Sprintf("%s header %q is not \"@at <RFC 3339 time>\"", HeaderSchedule, clip(m.Header.Get(HeaderSchedule))))
+		problems = append(problems, fmt.Sprintf("%s header %q is not \"@at <RFC 3339 time>\"", HeaderSchedule, contract.Clip(m.Header.Get(HeaderSchedule))))
 	} else {
 		p.At = at.UTC()
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -67,8 +68,8 @@ type CommandStatus struct {
 // the streams and the bucket.
 func Status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, opts ...Option) (CommandStatus, error) {
 	o := newOptions(opts)
-	if id == "" || len(id) > MaxIDBytes {
-		return CommandStatus{}, Invalidf("a command id has 1 to %d bytes", MaxIDBytes)
+	if id == "" || len(id) > contract.MaxIDBytes {
+		return CommandStatus{}, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
 	}
 	// A command can move on while we look (from running to succeeded, out
 	// of the stream into the dead letters): look twice before saying that
@@ -90,7 +91,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	if st.Record, err = lookupRecord(ctx, js, o.bucket, id); err != nil {
 		return st, err
 	}
-	if r := st.Record; r != nil && r.State == recordSucceeded {
+	if r := st.Record; r != nil && r.State == contract.RecordSucceeded {
 		st.State = StateSucceeded
 		// The result is stored just after the record completes; start a
 		// minute earlier for clocks that disagree.
@@ -102,7 +103,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 		st.Sequence, st.Result = m.Sequence, new(Result)
 		return st, json.Unmarshal(m.Data, st.Result)
 	}
-	if r := st.Record; r != nil && r.State == recordPending && r.Owner != "" && time.Now().Before(r.LeaseExpires) {
+	if r := st.Record; r != nil && r.State == contract.RecordPending && r.Owner != "" && time.Now().Before(r.LeaseExpires) {
 		st.State = StateRunning
 		return st, nil
 	}
@@ -137,7 +138,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	}
 	// Schedules live in the commands stream, under their own subjects.
 	if commands, err := js.Stream(ctx, o.commands); err == nil {
-		found, err := scan(ctx, commands, s, s.scheduleIDFilter(id))
+		found, err := scan(ctx, commands, s, s.ScheduleIDFilter(id))
 		if err != nil {
 			return st, err
 		}

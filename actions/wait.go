@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -45,12 +46,12 @@ func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s 
 	o := newOptions(opts)
 	cmd := c.Command()
 	if cmd.ID == "" {
-		cmd.ID = NewID()
+		cmd.ID = contract.NewID()
 	}
 	if err := cmd.Validate(); err != nil {
 		return cmd, Settled{}, err
 	}
-	subjects := []string{s.Result(cmd.Type, cmd.ChatID), s.DeadLetter(cmd.Type, Token(cmd.ChatID))}
+	subjects := []string{s.Result(cmd.Type, cmd.ChatID), s.DeadLetter(cmd.Type, contract.Token(cmd.ChatID))}
 	w, err := watch(ctx, js, o, subjects, jetstream.DeliverNewPolicy)
 	if err != nil {
 		return cmd, Settled{}, err
@@ -111,7 +112,7 @@ func sequenceOf(m jetstream.Msg) uint64 {
 // leniently: a field a later worker adds is ignored.
 func settledFrom(subject string, data []byte, s Subjects, seq uint64) (Settled, error) {
 	st := Settled{Subject: subject, Sequence: seq, Data: json.RawMessage(data)}
-	if strings.HasPrefix(subject, s.prefix()+".results.") {
+	if strings.HasPrefix(subject, strings.TrimSuffix(s.ResultsFilter(), ">")) {
 		st.Result = new(Result)
 		if err := json.Unmarshal(data, st.Result); err != nil {
 			return st, fmt.Errorf("read the result on %s: %w", subject, err)

@@ -3,7 +3,7 @@ package consumer
 import (
 	"context"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -69,10 +69,10 @@ func (w *Worker) prepare(ctx context.Context, l *lane, prev queued, state chatSt
 // claimAhead claims q's id, as process would; nil when process would not
 // get that far (the command is invalid, or its project is paused).
 func (w *Worker) claimAhead(ctx context.Context, q queued) *claimed {
-	if actions.CheckHeaders(q.msg.Headers()) != nil {
+	if contract.CheckHeaders(q.msg.Headers()) != nil {
 		return nil
 	}
-	cmd, err := actions.Decode(w.cfg.Topology.Subjects, q.msg.Subject(), q.msg.Data())
+	cmd, err := contract.Decode(w.cfg.Topology.Subjects, q.msg.Subject(), q.msg.Data())
 	if err != nil {
 		return nil
 	}

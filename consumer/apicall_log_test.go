@@ -9,6 +9,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -20,9 +21,9 @@ type failOnce struct {
 	failed atomic.Bool
 }
 
-func (f *failOnce) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (f *failOnce) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	if f.failed.CompareAndSwap(false, true) {
-		return actions.Outcome{}, &chat.APIError{Op: "send", Method: "POST", Path: "/x", StatusCode: 503}
+		return contract.Outcome{}, &chat.APIError{Op: "send", Method: "POST", Path: "/x", StatusCode: 503}
 	}
 	return f.next.Execute(ctx, cmd)
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
@@ -83,9 +83,9 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 		ctx = tracecontext.Extract(ctx, raw.Header)
 	}
 	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
-	if cmd, err := actions.Decode(w.cfg.Topology.Subjects, raw.Subject, raw.Data); err == nil {
+	if cmd, err := contract.Decode(w.cfg.Topology.Subjects, raw.Subject, raw.Data); err == nil {
 		d.cmd = cmd
-		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
 	}
 	var claim *idempotency.Claim
 	if d.cmd.ID != "" {
@@ -123,7 +123,7 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 	if claim != nil {
 		rec = &claim.Record
 	}
-	dl := w.deadLetter(d, rec, actions.ClassExhausted, &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
+	dl := w.deadLetter(d, rec, contract.ClassExhausted, &contract.Error{Class: contract.ClassExhausted, Msg: fmt.Sprintf(
 		"JetStream delivered the command %d times without a worker settling it (a worker may have crashed or stalled on it each time)", adv.Deliveries)})
 	if err := w.storeDeadLetter(ctx, d, adv.StreamSeq, dl); err != nil {
 		w.releaseDead(ctx, d, claim, false)
@@ -131,7 +131,7 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 		return
 	}
 	w.releaseDead(ctx, d, claim, true)
-	w.m.deadLettered(string(d.cmd.Type), string(actions.ClassExhausted))
+	w.m.deadLettered(string(d.cmd.Type), string(contract.ClassExhausted))
 	w.deleteUndeliverable(ctx, stream, adv, d, "command dead-lettered after too many deliveries")
 }
 

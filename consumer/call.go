@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
@@ -32,33 +32,33 @@ var errLateSlot = errors.New("the deadline passed while waiting for a slot for t
 // A command of a paced project waits for its project's rate budget first,
 // outside the slot (see projects.go); a wait too long for a goroutine
 // returns an *errRateWait, no call made.
-func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (actions.Outcome, error) {
+func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (contract.Outcome, error) {
 	if d.project != "" && d.res == nil {
 		// A retry: its budget is waited for outside the slot too.
 		r, wait, err := w.budget(ctx, d)
 		if err != nil {
-			return actions.Outcome{}, errNoSlot
+			return contract.Outcome{}, errNoSlot
 		}
 		if r == nil {
-			return actions.Outcome{}, &errRateWait{delay: wait}
+			return contract.Outcome{}, &errRateWait{delay: wait}
 		}
 		d.res = r
 	}
 	ka := w.keepAlive(ctx, d, claim)
 	defer ka.stop()
 	if !w.slots.acquire(ctx, w.stopping, d.project) {
-		return actions.Outcome{}, errNoSlot
+		return contract.Outcome{}, errNoSlot
 	}
 	defer w.slots.release()
 	if w.Draining() {
 		// The slot and the shutdown came together: once a shutdown begins,
 		// no call starts; calls under way finish within the grace.
-		return actions.Outcome{}, errNoSlot
+		return contract.Outcome{}, errNoSlot
 	}
 	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.cmd.NotAfter, Now: w.now()}); dec.Action != proceed {
 		// The wait for the slot outlasted the deadline: no call starts at
 		// or after it (execute's own check dead-letters the command).
-		return actions.Outcome{}, errLateSlot
+		return contract.Outcome{}, errLateSlot
 	}
 	// The attempt fields are what a lease extension writes: they change
 	// under the keep-alive's lock.
@@ -101,7 +101,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 }
 
 // apiStatus is the HTTP status the API answered with, 0 when it did not.
-func apiStatus(out actions.Outcome, err error) int {
+func apiStatus(out contract.Outcome, err error) int {
 	if err == nil {
 		return out.APIStatus // before apiErr, whose address escapes: no allocation per success
 	}

@@ -9,7 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -33,7 +34,7 @@ func FuzzDeadLetter(f *testing.F) {
 	f.Add("chat.commands.send.abc", []byte("\xff\xfe\x00nul"), "X", "\x00", uint8(65))
 	f.Add("chat.commands.frob.abc", []byte(`{"type":"`+strings.Repeat("\x01", 2000)+`"}`), "X", strings.Repeat("v", 8200), uint8(1))
 	f.Add("chat.commands.send.a.b.c", []byte(strings.Repeat("[", 10000)), "", "", uint8(0))
-	f.Add("chat.commands.note.x", []byte(`{"id":"1","type":"note","chat_id":"x","content":"`+strings.Repeat("<", actions.MaxMessageBytes)+`"}`), "", "", uint8(0))
+	f.Add("chat.commands.note.x", []byte(`{"id":"1","type":"note","chat_id":"x","content":"`+strings.Repeat("<", contract.MaxMessageBytes)+`"}`), "", "", uint8(0))
 	f.Add("chat.commands.send.x", bytes.Repeat([]byte{0}, MaxCommandMsgSize-64), "", "", uint8(0))
 	f.Add("chat.commands.send.x", []byte(`{"id":"1","type":"send","chat_id":"x","content":"\u2028"}`+"\n"), "", "", uint8(0))
 	f.Add("chat.commands.send.x", []byte(`{}`), "", "", uint8(0))
@@ -56,21 +57,21 @@ func FuzzDeadLetter(f *testing.F) {
 			meta: &jetstream.MsgMetadata{Stream: "CHAT_COMMANDS", Sequence: jetstream.SequencePair{Stream: 7}}}
 
 		// The decision process makes before any work.
-		err := actions.CheckHeaders(h)
+		err := contract.CheckHeaders(h)
 		if err == nil {
-			d.cmd, err = actions.Decode(subjects, subject, data)
+			d.cmd, err = contract.Decode(subjects, subject, data)
 		}
 		if err == nil {
 			return // a command: it goes on to execution and ends as a result or a dead letter there
 		}
-		if execute.ClassOf(err) != actions.ClassInvalid {
+		if execute.ClassOf(err) != contract.ClassInvalid {
 			t.Fatalf("refused before any work with class %s: %v", execute.ClassOf(err), err)
 		}
 		v := w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 		if v.dead == nil || v.result != nil || v.retryIn != 0 {
 			t.Fatalf("verdict %+v, want exactly a dead letter", v)
 		}
-		if v.dead.Error.Class != actions.ClassInvalid || len(v.dead.Error.Message) > 2*actions.MaxMessageLen || !utf8.ValidString(v.dead.Error.Message) {
+		if v.dead.Error.Class != contract.ClassInvalid || len(v.dead.Error.Message) > 2*contract.MaxMessageLen || !utf8.ValidString(v.dead.Error.Message) {
 			t.Fatalf("error %+v: want class invalid and a short UTF-8 message", v.dead.Error)
 		}
 		dlSubject := w.deadLetterSubject(d)

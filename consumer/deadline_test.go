@@ -12,6 +12,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -24,10 +25,10 @@ type countingExec struct {
 	calls atomic.Int32
 }
 
-func (c *countingExec) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (c *countingExec) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	c.calls.Add(1)
 	if c.fail != nil {
-		return actions.Outcome{}, c.fail
+		return contract.Outcome{}, c.fail
 	}
 	return c.next.Execute(ctx, cmd)
 }
@@ -69,7 +70,7 @@ func TestDeadlinePassedMakesNoCall(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dl := byID[ids[i]]
-			if dl.Error.Class != actions.ClassExpired || dl.Attempts != 0 || dl.Command == nil {
+			if dl.Error.Class != contract.ClassExpired || dl.Attempts != 0 || dl.Command == nil {
 				t.Errorf("dead letter: class %q, %d attempts, command %s; want expired, 0 attempts, the command", dl.Error.Class, dl.Attempts, dl.Command)
 			}
 			if !strings.Contains(dl.Error.Message, "not_after") {
@@ -99,7 +100,7 @@ func TestDeadlineAheadRuns(t *testing.T) {
 	p := newPipeline(t)
 	cmd := p.publish(actions.Send{ChatID: "on-time", Content: "hi", NotAfter: time.Now().Add(time.Hour)})
 	res := p.results(1)
-	if res[0].ID != cmd.ID || res[0].Status != actions.StatusSucceeded {
+	if res[0].ID != cmd.ID || res[0].Status != contract.StatusSucceeded {
 		t.Fatalf("result %+v, want %s succeeded", res[0], cmd.ID)
 	}
 }
@@ -129,7 +130,7 @@ func TestDeadlineCutsRetryShort(t *testing.T) {
 			if n := exec.calls.Load(); n != 1 {
 				t.Errorf("%d API calls, want 1: the retry should have expired", n)
 			}
-			if dl.Error.Class != actions.ClassExpired || dl.Attempts != 1 || dl.Error.APIStatus != 503 {
+			if dl.Error.Class != contract.ClassExpired || dl.Attempts != 1 || dl.Error.APIStatus != 503 {
 				t.Errorf("dead letter: class %q, %d attempts, api_status %d; want expired, 1, 503 (%s)", dl.Error.Class, dl.Attempts, dl.Error.APIStatus, dl.Error.Message)
 			}
 			if !strings.Contains(string(dl.Command), cmd.ID) {
@@ -166,7 +167,7 @@ type gatedExec struct {
 	chats   []string
 }
 
-func (g *gatedExec) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (g *gatedExec) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	g.mu.Lock()
 	g.chats = append(g.chats, cmd.ChatID)
 	g.mu.Unlock()
@@ -196,7 +197,7 @@ func TestDeadlinePassesWhileWaitingForASlot(t *testing.T) {
 	dl := p.deadLetters(1)[0]
 	p.results(1)
 	p.settled()
-	if dl.Error.Class != actions.ClassExpired || dl.Attempts != 0 || !strings.Contains(string(dl.Command), late.ID) {
+	if dl.Error.Class != contract.ClassExpired || dl.Attempts != 0 || !strings.Contains(string(dl.Command), late.ID) {
 		t.Errorf("dead letter: class %q, %d attempts, command %s; want expired, 0 attempts, %s", dl.Error.Class, dl.Attempts, dl.Command, late.ID)
 	}
 	exec.mu.Lock()

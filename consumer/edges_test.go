@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -94,7 +95,7 @@ func (s *downStore) Claim(ctx context.Context, id, hash string) (*idempotency.Cl
 	return s.Store.Claim(ctx, id, hash)
 }
 
-func (s *downStore) Complete(ctx context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
+func (s *downStore) Complete(ctx context.Context, c *idempotency.Claim, out contract.Outcome) (idempotency.Record, error) {
 	if s.down.Load() {
 		return idempotency.Record{}, errStoreDown
 	}
@@ -242,7 +243,7 @@ func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
 				t.Errorf("%d dead letters, want none", got)
 			}
 			for _, r := range res {
-				if r.Status != actions.StatusSucceeded || r.Attempts != 1 {
+				if r.Status != contract.StatusSucceeded || r.Attempts != 1 {
 					t.Errorf("result %s: %s after %d attempts, want succeeded after 1 (a refused call spends nothing)", r.ID, r.Status, r.Attempts)
 				}
 			}
@@ -309,7 +310,7 @@ func TestStoreOutageDeadLettersNothing(t *testing.T) {
 	ids := map[string]int{}
 	for _, r := range res {
 		ids[r.ID]++
-		if r.Status != actions.StatusSucceeded {
+		if r.Status != contract.StatusSucceeded {
 			t.Errorf("result %s: %s", r.ID, r.Status)
 		}
 	}
@@ -419,7 +420,7 @@ func TestUnusedRateBookingIsGivenBack(t *testing.T) {
 	p.startWorker(exec, cfg)
 
 	p.publish(actions.Export{ChatID: "b-export", SiteToken: "sb"}) // project sb's first command: its budget is unknown
-	if d := p.deadLetters(1)[0]; d.Error.Class != actions.ClassPermanent {
+	if d := p.deadLetters(1)[0]; d.Error.Class != contract.ClassPermanent {
 		t.Fatalf("the export: %+v, want a permanent dead letter (no export target)", d.Error)
 	}
 	p.publish(actions.Note{ChatID: "b-note", Content: "x", SiteToken: "sb"})

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/export"
 )
 
@@ -24,7 +25,7 @@ func TestExportCommand(t *testing.T) {
 	p.publish(actions.Export{ChatID: "email:jo@example.com"})
 	results := p.results(2)
 	r := results[1]
-	if r.Type != actions.TypeExport || r.Status != actions.StatusSucceeded {
+	if r.Type != contract.TypeExport || r.Status != contract.StatusSucceeded {
 		t.Fatalf("export result = %+v", r)
 	}
 	var body struct {
@@ -43,7 +44,7 @@ func TestExportCommandWithoutTarget(t *testing.T) {
 	p := newPipeline(t)
 	p.publish(actions.Export{ChatID: "abc"})
 	d := p.deadLetters(1)[0]
-	if d.Error.Class != actions.ClassPermanent || !strings.Contains(d.Error.Message, "--export-bucket") {
+	if d.Error.Class != contract.ClassPermanent || !strings.Contains(d.Error.Message, "--export-bucket") {
 		t.Errorf("dead letter = %+v", d.Error)
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
@@ -34,7 +35,7 @@ type verdict struct {
 	// claim and outcome, with a success, are what settle records in the
 	// idempotency store while the result is on its way to the stream.
 	claim   *idempotency.Claim
-	outcome actions.Outcome
+	outcome contract.Outcome
 	// release, with a dead letter, is the claim to release once the dead
 	// letter is stored: until then the id stays claimed with its attempts.
 	release *idempotency.Claim
@@ -119,17 +120,17 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		d.meta = meta
 	}
 	// Headers first: their limits hold before the body is even looked at.
-	err := actions.CheckHeaders(d.headers)
+	err := contract.CheckHeaders(d.headers)
 	var cmd actions.Command
 	if err == nil {
-		cmd, err = actions.Decode(w.cfg.Topology.Subjects, d.subject, d.data)
+		cmd, err = contract.Decode(w.cfg.Topology.Subjects, d.subject, d.data)
 	}
 	if err != nil {
 		w.m.received("invalid")
 		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
 	}
 	d.cmd = cmd
-	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
 	w.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
@@ -178,9 +179,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) verdict {
 		d.log.Debug("being executed elsewhere: trying again later", zap.Duration("retry_in", dec.Delay))
 		return w.carryOut(d, nil, dec, err)
 	case errors.Is(err, idempotency.ErrConflict):
-		err = &actions.Error{Class: actions.ClassConflict,
+		err = &contract.Error{Class: contract.ClassConflict,
 			Msg: fmt.Sprintf("the id %q was used before for a command with a different body; give each command its own id", cmd.ID)}
-		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: actions.ClassConflict}), err)
+		return w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: contract.ClassConflict}), err)
 	case err != nil:
 		dec := w.cfg.Retry.decide(situation{Event: storeDown, Delivered: d.meta.NumDelivered})
 		d.log.Warn("idempotency store unavailable: trying again later", zap.Duration("retry_in", dec.Delay), zap.Error(err))
@@ -195,7 +196,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("panic while executing a command", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
-			err := &actions.Error{Class: actions.ClassInternal, Msg: fmt.Sprintf("the worker failed unexpectedly (panic: %v)", p)}
+			err := &contract.Error{Class: contract.ClassInternal, Msg: fmt.Sprintf("the worker failed unexpectedly (panic: %v)", p)}
 			v = w.failed(ctx, d, claim, w.cfg.Retry.decide(w.situation(ctx, panicked, d, claim, err)), err)
 		}
 	}()
@@ -208,7 +209,7 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 		var rw *errRateWait
 		switch {
 		case err == nil:
-			return verdict{result: w.result(d, actions.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
+			return verdict{result: w.result(d, contract.StatusSucceeded, claim.Attempts, out), claim: claim, outcome: out}
 		case errors.Is(err, errNoSlot):
 			return w.failed(ctx, d, claim, w.cfg.Retry.decide(situation{Event: stopping}), err) // no call made
 		case errors.Is(err, errLateSlot):
@@ -245,8 +246,8 @@ func (w *Worker) execute(ctx context.Context, d *delivery, claim *idempotency.Cl
 // deadline, or a budget spent on an earlier delivery whose dead letter could
 // not be stored.
 func (w *Worker) beforeCallErr(dec decision, claim *idempotency.Claim, last error) error {
-	if dec.Class == actions.ClassExhausted && claim.Abandoned >= w.cfg.Retry.MaxAbandoned {
-		return &actions.Error{Class: actions.ClassExhausted, Msg: fmt.Sprintf(
+	if dec.Class == contract.ClassExhausted && claim.Abandoned >= w.cfg.Retry.MaxAbandoned {
+		return &contract.Error{Class: contract.ClassExhausted, Msg: fmt.Sprintf(
 			"%d workers took this command and neither finished nor released it before their lease ran out (a worker may crash or stall on it each time)", claim.Abandoned)}
 	}
 	return last
@@ -318,10 +319,10 @@ func deadLetterErr(cmd actions.Command, class actions.Class, rec *idempotency.Re
 		return err
 	}
 	switch {
-	case class == actions.ClassExhausted && rec != nil:
-		return &actions.Error{Class: class, Msg: fmt.Sprintf("gave up after %d attempts", rec.Attempts), Err: err}
-	case class == actions.ClassExpired:
-		return actions.Expired(cmd, err) // err, the last attempt's failure, keeps its API status
+	case class == contract.ClassExhausted && rec != nil:
+		return &contract.Error{Class: class, Msg: fmt.Sprintf("gave up after %d attempts", rec.Attempts), Err: err}
+	case class == contract.ClassExpired:
+		return contract.Expired(cmd, err) // err, the last attempt's failure, keeps its API status
 	}
 	return err
 }

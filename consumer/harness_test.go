@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/schematest"
@@ -288,9 +289,9 @@ type failFirst struct {
 	failed atomic.Bool
 }
 
-func (f *failFirst) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (f *failFirst) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	if cmd.ChatID == f.chat && f.failed.CompareAndSwap(false, true) {
-		return actions.Outcome{}, fmt.Errorf("simulated outage: %w", chat.ErrRetryable)
+		return contract.Outcome{}, fmt.Errorf("simulated outage: %w", chat.ErrRetryable)
 	}
 	return f.next.Execute(ctx, cmd)
 }

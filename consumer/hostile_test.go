@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestHostileMessages(t *testing.T) {
 	p := newPipeline(t)
 	manyHeaders := nats.Header{}
-	for i := range actions.MaxHeaders + 1 {
+	for i := range contract.MaxHeaders + 1 {
 		manyHeaders.Set(fmt.Sprintf("X-%d", i), "v")
 	}
 	valid := func(typ, chatID string) (string, []byte) {
@@ -45,7 +46,7 @@ func TestHostileMessages(t *testing.T) {
 		{name: "JSON that compacts differently", subject: "chat.commands.send.a",
 			data: []byte("{ \"id\": \"x1\",\n  \"type\": \"send\", \"chat_id\": \"a\", \"content\": \"<b>\", \"extra\": 1 }\n")},
 		{name: "too many headers", subject: "chat.commands.send.a", header: manyHeaders, data: []byte(`{"id":"h1","type":"send","chat_id":"a","content":"x"}`)},
-		{name: "headers too large", subject: "chat.commands.send.a", header: nats.Header{"X-Big": {strings.Repeat("v", actions.MaxHeaderBytes)}},
+		{name: "headers too large", subject: "chat.commands.send.a", header: nats.Header{"X-Big": {strings.Repeat("v", contract.MaxHeaderBytes)}},
 			data: []byte(`{"id":"h2","type":"send","chat_id":"a","content":"x"}`)},
 		{name: "unknown type in subject", subject: "chat.commands.frob.a", data: []byte(`{}`)},
 		{name: "non-canonical token", subject: "chat.commands.send.%2e%2e", data: []byte(`{}`)},
@@ -85,7 +86,7 @@ func TestHostileMessages(t *testing.T) {
 			t.Errorf("unexpected dead letter for seq %d: %+v", d.Sequence, d.Error)
 			continue
 		}
-		if d.Error.Class != actions.ClassInvalid {
+		if d.Error.Class != contract.ClassInvalid {
 			t.Errorf("%s: class %s, want invalid (%s)", m.name, d.Error.Class, d.Error.Message)
 		}
 		if !bytes.Equal(d.Body(), m.data) {
@@ -93,7 +94,7 @@ func TestHostileMessages(t *testing.T) {
 		}
 	}
 	for _, r := range results {
-		if r.Status != actions.StatusSucceeded {
+		if r.Status != contract.StatusSucceeded {
 			t.Errorf("result %+v", r)
 		}
 	}
@@ -109,7 +110,7 @@ func TestHostileMessages(t *testing.T) {
 		if !m.result {
 			continue
 		}
-		cmd, err := actions.Decode(actions.Subjects{}, m.subject, m.data)
+		cmd, err := contract.Decode(actions.Subjects{}, m.subject, m.data)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -18,15 +18,15 @@ func (noStore) Claim(_ context.Context, id, hash string) (*idempotency.Claim, er
 	return &idempotency.Claim{Record: idempotency.Record{ID: id, Hash: hash, State: idempotency.StatePending}}, nil
 }
 
-func (noStore) Complete(_ context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
+func (noStore) Complete(_ context.Context, c *idempotency.Claim, out contract.Outcome) (idempotency.Record, error) {
 	r := c.Record
 	r.State, r.APIStatus, r.Response, r.CompletedAt = idempotency.StateSucceeded, out.APIStatus, out.Response, time.Now()
 	return r, nil
 }
 
-func (noStore) KeepResponse(context.Context, *idempotency.Claim, actions.Outcome) error { return nil }
-func (noStore) Release(context.Context, *idempotency.Claim) error                       { return nil }
-func (noStore) Extend(context.Context, *idempotency.Claim) error                        { return nil }
+func (noStore) KeepResponse(context.Context, *idempotency.Claim, contract.Outcome) error { return nil }
+func (noStore) Release(context.Context, *idempotency.Claim) error                        { return nil }
+func (noStore) Extend(context.Context, *idempotency.Claim) error                         { return nil }
 func (noStore) Lookup(context.Context, string) (idempotency.Record, error) {
 	return idempotency.Record{}, idempotency.ErrNotFound
 }

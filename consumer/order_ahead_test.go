@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -63,7 +64,7 @@ func (s *overlapStore) Claim(ctx context.Context, id, hash string) (*idempotency
 	return s.Store.Claim(ctx, id, hash)
 }
 
-func (s *overlapStore) Complete(ctx context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
+func (s *overlapStore) Complete(ctx context.Context, c *idempotency.Claim, out contract.Outcome) (idempotency.Record, error) {
 	if next, ok := s.next[c.ID]; ok {
 		select {
 		case <-s.started(next):

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 )
 
@@ -22,7 +23,7 @@ func TestLeaderIsHead(t *testing.T) {
 	s := actions.Subjects{}
 	var seqs []uint64
 	for _, chat := range []string{"a", "b", "a"} {
-		ack, err := js.Publish(t.Context(), s.Command(actions.TypeArchive, chat), []byte(`{}`))
+		ack, err := js.Publish(t.Context(), s.Command(contract.TypeArchive, chat), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}

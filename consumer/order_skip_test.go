@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,15 +76,15 @@ type recordingExecutor struct {
 	fails map[string]bool // contents whose first attempt fails
 }
 
-func (e *recordingExecutor) Execute(_ context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (e *recordingExecutor) Execute(_ context.Context, cmd actions.Command) (contract.Outcome, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.fails[cmd.Content] {
 		delete(e.fails, cmd.Content)
-		return actions.Outcome{}, &actions.Error{Class: actions.ClassRetryable, Msg: "try later", Err: errors.New("503")}
+		return contract.Outcome{}, &contract.Error{Class: contract.ClassRetryable, Msg: "try later", Err: errors.New("503")}
 	}
 	e.ran = append(e.ran, cmd.Content)
-	return actions.Outcome{APIStatus: 200}, nil
+	return contract.Outcome{APIStatus: 200}, nil
 }
 
 func (e *recordingExecutor) got() []string {

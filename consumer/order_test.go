@@ -10,6 +10,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -60,7 +61,7 @@ func TestDeadLetterReleasesItsChat(t *testing.T) {
 	p.publish(actions.Send{ChatID: "abc", Content: "after the bad one"})
 	p.deadLetters(1)
 	r := p.results(1)[0]
-	if r.Status != actions.StatusSucceeded {
+	if r.Status != contract.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
 	p.settled()

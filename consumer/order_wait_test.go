@@ -10,6 +10,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,7 +22,7 @@ type byWorker struct {
 	ran  map[string]string // content -> worker
 }
 
-func (b *byWorker) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (b *byWorker) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	b.mu.Lock()
 	b.ran[cmd.Content] = b.name
 	b.mu.Unlock()
@@ -90,7 +91,7 @@ func TestOrderWaitsInPlaceAcrossWorkers(t *testing.T) {
 		t.Errorf("no command waited in place, though the chat's commands ran on both workers")
 	}
 	for _, r := range results {
-		if r.Status != actions.StatusSucceeded {
+		if r.Status != contract.StatusSucceeded {
 			t.Errorf("result %+v", r)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -31,7 +32,7 @@ const maxOriginalScan = 1000
 // When the response cannot be recovered (the original result is no longer
 // stored), the result says null and carries the record's digest.
 func (w *Worker) repeatResult(ctx context.Context, d *delivery, rec idempotency.Record, seq uint64) *actions.Result {
-	out := actions.Outcome{APIStatus: rec.APIStatus, Response: rec.Response}
+	out := contract.Outcome{APIStatus: rec.APIStatus, Response: rec.Response}
 	missing := ""
 	if len(out.Response) == 0 && rec.Digest != "" && rec.Digest != nullDigest {
 		orig, err := w.originalResult(ctx, d, rec)
@@ -52,7 +53,7 @@ func (w *Worker) repeatResult(ctx context.Context, d *delivery, rec idempotency.
 }
 
 // nullDigest is the digest of no response: nothing to look up.
-var nullDigest, _ = actions.ResponseDigest(nil)
+var nullDigest, _ = contract.ResponseDigest(nil)
 
 // originalResult reads the result that the record rec's success published
 // for d's command, or returns nil when the results stream no longer has it.
@@ -78,7 +79,7 @@ func (w *Worker) originalResult(ctx context.Context, d *delivery, rec idempotenc
 			if err := json.Unmarshal(m.Data, &res); err != nil {
 				return nil, fmt.Errorf("decode the result at %s %d: %w", stream, seq, err)
 			}
-			if res.ID == d.cmd.ID && res.Status == actions.StatusSucceeded {
+			if res.ID == d.cmd.ID && res.Status == contract.StatusSucceeded {
 				return &res, nil
 			}
 		}

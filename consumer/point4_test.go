@@ -11,6 +11,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -81,7 +82,7 @@ func TestBackstopPublishesTheResultOfASucceededCommand(t *testing.T) {
 	if dead != 0 || results != 1 {
 		t.Fatalf("%d results and %d dead letters, want the one result", results, dead)
 	}
-	if r := p.results(1)[0]; r.Status != actions.StatusSucceeded || r.ID != cmd.ID {
+	if r := p.results(1)[0]; r.Status != contract.StatusSucceeded || r.ID != cmd.ID {
 		t.Errorf("result = %s %s, want %s succeeded", r.ID, r.Status, cmd.ID)
 	}
 	if n := len(p.sim.Effects()); n != 1 {
@@ -106,7 +107,7 @@ func TestUnstoredDeadLetterSpendsNoFreshBudget(t *testing.T) {
 	if got := p.sim.Stats().Requests; got != 3 {
 		t.Errorf("%d API calls, want 3 (the budget)", got)
 	}
-	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 {
+	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 {
 		t.Errorf("dead letter: %+v after %d attempts, want exhausted after 3", d.Error, d.Attempts)
 	}
 }
@@ -125,7 +126,7 @@ func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
 	restore()
 	r := p.results(1)[0]
 	p.settled()
-	if r.Status != actions.StatusSucceeded || r.Attempts != 1 {
+	if r.Status != contract.StatusSucceeded || r.Attempts != 1 {
 		t.Errorf("result: %s after %d attempts, want succeeded after 1", r.Status, r.Attempts)
 	}
 	// No result was stored the first time: the record kept the response
@@ -135,7 +136,7 @@ func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
 	}
 	// The same id published again (a new message) is a duplicate.
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
-	if again := p.results(2)[1]; again.Status != actions.StatusDuplicate {
+	if again := p.results(2)[1]; again.Status != contract.StatusDuplicate {
 		t.Errorf("the id published again: %s, want duplicate", again.Status)
 	}
 }
@@ -160,7 +161,7 @@ func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
 	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
 	orig := p.results(1)[0]
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
-	if dup := p.results(2)[1]; dup.Status != actions.StatusDuplicate || string(dup.Response) != string(orig.Response) || dup.ResponseDigest != "" {
+	if dup := p.results(2)[1]; dup.Status != contract.StatusDuplicate || string(dup.Response) != string(orig.Response) || dup.ResponseDigest != "" {
 		t.Fatalf("duplicate while the result is stored: %s %s digest %q, want the original response %s", dup.Status, dup.Response, dup.ResponseDigest, orig.Response)
 	}
 	results, err := p.js.Stream(t.Context(), "CHAT_RESULTS")
@@ -173,11 +174,11 @@ func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":third", mustJSON(t, cmd))
 	dup := p.results(1)[0]
 	p.settled()
-	want, err := actions.ResponseDigest(orig.Response)
+	want, err := contract.ResponseDigest(orig.Response)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dup.Status != actions.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != want {
+	if dup.Status != contract.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != want {
 		t.Errorf("duplicate after the purge: %s %s digest %q, want null with digest %q", dup.Status, dup.Response, dup.ResponseDigest, want)
 	}
 	if n := len(p.sim.Effects()); n != 1 {
@@ -213,7 +214,7 @@ func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
 	p.start(p.executor)
 	p.waitUndelivered()                   // both deliveries found the id busy: the backstop's turn
 	claim.Attempts, claim.Sequence = 1, 1 // the command message's sequence
-	if _, err := stalled.Complete(t.Context(), claim, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)}); err != nil {
+	if _, err := stalled.Complete(t.Context(), claim, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	results, dead := p.outcomes()
@@ -221,7 +222,7 @@ func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
 	if dead != 0 || results != 1 {
 		t.Fatalf("%d results and %d dead letters, want the stalled worker's result only", results, dead)
 	}
-	if r := p.results(1)[0]; r.Status != actions.StatusSucceeded {
+	if r := p.results(1)[0]; r.Status != contract.StatusSucceeded {
 		t.Errorf("result status %s, want succeeded", r.Status)
 	}
 	if n := p.sim.Stats().Requests; n != 0 {
@@ -250,7 +251,7 @@ func TestCommandThatKeepsKillingWorkersIsDeadLettered(t *testing.T) {
 	p.start(p.executor)
 	d := p.deadLetters(1)[0]
 	p.settled()
-	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "3 workers took this command") {
+	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "3 workers took this command") {
 		t.Errorf("dead letter error = %+v", d.Error)
 	}
 	if n := p.sim.Stats().Requests; n != 0 {
@@ -285,7 +286,7 @@ type execGate struct {
 	holding chan struct{}
 }
 
-func (e *execGate) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (e *execGate) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	e.calls.Add(1)
 	if e.first.CompareAndSwap(false, true) {
 		close(e.holding)

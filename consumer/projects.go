@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/execute"
 	"go.uber.org/zap"
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -77,9 +78,9 @@ func (t Topology) WithDefaults() Topology {
 			*v = d
 		}
 	}
-	def(&t.CommandsStream, actions.DefaultCommandsStream)
-	def(&t.ResultsStream, actions.DefaultResultsStream)
-	def(&t.DeadLettersStream, actions.DefaultDeadLettersStream)
+	def(&t.CommandsStream, contract.DefaultCommandsStream)
+	def(&t.ResultsStream, contract.DefaultResultsStream)
+	def(&t.DeadLettersStream, contract.DefaultDeadLettersStream)
 	def(&t.Durable, DefaultDurable)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {

@@ -10,13 +10,14 @@ import (
 	"github.com/chatworker/worker/idempotency"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
 )
 
 // The records the worker publishes about a command: its result and its
 // dead letter, built here for every path (the backstop included).
 
-func (w *Worker) result(d *delivery, status string, attempts int, out actions.Outcome) *actions.Result {
+func (w *Worker) result(d *delivery, status string, attempts int, out contract.Outcome) *actions.Result {
 	resp := out.Response
 	if len(resp) == 0 {
 		resp = json.RawMessage("null")
@@ -34,9 +35,9 @@ func (w *Worker) result(d *delivery, status string, attempts int, out actions.Ou
 // any when the record does not say which message it was, is a duplicate.
 func resultStatus(rec idempotency.Record, seq uint64) string {
 	if rec.Sequence != 0 && rec.Sequence == seq {
-		return actions.StatusSucceeded
+		return contract.StatusSucceeded
 	}
-	return actions.StatusDuplicate
+	return contract.StatusDuplicate
 }
 
 // deadLetter builds the dead letter of class for the command in d. rec, when
@@ -71,12 +72,12 @@ func (w *Worker) deadLetter(d *delivery, rec *idempotency.Record, class actions.
 // so that the exact bytes can always be recovered (DeadLetter.Body):
 //
 //   - command: the body, when it is a UTF-8 JSON object within
-//     actions.MaxMessageBytes, so the record is readable as JSON;
+//     contract.MaxMessageBytes, so the record is readable as JSON;
 //   - raw: the exact bytes whenever there is no command, or whenever the
 //     command would not reproduce them byte for byte (encoding/json compacts
 //     a json.RawMessage and escapes <, > and & when the record is encoded).
 func deadLetterBody(data []byte) (command json.RawMessage, raw []byte) {
-	if len(data) <= actions.MaxMessageBytes && utf8.Valid(data) && isJSONObject(data) {
+	if len(data) <= contract.MaxMessageBytes && utf8.Valid(data) && isJSONObject(data) {
 		command = data
 		if enc, err := json.Marshal(command); err == nil && bytes.Equal(enc, data) {
 			return command, nil
@@ -89,19 +90,19 @@ func deadLetterBody(data []byte) (command json.RawMessage, raw []byte) {
 // limits; headers over them are the reason for the dead letter, and copying
 // them would let a publisher make dead letters as large as it likes.
 func deadLetterHeaders(h nats.Header) nats.Header {
-	if actions.CheckHeaders(h) != nil {
+	if contract.CheckHeaders(h) != nil {
 		return nil
 	}
 	return h
 }
 
 // MaxCommandMsgSize is the largest command message (headers and body) the
-// commands stream accepts: 4 × actions.MaxMessageBytes, so an oversized
+// commands stream accepts: 4 × contract.MaxMessageBytes, so an oversized
 // command still arrives and is dead-lettered with a reason, while any
 // message that arrives has a dead letter that fits NATS's default 1 MiB
 // payload (its body kept as base64, possibly beside the JSON command).
 // Larger publishes are refused by JetStream before the worker sees them.
-const MaxCommandMsgSize = 4 * actions.MaxMessageBytes
+const MaxCommandMsgSize = 4 * contract.MaxMessageBytes
 
 func isJSONObject(data []byte) bool {
 	var obj map[string]json.RawMessage

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -33,11 +34,11 @@ type downAfterFirstCall struct {
 	calls atomic.Int32
 }
 
-func (e *downAfterFirstCall) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (e *downAfterFirstCall) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	if e.calls.Add(1) == 1 {
 		e.store.down.Store(true)
 		time.AfterFunc(300*time.Millisecond, func() { e.store.down.Store(false) })
-		return actions.Outcome{}, &actions.Error{Class: actions.ClassRetryable, Msg: "the API failed (injected)"}
+		return contract.Outcome{}, &contract.Error{Class: contract.ClassRetryable, Msg: "the API failed (injected)"}
 	}
 	return e.inner.Execute(ctx, cmd)
 }
@@ -62,7 +63,7 @@ func TestRefusedReleaseIsTriedAgain(t *testing.T) {
 	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
 	r := p.results(1)[0]
 	p.settled()
-	if r.ID != cmd.ID || r.Status != actions.StatusSucceeded || r.Attempts != 2 {
+	if r.ID != cmd.ID || r.Status != contract.StatusSucceeded || r.Attempts != 2 {
 		t.Errorf("result %s %s after %d attempts, want %s succeeded after 2", r.ID, r.Status, r.Attempts, cmd.ID)
 	}
 	if n := store.abandoned.Load(); n != 0 {

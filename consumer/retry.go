@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 
 	"github.com/chatworker/worker/internal/backoff"
 )
@@ -184,15 +185,15 @@ func (p RetryPolicy) decide(s situation) decision {
 	case beforeCall:
 		switch {
 		case expired:
-			return decision{Action: deadLetter, Class: actions.ClassExpired}
+			return decision{Action: deadLetter, Class: contract.ClassExpired}
 		case s.Abandoned >= p.MaxAbandoned:
 			// The poison backstop: workers died or stalled on it again
 			// and again.
-			return decision{Action: deadLetter, Class: actions.ClassExhausted}
+			return decision{Action: deadLetter, Class: contract.ClassExhausted}
 		case p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now):
 			// Spent on an earlier delivery whose dead letter could not be
 			// stored: dead-letter it again without another call.
-			return decision{Action: deadLetter, Class: actions.ClassExhausted}
+			return decision{Action: deadLetter, Class: contract.ClassExhausted}
 		}
 		return decision{Action: proceed}
 	case succeeded:
@@ -216,10 +217,10 @@ func (p RetryPolicy) decide(s situation) decision {
 		return decision{Action: deadLetter, Class: s.Class}
 	}
 	if p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now) {
-		return decision{Action: deadLetter, Class: actions.ClassExhausted}
+		return decision{Action: deadLetter, Class: contract.ClassExhausted}
 	}
 	if expired {
-		return decision{Action: deadLetter, Class: actions.ClassExpired}
+		return decision{Action: deadLetter, Class: contract.ClassExpired}
 	}
 	hint := s.Hint
 	if s.Event == panicked {
@@ -229,7 +230,7 @@ func (p RetryPolicy) decide(s situation) decision {
 	}
 	delay := p.Delay(s.Attempts, hint)
 	if !s.Deadline.IsZero() && !s.Now.Add(delay).Before(s.Deadline) {
-		return decision{Action: deadLetter, Class: actions.ClassExpired}
+		return decision{Action: deadLetter, Class: contract.ClassExpired}
 	}
 	if s.Event == panicked || delay > p.InProcessMax {
 		return decision{Action: handBack, Delay: delay}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,11 +77,11 @@ func TestScheduleFiresOnTime(t *testing.T) {
 			whole := time.Now().Add(2 * time.Second).Truncate(time.Second)
 			at := whole.Add(tt.frac)
 			pend := p.schedule(actions.Send{ChatID: "sched-1", Content: "a day after sign-up"}, at)
-			if pend.At.Before(at) || pend.Subject != "chat.schedules.send.sched-1."+actions.Token(pend.ID) {
+			if pend.At.Before(at) || pend.Subject != "chat.schedules.send.sched-1."+contract.Token(pend.ID) {
 				t.Errorf("pending %+v, want at or after %s on chat.schedules.send.sched-1.<id>", pend, at)
 			}
 			res := p.results(1)[0]
-			if res.ID != pend.ID || res.Status != actions.StatusSucceeded {
+			if res.ID != pend.ID || res.Status != contract.StatusSucceeded {
 				t.Fatalf("result %+v, want %s succeeded", res, pend.ID)
 			}
 			effects := p.sim.Effects()
@@ -111,7 +112,7 @@ func TestCancelledScheduleNeverRuns(t *testing.T) {
 
 	list, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{})
 	if err != nil || len(list) != 2 || list[0].ID != cancelled.ID || list[1].ID != witness.ID || !list[0].At.Equal(at) ||
-		list[0].Type != actions.TypeSend || list[0].ChatID != "sched-c" {
+		list[0].Type != contract.TypeSend || list[0].ChatID != "sched-c" {
 		t.Fatalf("ListSchedules = %+v, %v; want the two schedules in order", list, err)
 	}
 	got, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, cancelled.ID)
@@ -160,7 +161,7 @@ func TestCancelRefusals(t *testing.T) {
 			}
 		})
 	}
-	if _, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, ""); actions.ClassOf(err) != actions.ClassInvalid {
+	if _, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, ""); contract.ClassOf(err) != contract.ClassInvalid {
 		t.Errorf("empty id: %v, want class invalid", err)
 	}
 }
@@ -261,14 +262,14 @@ func TestScheduleWithDeadline(t *testing.T) {
 	if res.ID != onTime.ID {
 		t.Errorf("result for %s, want %s", res.ID, onTime.ID)
 	}
-	if dl.Error.Class != actions.ClassExpired || dl.Attempts != 0 {
+	if dl.Error.Class != contract.ClassExpired || dl.Attempts != 0 {
 		t.Errorf("dead letter class %q, %d attempts; want expired, 0", dl.Error.Class, dl.Attempts)
 	}
 	if n := len(p.sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)
 	}
 	// A schedule that would fire at or after its own deadline is refused.
-	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Send{ChatID: "x", Content: "x", NotAfter: at}, at, actions.Subjects{}); actions.ClassOf(err) != actions.ClassInvalid {
+	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Send{ChatID: "x", Content: "x", NotAfter: at}, at, actions.Subjects{}); contract.ClassOf(err) != contract.ClassInvalid {
 		t.Errorf("a schedule at its deadline: %v, want class invalid", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/backoff"
 	"github.com/nats-io/nats.go"
@@ -151,7 +152,7 @@ func (w *Worker) storeDeadLetter(ctx context.Context, d *delivery, seq uint64, d
 
 // complete records a success, retrying a failed write briefly: the record is
 // what stops a republished command from running again.
-func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out actions.Outcome) error {
+func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out contract.Outcome) error {
 	ctx = context.WithoutCancel(ctx)
 	record := func() error {
 		_, err := w.store.Complete(ctx, claim, out)
@@ -176,7 +177,7 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out act
 func (w *Worker) deadLetterSubject(d *delivery) string {
 	s := w.cfg.Topology.Subjects
 	if d.cmd.Type != "" {
-		return s.DeadLetter(d.cmd.Type, actions.Token(d.cmd.ChatID))
+		return s.DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
 	}
 	if typ, token, err := s.ParseCommand(d.subject); err == nil {
 		return s.DeadLetter(typ, token)

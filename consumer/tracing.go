@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/tracecontext"
@@ -64,7 +65,7 @@ func traceDecoded(span trace.Span, cmd actions.Command, delivered uint64) {
 		return
 	}
 	span.SetName("process " + string(cmd.Type))
-	span.SetAttributes(telemetry.Command(cmd.ID, string(cmd.Type), actions.Token(cmd.ChatID))...)
+	span.SetAttributes(telemetry.Command(cmd.ID, string(cmd.Type), contract.Token(cmd.ChatID))...)
 	span.SetAttributes(attribute.Int64("chatworker.delivery", int64(delivered)))
 }
 

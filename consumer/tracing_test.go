@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/tracecontext"
 	"github.com/nats-io/nats.go"
@@ -97,8 +98,8 @@ func TestTracing(t *testing.T) {
 				t.Errorf("an untraced command's span has parent %v", cmd.Parent)
 			}
 			if cmd.SpanKind != trace.SpanKindConsumer || attr(cmd, telemetry.AttrOutcome) != tt.outcome ||
-				attr(cmd, telemetry.AttrAttempts) != strconv.Itoa(tt.attempts) || attr(cmd, telemetry.AttrChatToken) != actions.Token(tt.chat) ||
-				attr(cmd, telemetry.AttrCommandType) != "send" || attr(cmd, "messaging.destination.name") != "chat.commands.send."+actions.Token(tt.chat) {
+				attr(cmd, telemetry.AttrAttempts) != strconv.Itoa(tt.attempts) || attr(cmd, telemetry.AttrChatToken) != contract.Token(tt.chat) ||
+				attr(cmd, telemetry.AttrCommandType) != "send" || attr(cmd, "messaging.destination.name") != "chat.commands.send."+contract.Token(tt.chat) {
 				t.Errorf("command span %v %v", cmd.SpanKind, cmd.Attributes)
 			}
 			if tt.outcome == "dead_letter" && (cmd.Status.Code != codes.Error || attr(cmd, telemetry.AttrErrorClass) != "permanent") {
@@ -164,8 +165,8 @@ func TestRecordsCarryTheCommandsTraceparent(t *testing.T) {
 		{"dead-none", "missing:y", "", ""},
 	}
 	for _, tt := range tests {
-		body, _ := json.Marshal(actions.Command{ID: tt.id, Type: actions.TypeSend, ChatID: tt.chat, Content: "x"})
-		msg := &nats.Msg{Subject: actions.Subjects{}.Command(actions.TypeSend, tt.chat), Data: body, Header: nats.Header{}}
+		body, _ := json.Marshal(actions.Command{ID: tt.id, Type: contract.TypeSend, ChatID: tt.chat, Content: "x"})
+		msg := &nats.Msg{Subject: actions.Subjects{}.Command(contract.TypeSend, tt.chat), Data: body, Header: nats.Header{}}
 		if tt.header != "" {
 			msg.Header.Set(tt.header, tp)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +20,7 @@ import (
 // Executor carries out one command against the API. *execute.Executor is
 // the production implementation; tests substitute their own.
 type Executor interface {
-	Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error)
+	Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error)
 }
 
 // Worker consumes commands and executes them.

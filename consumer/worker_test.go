@@ -14,13 +14,14 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go"
 )
 
 func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 	p := newPipeline(t)
-	send := p.publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo", From: actions.FromAgent, Metadata: []byte(`{"order":"A-17"}`)})
+	send := p.publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo", From: contract.FromAgent, Metadata: []byte(`{"order":"A-17"}`)})
 	note := p.publish(actions.Note{ChatID: "email:jo@example.com", Content: "private"})
 	arch := p.publish(actions.Archive{ChatID: "visitor-42"})
 
@@ -35,7 +36,7 @@ func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("no result for %s %s", cmd.Type, cmd.ID)
-		case r.Status != actions.StatusSucceeded || r.Attempts != 1 || r.APIStatus != 200 || r.Type != cmd.Type || r.ChatID != cmd.ChatID:
+		case r.Status != contract.StatusSucceeded || r.Attempts != 1 || r.APIStatus != 200 || r.Type != cmd.Type || r.ChatID != cmd.ChatID:
 			t.Errorf("result for %s = %+v", cmd.Type, r)
 		case r.CompletedAt.IsZero():
 			t.Errorf("result for %s has no completed_at", cmd.Type)
@@ -103,7 +104,7 @@ func TestBadInputBecomesInvalidDeadLettersAndDoesNotStopGoodCommands(t *testing.
 				b = cand
 			}
 		}
-		if d.Error.Class != actions.ClassInvalid {
+		if d.Error.Class != contract.ClassInvalid {
 			t.Errorf("dead letter for %s has class %q, want invalid", b.subject, d.Error.Class)
 		}
 		if !strings.Contains(d.Error.Message, b.problem) {
@@ -149,7 +150,7 @@ func TestPermanentAPIErrorIsDeadLettered(t *testing.T) {
 	cmd := p.publish(actions.Send{ChatID: "missing:ghost", Content: "hello?"})
 	d := p.deadLetters(1)[0]
 	p.settled()
-	if d.Error.Class != actions.ClassPermanent || d.Error.APIStatus != 404 || d.Error.APICode != 4004 || d.Attempts != 1 {
+	if d.Error.Class != contract.ClassPermanent || d.Error.APIStatus != 404 || d.Error.APICode != 4004 || d.Attempts != 1 {
 		t.Errorf("dead letter error = %+v attempts %d", d.Error, d.Attempts)
 	}
 	if d.FirstAttemptAt == nil || d.LastAttemptAt == nil {
@@ -202,7 +203,7 @@ func TestRetryBudgetRunsOutAsExhausted(t *testing.T) {
 	p.publish(actions.Note{ChatID: "abc", Content: "never lands"})
 	d := p.deadLetters(1)[0]
 	p.settled()
-	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 || d.Error.APIStatus < 500 {
+	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 || d.Error.APIStatus < 500 {
 		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
 	}
 	if !strings.Contains(d.Error.Message, "gave up after 3 attempts") {
@@ -220,7 +221,7 @@ func TestLongBackoffHandsTheCommandBackAndCountsAttemptsAcrossDeliveries(t *test
 		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 40 * time.Millisecond, InProcessMax: time.Microsecond}))
 	p.publish(actions.Send{ChatID: "abc", Content: "x"})
 	d := p.deadLetters(1)[0]
-	if d.Error.Class != actions.ClassExhausted || d.Attempts != 3 {
+	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 {
 		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
 	}
 }
@@ -232,7 +233,7 @@ func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
 	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Shipped!"}`, cmd.ID)
 	p.publishRaw("chat.commands.send.abc", "a new message id", []byte(body))
 	results := p.results(2)
-	if results[0].Status != actions.StatusSucceeded || results[1].Status != actions.StatusDuplicate {
+	if results[0].Status != contract.StatusSucceeded || results[1].Status != contract.StatusDuplicate {
 		t.Errorf("statuses %q, %q", results[0].Status, results[1].Status)
 	}
 	if string(results[1].Response) != string(results[0].Response) || results[1].APIStatus != 200 {
@@ -244,7 +245,7 @@ func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
 	// The same id with another body is a conflict.
 	p.publishRaw("chat.commands.send.abc", "third", []byte(fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Cancelled!"}`, cmd.ID)))
 	d := p.deadLetters(1)[0]
-	if d.Error.Class != actions.ClassConflict || !strings.Contains(d.Error.Message, "different body") {
+	if d.Error.Class != contract.ClassConflict || !strings.Contains(d.Error.Message, "different body") {
 		t.Errorf("dead letter = %+v", d.Error)
 	}
 	if n := len(p.sim.Effects()); n != 1 {
@@ -255,11 +256,11 @@ func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
 // panicky panics on its first calls, then succeeds.
 type panicky struct{ calls atomic.Int32 }
 
-func (p *panicky) Execute(_ context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (p *panicky) Execute(_ context.Context, cmd actions.Command) (contract.Outcome, error) {
 	if p.calls.Add(1) <= 2 {
 		panic("boom")
 	}
-	return actions.Outcome{APIStatus: 200, Response: []byte(`{}`)}, nil
+	return contract.Outcome{APIStatus: 200, Response: []byte(`{}`)}, nil
 }
 
 func TestPanicIsRecoveredAndRetried(t *testing.T) {
@@ -280,14 +281,14 @@ func TestPanicsOutlastingTheBudgetAreDeadLettered(t *testing.T) {
 	p.start(alwaysPanics{})
 	p.publish(actions.Send{ChatID: "abc", Content: "x"})
 	d := p.deadLetters(1)[0]
-	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "panic: kaboom") || d.Attempts != 2 {
+	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "panic: kaboom") || d.Attempts != 2 {
 		t.Errorf("dead letter = %+v attempts %d", d.Error, d.Attempts)
 	}
 }
 
 type alwaysPanics struct{}
 
-func (alwaysPanics) Execute(context.Context, actions.Command) (actions.Outcome, error) {
+func (alwaysPanics) Execute(context.Context, actions.Command) (contract.Outcome, error) {
 	panic("kaboom")
 }
 
@@ -299,7 +300,7 @@ func TestReplayedDeadLetterGetsAFreshBudget(t *testing.T) {
 	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"x"}`, cmd.ID)
 	p.publishRaw("chat.commands.send.abc", cmd.ID+":replay:1", []byte(body))
 	again := p.deadLetters(2)[1]
-	if again.Error.Class != actions.ClassExhausted || again.Attempts != 3 {
+	if again.Error.Class != contract.ClassExhausted || again.Attempts != 3 {
 		t.Errorf("replayed dead letter: %+v after %d attempts, want exhausted after 3", again.Error, again.Attempts)
 	}
 }
@@ -312,7 +313,7 @@ func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
 	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
 	d := p.deadLetters(1)[0]
 	p.settled()
-	if d.Error.Class != actions.ClassExhausted || !strings.Contains(d.Error.Message, "delivered the command 3 times") {
+	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "delivered the command 3 times") {
 		t.Errorf("dead letter error = %+v", d.Error)
 	}
 	if !strings.Contains(string(d.Command), cmd.ID) || d.Attempts != 3 {
@@ -395,7 +396,7 @@ func TestSlowCallOutlivesAckWait(t *testing.T) {
 	p.start(p.executor)
 	p.publish(actions.Send{ChatID: "abc", Content: "slow"})
 	r := p.results(1)[0]
-	if r.Attempts != 1 || r.Status != actions.StatusSucceeded {
+	if r.Attempts != 1 || r.Status != contract.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
 	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
@@ -445,12 +446,12 @@ type gate struct {
 	release chan struct{}
 }
 
-func (g *gate) Execute(ctx context.Context, cmd actions.Command) (actions.Outcome, error) {
+func (g *gate) Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error) {
 	g.calls.Add(1)
 	select {
 	case <-g.release:
 	case <-ctx.Done(): // a test that failed before releasing still shuts down
-		return actions.Outcome{}, ctx.Err()
+		return contract.Outcome{}, ctx.Err()
 	}
 	return g.next.Execute(ctx, cmd)
 }
@@ -526,7 +527,7 @@ type flakyComplete struct {
 	calls atomic.Int32
 }
 
-func (f *flakyComplete) Complete(ctx context.Context, c *idempotency.Claim, out actions.Outcome) (idempotency.Record, error) {
+func (f *flakyComplete) Complete(ctx context.Context, c *idempotency.Claim, out contract.Outcome) (idempotency.Record, error) {
 	if f.calls.Add(1) <= f.fails {
 		return idempotency.Record{}, f.err
 	}
@@ -557,7 +558,7 @@ func TestRecordingASuccessIsRetried(t *testing.T) {
 			p.store = flaky
 			p.start(p.executor)
 			cmd := p.publish(actions.Send{ChatID: "c1", Content: "hi"})
-			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != actions.StatusSucceeded {
+			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != contract.StatusSucceeded {
 				t.Fatalf("result %+v", r)
 			}
 			p.settled()

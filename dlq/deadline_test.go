@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
 // An expired command is listed with --class expired. Replayed as it is, it
@@ -14,7 +14,7 @@ import (
 // API fails every call, so running ends as exhausted after real calls.)
 func TestReplayExpired(t *testing.T) {
 	p := newPipeline(t)
-	p.publish(t, actions.Send{ID: "late-1", ChatID: "c", Content: "hi", NotAfter: time.Now().Add(-time.Minute)})
+	p.publish(t, contract.Send{ID: "late-1", ChatID: "c", Content: "hi", NotAfter: time.Now().Add(-time.Minute)})
 	p.waitDead(t, 1)
 
 	f, err := ParseFilter(Values{Class: "expired"}, time.Now())
@@ -32,10 +32,10 @@ func TestReplayExpired(t *testing.T) {
 	tests := []struct {
 		name      string
 		notAfter  time.Time
-		wantClass actions.Class
+		wantClass contract.Class
 	}{
-		{"as it is: expires again", time.Time{}, actions.ClassExpired},
-		{"with a new deadline: runs", time.Now().Add(time.Hour), actions.ClassExhausted},
+		{"as it is: expires again", time.Time{}, contract.ClassExpired},
+		{"with a new deadline: runs", time.Now().Add(time.Hour), contract.ClassExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +58,7 @@ func TestReplayExpired(t *testing.T) {
 			if got.Class() != tt.wantClass {
 				t.Errorf("replayed: class %q (%s), want %q", got.Class(), got.Letter.Error.Message, tt.wantClass)
 			}
-			if (tt.wantClass == actions.ClassExpired) != (got.Letter.Attempts == 0) {
+			if (tt.wantClass == contract.ClassExpired) != (got.Letter.Attempts == 0) {
 				t.Errorf("replayed: %d attempts", got.Letter.Attempts)
 			}
 		})

@@ -8,20 +8,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
 // Filter selects dead letters. The zero value selects all of them. Types and
 // ChatID narrow the subjects read from the stream; the rest is checked on
 // each dead letter.
 type Filter struct {
-	Classes []actions.Class // any of these; empty: any class
-	Types   []string        // subject <type> tokens (a command type, or invalid); empty: any
-	ChatID  string          // exact chat ID
-	ID      string          // exact command id
-	Since   time.Time       // dead at or after (inclusive)
-	Until   time.Time       // dead before (exclusive)
-	Limit   int             // at most this many, oldest first; 0: no limit
+	Classes []contract.Class // any of these; empty: any class
+	Types   []string         // subject <type> tokens (a command type, or invalid); empty: any
+	ChatID  string           // exact chat ID
+	ID      string           // exact command id
+	Since   time.Time        // dead at or after (inclusive)
+	Until   time.Time        // dead before (exclusive)
+	Limit   int              // at most this many, oldest first; 0: no limit
 }
 
 // Values are a Filter as typed on a command line. ParseFilter checks them.
@@ -34,7 +34,7 @@ type Values struct {
 // types, and "invalid" for messages whose command subject could not be read.
 func deadTypes() []string {
 	var ts []string
-	for _, t := range actions.Types() {
+	for _, t := range contract.Types() {
 		ts = append(ts, string(t))
 	}
 	return append(ts, "invalid")
@@ -46,11 +46,11 @@ func deadTypes() []string {
 func ParseFilter(v Values, now time.Time) (Filter, error) {
 	var f Filter
 	for _, c := range splitList(v.Class) {
-		if !slices.Contains(actions.DeadLetterClasses(), actions.Class(c)) {
+		if !slices.Contains(contract.DeadLetterClasses(), contract.Class(c)) {
 			return Filter{}, fmt.Errorf("--class %q: want one of %s (comma separated for several)", c, joinClasses())
 		}
-		if !slices.Contains(f.Classes, actions.Class(c)) {
-			f.Classes = append(f.Classes, actions.Class(c))
+		if !slices.Contains(f.Classes, contract.Class(c)) {
+			f.Classes = append(f.Classes, contract.Class(c))
 		}
 	}
 	for _, t := range splitList(v.Type) {
@@ -62,13 +62,13 @@ func ParseFilter(v Values, now time.Time) (Filter, error) {
 		}
 	}
 	if v.Chat != "" {
-		if len(v.Chat) > actions.MaxChatIDBytes {
-			return Filter{}, fmt.Errorf("--chat is %d bytes; a chat ID has at most %d", len(v.Chat), actions.MaxChatIDBytes)
+		if len(v.Chat) > contract.MaxChatIDBytes {
+			return Filter{}, fmt.Errorf("--chat is %d bytes; a chat ID has at most %d", len(v.Chat), contract.MaxChatIDBytes)
 		}
 		f.ChatID = v.Chat
 	}
-	if len(v.ID) > actions.MaxIDBytes {
-		return Filter{}, fmt.Errorf("--id is %d bytes; a command id has at most %d", len(v.ID), actions.MaxIDBytes)
+	if len(v.ID) > contract.MaxIDBytes {
+		return Filter{}, fmt.Errorf("--id is %d bytes; a command id has at most %d", len(v.ID), contract.MaxIDBytes)
 	}
 	f.ID = v.ID
 	var err error
@@ -99,7 +99,7 @@ func splitList(s string) []string {
 }
 
 func joinClasses() string {
-	classes := actions.DeadLetterClasses()
+	classes := contract.DeadLetterClasses()
 	s := make([]string, len(classes))
 	for i, c := range classes {
 		s[i] = string(c)
@@ -172,11 +172,11 @@ func (f Filter) String() string {
 }
 
 // subjects are the stream subjects that can hold a matching dead letter.
-func (f Filter) subjects(s actions.Subjects) []string {
+func (f Filter) subjects(s contract.Subjects) []string {
 	base := strings.TrimSuffix(s.DeadLettersFilter(), ">")
 	chat := "*"
 	if f.ChatID != "" {
-		chat = actions.Token(f.ChatID)
+		chat = contract.Token(f.ChatID)
 	}
 	if len(f.Types) == 0 {
 		if f.ChatID == "" {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
 func TestParseFilter(t *testing.T) {
@@ -19,14 +19,14 @@ func TestParseFilter(t *testing.T) {
 	}{
 		{name: "empty", in: Values{}, want: Filter{}},
 		{name: "lists", in: Values{Class: "exhausted, permanent,exhausted", Type: "send,note"},
-			want: Filter{Classes: []actions.Class{"exhausted", "permanent"}, Types: []string{"send", "note"}}},
+			want: Filter{Classes: []contract.Class{"exhausted", "permanent"}, Types: []string{"send", "note"}}},
 		{name: "relative", in: Values{Since: "2h", Until: "30m"}, want: Filter{Since: now.Add(-2 * time.Hour), Until: now.Add(-30 * time.Minute)}},
 		{name: "days", in: Values{Since: "7d"}, want: Filter{Since: now.Add(-7 * 24 * time.Hour)}},
 		{name: "date", in: Values{Since: "2026-05-01", Until: "2026-05-02T10:00:00+02:00"},
 			want: Filter{Since: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC)}},
 		{name: "bad class", in: Values{Class: "retryable"}, wantErr: `--class "retryable": want one of invalid, permanent, exhausted, conflict`},
 		{name: "every command type", in: Values{Type: "export,archive,invalid"}, want: Filter{Types: []string{"export", "archive", "invalid"}}},
-		{name: "expired", in: Values{Class: "expired"}, want: Filter{Classes: []actions.Class{"expired"}}},
+		{name: "expired", in: Values{Class: "expired"}, want: Filter{Classes: []contract.Class{"expired"}}},
 		{name: "bad type", in: Values{Type: "sned"}, wantErr: `--type "sned"`},
 		{name: "bad since", in: Values{Since: "yesterday"}, wantErr: `--since "yesterday": want a time`},
 		{name: "negative", in: Values{Until: "-5m"}, wantErr: "must be positive"},
@@ -53,7 +53,7 @@ func TestParseFilter(t *testing.T) {
 }
 
 func TestFilterSubjects(t *testing.T) {
-	s := actions.Subjects{}
+	s := contract.Subjects{}
 	tests := []struct {
 		f    Filter
 		want []string

@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/schematest"
@@ -84,7 +85,7 @@ func newPipeline(t *testing.T) *pipeline {
 func (p *pipeline) publish(t *testing.T, cmds ...actions.Commander) {
 	t.Helper()
 	for _, c := range cmds {
-		if _, err := actions.Publish(t.Context(), p.js, c, actions.Subjects{}); err != nil {
+		if _, err := actions.Publish(t.Context(), p.js, c, contract.Subjects{}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 	}
@@ -153,7 +154,7 @@ func (p *pipeline) results(t *testing.T) map[string]int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r actions.Result
+		var r contract.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -184,18 +185,18 @@ func ids(entries []Entry) []string {
 func (p *pipeline) deadLetterSet(t *testing.T) {
 	t.Helper()
 	p.publish(t,
-		actions.Send{ID: "send-1", ChatID: "chat-a", Content: "one"},
-		actions.Send{ID: "send-2", ChatID: "chat-a", Content: "two"},
-		actions.Send{ID: "send-3", ChatID: "email:jo@example.com", Content: "three", From: "agent"},
-		actions.Send{ID: "send-4", ChatID: "chat-b", Content: "four"},
-		actions.Note{ID: "note-1", ChatID: "chat-a", Content: "a note"},
-		actions.Note{ID: "note-2", ChatID: "chat-b", Content: "another"},
+		contract.Send{ID: "send-1", ChatID: "chat-a", Content: "one"},
+		contract.Send{ID: "send-2", ChatID: "chat-a", Content: "two"},
+		contract.Send{ID: "send-3", ChatID: "email:jo@example.com", Content: "three", From: "agent"},
+		contract.Send{ID: "send-4", ChatID: "chat-b", Content: "four"},
+		contract.Note{ID: "note-1", ChatID: "chat-a", Content: "a note"},
+		contract.Note{ID: "note-2", ChatID: "chat-b", Content: "another"},
 	)
 	p.waitDead(t, 6)
 	p.sim.SetFaults(chatsim.Faults{}) // the API is fixed
 	p.publish(t,
-		actions.Send{ID: "perm-1", ChatID: "missing:1", Content: "to nobody"},
-		actions.Archive{ID: "perm-2", ChatID: "missing:2"},
+		contract.Send{ID: "perm-1", ChatID: "missing:1", Content: "to nobody"},
+		contract.Archive{ID: "perm-2", ChatID: "missing:2"},
 	)
 	p.publishRaw(t, "chat.commands.send.chat-c", `{"id":"bad-1","type":"send","chat_id":"chat-c"}`)
 	p.publishRaw(t, "chat.commands.note.chat-c", `not json`)
@@ -215,11 +216,11 @@ func TestReplayFilteredSubset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	classes := map[actions.Class]int{}
+	classes := map[contract.Class]int{}
 	for _, e := range all.Entries {
 		classes[e.Class()]++
 	}
-	if want := map[actions.Class]int{actions.ClassExhausted: 6, actions.ClassPermanent: 2, actions.ClassInvalid: 2}; !mapsEqual(classes, want) {
+	if want := map[contract.Class]int{contract.ClassExhausted: 6, contract.ClassPermanent: 2, contract.ClassInvalid: 2}; !mapsEqual(classes, want) {
 		t.Fatalf("classes %v, want %v", classes, want)
 	}
 
@@ -280,7 +281,7 @@ func TestReplaySkipsInvalidAndRaw(t *testing.T) {
 	p := newPipeline(t)
 	p.deadLetterSet(t)
 	ctx := t.Context()
-	sel, err := p.q.List(ctx, Filter{Classes: []actions.Class{actions.ClassInvalid}})
+	sel, err := p.q.List(ctx, Filter{Classes: []contract.Class{contract.ClassInvalid}})
 	if err != nil || len(sel.Entries) != 2 {
 		t.Fatalf("invalid: %d, %v", len(sel.Entries), err)
 	}
@@ -312,7 +313,7 @@ func TestReplayInterruptedAndRunAgain(t *testing.T) {
 	p := newPipeline(t)
 	p.deadLetterSet(t)
 	ctx := t.Context()
-	f := Filter{Classes: []actions.Class{actions.ClassExhausted}}
+	f := Filter{Classes: []contract.Class{contract.ClassExhausted}}
 	sel, err := p.q.List(ctx, f)
 	if err != nil || len(sel.Entries) != 6 {
 		t.Fatalf("list: %d, %v", len(sel.Entries), err)
@@ -366,7 +367,7 @@ func TestShowAndPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Class() != actions.ClassPermanent || e.Letter.Error.APIStatus != 404 || e.ChatID != "missing:1" || e.Type != "send" {
+	if e.Class() != contract.ClassPermanent || e.Letter.Error.APIStatus != 404 || e.ChatID != "missing:1" || e.Type != "send" {
 		t.Errorf("perm-1: %+v", e)
 	}
 	bySeq, err := p.q.Get(ctx, strconv.FormatUint(e.Seq, 10))
@@ -380,7 +381,7 @@ func TestShowAndPurge(t *testing.T) {
 	if err != nil || len(sel.Entries) != 1 || sel.Entries[0].ID != "note-1" {
 		t.Fatalf("note on chat-a: %+v, %v", sel, err)
 	}
-	sel, err = p.q.List(ctx, Filter{Classes: []actions.Class{actions.ClassExhausted}, Limit: 2})
+	sel, err = p.q.List(ctx, Filter{Classes: []contract.Class{contract.ClassExhausted}, Limit: 2})
 	if err != nil || len(sel.Entries) != 2 || sel.Matched != 6 {
 		t.Fatalf("limit: %d of %d, %v", len(sel.Entries), sel.Matched, err)
 	}
@@ -412,11 +413,11 @@ func TestOpenWithoutStream(t *testing.T) {
 
 func TestRepublishDropsNatsHeaders(t *testing.T) {
 	js, q := newQueue(t)
-	e := Entry{Seq: 7, ID: "x-1", Letter: actions.DeadLetter{
+	e := Entry{Seq: 7, ID: "x-1", Letter: contract.DeadLetter{
 		Command: json.RawMessage(`{"id":"x-1","type":"archive","chat_id":"c"}`),
 		Subject: "chat.commands.archive.c",
 		Headers: map[string][]string{"Nats-Msg-Id": {"x-1"}, "Nats-Expected-Last-Sequence": {"1"}, "traceparent": {"00-abc"}},
-		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   contract.ErrorInfo{Class: contract.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil || ack.Duplicate {
@@ -456,11 +457,11 @@ func mapsEqual[K comparable](a, b map[K]int) bool {
 func TestRepublishIsByteExact(t *testing.T) {
 	js, q := newQueue(t)
 	original := []byte("{ \"type\": \"archive\",\n  \"id\": \"x-2\", \"chat_id\": \"c\" }")
-	e := Entry{Seq: 9, ID: "x-2", Letter: actions.DeadLetter{
+	e := Entry{Seq: 9, ID: "x-2", Letter: contract.DeadLetter{
 		Command: json.RawMessage(original),
 		Raw:     original,
 		Subject: "chat.commands.archive.c",
-		Error:   actions.ErrorInfo{Class: actions.ClassExhausted},
+		Error:   contract.ErrorInfo{Class: contract.ClassExhausted},
 	}}
 	ack, err := q.republish(t.Context(), e)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,9 +25,9 @@ var (
 )
 
 // Config names the streams of one deployment. Zero fields take the
-// contract's names (actions.DefaultDeadLettersStream, ...).
+// contract's names (contract.DefaultDeadLettersStream, ...).
 type Config struct {
-	Subjects       actions.Subjects
+	Subjects       contract.Subjects
 	Stream         string // CHAT_DLQ
 	CommandsStream string // CHAT_COMMANDS: replays must be stored there
 }
@@ -43,10 +43,10 @@ type Queue struct {
 // when the stream does not exist.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Queue, error) {
 	if cfg.Stream == "" {
-		cfg.Stream = actions.DefaultDeadLettersStream
+		cfg.Stream = contract.DefaultDeadLettersStream
 	}
 	if cfg.CommandsStream == "" {
-		cfg.CommandsStream = actions.DefaultCommandsStream
+		cfg.CommandsStream = contract.DefaultCommandsStream
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -80,20 +80,20 @@ func (q *Queue) Count(ctx context.Context) (uint64, error) {
 
 // Entry is one dead letter as stored in the stream.
 type Entry struct {
-	Seq      uint64             `json:"seq"`       // in the dead-letter stream
-	Subject  string             `json:"subject"`   // chat.dlq.<type>.<chat>
-	StoredAt time.Time          `json:"stored_at"` // when the stream stored it
-	Type     string             `json:"type"`      // the subject's <type>
-	ChatID   string             `json:"chat_id,omitempty"`
-	ID       string             `json:"id,omitempty"` // the command id, when readable
-	Letter   actions.DeadLetter `json:"dead_letter"`
+	Seq      uint64              `json:"seq"`       // in the dead-letter stream
+	Subject  string              `json:"subject"`   // chat.dlq.<type>.<chat>
+	StoredAt time.Time           `json:"stored_at"` // when the stream stored it
+	Type     string              `json:"type"`      // the subject's <type>
+	ChatID   string              `json:"chat_id,omitempty"`
+	ID       string              `json:"id,omitempty"` // the command id, when readable
+	Letter   contract.DeadLetter `json:"dead_letter"`
 	// Malformed says why the message is not a dead-letter record (someone
 	// published something else on a dead-letter subject).
 	Malformed string `json:"malformed,omitempty"`
 }
 
 // Class is the dead letter's error class.
-func (e Entry) Class() actions.Class { return e.Letter.Error.Class }
+func (e Entry) Class() contract.Class { return e.Letter.Error.Class }
 
 // Time is when the worker gave up on the command.
 func (e Entry) Time() time.Time {
@@ -108,7 +108,7 @@ func (q *Queue) entry(subject string, seq uint64, stored time.Time, data []byte)
 	rest := strings.TrimPrefix(subject, strings.TrimSuffix(q.cfg.Subjects.DeadLettersFilter(), ">"))
 	typ, token, _ := strings.Cut(rest, ".")
 	e.Type = typ
-	if id, err := actions.ParseToken(token); err == nil {
+	if id, err := contract.ParseToken(token); err == nil {
 		e.ChatID = id
 	}
 	if err := json.Unmarshal(data, &e.Letter); err != nil {

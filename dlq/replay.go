@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
@@ -150,7 +150,7 @@ func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
 		return "the command was not JSON (kept as raw bytes), so it cannot be replayed: publish a corrected command, then purge this one"
 	case len(e.Letter.Command) == 0:
 		return "the dead letter holds no command"
-	case e.Class() == actions.ClassInvalid && !includeInvalid:
+	case e.Class() == contract.ClassInvalid && !includeInvalid:
 		return "class invalid: the command itself is malformed and would fail again (--include-invalid replays it anyway)"
 	case !strings.HasPrefix(e.Letter.Subject, commands) || strings.ContainsAny(e.Letter.Subject, " \t\r\n*>"):
 		return fmt.Sprintf("its original subject %q is not a command subject (%s...)", e.Letter.Subject, commands)
@@ -206,7 +206,7 @@ func (e Entry) PastDeadline(now time.Time) bool {
 	if json.Unmarshal(e.Letter.Command, &c) != nil || c.NotAfter == "" {
 		return false
 	}
-	t, err := actions.ParseDeadline(c.NotAfter)
+	t, err := contract.ParseDeadline(c.NotAfter)
 	return err == nil && !now.Before(t)
 }
 

@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -554,7 +554,7 @@ func TestExportChatFile(t *testing.T) {
 		t.Errorf("%s: %+v", p, ls)
 	}
 	_, err = ex.ExportChat(t.Context(), "missing:someone")
-	if !errors.Is(err, chat.ErrPermanent) || execute.ClassOf(err) != actions.ClassPermanent {
+	if !errors.Is(err, chat.ErrPermanent) || execute.ClassOf(err) != contract.ClassPermanent {
 		t.Errorf("unknown chat: %v, want a permanent error", err)
 	}
 }
@@ -562,7 +562,7 @@ func TestExportChatFile(t *testing.T) {
 // TestObjectNamesUseTheChatToken: names carry the contract's chat token.
 func TestObjectNamesUseTheChatToken(t *testing.T) {
 	for _, id := range []string{"abc123", "email:jo@example.com", "a/b c%ü", "..x"} {
-		want := "chats/" + actions.Token(id) + "/0000000000000.jsonl"
+		want := "chats/" + contract.Token(id) + "/0000000000000.jsonl"
 		if got := export.ObjectName(id, nil); got != want {
 			t.Errorf("ObjectName(%q) = %q, want %q", id, got, want)
 		}

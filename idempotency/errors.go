@@ -4,11 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/chatworker/worker/contract"
 )
 
+// ErrConflict means the id was used before with a different command body.
+// It carries its class, so the worker classifies it as every other failure
+// of a command, without knowing this package.
+var ErrConflict error = &contract.Error{Class: contract.ClassConflict, Msg: "idempotency: id reused with a different body"}
+
 var (
-	// ErrConflict means the id was used before with a different command body.
-	ErrConflict = errors.New("idempotency: id reused with a different body")
 	// ErrBusy means another claim on the id holds a live lease. Claim returns
 	// it as a *BusyError that says when the lease runs out.
 	ErrBusy = errors.New("idempotency: id is being processed elsewhere")

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -51,7 +51,7 @@ func Example() {
 		_ = store.Release(ctx, c) // keeps the attempt count; a later delivery may run it again
 		return
 	}
-	rec, err := store.Complete(ctx, c, actions.Outcome{APIStatus: status, Response: resp})
+	rec, err := store.Complete(ctx, c, contract.Outcome{APIStatus: status, Response: resp})
 	if errors.Is(err, idempotency.ErrLeaseLost) {
 		// The call outlived the lease (Extend keeps it alive) and another
 		// worker took the id over; its outcome is the one that gets recorded.

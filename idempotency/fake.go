@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
 // Fake is a Store for unit tests of code that uses one. Each method calls the
@@ -12,8 +12,8 @@ import (
 // naming it, so a test sees at once which call it did not expect.
 type Fake struct {
 	ClaimFunc    func(ctx context.Context, id, hash string) (*Claim, error)
-	CompleteFunc func(ctx context.Context, c *Claim, out actions.Outcome) (Record, error)
-	KeepFunc     func(ctx context.Context, c *Claim, out actions.Outcome) error
+	CompleteFunc func(ctx context.Context, c *Claim, out contract.Outcome) (Record, error)
+	KeepFunc     func(ctx context.Context, c *Claim, out contract.Outcome) error
 	ReleaseFunc  func(ctx context.Context, c *Claim) error
 	ExtendFunc   func(ctx context.Context, c *Claim) error
 	LookupFunc   func(ctx context.Context, id string) (Record, error)
@@ -28,14 +28,14 @@ func (f *Fake) Claim(ctx context.Context, id, hash string) (*Claim, error) {
 	return f.ClaimFunc(ctx, id, hash)
 }
 
-func (f *Fake) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
+func (f *Fake) Complete(ctx context.Context, c *Claim, out contract.Outcome) (Record, error) {
 	if f.CompleteFunc == nil {
 		return Record{}, errors.New("idempotency.Fake: unexpected call to Complete")
 	}
 	return f.CompleteFunc(ctx, c, out)
 }
 
-func (f *Fake) KeepResponse(ctx context.Context, c *Claim, out actions.Outcome) error {
+func (f *Fake) KeepResponse(ctx context.Context, c *Claim, out contract.Outcome) error {
 	if f.KeepFunc == nil {
 		return errors.New("idempotency.Fake: unexpected call to KeepResponse")
 	}

@@ -2,7 +2,6 @@ package idempotency
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,20 +11,20 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/identity"
 )
 
 // Defaults for Config.
 const (
-	DefaultBucket = actions.DefaultIdempotencyBucket
+	DefaultBucket = contract.DefaultIdempotencyBucket
 	DefaultTTL    = 24 * time.Hour
 	DefaultLease  = 60 * time.Second
 )
 
 // MaxIDLen is the longest command id accepted, in bytes: the command's own
 // limit.
-const MaxIDLen = actions.MaxIDBytes
+const MaxIDLen = contract.MaxIDBytes
 
 // maxRounds bounds how often Claim re-reads a record that keeps changing under
 // it. Each lost round means another worker wrote the record, so running out is
@@ -233,11 +232,11 @@ func (s *KV) create(ctx context.Context, key string, rec Record, marker bool) (*
 
 // Complete implements Store in one round trip. The succeeded record keeps
 // only what a later delivery of the id needs (see Record).
-func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error) {
+func (s *KV) Complete(ctx context.Context, c *Claim, out contract.Outcome) (Record, error) {
 	if err := usable(c); err != nil {
 		return Record{}, err
 	}
-	digest, err := actions.ResponseDigest(out.Response) // also checks that it is JSON
+	digest, err := contract.ResponseDigest(out.Response) // also checks that it is JSON
 	if err != nil {
 		return Record{}, fmt.Errorf("idempotency: record %q: %w", c.ID, err)
 	}
@@ -254,7 +253,7 @@ func (s *KV) Complete(ctx context.Context, c *Claim, out actions.Outcome) (Recor
 }
 
 // KeepResponse implements Store in one round trip.
-func (s *KV) KeepResponse(ctx context.Context, c *Claim, out actions.Outcome) error {
+func (s *KV) KeepResponse(ctx context.Context, c *Claim, out contract.Outcome) error {
 	switch {
 	case c == nil || c.key == "":
 		return errors.New("idempotency: claim was not returned by Claim")
@@ -349,7 +348,7 @@ func validID(id string) error {
 }
 
 // keyFor maps any id to a valid KV key ([-_a-zA-Z0-9]), one to one.
-func keyFor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+func keyFor(id string) string { return contract.IdempotencyKey(id) }
 
 func encode(rec Record) ([]byte, error) {
 	rec.CompletedAt = time.Time{} // the server's timestamp of the record says it
@@ -361,15 +360,9 @@ func encode(rec Record) ([]byte, error) {
 }
 
 func decode(e jetstream.KeyValueEntry) (Record, error) {
-	var rec Record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	rec, err := contract.ReadIdempotencyRecord(e.Key(), e.Value(), e.Created())
+	if err != nil {
 		return Record{}, fmt.Errorf("idempotency: decode record %s: %w", e.Key(), err)
-	}
-	if id, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
-		rec.ID = string(id)
-	}
-	if rec.State == StateSucceeded && rec.CompletedAt.IsZero() {
-		rec.CompletedAt = e.Created().UTC()
 	}
 	return rec, nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 )
 
@@ -116,7 +116,7 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 	c.Sequence = 7
 	resp := json.RawMessage(`{"message":{"id":42}}`)
 	before := time.Now()
-	done, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 201, Response: resp})
+	done, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 201, Response: resp})
 	if err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
@@ -146,7 +146,7 @@ func TestCompleteThenClaimIsDuplicate(t *testing.T) {
 
 func digestOf(t *testing.T, resp json.RawMessage) string {
 	t.Helper()
-	d, err := actions.ResponseDigest(resp)
+	d, err := contract.ResponseDigest(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestSucceededRecordIsSmall(t *testing.T) {
 		c := mustClaim(t, a, fmt.Sprintf("bench-%d", 100000+i), h1)
 		attempt(c, time.Now())
 		c.Sequence = uint64(1_000_000 + i)
-		if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: resp}); err != nil {
+		if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200, Response: resp}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,11 +191,11 @@ func TestKeepResponse(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
-	if err := a.KeepResponse(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`1`)}); err == nil {
+	if err := a.KeepResponse(t.Context(), c, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`1`)}); err == nil {
 		t.Fatal("KeepResponse on a claim not completed succeeded")
 	}
 	resp := json.RawMessage(`{"message":{"id":42}}`)
-	out := actions.Outcome{APIStatus: 201, Response: resp}
+	out := contract.Outcome{APIStatus: 201, Response: resp}
 	if _, err := a.Complete(t.Context(), c, out); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestClaimConflict(t *testing.T) {
 			}
 		}},
 		{"succeeded", func(t *testing.T, s *KV, c *Claim) {
-			if _, err := s.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
+			if _, err := s.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -307,7 +307,7 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 
 	// a comes back: every write of its stale claim is refused.
 	stale := map[string]func() error{
-		"Complete": func() error { _, err := a.Complete(t.Context(), ca, actions.Outcome{APIStatus: 200}); return err },
+		"Complete": func() error { _, err := a.Complete(t.Context(), ca, contract.Outcome{APIStatus: 200}); return err },
 		"Release":  func() error { return a.Release(t.Context(), ca) },
 		"Extend":   func() error { return a.Extend(t.Context(), ca) },
 	}
@@ -318,7 +318,7 @@ func TestExpiredLeaseTakeover(t *testing.T) {
 	}
 	attempt(cb, e.clock.Now())
 	cb.Sequence = 7 // the command message that succeeded
-	rec, err := b.Complete(t.Context(), cb, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)})
+	rec, err := b.Complete(t.Context(), cb, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)})
 	if err != nil {
 		t.Fatalf("Complete by new owner: %v", err)
 	}
@@ -365,10 +365,10 @@ func TestClaimUseAfterDone(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
-	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); !errors.Is(err, ErrLeaseLost) {
+	if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("second Complete: err = %v, want ErrLeaseLost", err)
 	}
 	if err := a.Release(t.Context(), c); !errors.Is(err, ErrLeaseLost) {
@@ -377,7 +377,7 @@ func TestClaimUseAfterDone(t *testing.T) {
 	if err := a.Release(t.Context(), nil); err == nil {
 		t.Fatal("Release(nil) succeeded")
 	}
-	if _, err := a.Complete(t.Context(), &Claim{}, actions.Outcome{}); err == nil {
+	if _, err := a.Complete(t.Context(), &Claim{}, contract.Outcome{}); err == nil {
 		t.Fatal("Complete of a made-up claim succeeded")
 	}
 }
@@ -386,11 +386,11 @@ func TestCompleteRejectsInvalidResponse(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
-	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{not json`)}); err == nil {
+	if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`{not json`)}); err == nil {
 		t.Fatal("Complete stored invalid JSON")
 	}
 	// The claim is still good.
-	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200, Response: json.RawMessage(`"ok"`)}); err != nil {
+	if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`"ok"`)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -465,7 +465,7 @@ func TestOpenUpdatesExistingBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := mustClaim(t, a, "keep-me", h1)
-	if _, err := a.Complete(ctx, c, actions.Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(ctx, c, contract.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -520,7 +520,7 @@ func TestIDs(t *testing.T) {
 	for _, id := range valid {
 		t.Run(fmt.Sprintf("%q", id), func(t *testing.T) {
 			c := mustClaim(t, a, id, h1)
-			if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
+			if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := a.Lookup(t.Context(), id)
@@ -557,7 +557,7 @@ func TestLookupNotFound(t *testing.T) {
 func TestClaimAfterKeyDeleted(t *testing.T) {
 	e := setup(t)
 	a := e.open(t, "a/1")
-	if _, err := a.Complete(t.Context(), mustClaim(t, a, "cmd-1", h1), actions.Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(t.Context(), mustClaim(t, a, "cmd-1", h1), contract.Outcome{APIStatus: 200}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.kv.Delete(t.Context(), keyFor("cmd-1")); err != nil {
@@ -622,7 +622,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	e := setup(b)
 	s := e.open(b, "bench/1")
 	ctx := context.Background()
-	out := actions.Outcome{APIStatus: 200, Response: json.RawMessage(`{"ok":true}`)}
+	out := contract.Outcome{APIStatus: 200, Response: json.RawMessage(`{"ok":true}`)}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c, err := s.Claim(ctx, fmt.Sprintf("bench-%d", i), h1)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
 // countingKV counts the bucket calls that each cost a round trip.
@@ -53,7 +53,7 @@ func TestRoundTrips(t *testing.T) {
 			_, err := s.Claim(ctx, "rt", h1)
 			return expect(err, ErrBusy)
 		}, 2},
-		{"complete", func() error { _, err := s.Complete(ctx, c, actions.Outcome{APIStatus: 200}); return err }, 1},
+		{"complete", func() error { _, err := s.Complete(ctx, c, contract.Outcome{APIStatus: 200}); return err }, 1},
 		{"duplicate", func() error {
 			_, err := s.Claim(ctx, "rt", h1)
 			return expect(err, ErrDuplicate)
@@ -82,7 +82,7 @@ func TestCompleteAfterLeaseExpiredUntouched(t *testing.T) {
 	a := e.open(t, "a/1")
 	c := mustClaim(t, a, "cmd-1", h1)
 	e.clock.Add(10 * DefaultLease)
-	if _, err := a.Complete(t.Context(), c, actions.Outcome{APIStatus: 200}); err != nil {
+	if _, err := a.Complete(t.Context(), c, contract.Outcome{APIStatus: 200}); err != nil {
 		t.Fatalf("Complete: %v", err)
 	}
 }

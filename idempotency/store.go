@@ -4,61 +4,22 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"time"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 )
 
-// State is where a record is in its life.
-type State string
+// State is contract.RecordState.
+type State = contract.RecordState
 
+// The states of a record (see contract.RecordState).
 const (
-	// StatePending: claimed (Owner and LeaseExpires set) or released after a
-	// failure (no owner), and may run again.
-	StatePending State = "pending"
-	// StateSucceeded: final; the outcome is stored and the id will not run again.
-	StateSucceeded State = "succeeded"
+	StatePending   = contract.RecordPending
+	StateSucceeded = contract.RecordSucceeded
 )
 
-// Record is the stored value for one command id, as JSON. A succeeded
-// record is small (about 150 bytes of JSON): the hash, the attempts, the
-// API's status, the command's stream sequence and a digest of the response.
-// The response itself is in the result on the results stream; the record
-// keeps it only when that result could not be stored (KeepResponse).
-type Record struct {
-	ID             string    `json:"-"` // the key holds it
-	Hash           string    `json:"hash"`
-	State          State     `json:"state"`
-	Owner          string    `json:"owner,omitempty"`
-	LeaseExpires   time.Time `json:"lease_expires,omitzero"`
-	Attempts       int       `json:"attempts"`
-	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
-	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
-	APIStatus      int       `json:"api_status,omitempty"`
-	// Response is the API's response when the record keeps it: records
-	// written by versions before 1.2 do, and so does a success whose result
-	// could not be stored. Otherwise the result on the results stream has
-	// it, and Digest identifies it (actions.ResponseDigest).
-	Response json.RawMessage `json:"response,omitempty"`
-	Digest   string          `json:"digest,omitempty"`
-	// CompletedAt is when the success was recorded: the time the server
-	// stored the record (older versions wrote it in the record too).
-	CompletedAt time.Time `json:"completed_at,omitzero"`
-	// Sequence is the stream sequence of the command message that
-	// succeeded (the caller sets it on the claim before Complete), so a
-	// redelivery of that same message can publish its result as succeeded
-	// (its first publish may have failed), while a later message with the
-	// id is a duplicate. With the command's subject it also finds the
-	// result: its Nats-Msg-Id is <id>:<Sequence>. 0 when unknown.
-	Sequence uint64 `json:"sequence,omitempty"`
-	// Abandoned counts the claims on this id whose lease ran out without an
-	// outcome (completed or released): the worker holding it crashed or
-	// stalled. A command that keeps killing its workers shows here, however
-	// often it was delivered for other reasons (see the consumer's poison
-	// backstop).
-	Abandoned int `json:"abandoned,omitempty"`
-}
+// Record is contract.IdempotencyRecord: the stored value for one command
+// id, declared beside the results, which apps read too.
+type Record = contract.IdempotencyRecord
 
 // Claim is a held lease on an id. The caller updates Attempts, FirstAttemptAt
 // and LastAttemptAt as it calls the API; Complete, Release and Extend write
@@ -83,11 +44,11 @@ type Store interface {
 	// record keeps the response's digest, not the response: the result
 	// carries that. ErrLeaseLost means the claim was taken over: do not
 	// report success twice.
-	Complete(ctx context.Context, c *Claim, out actions.Outcome) (Record, error)
+	Complete(ctx context.Context, c *Claim, out contract.Outcome) (Record, error)
 	// KeepResponse adds the response to a completed claim's record, for
 	// when its result could not be stored: the redelivery publishes the
 	// result from the record.
-	KeepResponse(ctx context.Context, c *Claim, out actions.Outcome) error
+	KeepResponse(ctx context.Context, c *Claim, out contract.Outcome) error
 	// Release drops the lease after a failure, keeping attempt counts and
 	// times, so a later delivery can claim the id again at once.
 	Release(ctx context.Context, c *Claim) error

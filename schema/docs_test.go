@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/schematest"
 )
 
@@ -33,7 +33,7 @@ func codeBlocks(text, lang string) []string {
 
 // TestContractExamples: the records shown in docs/contract.md validate
 // against their schemas, the command also against the decoder, and the
-// chat token table is what actions.Token computes.
+// chat token table is what contract.Token computes.
 func TestContractExamples(t *testing.T) {
 	text := readDoc(t, "../docs/contract.md")
 	kinds := map[string]int{}
@@ -53,9 +53,9 @@ func TestContractExamples(t *testing.T) {
 		default:
 			kinds["command"]++
 			schematest.Command(t).Valid(t, []byte(block))
-			var c actions.Command
+			var c contract.Command
 			_ = json.Unmarshal([]byte(block), &c)
-			if _, err := actions.Decode(actions.Subjects{}, actions.Subjects{}.Command(c.Type, c.ChatID), []byte(block)); err != nil {
+			if _, err := contract.Decode(contract.Subjects{}, contract.Subjects{}.Command(c.Type, c.ChatID), []byte(block)); err != nil {
 				t.Errorf("the example command does not decode: %v", err)
 			}
 		}
@@ -71,7 +71,7 @@ func TestContractExamples(t *testing.T) {
 		t.Fatalf("found %d rows in the chat token table", len(rows))
 	}
 	for _, r := range rows {
-		if got := actions.Token(r[1]); got != r[2] {
+		if got := contract.Token(r[1]); got != r[2] {
 			t.Errorf("the table says the token of %q is %q; Token gives %q", r[1], r[2], got)
 		}
 	}
@@ -159,13 +159,13 @@ func TestOtherLanguageExamples(t *testing.T) {
 				t.Fatalf("tokens %q: %v", lines[0], err)
 			}
 			for i, id := range tokenProbes {
-				if want := actions.Token(id); tokens[i] != want {
+				if want := contract.Token(id); tokens[i] != want {
 					t.Errorf("the example's token of %q is %q, want %q", id, tokens[i], want)
 				}
 			}
 			subject, body := lines[1], []byte(lines[2])
 			schematest.Command(t).Valid(t, body)
-			if _, err := actions.Decode(actions.Subjects{}, subject, body); err != nil {
+			if _, err := contract.Decode(contract.Subjects{}, subject, body); err != nil {
 				t.Errorf("the worker refuses what the example publishes on %s: %v\n%s", subject, err, body)
 			}
 		})

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/schematest"
 )
 
@@ -20,9 +20,9 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		typ    any
 		ahead  []string // in the schema before the Go type has them
 	}{
-		{"command", schematest.Command(t), actions.Command{}, []string{"not_after"}},
-		{"result", schematest.Result(t), actions.Result{}, nil},
-		{"dead letter", schematest.DeadLetter(t), actions.DeadLetter{}, nil},
+		{"command", schematest.Command(t), contract.Command{}, []string{"not_after"}},
+		{"result", schematest.Result(t), contract.Result{}, nil},
+		{"dead letter", schematest.DeadLetter(t), contract.DeadLetter{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +42,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	}
 	t.Run("dead letter error", func(t *testing.T) {
 		got := schematest.DeadLetter(t).Nested("error")
-		want := jsonFields(reflect.TypeOf(actions.ErrorInfo{}))
+		want := jsonFields(reflect.TypeOf(contract.ErrorInfo{}))
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {

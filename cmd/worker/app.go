@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/idempotency"
@@ -122,8 +122,9 @@ type app struct {
 	stopTracing func()
 }
 
-// newApp wires a worker. creds are the Chat API credentials; opts add chat
-// client options (the demo points it at the simulator).
+// newApp wires a worker. creds are the Chat API credentials; the API's
+// address is f's --chat-api-url (the demo sets it to its simulator), and
+// embedded, when not nil, is the NATS server to connect to in process.
 func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Credentials, embedded *server.Server) (*app, error) {
 	a := &app{log: log, embedded: embedded, reg: prometheus.NewRegistry(), topo: f.nats.topology()}
 	f.consumerFlags.apply(&a.topo)

@@ -18,6 +18,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
 )
 
@@ -101,17 +102,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	fmt.Fprintf(stdout, "Demo: embedded NATS at %s, chat API simulator at %s (25%% of calls fail with 503; the first two for visitor-503 always do).\n\n", embedded.ClientURL(), f.apiURL)
-	samples := []actions.Commander{
-		actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo! Your order A-17 has shipped.", From: actions.FromAgent, Metadata: json.RawMessage(`{"order":"A-17"}`)},
-		actions.Note{ChatID: "email:jo@example.com", Content: "Jo asked about delivery times; shipped by express."},
-		actions.Send{ChatID: "visitor-42", Content: "Thanks for your message! An agent will reply soon.", From: actions.FromBot},
-		actions.Archive{ChatID: "visitor-42"},
-		actions.Send{ChatID: "missing:ghost", Content: "Is anyone there?"},
-		actions.Send{ChatID: "visitor-503", Content: "Sorry for the wait!"},
+	samples := []contract.Commander{
+		contract.Send{ChatID: "email:jo@example.com", Content: "Hello Jo! Your order A-17 has shipped.", From: contract.FromAgent, Metadata: json.RawMessage(`{"order":"A-17"}`)},
+		contract.Note{ChatID: "email:jo@example.com", Content: "Jo asked about delivery times; shipped by express."},
+		contract.Send{ChatID: "visitor-42", Content: "Thanks for your message! An agent will reply soon.", From: contract.FromBot},
+		contract.Archive{ChatID: "visitor-42"},
+		contract.Send{ChatID: "missing:ghost", Content: "Is anyone there?"},
+		contract.Send{ChatID: "visitor-503", Content: "Sorry for the wait!"},
 		// Its moment passed before a worker took it: no call, class expired.
-		actions.Send{ChatID: "visitor-7", Content: "Your payment failed: retry while you are here?", NotAfter: time.Now().Add(-time.Second)},
+		contract.Send{ChatID: "visitor-7", Content: "Your payment failed: retry while you are here?", NotAfter: time.Now().Add(-time.Second)},
 	}
-	var first actions.Command
+	var first contract.Command
 	fmt.Fprintln(stdout, "Publishing:")
 	for i, s := range samples {
 		cmd, err := actions.Publish(ctx, a.js, s, subjects)
@@ -125,7 +126,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// A malformed command, as an app with a typo would publish it.
 	bad := `{"id":"bad-1","type":"send","chat_id":"visitor-42","contnet":"Hi!"}`
-	if _, err := a.js.Publish(ctx, subjects.Command(actions.TypeSend, "visitor-42"), []byte(bad)); err != nil {
+	if _, err := a.js.Publish(ctx, subjects.Command(contract.TypeSend, "visitor-42"), []byte(bad)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "  %-7s %-22s id=bad-1 (malformed: %q is a typo of \"content\")\n", "send", "visitor-42", "contnet")
@@ -140,7 +141,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (the first command again)\n", first.Type, first.ChatID, first.ID)
 
 	// A scheduled command: NATS keeps it and publishes it at its time.
-	sched, err := actions.ScheduleAt(ctx, a.js, actions.Send{ChatID: "visitor-42", Content: "A day after sign-up: how is it going?",
+	sched, err := actions.ScheduleAt(ctx, a.js, contract.Send{ChatID: "visitor-42", Content: "A day after sign-up: how is it going?",
 		NotAfter: time.Now().Add(time.Hour)}, time.Now().Add(2*time.Second), subjects)
 	if err != nil {
 		return err
@@ -173,17 +174,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // describeRecord renders a result or dead letter as one tab-separated line.
 func describeRecord(m *nats.Msg) string {
 	if strings.Contains(m.Subject, ".results.") {
-		var r actions.Result
+		var r contract.Result
 		if err := json.Unmarshal(m.Data, &r); err != nil {
 			return "result\t(unreadable: " + err.Error() + ")"
 		}
 		return fmt.Sprintf("  result\t%s\t%s\t%s\tattempts=%d\tHTTP %d\tid=%s", r.Type, r.ChatID, r.Status, r.Attempts, r.APIStatus, r.ID)
 	}
-	var d actions.DeadLetter
+	var d contract.DeadLetter
 	if err := json.Unmarshal(m.Data, &d); err != nil {
 		return "dead letter\t(unreadable: " + err.Error() + ")"
 	}
-	var cmd actions.Command
+	var cmd contract.Command
 	_ = json.Unmarshal(d.Command, &cmd)
 	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts, d.Error.Message)
 }

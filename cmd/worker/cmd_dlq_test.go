@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/dlq"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,20 +27,20 @@ func dlqFixture(t *testing.T) (string, jetstream.JetStream) {
 	now := time.Now().UTC()
 	for _, d := range []struct {
 		id, typ, chat string
-		class         actions.Class
+		class         contract.Class
 	}{
-		{"a-1", "send", "chat-a", actions.ClassExhausted},
-		{"a-2", "note", "chat-a", actions.ClassExhausted},
-		{"b-1", "send", "missing:b", actions.ClassPermanent},
-		{"c-1", "archive", "chat-c", actions.ClassInvalid},
+		{"a-1", "send", "chat-a", contract.ClassExhausted},
+		{"a-2", "note", "chat-a", contract.ClassExhausted},
+		{"b-1", "send", "missing:b", contract.ClassPermanent},
+		{"c-1", "archive", "chat-c", contract.ClassInvalid},
 	} {
-		cmd, _ := json.Marshal(actions.Command{ID: d.id, Type: actions.Type(d.typ), ChatID: d.chat, Content: "hi"})
-		rec, _ := json.Marshal(actions.DeadLetter{
-			Command: cmd, Subject: actions.Subjects{}.Command(actions.Type(d.typ), d.chat),
-			Error:    actions.ErrorInfo{Class: d.class, Message: "the API said no"},
+		cmd, _ := json.Marshal(contract.Command{ID: d.id, Type: contract.Type(d.typ), ChatID: d.chat, Content: "hi"})
+		rec, _ := json.Marshal(contract.DeadLetter{
+			Command: cmd, Subject: contract.Subjects{}.Command(contract.Type(d.typ), d.chat),
+			Error:    contract.ErrorInfo{Class: d.class, Message: "the API said no"},
 			Attempts: 3, Worker: "test/1", DeadAt: now,
 		})
-		if _, err := js.Publish(t.Context(), actions.Subjects{}.DeadLetter(actions.Type(d.typ), actions.Token(d.chat)), rec); err != nil {
+		if _, err := js.Publish(t.Context(), contract.Subjects{}.DeadLetter(contract.Type(d.typ), contract.Token(d.chat)), rec); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/chatworker/worker/internal/tracecontext"
@@ -18,8 +19,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// publishFlags are the flags of send, note and archive. Each subcommand
-// registers only those its command type uses, so -h lists exactly them.
+// publishFlags are the flags of the publishing subcommands (the verbs of
+// contract.Specs). Each registers only those its command type takes, so -h
+// lists exactly them.
 type publishFlags struct {
 	chatID, content, id, from, site, meta string
 
@@ -31,12 +33,12 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in
 }
 
-func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
+func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	fs.String(&p.chatID, "chat", "", "", "chat ID (the visitor's person_id), required")
-	if typ == actions.TypeSend || typ == actions.TypeNote {
+	if spec.Content {
 		fs.String(&p.content, "content", "", "", "text of the message or note, required")
 	}
-	if typ == actions.TypeSend {
+	if spec.From {
 		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
 	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
@@ -45,25 +47,24 @@ func (p *publishFlags) register(fs *flagSet, typ actions.Type) {
 	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
 	fs.Duration(&p.timeout, "timeout", "", 60*time.Second, "with --wait: how long to wait")
 	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, else the command as published")
-	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
+	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
 	p.when.register(fs)
 }
 
-func publishUsage(typ actions.Type) string {
-	switch typ {
-	case actions.TypeArchive:
-		return string(typ) + " --chat ID [flags]"
+func publishUsage(spec contract.Spec) string {
+	if !spec.Content {
+		return spec.Verb + " --chat ID [flags]"
 	}
-	return string(typ) + " --chat ID --content TEXT [flags]"
+	return spec.Verb + " --chat ID --content TEXT [flags]"
 }
 
 // command builds the command the flags describe, validated, and the time
 // it is scheduled for (zero: publish now).
-func (p *publishFlags) command(typ actions.Type, now time.Time) (actions.Command, time.Time, error) {
+func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Command, time.Time, error) {
 	if p.chatID == "" {
-		return actions.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
+		return contract.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
 	}
-	cmd := actions.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
+	cmd := contract.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
 	if p.meta != "" {
 		if !json.Valid([]byte(p.meta)) {
 			return cmd, time.Time{}, usageError{fmt.Errorf("--metadata is not valid JSON")}
@@ -71,7 +72,7 @@ func (p *publishFlags) command(typ actions.Type, now time.Time) (actions.Command
 		cmd.Metadata = json.RawMessage(p.meta)
 	}
 	if cmd.ID == "" {
-		cmd.ID = actions.NewID()
+		cmd.ID = contract.NewID()
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {
@@ -100,7 +101,7 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
-// Exit statuses of send, note and archive with --wait.
+// Exit statuses of the publishing subcommands with --wait.
 const (
 	exitDeadLetter = 3
 	exitTimeout    = 4
@@ -108,15 +109,15 @@ const (
 
 // runPublish publishes one command and prints its id, or with --wait what
 // became of it.
-func runPublish(ctx context.Context, typ string, args []string, stdout, stderr io.Writer) error {
+func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, stderr io.Writer) error {
 	var (
 		n natsFlags
 		p publishFlags
 	)
-	t := actions.Type(typ)
-	fs := newFlagSet(typ, publishUsage(t), stderr)
+	t, typ := spec.Type, string(spec.Type)
+	fs := newFlagSet(spec.Verb, publishUsage(spec), stderr)
 	n.registerConn(fs)
-	p.register(fs, t)
+	p.register(fs, spec)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func runPublish(ctx context.Context, typ string, args []string, stdout, stderr i
 	}
 	defer stopTracing()
 	ctx, span := tp.Tracer(telemetry.Instrumentation).Start(tracecontext.FromEnv(ctx), "publish "+typ, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(telemetry.Command(cmd.ID, typ, actions.Token(cmd.ChatID))...))
+		trace.WithAttributes(telemetry.Command(cmd.ID, typ, contract.Token(cmd.ChatID))...))
 	defer span.End()
 	nc, js, err := n.connect(ctx, "chatworker "+typ, nil, zap.NewNop())
 	if err != nil {

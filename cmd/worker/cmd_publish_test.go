@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/schematest"
 )
@@ -169,6 +170,39 @@ func TestPublishHelp(t *testing.T) {
 			for _, f := range tt.hasNot {
 				if strings.Contains(help, "  "+f) {
 					t.Errorf("%s -h lists %s, which it does not use", tt.cmd, f)
+				}
+			}
+		})
+	}
+}
+
+// TestPublishVerbsFollowTheTable: every command type with a verb in
+// contract.Specs is a subcommand listed in `worker help`, whose -h shows the
+// flags the type takes, and no other subcommand shadows it.
+func TestPublishVerbsFollowTheTable(t *testing.T) {
+	for _, s := range contract.Specs() {
+		if s.Verb == "" {
+			continue
+		}
+		t.Run(s.Verb, func(t *testing.T) {
+			if !strings.Contains(usage(), "\n  "+s.Verb+" ") {
+				t.Errorf("worker help does not list %s", s.Verb)
+			}
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), []string{s.Verb, "-h"}, nil, &stdout, &stderr)
+			if exitCode(err) != 0 {
+				t.Fatalf("%s -h: exit %d (%v)", s.Verb, exitCode(err), err)
+			}
+			help := stderr.String()
+			if !strings.Contains(help, publishUsage(s)) {
+				t.Errorf("%s -h is not the publishing help of %s:\n%s", s.Verb, s.Type, help)
+			}
+			for _, f := range []struct {
+				flag  string
+				takes bool
+			}{{"-content", s.Content}, {"-from", s.From}} {
+				if got := strings.Contains(help, "  "+f.flag+" "); got != f.takes {
+					t.Errorf("%s -h lists %s: %v, want %v", s.Verb, f.flag, got, f.takes)
 				}
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -29,7 +30,7 @@ func (t *timing) register(fs *flagSet) {
 
 // apply sets cmd's deadline and returns the schedule time (zero: publish
 // now).
-func (t *timing) apply(cmd *actions.Command, now time.Time) (time.Time, error) {
+func (t *timing) apply(cmd *contract.Command, now time.Time) (time.Time, error) {
 	var at time.Time
 	switch {
 	case t.at != "" && t.in != 0:
@@ -67,7 +68,7 @@ func parseDeadline(v string, from time.Time) (time.Time, error) {
 		}
 		return from.Add(d), nil
 	}
-	t, err := actions.ParseDeadline(v)
+	t, err := contract.ParseDeadline(v)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("--not-after %q: want an RFC 3339 time with a zone (2026-11-25T09:15:00Z) or a duration (15m)", v)
 	}
@@ -75,9 +76,9 @@ func parseDeadline(v string, from time.Time) (time.Time, error) {
 }
 
 // schedule stores cmd to run at at and prints its id, as publishing does.
-func schedule(ctx context.Context, js jetstream.JetStream, cmd actions.Command, at time.Time, s actions.Subjects, stdout, stderr io.Writer) error {
+func schedule(ctx context.Context, js jetstream.JetStream, cmd contract.Command, at time.Time, s contract.Subjects, stdout, stderr io.Writer) error {
 	p, err := actions.ScheduleAt(ctx, js, cmd, at, s)
-	if actions.ClassOf(err) == actions.ClassInvalid {
+	if contract.ClassOf(err) == contract.ClassInvalid {
 		return usageError{err}
 	}
 	if err != nil {
@@ -175,7 +176,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	done, err := actions.CancelSchedule(ctx, js, n.subjects(), pos[0])
-	if actions.ClassOf(err) == actions.ClassInvalid {
+	if contract.ClassOf(err) == contract.ClassInvalid {
 		return usageError{err}
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 )
 
@@ -53,7 +54,7 @@ func TestSchedulesCommandLine(t *testing.T) {
 		t.Fatalf("schedules ls --json: %v\n%s", err, out)
 	}
 	if len(list) != 2 || list[0].ID != "s-1" || list[0].ChatID != "email:jo@example.com" || !list[0].At.Equal(at) ||
-		!list[0].NotAfter.Equal(at.Add(15*time.Minute)) || list[1].ID != archiveID || list[1].Type != actions.TypeArchive {
+		!list[0].NotAfter.Equal(at.Add(15*time.Minute)) || list[1].ID != archiveID || list[1].Type != contract.TypeArchive {
 		t.Fatalf("schedules ls --json = %+v", list)
 	}
 	out, _, err = runCLI(t, "schedules", "ls", "--nats-url", url)
@@ -109,7 +110,7 @@ func TestTimingFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var cmd actions.Command
+			var cmd contract.Command
 			at, err := tt.tm.apply(&cmd, now)
 			if err != nil || !at.Equal(tt.wantAt) || !cmd.NotAfter.Equal(tt.want) {
 				t.Errorf("apply = %s, not_after %s, %v; want %s, %s", at, cmd.NotAfter, err, tt.wantAt, tt.want)
@@ -122,10 +123,10 @@ func TestTimingFlags(t *testing.T) {
 // unless --not-after gives it a new deadline.
 func TestDLQReplaySaysExpiredWillExpireAgain(t *testing.T) {
 	url, js := dlqFixture(t)
-	cmd, _ := json.Marshal(actions.Command{ID: "late-1", Type: actions.TypeSend, ChatID: "chat-l", Content: "hi", NotAfter: time.Now().Add(-time.Hour)})
-	rec, _ := json.Marshal(actions.DeadLetter{Command: cmd, Subject: actions.Subjects{}.Command(actions.TypeSend, "chat-l"),
-		Error: actions.ErrorInfo{Class: actions.ClassExpired, Message: "its deadline passed"}, Worker: "test/1", DeadAt: time.Now()})
-	if _, err := js.Publish(t.Context(), actions.Subjects{}.DeadLetter(actions.TypeSend, "chat-l"), rec); err != nil {
+	cmd, _ := json.Marshal(contract.Command{ID: "late-1", Type: contract.TypeSend, ChatID: "chat-l", Content: "hi", NotAfter: time.Now().Add(-time.Hour)})
+	rec, _ := json.Marshal(contract.DeadLetter{Command: cmd, Subject: contract.Subjects{}.Command(contract.TypeSend, "chat-l"),
+		Error: contract.ErrorInfo{Class: contract.ClassExpired, Message: "its deadline passed"}, Worker: "test/1", DeadAt: time.Now()})
+	if _, err := js.Publish(t.Context(), contract.Subjects{}.DeadLetter(contract.TypeSend, "chat-l"), rec); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runDLQTest(t, "", "ls", "--nats-url", url, "--class", "expired", "--json")

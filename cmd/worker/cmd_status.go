@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"go.uber.org/zap"
 )
 
@@ -20,7 +21,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	)
 	fs := newFlagSet("status", "status [flags] ID", stderr)
 	n.registerConn(fs)
-	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket")
+	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket")
 	fs.Bool(&asJSON, "json", "", false, "print the status as JSON")
 	fs.Duration(&timeout, "timeout", "", time.Minute, "give up looking after this long")
 	if err := fs.parse(args); err != nil {

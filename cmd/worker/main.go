@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/version"
 )
 
@@ -36,16 +38,27 @@ func main() {
 	}
 }
 
-const usage = `worker executes chat commands from NATS JetStream against the GoSquared Live Chat API.
+// usage is the text of `worker help`. The publishing subcommands come from
+// contract.Specs, so a command type with a verb is listed where it is
+// dispatched.
+func usage() string {
+	var verbs strings.Builder
+	for _, s := range contract.Specs() {
+		if s.Verb != "" {
+			fmt.Fprintf(&verbs, "  %-11s %s\n", s.Verb, s.Help)
+		}
+	}
+	return strings.Replace(usageText, "{{publish}}\n", verbs.String(), 1)
+}
+
+const usageText = `worker executes chat commands from NATS JetStream against the GoSquared Live Chat API.
 
 Commands:
   run         consume commands and execute them (embedded NATS when no --nats-url)
   demo        embedded NATS + chat API simulator + worker, with sample commands
   sim         serve the chat API simulator over HTTP
-  send        publish a send command   (--chat, --content, --id)
-  note        publish a note command   (--chat, --content, --id)
-  archive     publish an archive command (--chat, --id)
-              (send, note, archive: --wait for the result or dead letter;
+{{publish}}
+              (each of these: --wait for the result or dead letter;
                --not-after TIME|DURATION sets a deadline; --at TIME or --in DURATION schedules)
   status      what became of a command id: waiting, running, succeeded, dead-lettered or scheduled
   schedules   list scheduled commands that have not run (ls [--json])
@@ -63,7 +76,7 @@ Run 'worker <command> -h' for a command's flags.
 // run is the whole program; main only wires signals. Tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return usageError{errors.New("no command given")}
 	}
 	cmd, rest := args[0], args[1:]
@@ -74,8 +87,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runDemo(ctx, rest, stdout, stderr)
 	case "sim":
 		return runSim(ctx, rest, stdout, stderr)
-	case "send", "note", "archive":
-		return runPublish(ctx, cmd, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "schedules":
@@ -96,9 +107,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, version.Get())
 		return nil
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
+	for _, s := range contract.Specs() {
+		if s.Verb == cmd {
+			return runPublish(ctx, s, rest, stdout, stderr)
+		}
+	}
+	fmt.Fprint(stderr, usage())
 	return usageError{fmt.Errorf("unknown command %q", cmd)}
 }

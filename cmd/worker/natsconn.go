@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,10 +61,10 @@ func (n *natsFlags) registerConn(fs *flagSet) {
 	fs.String(&n.tlsCA, "tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
 	fs.String(&n.tlsCert, "tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS (with --tls-key)")
 	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
-	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
+	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", contract.DefaultPrefix, "first token of every subject")
 }
 
-func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }
+func (n *natsFlags) subjects() contract.Subjects { return contract.Subjects{Prefix: n.prefix} }
 
 // topology is the streams' configuration in the flags; the subcommands
 // that provision set its IdempotencyTTL from their own flag.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,16 +79,16 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	})
 
-	cmds := []actions.Commander{
-		actions.Send{ID: "ok", ChatID: "c1", Content: "hello"},
-		actions.Note{ID: "ok-project2", ChatID: "c2", Content: "note", SiteToken: site2},
-		actions.Send{ID: "not-found", ChatID: "missing:1", Content: "x"},
-		actions.Archive{ID: "rejected-key", ChatID: "c3", SiteToken: siteRejected},
-		actions.Send{ID: "wrong-site-for-key", ChatID: "c4", Content: "x", SiteToken: "GSN-NOT-CONFIGURED-1"},
+	cmds := []contract.Commander{
+		contract.Send{ID: "ok", ChatID: "c1", Content: "hello"},
+		contract.Note{ID: "ok-project2", ChatID: "c2", Content: "note", SiteToken: site2},
+		contract.Send{ID: "not-found", ChatID: "missing:1", Content: "x"},
+		contract.Archive{ID: "rejected-key", ChatID: "c3", SiteToken: siteRejected},
+		contract.Send{ID: "wrong-site-for-key", ChatID: "c4", Content: "x", SiteToken: "GSN-NOT-CONFIGURED-1"},
 	}
 	eventuallyOK(t, func() error { _, err := js.Stream(t.Context(), "CHAT_COMMANDS"); return err })
 	for _, c := range cmds {
-		if _, err := actions.Publish(t.Context(), js, c, actions.Subjects{}); err != nil {
+		if _, err := actions.Publish(t.Context(), js, c, contract.Subjects{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,11 +101,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 	seen = append(append(append(append(seen, results...), rh...), dead...), dh...)
 	classOf := map[string]string{}
 	for _, d := range dead {
-		var dl actions.DeadLetter
+		var dl contract.DeadLetter
 		if err := json.Unmarshal([]byte(d), &dl); err != nil {
 			t.Fatal(err)
 		}
-		cmd, _ := actions.Decode(actions.Subjects{}, dl.Subject, dl.Body())
+		cmd, _ := contract.Decode(contract.Subjects{}, dl.Subject, dl.Body())
 		classOf[cmd.ID] = string(dl.Error.Class) + ": " + dl.Error.Message
 		seen = append(seen, dl.Error.Message)
 	}

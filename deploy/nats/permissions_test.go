@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/project"
@@ -118,12 +119,12 @@ func TestWorkerPermissions(t *testing.T) {
 	// is dead-lettered.
 	appErrs := make(chan error, 16)
 	anc, ajs := connect(t, srv, "app", "a-pw", func(_ *nats.Conn, _ *nats.Subscription, err error) { appErrs <- err })
-	for _, c := range []actions.Commander{
-		actions.Send{ID: "p1", ChatID: "c1", Content: "hi"},
-		actions.Archive{ID: "p2", ChatID: "c2"},
-		actions.Send{ID: "p3", ChatID: "missing:1", Content: "x"},
+	for _, c := range []contract.Commander{
+		contract.Send{ID: "p1", ChatID: "c1", Content: "hi"},
+		contract.Archive{ID: "p2", ChatID: "c2"},
+		contract.Send{ID: "p3", ChatID: "missing:1", Content: "x"},
 	} {
-		if _, err := actions.Publish(t.Context(), ajs, c, actions.Subjects{}); err != nil {
+		if _, err := actions.Publish(t.Context(), ajs, c, contract.Subjects{}); err != nil {
 			t.Fatalf("the app cannot publish a command: %v", err)
 		}
 	}
@@ -131,7 +132,7 @@ func TestWorkerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// And schedules one, which the server publishes as a command.
-	if _, err := actions.ScheduleAt(t.Context(), ajs, actions.Note{ID: "s1", ChatID: "c3", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
+	if _, err := actions.ScheduleAt(t.Context(), ajs, contract.Note{ID: "s1", ChatID: "c3", Content: "later"}, time.Now().Add(time.Second), contract.Subjects{}); err != nil {
 		t.Fatalf("the app cannot schedule a command: %v", err)
 	}
 	waitFor(t, ojs, "CHAT_RESULTS", 4)
@@ -238,21 +239,21 @@ func appReads(t *testing.T, ajs jetstream.JetStream, appErrs <-chan error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s := actions.Subjects{}
-	_, got, err := actions.PublishAndWait(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s)
+	s := contract.Subjects{}
+	_, got, err := actions.PublishAndWait(ctx, ajs, contract.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s)
 	if err != nil || got.Result == nil {
 		t.Errorf("the app cannot wait for a result: %+v, %v", got, err)
 	}
-	_, got, err = actions.PublishAndWait(ctx, ajs, actions.Send{ID: "p5", ChatID: "missing:5", Content: "hi"}, s)
+	_, got, err = actions.PublishAndWait(ctx, ajs, contract.Send{ID: "p5", ChatID: "missing:5", Content: "hi"}, s)
 	if err != nil || got.DeadLetter == nil {
 		t.Errorf("the app cannot wait for a dead letter: %+v, %v", got, err)
 	}
 	// Published again: the same command (still in the stream or already
 	// taken), and a different one.
-	if _, err := actions.Publish(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s); !errors.Is(err, actions.ErrAlreadyPublished) {
+	if _, err := actions.Publish(ctx, ajs, contract.Send{ID: "p4", ChatID: "c4", Content: "hi"}, s); !errors.Is(err, actions.ErrAlreadyPublished) {
 		t.Errorf("the app publishing p4 again: %v, want ErrAlreadyPublished", err)
 	}
-	if _, err := actions.Publish(ctx, ajs, actions.Send{ID: "p4", ChatID: "c4", Content: "other"}, s); !errors.Is(err, actions.ErrIDReused) {
+	if _, err := actions.Publish(ctx, ajs, contract.Send{ID: "p4", ChatID: "c4", Content: "other"}, s); !errors.Is(err, actions.ErrIDReused) {
 		t.Errorf("the app reusing p4: %v, want ErrIDReused", err)
 	}
 	// The worker releases a dead-lettered command's claim just after its

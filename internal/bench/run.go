@@ -21,9 +21,10 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/actions/execute"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go"
@@ -424,8 +425,8 @@ func newPublisher(js jetstream.JetStream, s actions.Subjects, sc Scenario) *publ
 }
 
 func (p *publisher) command(i int) actions.Command {
-	return actions.Command{ID: commandID(i), Type: actions.TypeSend, ChatID: fmt.Sprintf("bench-chat-%d", i%p.sc.Chats),
-		Content: "Your order has shipped and will arrive on Tuesday.", From: actions.FromAgent}
+	return actions.Command{ID: commandID(i), Type: contract.TypeSend, ChatID: fmt.Sprintf("bench-chat-%d", i%p.sc.Chats),
+		Content: "Your order has shipped and will arrive on Tuesday.", From: contract.FromAgent}
 }
 
 // publish publishes commands [from, to) asynchronously and waits for every
@@ -773,7 +774,7 @@ func (f *floorWrites) settle(ctx context.Context, msg jetstream.Msg, id, chatID 
 	if err != nil {
 		return err
 	}
-	result, err := f.js.PublishMsgAsync(&nats.Msg{Subject: f.subjects.Result(actions.TypeSend, chatID), Data: body},
+	result, err := f.js.PublishMsgAsync(&nats.Msg{Subject: f.subjects.Result(contract.TypeSend, chatID), Data: body},
 		jetstream.WithMsgID(id+":"+strconv.FormatUint(meta.Sequence.Stream, 10)))
 	if err != nil {
 		return err

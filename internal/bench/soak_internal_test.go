@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -65,7 +65,7 @@ func TestCheckSoak(t *testing.T) {
 	}
 	// Two results stored, nothing waiting in the work queue.
 	for i := range 2 {
-		if _, err := js.Publish(t.Context(), topo.Subjects.Result(actions.TypeSend, "c"), []byte("{}"), jetstream.WithMsgID(commandID(i))); err != nil {
+		if _, err := js.Publish(t.Context(), topo.Subjects.Result(contract.TypeSend, "c"), []byte("{}"), jetstream.WithMsgID(commandID(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,7 +91,7 @@ func TestCheckSoak(t *testing.T) {
 		})
 	}
 	// A command left in the work queue was never acknowledged.
-	if _, err := js.Publish(t.Context(), topo.Subjects.Command(actions.TypeSend, "c"), []byte("{}")); err != nil {
+	if _, err := js.Publish(t.Context(), topo.Subjects.Command(contract.TypeSend, "c"), []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
 	if err := checkSoak(t.Context(), js, topo, SoakResult{Commands: 2}); err == nil || !strings.Contains(err.Error(), "CHAT_COMMANDS holds 1 messages, want 0") {

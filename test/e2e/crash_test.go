@@ -14,6 +14,7 @@ import (
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -93,7 +94,7 @@ func runScenario(t *testing.T, sc scenario) outcome {
 		perChat := map[string]int{}
 		for i := range sc.commands {
 			chatID := fmt.Sprintf("visitor-%d", rand.IntN(sc.chats))
-			if _, err = actions.Publish(ctx, js, actions.Send{ChatID: chatID, Content: strconv.Itoa(perChat[chatID])}, actions.Subjects{}); err != nil {
+			if _, err = actions.Publish(ctx, js, contract.Send{ChatID: chatID, Content: strconv.Itoa(perChat[chatID])}, contract.Subjects{}); err != nil {
 				return
 			}
 			perChat[chatID]++
@@ -137,7 +138,7 @@ func runScenario(t *testing.T, sc scenario) outcome {
 	// Every command: exactly one record, a result (all could succeed).
 	records := map[string]int{}
 	for _, data := range readAll(t, js, "CHAT_RESULTS") {
-		var r actions.Result
+		var r contract.Result
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}

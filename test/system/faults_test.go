@@ -21,6 +21,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/test/containers"
 )
 
@@ -275,11 +276,11 @@ func (h *harness) publish(ctx context.Context, prefix string, n, chats int, publ
 	next := make([]int, chats)
 	for i := range n {
 		c := rng.IntN(chats)
-		cmd := actions.Send{ID: fmt.Sprintf("%s-%05d", prefix, i), ChatID: fmt.Sprintf("%s-chat-%03d", prefix, c), Content: strconv.Itoa(next[c])}
+		cmd := contract.Send{ID: fmt.Sprintf("%s-%05d", prefix, i), ChatID: fmt.Sprintf("%s-chat-%03d", prefix, c), Content: strconv.Itoa(next[c])}
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := actions.Publish(pctx, h.js, cmd, actions.Subjects{})
+			_, err := actions.Publish(pctx, h.js, cmd, contract.Subjects{})
 			cancel()
 			if err == nil || errors.Is(err, actions.ErrAlreadyPublished) {
 				break

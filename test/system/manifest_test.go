@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/test/containers"
 )
 
@@ -49,7 +50,7 @@ func TestWorkerRunsWithManifestEnv(t *testing.T) {
 	js := connect(t, cluster.ClientURLs(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd, err := actions.Publish(ctx, js, actions.Send{ID: "manifest-env-1", ChatID: "manifest-chat", Content: "hello from the manifest's env"}, actions.Subjects{})
+	cmd, err := actions.Publish(ctx, js, contract.Send{ID: "manifest-env-1", ChatID: "manifest-chat", Content: "hello from the manifest's env"}, contract.Subjects{})
 	if err != nil {
 		t.Fatal(err)
 	}

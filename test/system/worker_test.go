@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/test/containers"
 )
 
@@ -80,9 +80,9 @@ func TestWorkerExecutesCommandOnCluster(t *testing.T) {
 }
 
 // waitResult waits for the last result on subject.
-func waitResult(t *testing.T, js jetstream.JetStream, subject string) actions.Result {
+func waitResult(t *testing.T, js jetstream.JetStream, subject string) contract.Result {
 	t.Helper()
-	var result actions.Result
+	var result contract.Result
 	waitFor(t, time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()

@@ -1,4 +1,4 @@
-package actions
+package contract
 
 import (
 	"context"
@@ -8,9 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// Class is what the consumer needs to know about a failure: it decides
-// between acknowledging, retrying later and dead-lettering from the class
-// alone.
+// Class is what a failure says about the command. The consumer decides
+// between acknowledging, retrying and dead-lettering from it together with
+// the attempts so far, the command's deadline and what is true of the
+// command's project (paused, out of budget), never from the class alone.
 type Class string
 
 const (
@@ -63,12 +64,12 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Invalidf returns an error of class invalid.
 func Invalidf(format string, args ...any) *Error {
-	return &Error{Class: ClassInvalid, Msg: clip(fmt.Sprintf(format, args...))}
+	return &Error{Class: ClassInvalid, Msg: Clip(fmt.Sprintf(format, args...))}
 }
 
 // Permanentf returns an error of class permanent.
 func Permanentf(format string, args ...any) *Error {
-	return &Error{Class: ClassPermanent, Msg: clip(fmt.Sprintf(format, args...))}
+	return &Error{Class: ClassPermanent, Msg: Clip(fmt.Sprintf(format, args...))}
 }
 
 // MaxMessageLen bounds the message of an error made by Invalidf or
@@ -77,8 +78,9 @@ func Permanentf(format string, args ...any) *Error {
 // itself, many times escaped.
 const MaxMessageLen = 1024
 
-// clip cuts s to MaxMessageLen bytes on a rune boundary.
-func clip(s string) string {
+// Clip cuts s to MaxMessageLen bytes on a rune boundary, as every message
+// of Invalidf and Permanentf is cut.
+func Clip(s string) string {
 	if len(s) <= MaxMessageLen {
 		return s
 	}
@@ -92,9 +94,9 @@ func clip(s string) string {
 // ClassOf classifies the errors the worker makes itself (*Error) and a
 // timeout; anything else is internal. It looks through wrapping, so a caller
 // may add context with fmt.Errorf("...: %w", err) without changing the
-// decision. The errors of the Chat API client and the idempotency store are
-// classified by execute.ClassOf, which keeps this package, and every app
-// that publishes commands, free of the API client.
+// decision. The idempotency store's conflict is an *Error already; the Chat
+// API client's errors are classified by execute.ClassOf, which keeps this
+// package, and every app that publishes commands, free of the API client.
 func ClassOf(err error) Class {
 	if err == nil {
 		return ""

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
 )
 
 // Keys supplies the projects' credentials while the worker runs, so a
@@ -23,7 +23,7 @@ type Keys interface {
 // default project. ok is false for a project this worker is not configured
 // for (the command is refused when executed), so a project name returned
 // here is one of the allow-list's and safe as a metric label.
-func (e *Executor) Project(cmd actions.Command) (string, bool) {
+func (e *Executor) Project(cmd contract.Command) (string, bool) {
 	if cmd.SiteToken == "" || cmd.SiteToken == e.SiteToken {
 		return e.SiteToken, true
 	}
@@ -46,12 +46,12 @@ func (e *Executor) Check(ctx context.Context, project string) error {
 	var opts []chat.CallOption
 	if e.Keys != nil {
 		if err := e.Keys.Reload(); err != nil {
-			return &actions.Error{Class: actions.ClassInternal, Msg: "reading the credentials again", Err: err}
+			return &contract.Error{Class: contract.ClassInternal, Msg: "reading the credentials again", Err: err}
 		}
 	}
 	creds, ok := e.credentials(project)
 	if !ok {
-		return actions.Permanentf("no credentials for this project")
+		return contract.Permanentf("no credentials for this project")
 	}
 	if creds != nil {
 		opts = append(opts, chat.WithCallCredentials(*creds))

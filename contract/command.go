@@ -1,41 +1,19 @@
-package actions
+package contract
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
-
-// Type is the kind of a command. It is the <type> token of the subject.
-type Type string
-
-const (
-	TypeSend    Type = "send"
-	TypeNote    Type = "note"
-	TypeArchive Type = "archive"
-	// TypeExport exports one conversation to the worker's export target
-	// (the contract's "export, once conversation export exists").
-	TypeExport Type = "export"
-)
-
-// types are the command types the worker executes: Known and Types read
-// this one list, so a new type is added here alone.
-var types = [...]Type{TypeSend, TypeNote, TypeArchive, TypeExport}
-
-// Types returns the command types the worker executes.
-func Types() []Type { return slices.Clone(types[:]) }
-
-// Known reports whether the worker can execute commands of this type.
-func (t Type) Known() bool { return slices.Contains(types[:], t) }
 
 // Limits on a command, enforced before any work is done.
 const (
@@ -92,7 +70,7 @@ func Decode(s Subjects, subject string, data []byte) (Command, error) {
 	if err != nil {
 		return Command{}, err
 	}
-	cmd, err := decodeBody(data)
+	cmd, err := DecodeBody(data)
 	if err != nil {
 		return Command{}, err
 	}
@@ -105,7 +83,10 @@ func Decode(s Subjects, subject string, data []byte) (Command, error) {
 	return cmd, nil
 }
 
-func decodeBody(data []byte) (Command, error) {
+// DecodeBody parses and validates a command body without its subject
+// (Decode also holds the body to its subject): a schedule's body, or a
+// stored message to compare with.
+func DecodeBody(data []byte) (Command, error) {
 	if len(data) > MaxMessageBytes {
 		return Command{}, Invalidf("the command is %d bytes; the limit is %d", len(data), MaxMessageBytes)
 	}
@@ -144,20 +125,18 @@ func decodeBody(data []byte) (Command, error) {
 	if !cmd.Type.Known() {
 		return Command{}, Invalidf("unknown command type %q: want one of %s", cmd.Type, typeList)
 	}
-	switch cmd.Type {
-	case TypeSend, TypeNote:
-		if w.Content == nil {
-			return Command{}, Invalidf("a %s command needs \"content\"", cmd.Type)
-		}
+	spec, _ := Lookup(cmd.Type)
+	switch {
+	case spec.Content && w.Content == nil:
+		return Command{}, Invalidf("%s %s command needs \"content\"", article(cmd.Type), cmd.Type)
+	case spec.Content:
 		cmd.Content = *w.Content
-	case TypeArchive, TypeExport:
-		if w.Content != nil {
-			return Command{}, Invalidf("an %s command takes no \"content\"", cmd.Type)
-		}
+	case w.Content != nil:
+		return Command{}, Invalidf("%s %s command takes no \"content\"", article(cmd.Type), cmd.Type)
 	}
 	if w.From != nil {
-		if cmd.Type != TypeSend {
-			return Command{}, Invalidf("\"from\" is only for send commands, not %s", cmd.Type)
+		if !spec.From {
+			return Command{}, Invalidf("\"from\" is only for %s commands, not %s", fromTypes, cmd.Type)
 		}
 		cmd.From = *w.From
 		if cmd.From == "" {
@@ -186,7 +165,7 @@ func decodeBody(data []byte) (Command, error) {
 func ParseDeadline(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || t.IsZero() {
-		return time.Time{}, Invalidf("\"not_after\" is %q: want an RFC 3339 time with a zone, such as 2026-11-25T09:15:00Z or 2026-11-25T10:15:00+01:00", clip(s))
+		return time.Time{}, Invalidf("\"not_after\" is %q: want an RFC 3339 time with a zone, such as 2026-11-25T09:15:00Z or 2026-11-25T10:15:00+01:00", Clip(s))
 	}
 	return t, nil
 }
@@ -210,22 +189,18 @@ func (c Command) Validate() error {
 	case !utf8.ValidString(c.ID) || !utf8.ValidString(c.ChatID) || !utf8.ValidString(c.Content):
 		return Invalidf("the command's text fields must be valid UTF-8")
 	}
-	switch c.Type {
-	case TypeSend, TypeNote:
-		if strings.TrimSpace(c.Content) == "" {
-			return Invalidf("\"content\" is empty: a %s command needs text", c.Type)
-		}
-		if len(c.Content) > MaxContentBytes {
-			return Invalidf("\"content\" is %d bytes; the limit is %d (16 KiB)", len(c.Content), MaxContentBytes)
-		}
-	case TypeArchive, TypeExport:
-		if c.Content != "" {
-			return Invalidf("an %s command takes no \"content\"", c.Type)
-		}
+	spec, _ := Lookup(c.Type)
+	switch {
+	case spec.Content && strings.TrimSpace(c.Content) == "":
+		return Invalidf("\"content\" is empty: %s %s command needs text", article(c.Type), c.Type)
+	case spec.Content && len(c.Content) > MaxContentBytes:
+		return Invalidf("\"content\" is %d bytes; the limit is %d (16 KiB)", len(c.Content), MaxContentBytes)
+	case !spec.Content && c.Content != "":
+		return Invalidf("%s %s command takes no \"content\"", article(c.Type), c.Type)
 	}
 	if c.From != "" {
-		if c.Type != TypeSend {
-			return Invalidf("\"from\" is only for send commands, not %s", c.Type)
+		if !spec.From {
+			return Invalidf("\"from\" is only for %s commands, not %s", fromTypes, c.Type)
 		}
 		if c.From != FromClient && c.From != FromAgent && c.From != FromBot {
 			return Invalidf("\"from\" is %q: want %s, %s or %s", c.From, FromClient, FromAgent, FromBot)
@@ -342,4 +317,13 @@ func jsonKind(k string) string {
 		return "an object"
 	}
 	return k
+}
+
+// NewID returns a random UUID (version 4), the form of id we suggest.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

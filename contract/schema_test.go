@@ -1,4 +1,4 @@
-package actions
+package contract
 
 import (
 	"bufio"
@@ -115,7 +115,7 @@ func TestCommandSchemaAgreesWithDecode(t *testing.T) {
 // on the body and on fields whose characters are within the schema's
 // maxLength, invalid UTF-8, and nesting depth.
 func schemaBlind(body []byte) bool {
-	if _, err := decodeBody(body); err == nil {
+	if _, err := DecodeBody(body); err == nil {
 		return true // refused for its subject
 	}
 	if len(body) > MaxMessageBytes || !utf8.Valid(body) || checkDepth(body) != nil {

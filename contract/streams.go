@@ -1,4 +1,4 @@
-package actions
+package contract
 
 // The streams' default names (the contract's). A deployment may rename
 // them; the worker, dlq and apps that read records all start from these.

@@ -1,4 +1,4 @@
-package actions
+package contract
 
 import (
 	"bytes"
@@ -189,5 +189,18 @@ func TestNewID(t *testing.T) {
 	a, b := NewID(), NewID()
 	if a == b || len(a) != 36 || a[14] != '4' {
 		t.Errorf("NewID() = %q, %q", a, b)
+	}
+}
+
+// BenchmarkDecode is the per-command cost of reading a command: the subject,
+// the body, the table's rules.
+func BenchmarkDecode(b *testing.B) {
+	subject := "chat.commands.send.email%3Ajo%40example%2Ecom"
+	body := []byte(`{"id":"8c0f4bd2-6f0e-4b8c-9b55-3f6d1a2b7c10","type":"send","chat_id":"email:jo@example.com","content":"Your order A-17 has shipped.","from":"agent","metadata":{"order":"A-17"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(Subjects{}, subject, body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

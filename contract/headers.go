@@ -1,6 +1,4 @@
-package actions
-
-import "github.com/nats-io/nats.go"
+package contract
 
 // Limits on a command message's headers, checked before its body is read: a
 // publisher cannot make the worker hold (and copy into a dead letter) an
@@ -14,8 +12,9 @@ const (
 )
 
 // CheckHeaders refuses a header block over MaxHeaders lines or
-// MaxHeaderBytes bytes with an error of class invalid.
-func CheckHeaders(h nats.Header) error {
+// MaxHeaderBytes bytes with an error of class invalid. It takes a plain map
+// so this package needs no NATS client; a nats.Header is one.
+func CheckHeaders(h map[string][]string) error {
 	lines, size := 0, 0
 	for name, values := range h {
 		for _, v := range values {

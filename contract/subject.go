@@ -1,9 +1,6 @@
-package actions
+package contract
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // DefaultPrefix is the first token of every subject the worker uses.
 const DefaultPrefix = "chat"
@@ -80,6 +77,23 @@ func (s Subjects) ParseCommand(subject string) (Type, string, error) {
 		return "", "", err
 	}
 	return t, token, nil
+}
+
+// Schedule returns the subject of the schedule of the command of type t for
+// chatID with the given id.
+func (s Subjects) Schedule(t Type, chatID, id string) string {
+	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + "." + Token(id)
+}
+
+// SchedulesFilter captures every schedule. The commands stream captures it
+// too, because the server requires a schedule's target to be in the
+// schedule's own stream.
+func (s Subjects) SchedulesFilter() string { return s.prefix() + ".schedules.>" }
+
+// ScheduleIDFilter captures the schedules of the command id, whatever its
+// type and chat.
+func (s Subjects) ScheduleIDFilter(id string) string {
+	return s.prefix() + ".schedules.*.*." + Token(id)
 }
 
 const upperHex = "0123456789ABCDEF"
@@ -163,5 +177,3 @@ func unhex(c byte) int {
 	}
 	return -1
 }
-
-var typeList = fmt.Sprintf("%s, %s, %s or %s", TypeSend, TypeNote, TypeArchive, TypeExport)
