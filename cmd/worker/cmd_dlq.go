@@ -31,7 +31,7 @@ Run 'worker dlq <command> -h' for a command's flags.
 func runDLQ(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, "usage: worker "+dlqUsage)
-		return usageError{errors.New("dlq: no command given: want ls, show, replay or purge")}
+		return usageError{helpHint{errors.New("dlq: no command given: want ls, show, replay or purge"), "dlq"}}
 	}
 	d := &dlqCmd{stdin: stdin, stdout: stdout, stderr: stderr}
 	switch args[0] {
@@ -47,8 +47,11 @@ func runDLQ(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprint(stdout, "usage: worker "+dlqUsage)
 		return nil
 	}
-	fmt.Fprint(stderr, "usage: worker "+dlqUsage)
-	return usageError{fmt.Errorf("dlq: unknown command %q: want ls, show, replay or purge", args[0])}
+	err := fmt.Errorf("dlq: unknown command %q: want ls, show, replay or purge", args[0])
+	if near := closest(args[0], []string{"ls", "show", "replay", "purge"}); near != "" {
+		err = fmt.Errorf("dlq: unknown command %q (did you mean %s?)", args[0], near)
+	}
+	return usageError{helpHint{err, "dlq"}}
 }
 
 type dlqCmd struct {
@@ -60,32 +63,17 @@ type dlqCmd struct {
 
 func (d *dlqCmd) flags(name, usage string, withFilter bool) *flagSet {
 	fs := newFlagSet("dlq "+name, "dlq "+usage, d.stderr)
-	d.nats.register(fs)
+	d.nats.registerConn(fs)
 	if withFilter {
 		fs.String(&d.filter.Class, "class", "", "", "only these classes: "+dlq.ClassList()+" (comma separated)")
 		fs.String(&d.filter.Type, "type", "", "", "only these command types: "+dlq.TypeList()+" (comma separated)")
 		fs.String(&d.filter.Chat, "chat", "", "", "only this chat ID")
 		fs.String(&d.filter.ID, "id", "", "", "only this command id")
-		fs.String(&d.filter.Since, "since", "", "", "only dead since: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
-		fs.String(&d.filter.Until, "until", "", "", "only dead before: a time or how long ago")
+		fs.When(&d.filter.Since, "since", "only dead since: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
+		fs.When(&d.filter.Until, "until", "only dead before: a time or how long ago")
 		fs.Int(&d.filter.Limit, "limit", "", 0, "at most this many, oldest first (0: all)")
 	}
 	return fs
-}
-
-// parse parses flags that may come before or after positional arguments.
-func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func (d *dlqCmd) open(ctx context.Context) (*dlq.Queue, func(), error) {
@@ -189,10 +177,10 @@ func (d *dlqCmd) show(ctx context.Context, args []string) error {
 	var asJSON bool
 	fs := d.flags("show", "show SEQ|ID [--json]", false)
 	fs.Bool(&asJSON, "json", "", false, "print the dead letter as JSON")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		return usageError{errors.New("dlq show: want one stream sequence or command id, such as `worker dlq show 42`")}
 	}

@@ -18,7 +18,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		asJSON  bool
 		timeout time.Duration
 	)
-	fs := newFlagSet("status", "status [flags] ID", stderr)
+	fs := newFlagSet("status", "status ID [flags]", stderr)
 	n.registerConn(fs)
 	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", actions.DefaultIdempotencyBucket, "the worker's idempotency bucket")
 	fs.Bool(&asJSON, "json", "", false, "print the status as JSON")
@@ -27,7 +27,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("want one command id, got %d arguments (flags go before the id)", fs.NArg())}
+		return usageError{fmt.Errorf("want one command id, got %d arguments", fs.NArg())}
 	}
 	id := fs.Arg(0)
 	nc, js, err := n.connect(ctx, "chatworker status", nil, zap.NewNop())

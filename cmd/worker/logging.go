@@ -17,6 +17,12 @@ type logFlags struct {
 func (l *logFlags) register(fs *flagSet) {
 	fs.String(&l.level, "log-level", "WORKER_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.String(&l.format, "log-format", "WORKER_LOG_FORMAT", "auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)")
+	fs.check(func() []error {
+		if _, err := l.logger(io.Discard); err != nil {
+			return []error{err}
+		}
+		return nil
+	})
 }
 
 // logger builds the zap logger: JSON for machines, readable lines on a

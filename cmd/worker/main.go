@@ -19,21 +19,35 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+// exitStatus says on w what went wrong, if anything, and returns the exit
+// status: 0 done, 1 an error, 2 a mistake in the command line (with a hint
+// to the help that answers it), or a command's own status.
+func exitStatus(err error, w io.Writer) int {
+	var (
+		exit exitError
+		hint helpHint
+	)
 	switch {
 	case err == nil, errors.Is(err, errHelp):
-	case errors.As(err, new(exitError)):
+		return 0
+	case errors.As(err, &exit):
 		// The command said what happened; the status says which case.
-		var e exitError
-		errors.As(err, &e)
-		fmt.Fprintf(os.Stderr, "worker: %v\n", e.err)
-		os.Exit(e.code)
+		fmt.Fprintf(w, "worker: %v\n", exit.err)
+		return exit.code
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(os.Stderr, "worker: %v\nRun `worker help` for the commands and their flags.\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
-		os.Exit(1)
+		fmt.Fprintf(w, "worker: %v\n", err)
+		if errors.As(err, &hint) && hint.cmd != "" {
+			fmt.Fprintf(w, "Run `worker %s -h` for its flags.\n", hint.cmd)
+		} else {
+			fmt.Fprintln(w, "Run `worker help` for the commands.")
+		}
+		return 2
 	}
+	fmt.Fprintf(w, "worker: %v\n", err)
+	return 1
 }
 
 const usage = `worker executes chat commands from NATS JetStream against the GoSquared Live Chat API.
@@ -63,9 +77,23 @@ Run 'worker <command> -h' for a command's flags.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{errors.New("no command given")}
+		return usageError{helpHint{errors.New("no command given"), ""}}
 	}
 	cmd, rest := args[0], args[1:]
+	err := dispatch(ctx, cmd, rest, stdin, stdout, stderr)
+	// A mistake the command found after its flags were read is answered by
+	// the command's help too.
+	if errors.As(err, new(usageError)) && !errors.As(err, new(helpHint)) && cmd != "" {
+		err = helpHint{err, cmd}
+	}
+	return err
+}
+
+// commands are the first words run knows, for suggestions.
+var commands = []string{"run", "demo", "sim", "send", "note", "archive", "status", "schedules", "cancel",
+	"provision", "dlq", "export", "bench", "version", "help"}
+
+func dispatch(ctx context.Context, cmd string, rest []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return runWorker(ctx, rest, stdout, stderr)
@@ -96,6 +124,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Errorf("unknown command %q", cmd)}
+	err := fmt.Errorf("unknown command %q", cmd)
+	if near := closest(cmd, commands); near != "" {
+		err = fmt.Errorf("unknown command %q (did you mean %s?)", cmd, near)
+	}
+	return usageError{helpHint{err, ""}}
 }

@@ -40,9 +40,11 @@ type natsFlags struct {
 	dlqMaxBytes     int
 }
 
+// register registers the flags of the subcommands that create the
+// streams: the connection, replicas and retention.
 func (n *natsFlags) register(fs *flagSet) {
 	n.registerConn(fs)
-	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	n.registerReplicas(fs)
 	fs.Duration(&n.commandsMaxAge, "commands-max-age", "WORKER_COMMANDS_MAX_AGE", consumer.DefaultCommandsMaxAge, "how long CHAT_COMMANDS keeps a command not yet acknowledged (a scheduled one waits for its time regardless)")
 	fs.Duration(&n.resultsMaxAge, "results-max-age", "WORKER_RESULTS_MAX_AGE", consumer.DefaultResultsMaxAge, "how long CHAT_RESULTS keeps a result (keep it at least --idempotency-ttl)")
 	fs.Duration(&n.duplicateWindow, "duplicate-window", "WORKER_DUPLICATE_WINDOW", consumer.DefaultDuplicateWindow, "how long each stream drops a message whose Nats-Msg-Id it already stored (shorter than --idempotency-ttl)")
@@ -51,9 +53,21 @@ func (n *natsFlags) register(fs *flagSet) {
 	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }
 
+// registerReplicas registers --replicas, for the subcommands that create
+// streams or buckets.
+func (n *natsFlags) registerReplicas(fs *flagSet) {
+	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream and bucket replicas (3 on a NATS cluster)")
+}
+
 // registerConn registers only what connecting and naming subjects need:
 // the flags of subcommands that publish or read but never provision.
 func (n *natsFlags) registerConn(fs *flagSet) {
+	n.registerServer(fs)
+	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
+}
+
+// registerServer registers where the NATS server is and how to log in.
+func (n *natsFlags) registerServer(fs *flagSet) {
 	fs.String(&n.url, "nats-url", "NATS_URL", "", "NATS server URL(s), comma separated")
 	fs.String(&n.creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT + NKey seed)")
 	fs.String(&n.nkey, "nats-nkey", "NATS_NKEY", "", "NATS NKey seed file")
@@ -61,7 +75,6 @@ func (n *natsFlags) registerConn(fs *flagSet) {
 	fs.String(&n.tlsCA, "tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
 	fs.String(&n.tlsCert, "tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS (with --tls-key)")
 	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
-	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", actions.DefaultPrefix, "first token of every subject")
 }
 
 func (n *natsFlags) subjects() actions.Subjects { return actions.Subjects{Prefix: n.prefix} }
