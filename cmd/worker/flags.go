@@ -231,6 +231,17 @@ func (v *value) set(s string) error {
 	if !ok {
 		return v.Value.Set(s)
 	}
+	// The flag package stores a zero when a number does not parse; the
+	// default stays, so that the checks judge only what was given.
+	old := v.Value.String()
+	err := v.setTyped(g, s)
+	if err != nil {
+		_ = v.Value.Set(old)
+	}
+	return err
+}
+
+func (v *value) setTyped(g flag.Getter, s string) error {
 	switch g.Get().(type) {
 	case time.Duration:
 		d, err := parseDuration(s)

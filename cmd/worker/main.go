@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/chatworker/worker/internal/version"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func main() {
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{helpHint{errors.New("no command given"), ""}}
 	}
 	cmd, rest := args[0], args[1:]
-	err := dispatch(ctx, cmd, rest, stdin, stdout, stderr)
+	err := notProvisioned(dispatch(ctx, cmd, rest, stdin, stdout, stderr))
 	// A mistake the command found after its flags were read is answered by
 	// the command's help too.
 	if errors.As(err, new(usageError)) && !errors.As(err, new(helpHint)) && cmd != "" {
@@ -129,4 +131,14 @@ func dispatch(ctx context.Context, cmd string, rest []string, stdin io.Reader, s
 		err = fmt.Errorf("unknown command %q (did you mean %s?)", cmd, near)
 	}
 	return usageError{helpHint{err, ""}}
+}
+
+// notProvisioned says what to do about an error that means the streams are
+// not on the server, for every command: dlq's own says it already.
+func notProvisioned(err error) error {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, jetstream.ErrStreamNotFound) ||
+		strings.Contains(err.Error(), "run `worker provision`") {
+		return err
+	}
+	return fmt.Errorf("%w: the streams are not on this NATS server: run `worker provision` (or start `worker run` once) to create them, and check --nats-url and --subject-prefix", err)
 }
