@@ -282,7 +282,7 @@ func (d *dlqCmd) replay(ctx context.Context, args []string) error {
 	if opts.NotAfter.IsZero() {
 		warnPastDeadline(d.stdout, sel.Entries, opts.DryRun)
 	}
-	p := newProgress(d.stdout, isTerminal(d.stdout), opts.DryRun)
+	p := newProgress(d.stdout, isTerminal(d.stdout))
 	opts.Progress = p.step
 	start := time.Now()
 	c, err := q.Replay(ctx, sel.Entries, opts)
@@ -335,18 +335,20 @@ func (d *dlqCmd) purge(ctx context.Context, args []string) error {
 // progress prints a replay's progress: a bar redrawn in place on a
 // terminal, one line per dead letter otherwise.
 type progress struct {
-	w      io.Writer
-	tty    bool
-	dryRun bool
-	drawn  bool
+	w   io.Writer
+	bar *progressBar // nil when w is not a terminal
 }
 
-func newProgress(w io.Writer, tty, dryRun bool) *progress {
-	return &progress{w: w, tty: tty, dryRun: dryRun}
+func newProgress(w io.Writer, tty bool) *progress {
+	p := &progress{w: w}
+	if tty {
+		p.bar = &progressBar{w: w}
+	}
+	return p
 }
 
 func (p *progress) step(s dlq.Step) {
-	if !p.tty {
+	if p.bar == nil {
 		line := fmt.Sprintf("%-12s seq=%d class=%s type=%s chat=%s id=%s", s.Action, s.Entry.Seq, dashIfEmpty(string(s.Entry.Class())), dashIfEmpty(s.Entry.Type), dashIfEmpty(s.Entry.ChatID), dashIfEmpty(s.Entry.ID))
 		if s.Reason != "" {
 			line += ": " + s.Reason
@@ -355,10 +357,8 @@ func (p *progress) step(s dlq.Step) {
 		return
 	}
 	if s.Action == dlq.Skipped {
-		fmt.Fprintf(p.w, "\r\033[Kskipped seq=%d id=%s: %s\n", s.Entry.Seq, dashIfEmpty(s.Entry.ID), s.Reason)
+		p.bar.println(fmt.Sprintf("skipped seq=%d id=%s: %s", s.Entry.Seq, dashIfEmpty(s.Entry.ID), s.Reason))
 	}
-	const width = 30
-	filled := width * s.Done / max(s.Total, 1)
 	rate := float64(s.Done) / max(s.Elapsed.Seconds(), 1e-3)
 	eta := "--"
 	if s.Done > 0 && s.Done < s.Total {
@@ -366,14 +366,12 @@ func (p *progress) step(s dlq.Step) {
 	} else if s.Done == s.Total {
 		eta = "0s"
 	}
-	fmt.Fprintf(p.w, "\r\033[K[%s%s] %d/%d  replayed %d  skipped %d  %.1f/s  ETA %s",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), s.Done, s.Total, s.Counts.Replayed, s.Counts.Skipped, rate, eta)
-	p.drawn = true
+	p.bar.draw(s.Done, s.Total, fmt.Sprintf("%d/%d  replayed %d  skipped %d  %.1f/s  ETA %s", s.Done, s.Total, s.Counts.Replayed, s.Counts.Skipped, rate, eta))
 }
 
 func (p *progress) finish() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
+	if p.bar != nil {
+		p.bar.finish()
 	}
 }
 

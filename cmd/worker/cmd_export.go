@@ -107,7 +107,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if f.asJSON {
 		progressOut = stderr
 	}
-	bar := &exportProgress{w: progressOut, tty: isTerminal(progressOut)}
+	bar := newExportProgress(progressOut, isTerminal(progressOut))
 	opt.Progress = bar.update
 	sum, runErr := ex.Run(ctx, opt)
 	bar.finish()
@@ -191,12 +191,19 @@ func failedIDs(fs []export.Failure) string {
 // terminal, otherwise a plain line every few seconds (for CronJob logs).
 type exportProgress struct {
 	w       io.Writer
-	tty     bool
-	drawn   bool
+	bar     *progressBar // nil when w is not a terminal
 	printed time.Duration
 }
 
 const exportLogEvery = 10 * time.Second
+
+func newExportProgress(w io.Writer, tty bool) *exportProgress {
+	p := &exportProgress{w: w}
+	if tty {
+		p.bar = &progressBar{w: w}
+	}
+	return p
+}
 
 func (p *exportProgress) update(s export.Progress) {
 	eta := "--"
@@ -205,21 +212,18 @@ func (p *exportProgress) update(s export.Progress) {
 	}
 	stats := fmt.Sprintf("%d/%d  exported %d  unchanged %d  failed %d  messages %d  %.1f/s  ETA %s",
 		s.Done, s.Total, s.Exported, s.Unchanged, s.Failed, s.Messages, s.Rate(), eta)
-	if !p.tty {
+	if p.bar == nil {
 		if s.Elapsed-p.printed >= exportLogEvery {
 			p.printed = s.Elapsed
 			fmt.Fprintln(p.w, "progress "+stats)
 		}
 		return
 	}
-	const width = 30
-	filled := width * s.Done / max(s.Total, 1)
-	fmt.Fprintf(p.w, "\r\033[K[%s%s] %s", strings.Repeat("#", filled), strings.Repeat(".", width-filled), stats)
-	p.drawn = true
+	p.bar.draw(s.Done, s.Total, stats)
 }
 
 func (p *exportProgress) finish() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
+	if p.bar != nil {
+		p.bar.finish()
 	}
 }
