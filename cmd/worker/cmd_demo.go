@@ -184,7 +184,12 @@ func describeRecord(m *nats.Msg) string {
 	}
 	var cmd actions.Command
 	_ = json.Unmarshal(d.Command, &cmd)
-	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts, d.Error.Message)
+	status := "-"
+	if d.Error.APIStatus != 0 {
+		status = fmt.Sprintf("HTTP %d", d.Error.APIStatus)
+	}
+	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s\tid=%s\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts,
+		status, orDash(deadLetterID(&d)), deadLetterCause(d.Error))
 }
 
 func orDash(s string) string {

@@ -155,7 +155,7 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 			class = "?"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time().UTC().Format("2006-01-02 15:04:05"), dashIfEmpty(class), dashIfEmpty(e.Type),
-			dashIfEmpty(short(e.ChatID, 32)), dashIfEmpty(short(e.ID, 36)), e.Letter.Attempts, short(oneLine(errText(e)), 60))
+			dashIfEmpty(short(e.ChatID, 32)), dashIfEmpty(short(e.ID, 36)), e.Letter.Attempts, short(errText(e), 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -166,11 +166,13 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 	return nil
 }
 
+// errText is why the dead letter died: the cause, which is what a long
+// message would lose when cut to the column's width.
 func errText(e dlq.Entry) string {
 	if e.Malformed != "" {
-		return e.Malformed
+		return oneLine(e.Malformed)
 	}
-	return e.Letter.Error.Message
+	return deadLetterCause(e.Letter.Error)
 }
 
 func (d *dlqCmd) show(ctx context.Context, args []string) error {
