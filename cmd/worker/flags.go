@@ -296,7 +296,7 @@ func (fs *flagSet) printHelp() {
 			line += " " + kind
 		}
 		fmt.Fprintf(fs.out, "%s\n    \t%s", line, strings.ReplaceAll(f.Usage, "\n", "\n    \t"))
-		if def != "" && def != "false" && !(kind == "duration" && def == "0s") {
+		if def != "" && def != "false" && def != "0" && def != "0s" {
 			fmt.Fprintf(fs.out, " (default %s)", def)
 		}
 		fmt.Fprintln(fs.out)
