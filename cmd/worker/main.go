@@ -76,26 +76,13 @@ Run 'worker <command> -h' for a command's flags.
 `
 
 // run is the whole program; main only wires signals. Tests call it.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{helpHint{errors.New("no command given"), ""}}
 	}
 	cmd, rest := args[0], args[1:]
-	err := notProvisioned(dispatch(ctx, cmd, rest, stdin, stdout, stderr))
-	// A mistake the command found after its flags were read is answered by
-	// the command's help too.
-	if errors.As(err, new(usageError)) && !errors.As(err, new(helpHint)) && cmd != "" {
-		err = helpHint{err, cmd}
-	}
-	return err
-}
-
-// commands are the first words run knows, for suggestions.
-var commands = []string{"run", "demo", "sim", "send", "note", "archive", "status", "schedules", "cancel",
-	"provision", "dlq", "export", "bench", "version", "help"}
-
-func dispatch(ctx context.Context, cmd string, rest []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	defer func() { err = explain(err, cmd) }()
 	switch cmd {
 	case "run":
 		return runWorker(ctx, rest, stdout, stderr)
@@ -126,12 +113,26 @@ func dispatch(ctx context.Context, cmd string, rest []string, stdin io.Reader, s
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	err := fmt.Errorf("unknown command %q", cmd)
+	err = fmt.Errorf("unknown command %q", cmd)
 	if near := closest(cmd, commands); near != "" {
 		err = fmt.Errorf("unknown command %q (did you mean %s?)", cmd, near)
 	}
 	return usageError{helpHint{err, ""}}
 }
+
+// explain adds to a command's error what to do about it: a mistake the
+// command found after its flags were read is answered by its help too.
+func explain(err error, cmd string) error {
+	err = notProvisioned(err)
+	if errors.As(err, new(usageError)) && !errors.As(err, new(helpHint)) {
+		err = helpHint{err, cmd}
+	}
+	return err
+}
+
+// commands are the first words run knows, for suggestions.
+var commands = []string{"run", "demo", "sim", "send", "note", "archive", "status", "schedules", "cancel",
+	"provision", "dlq", "export", "bench", "version", "help"}
 
 // notProvisioned says what to do about an error that means the streams are
 // not on the server, for every command: dlq's own says it already.
