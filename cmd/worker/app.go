@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -70,11 +71,20 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", consumer.DefaultInitialInterval, "first retry's backoff ceiling (doubles each attempt, full jitter)")
 	fs.Duration(&f.retry.MaxInterval, "retry-max-interval", "WORKER_RETRY_MAX_INTERVAL", consumer.DefaultMaxInterval, "largest backoff between attempts")
 	fs.Duration(&f.retry.InProcessMax, "retry-in-process-max", "WORKER_RETRY_IN_PROCESS_MAX", consumer.DefaultInProcessMax, "longest backoff waited in-process; longer ones hand the command back with a delayed redelivery")
+	fs.check(f.check)
+}
+
+// defaultWorkerFlags are the worker's settings when no flag or variable
+// says otherwise (worker demo shows only a few flags of its own).
+func defaultWorkerFlags() workerFlags {
+	var f workerFlags
+	f.register(newFlagSet("", "", io.Discard))
+	return f
 }
 
 // check validates the values, one clear sentence per problem.
-func (f *workerFlags) check() error {
-	errs := f.consumerFlags.check()
+func (f *workerFlags) check() []error {
+	var errs []error
 	if f.nats.replicas < 1 || f.nats.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1 to 5", f.nats.replicas))
 	}
@@ -96,10 +106,12 @@ func (f *workerFlags) check() error {
 			errs = append(errs, fmt.Errorf("--http-addr %q: want host:port such as :8080", f.httpAddr))
 		}
 	}
-	if len(errs) > 0 {
-		return usageError{errors.Join(errs...)}
+	if f.nats.url == "" {
+		if _, _, err := splitHostPort(f.embeddedAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--embedded-listen %q: %v", f.embeddedAddr, err))
+		}
 	}
-	return nil
+	return errs
 }
 
 // app is a wired worker: NATS, streams, store, client, consumer and the HTTP

@@ -162,7 +162,7 @@ func parseInts(s string) ([]int, error) {
 func parseDurations(s string) ([]time.Duration, error) {
 	var out []time.Duration
 	for _, f := range strings.Split(s, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(f))
+		d, err := parseDuration(f)
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("%q: want positive durations such as 50ms, comma separated", f)
 		}

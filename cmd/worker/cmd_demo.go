@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,24 +25,25 @@ import (
 // sample commands, one of them malformed, prints what becomes of each, and
 // exits.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		f       workerFlags
-		timeout time.Duration
-	)
+	// The demo is self-contained: no variables, and flags only for what it
+	// shows; the worker's other settings are their defaults.
+	f := defaultWorkerFlags()
+	f.log.level = "error" // the demo prints what happens itself
+	f.httpAddr = ""
+	var timeout time.Duration
 	fs := newFlagSet("demo", "demo [flags]", stderr)
-	f.register(fs)
 	fs.Duration(&timeout, "timeout", "", time.Minute, "give up when the sample commands have not all finished by then")
-	if err := fs.FlagSet.Parse(args); err != nil { // no environment: the demo is self-contained
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+	fs.String(&f.log.level, "log-level", "", f.log.level, "the worker's log level: debug, info, warn, error")
+	fs.String(&f.log.format, "log-format", "", f.log.format, "log format: json, console, or auto (console on a terminal, JSON otherwise)")
+	fs.String(&f.httpAddr, "http-addr", "", f.httpAddr, "address for /metrics, /healthz and /readyz while the demo runs (empty: off)")
+	fs.check(func() []error {
+		if _, err := f.log.logger(io.Discard); err != nil {
+			return []error{err}
 		}
-		return usageError{err}
-	}
-	if !isFlagSet(fs, "log-level") {
-		f.log.level = "error" // the demo prints what happens itself
-	}
-	if !isFlagSet(fs, "http-addr") {
-		f.httpAddr = ""
+		return nil
+	})
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	f.concurrency = min(f.concurrency, 8)
 	f.retry.InitialInterval = 50 * time.Millisecond
@@ -186,7 +185,12 @@ func describeRecord(m *nats.Msg) string {
 	}
 	var cmd contract.Command
 	_ = json.Unmarshal(d.Command, &cmd)
-	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts, d.Error.Message)
+	status := "-"
+	if d.Error.APIStatus != 0 {
+		status = fmt.Sprintf("HTTP %d", d.Error.APIStatus)
+	}
+	return fmt.Sprintf("  dead letter\t%s\t%s\t%s\tattempts=%d\t%s\tid=%s\t%s", orDash(string(cmd.Type)), orDash(cmd.ChatID), d.Error.Class, d.Attempts,
+		status, orDash(deadLetterID(&d)), deadLetterCause(d.Error))
 }
 
 func orDash(s string) string {
@@ -194,12 +198,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func isFlagSet(fs *flagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 // failFirst answers the first n API calls for a chat whose path contains

@@ -31,7 +31,7 @@ Run 'worker dlq <command> -h' for a command's flags.
 func runDLQ(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, "usage: worker "+dlqUsage)
-		return usageError{errors.New("dlq: no command given: want ls, show, replay or purge")}
+		return usageError{helpHint{errors.New("dlq: no command given: want ls, show, replay or purge"), "dlq"}}
 	}
 	d := &dlqCmd{stdin: stdin, stdout: stdout, stderr: stderr}
 	switch args[0] {
@@ -47,8 +47,11 @@ func runDLQ(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprint(stdout, "usage: worker "+dlqUsage)
 		return nil
 	}
-	fmt.Fprint(stderr, "usage: worker "+dlqUsage)
-	return usageError{fmt.Errorf("dlq: unknown command %q: want ls, show, replay or purge", args[0])}
+	err := fmt.Errorf("dlq: unknown command %q: want ls, show, replay or purge", args[0])
+	if near := closest(args[0], []string{"ls", "show", "replay", "purge"}); near != "" {
+		err = fmt.Errorf("dlq: unknown command %q (did you mean %s?)", args[0], near)
+	}
+	return usageError{helpHint{err, "dlq"}}
 }
 
 type dlqCmd struct {
@@ -60,32 +63,17 @@ type dlqCmd struct {
 
 func (d *dlqCmd) flags(name, usage string, withFilter bool) *flagSet {
 	fs := newFlagSet("dlq "+name, "dlq "+usage, d.stderr)
-	d.nats.register(fs)
+	d.nats.registerConn(fs)
 	if withFilter {
 		fs.String(&d.filter.Class, "class", "", "", "only these classes: "+dlq.ClassList()+" (comma separated)")
 		fs.String(&d.filter.Type, "type", "", "", "only these command types: "+dlq.TypeList()+" (comma separated)")
 		fs.String(&d.filter.Chat, "chat", "", "", "only this chat ID")
 		fs.String(&d.filter.ID, "id", "", "", "only this command id")
-		fs.String(&d.filter.Since, "since", "", "", "only dead since: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
-		fs.String(&d.filter.Until, "until", "", "", "only dead before: a time or how long ago")
+		fs.When(&d.filter.Since, "since", "only dead since: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
+		fs.When(&d.filter.Until, "until", "only dead before: a time or how long ago")
 		fs.Int(&d.filter.Limit, "limit", "", 0, "at most this many, oldest first (0: all)")
 	}
 	return fs
-}
-
-// parse parses flags that may come before or after positional arguments.
-func parseInterleaved(fs *flagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func (d *dlqCmd) open(ctx context.Context) (*dlq.Queue, func(), error) {
@@ -167,7 +155,7 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 			class = "?"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time().UTC().Format("2006-01-02 15:04:05"), dashIfEmpty(class), dashIfEmpty(e.Type),
-			dashIfEmpty(short(e.ChatID, 32)), dashIfEmpty(short(e.ID, 36)), e.Letter.Attempts, short(oneLine(errText(e)), 60))
+			dashIfEmpty(short(e.ChatID, 32)), dashIfEmpty(short(e.ID, 36)), e.Letter.Attempts, short(errText(e), 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -178,21 +166,23 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 	return nil
 }
 
+// errText is why the dead letter died: the cause, which is what a long
+// message would lose when cut to the column's width.
 func errText(e dlq.Entry) string {
 	if e.Malformed != "" {
-		return e.Malformed
+		return oneLine(e.Malformed)
 	}
-	return e.Letter.Error.Message
+	return deadLetterCause(e.Letter.Error)
 }
 
 func (d *dlqCmd) show(ctx context.Context, args []string) error {
 	var asJSON bool
 	fs := d.flags("show", "show SEQ|ID [--json]", false)
 	fs.Bool(&asJSON, "json", "", false, "print the dead letter as JSON")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		return usageError{errors.New("dlq show: want one stream sequence or command id, such as `worker dlq show 42`")}
 	}
@@ -294,7 +284,7 @@ func (d *dlqCmd) replay(ctx context.Context, args []string) error {
 	if opts.NotAfter.IsZero() {
 		warnPastDeadline(d.stdout, sel.Entries, opts.DryRun)
 	}
-	p := newProgress(d.stdout, isTerminal(d.stdout), opts.DryRun)
+	p := newProgress(d.stdout, isTerminal(d.stdout))
 	opts.Progress = p.step
 	start := time.Now()
 	c, err := q.Replay(ctx, sel.Entries, opts)
@@ -347,18 +337,20 @@ func (d *dlqCmd) purge(ctx context.Context, args []string) error {
 // progress prints a replay's progress: a bar redrawn in place on a
 // terminal, one line per dead letter otherwise.
 type progress struct {
-	w      io.Writer
-	tty    bool
-	dryRun bool
-	drawn  bool
+	w   io.Writer
+	bar *progressBar // nil when w is not a terminal
 }
 
-func newProgress(w io.Writer, tty, dryRun bool) *progress {
-	return &progress{w: w, tty: tty, dryRun: dryRun}
+func newProgress(w io.Writer, tty bool) *progress {
+	p := &progress{w: w}
+	if tty {
+		p.bar = &progressBar{w: w}
+	}
+	return p
 }
 
 func (p *progress) step(s dlq.Step) {
-	if !p.tty {
+	if p.bar == nil {
 		line := fmt.Sprintf("%-12s seq=%d class=%s type=%s chat=%s id=%s", s.Action, s.Entry.Seq, dashIfEmpty(string(s.Entry.Class())), dashIfEmpty(s.Entry.Type), dashIfEmpty(s.Entry.ChatID), dashIfEmpty(s.Entry.ID))
 		if s.Reason != "" {
 			line += ": " + s.Reason
@@ -367,10 +359,8 @@ func (p *progress) step(s dlq.Step) {
 		return
 	}
 	if s.Action == dlq.Skipped {
-		fmt.Fprintf(p.w, "\r\033[Kskipped seq=%d id=%s: %s\n", s.Entry.Seq, dashIfEmpty(s.Entry.ID), s.Reason)
+		p.bar.println(fmt.Sprintf("skipped seq=%d id=%s: %s", s.Entry.Seq, dashIfEmpty(s.Entry.ID), s.Reason))
 	}
-	const width = 30
-	filled := width * s.Done / max(s.Total, 1)
 	rate := float64(s.Done) / max(s.Elapsed.Seconds(), 1e-3)
 	eta := "--"
 	if s.Done > 0 && s.Done < s.Total {
@@ -378,14 +368,12 @@ func (p *progress) step(s dlq.Step) {
 	} else if s.Done == s.Total {
 		eta = "0s"
 	}
-	fmt.Fprintf(p.w, "\r\033[K[%s%s] %d/%d  replayed %d  skipped %d  %.1f/s  ETA %s",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), s.Done, s.Total, s.Counts.Replayed, s.Counts.Skipped, rate, eta)
-	p.drawn = true
+	p.bar.draw(s.Done, s.Total, fmt.Sprintf("%d/%d  replayed %d  skipped %d  %.1f/s  ETA %s", s.Done, s.Total, s.Counts.Replayed, s.Counts.Skipped, rate, eta))
 }
 
 func (p *progress) finish() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
+	if p.bar != nil {
+		p.bar.finish()
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,13 +33,14 @@ type exportFlags struct {
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f exportFlags
 	fs := newFlagSet("export", "export (--out PATH | --bucket NAME) [--since T] [--until T] [--json] [flags]", stderr)
-	f.nats.register(fs)
+	f.nats.registerServer(fs)
+	f.nats.registerReplicas(fs)
 	fs.String(&f.apiURL, "chat-api-url", "CHAT_API_URL", chat.DefaultBaseURL, "Chat API base URL")
 	fs.String(&f.out, "out", "WORKER_EXPORT_OUT", "", "export to this directory (a file per run) or .jsonl file (appended to); the checkpoint is kept beside it")
 	fs.String(&f.bucket, "bucket", "WORKER_EXPORT_BUCKET", "", "export to this NATS Object Store bucket (an object per conversation per run), checkpoints in --checkpoint-bucket")
 	fs.String(&f.checkpoints, "checkpoint-bucket", "WORKER_EXPORT_CHECKPOINT_BUCKET", export.DefaultCheckpointsBucket, "NATS key-value bucket of the checkpoints (with --bucket)")
-	fs.String(&f.since, "since", "", "", "only items from: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
-	fs.String(&f.until, "until", "", "", "only items up to: a time or how long ago")
+	fs.When(&f.since, "since", "only items from: a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)")
+	fs.When(&f.until, "until", "only items up to: a time or how long ago")
 	fs.Bool(&f.asJSON, "json", "", false, "print the summary as JSON (progress goes to stderr)")
 	fs.Int(&f.concurrency, "concurrency", "WORKER_EXPORT_CONCURRENCY", export.DefaultConcurrency, "conversations fetched at once (the API's rate limit sets the pace)")
 	if err := fs.parse(args); err != nil {
@@ -108,7 +107,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if f.asJSON {
 		progressOut = stderr
 	}
-	bar := &exportProgress{w: progressOut, tty: isTerminal(progressOut)}
+	bar := newExportProgress(progressOut, isTerminal(progressOut))
 	opt.Progress = bar.update
 	sum, runErr := ex.Run(ctx, opt)
 	bar.finish()
@@ -192,12 +191,19 @@ func failedIDs(fs []export.Failure) string {
 // terminal, otherwise a plain line every few seconds (for CronJob logs).
 type exportProgress struct {
 	w       io.Writer
-	tty     bool
-	drawn   bool
+	bar     *progressBar // nil when w is not a terminal
 	printed time.Duration
 }
 
 const exportLogEvery = 10 * time.Second
+
+func newExportProgress(w io.Writer, tty bool) *exportProgress {
+	p := &exportProgress{w: w}
+	if tty {
+		p.bar = &progressBar{w: w}
+	}
+	return p
+}
 
 func (p *exportProgress) update(s export.Progress) {
 	eta := "--"
@@ -206,47 +212,18 @@ func (p *exportProgress) update(s export.Progress) {
 	}
 	stats := fmt.Sprintf("%d/%d  exported %d  unchanged %d  failed %d  messages %d  %.1f/s  ETA %s",
 		s.Done, s.Total, s.Exported, s.Unchanged, s.Failed, s.Messages, s.Rate(), eta)
-	if !p.tty {
+	if p.bar == nil {
 		if s.Elapsed-p.printed >= exportLogEvery {
 			p.printed = s.Elapsed
 			fmt.Fprintln(p.w, "progress "+stats)
 		}
 		return
 	}
-	const width = 30
-	filled := width * s.Done / max(s.Total, 1)
-	fmt.Fprintf(p.w, "\r\033[K[%s%s] %s", strings.Repeat("#", filled), strings.Repeat(".", width-filled), stats)
-	p.drawn = true
+	p.bar.draw(s.Done, s.Total, stats)
 }
 
 func (p *exportProgress) finish() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
+	if p.bar != nil {
+		p.bar.finish()
 	}
-}
-
-var exportDaysAgo = regexp.MustCompile(`^(\d+)d$`)
-
-// parseWhen reads an absolute time (RFC 3339, or a date and time without a
-// zone, taken as UTC) or a duration before now (90m, 2h, 7d), like the
-// filters of worker dlq.
-func parseWhen(flag, s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if m := exportDaysAgo.FindStringSubmatch(s); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil && n <= 100000 {
-			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%s %q: want a time (2026-05-01, 2026-05-01T14:00:00Z) or how long ago (90m, 2h, 7d)", flag, s)
 }

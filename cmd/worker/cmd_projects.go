@@ -57,10 +57,10 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprint(stderr, "usage: worker "+projectsUsage)
 		return usageError{fmt.Errorf("projects: unknown %q: want ls, pause or resume", verb)}
 	}
-	pos, err := parseInterleaved(fs, rest)
-	if err != nil {
+	if err := fs.parse(rest); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	wantNames := map[string]int{"ls": 0, "list": 0, "pause": 1, "resume": 1}[verb]
 	if len(pos) != wantNames {
 		if wantNames == 0 {

@@ -201,14 +201,7 @@ func printSettled(w io.Writer, s actions.Settled) {
 		return
 	}
 	dl := s.DeadLetter
-	fmt.Fprintf(w, "dead letter  class=%s  attempts=%d", dl.Error.Class, dl.Attempts)
-	if dl.Error.APIStatus != 0 {
-		fmt.Fprintf(w, "  api_status=%d", dl.Error.APIStatus)
-	}
-	if dl.Error.APICode != 0 {
-		fmt.Fprintf(w, "  api_code=%d", dl.Error.APICode)
-	}
-	fmt.Fprintf(w, "  %s sequence %d\nerror: %s\n", s.Subject, s.Sequence, dl.Error.Message)
+	fmt.Fprintf(w, "dead letter  %s  %s sequence %d\nerror: %s\n", deadLetterFields(dl), s.Subject, s.Sequence, dl.Error.Message)
 }
 
 // runProvision creates or updates the streams, the consumer and the

@@ -16,17 +16,22 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var f workerFlags
 	fs := newFlagSet("run", "run [flags]", stderr)
 	f.register(fs)
-	if err := fs.parse(args); err != nil {
-		return err
+	perr := fs.parse(args)
+	if errors.Is(perr, errHelp) || errors.As(perr, new(syntaxError)) {
+		return perr
 	}
-	if err := f.check(); err != nil {
-		return err
-	}
+	// Every problem of the configuration at once: the flags' and the
+	// credentials'.
 	creds, err := apiCredentials()
-	if err != nil {
-		return err
+	if err == nil {
+		f.projects, err = apiProjects(creds)
 	}
-	if f.projects, err = apiProjects(creds); err != nil {
+	switch {
+	case perr != nil && err != nil:
+		return usageError{helpHint{errors.Join(perr, err), "run"}}
+	case perr != nil:
+		return perr
+	case err != nil:
 		return err
 	}
 	log, err := f.log.logger(stderr)
@@ -39,7 +44,7 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if f.nats.url == "" {
 		host, port, err := splitHostPort(f.embeddedAddr)
 		if err != nil {
-			return usageError{fmt.Errorf("--embedded-listen: %w", err)}
+			return usageError{fmt.Errorf("--embedded-listen %q: %w", f.embeddedAddr, err)}
 		}
 		if embedded, err = startEmbedded(host, port, f.dataDir, log); err != nil {
 			return err

@@ -25,7 +25,7 @@ type timing struct {
 func (t *timing) register(fs *flagSet) {
 	fs.String(&t.notAfter, "not-after", "", "", "deadline: an RFC 3339 time, or a duration (from the schedule's time with --at/--in, else from now); no API call at or after it")
 	fs.String(&t.at, "at", "", "", "schedule: publish the command at this RFC 3339 time (whole seconds, rounded up)")
-	fs.Duration(&t.in, "in", "", 0, "schedule: publish the command after this long (90s, 1h30m)")
+	fs.Duration(&t.in, "in", "", 0, "schedule: publish the command after this long (90s, 1h30m, 7d)")
 }
 
 // apply sets cmd's deadline and returns the schedule time (zero: publish
@@ -62,7 +62,7 @@ func (t *timing) apply(cmd *contract.Command, now time.Time) (time.Time, error) 
 // parseDeadline reads --not-after: an RFC 3339 time, or a duration after
 // from.
 func parseDeadline(v string, from time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
+	if d, err := parseDuration(v); err == nil {
 		if d <= 0 {
 			return time.Time{}, fmt.Errorf("--not-after %s: want a positive duration or a time", v)
 		}
@@ -70,7 +70,7 @@ func parseDeadline(v string, from time.Time) (time.Time, error) {
 	}
 	t, err := contract.ParseDeadline(v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--not-after %q: want an RFC 3339 time with a zone (2026-11-25T09:15:00Z) or a duration (15m)", v)
+		return time.Time{}, fmt.Errorf("--not-after %q: want an RFC 3339 time with a zone (2026-11-25T09:15:00Z) or a duration (15m, 7d)", v)
 	}
 	return t, nil
 }
@@ -103,15 +103,14 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fmt.Fprint(stdout, "usage: worker "+schedulesUsage)
 			return nil
 		}
-		fmt.Fprint(stderr, "usage: worker "+schedulesUsage)
-		return usageError{errors.New("schedules: want ls")}
+		return usageError{helpHint{errors.New("schedules: want ls"), "schedules"}}
 	}
 	var (
 		n      natsFlags
 		asJSON bool
 	)
 	fs := newFlagSet("schedules ls", "schedules ls [--json]", stderr)
-	n.register(fs)
+	n.registerConn(fs)
 	fs.Bool(&asJSON, "json", "", false, "print a JSON array")
 	if err := fs.parse(args[1:]); err != nil {
 		return err
@@ -162,11 +161,11 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var n natsFlags
 	fs := newFlagSet("cancel", "cancel ID", stderr)
-	n.register(fs)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	n.registerConn(fs)
+	if err := fs.parse(args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		return usageError{errors.New("cancel: give the id of one scheduled command (worker schedules ls lists them)")}
 	}

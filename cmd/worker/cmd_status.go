@@ -19,16 +19,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		asJSON  bool
 		timeout time.Duration
 	)
-	fs := newFlagSet("status", "status [flags] ID", stderr)
+	fs := newFlagSet("status", "status ID [flags]", stderr)
 	n.registerConn(fs)
 	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket")
 	fs.Bool(&asJSON, "json", "", false, "print the status as JSON")
 	fs.Duration(&timeout, "timeout", "", time.Minute, "give up looking after this long")
+	fs.check(func() []error {
+		if fs.NArg() != 1 {
+			return []error{fmt.Errorf("want one command id, got %d arguments", fs.NArg())}
+		}
+		return nil
+	})
 	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("want one command id, got %d arguments (flags go before the id)", fs.NArg())}
 	}
 	id := fs.Arg(0)
 	nc, js, err := n.connect(ctx, "chatworker status", nil, zap.NewNop())

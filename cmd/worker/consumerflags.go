@@ -20,6 +20,7 @@ func (c *consumerFlags) register(fs *flagSet) {
 	fs.Int(&c.concurrency, "concurrency", "WORKER_CONCURRENCY", consumer.DefaultConcurrency, "API calls at once (up to twice as many commands are handled at once)")
 	fs.Duration(&c.ackWait, "ack-wait", "WORKER_ACK_WAIT", consumer.DefaultAckWait, "how long JetStream waits for an acknowledgement before redelivering (the worker extends it while a call runs)")
 	fs.Int(&c.maxDeliver, "max-deliver", "WORKER_MAX_DELIVER", consumer.DefaultMaxDeliver, "deliveries of one command before JetStream gives up on it (the worker then settles it); -1: unlimited, since commands also go back to wait for a paused project, a rate budget or an outage")
+	fs.check(c.check)
 }
 
 // check validates the values, one clear sentence per problem.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -17,6 +16,12 @@ type logFlags struct {
 func (l *logFlags) register(fs *flagSet) {
 	fs.String(&l.level, "log-level", "WORKER_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.String(&l.format, "log-format", "WORKER_LOG_FORMAT", "auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)")
+	fs.check(func() []error {
+		if _, err := l.logger(io.Discard); err != nil {
+			return []error{err}
+		}
+		return nil
+	})
 }
 
 // logger builds the zap logger: JSON for machines, readable lines on a
@@ -49,13 +54,4 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 		return nil, usageError{fmt.Errorf("--log-format %q: want json, console or auto", l.format)}
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

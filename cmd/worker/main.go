@@ -15,27 +15,42 @@ import (
 
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/version"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+// exitStatus says on w what went wrong, if anything, and returns the exit
+// status: 0 done, 1 an error, 2 a mistake in the command line (with a hint
+// to the help that answers it), or a command's own status.
+func exitStatus(err error, w io.Writer) int {
+	var (
+		exit exitError
+		hint helpHint
+	)
 	switch {
 	case err == nil, errors.Is(err, errHelp):
-	case errors.As(err, new(exitError)):
+		return 0
+	case errors.As(err, &exit):
 		// The command said what happened; the status says which case.
-		var e exitError
-		errors.As(err, &e)
-		fmt.Fprintf(os.Stderr, "worker: %v\n", e.err)
-		os.Exit(e.code)
+		fmt.Fprintf(w, "worker: %v\n", exit.err)
+		return exit.code
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(os.Stderr, "worker: %v\nRun `worker help` for the commands and their flags.\n", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
-		os.Exit(1)
+		fmt.Fprintf(w, "worker: %v\n", err)
+		if errors.As(err, &hint) && hint.cmd != "" {
+			fmt.Fprintf(w, "Run `worker %s -h` for its flags.\n", hint.cmd)
+		} else {
+			fmt.Fprintln(w, "Run `worker help` for the commands.")
+		}
+		return 2
 	}
+	fmt.Fprintf(w, "worker: %v\n", err)
+	return 1
 }
 
 // usage is the text of `worker help`. The publishing subcommands come from
@@ -74,12 +89,13 @@ Run 'worker <command> -h' for a command's flags.
 `
 
 // run is the whole program; main only wires signals. Tests call it.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage())
-		return usageError{errors.New("no command given")}
+		return usageError{helpHint{errors.New("no command given"), ""}}
 	}
 	cmd, rest := args[0], args[1:]
+	defer func() { err = explain(err, cmd) }()
 	switch cmd {
 	case "run":
 		return runWorker(ctx, rest, stdout, stderr)
@@ -115,6 +131,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return runPublish(ctx, s, rest, stdout, stderr)
 		}
 	}
-	fmt.Fprint(stderr, usage())
-	return usageError{fmt.Errorf("unknown command %q", cmd)}
+	err = fmt.Errorf("unknown command %q", cmd)
+	if near := closest(cmd, commands()); near != "" {
+		err = fmt.Errorf("unknown command %q (did you mean %s?)", cmd, near)
+	}
+	return usageError{helpHint{err, ""}}
+}
+
+// explain adds to a command's error what to do about it: a mistake the
+// command found after its flags were read is answered by its help too.
+func explain(err error, cmd string) error {
+	err = notProvisioned(err)
+	if errors.As(err, new(usageError)) && !errors.As(err, new(helpHint)) {
+		err = helpHint{err, cmd}
+	}
+	return err
+}
+
+// commands are the first words run knows, for suggestions: the publishing
+// verbs come from contract.Specs.
+func commands() []string {
+	words := []string{"run", "demo", "sim", "status", "schedules", "cancel", "projects",
+		"provision", "dlq", "export", "bench", "version", "help"}
+	for _, s := range contract.Specs() {
+		if s.Verb != "" {
+			words = append(words, s.Verb)
+		}
+	}
+	return words
+}
+
+// notProvisioned says what to do about an error that means the streams are
+// not on the server, for every command: dlq's own says it already.
+func notProvisioned(err error) error {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, jetstream.ErrStreamNotFound) ||
+		strings.Contains(err.Error(), "run `worker provision`") {
+		return err
+	}
+	return fmt.Errorf("%w: the streams are not on this NATS server: run `worker provision` (or start `worker run` once) to create them, and check --nats-url and --subject-prefix", err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,6 +31,12 @@ type natsFlags struct {
 	prefix   string
 	replicas int
 
+	// connectTimeout is how long run and provision wait for a server that
+	// is not up yet (pods start in any order); waitOut is where they say
+	// so when they have no logger.
+	connectTimeout time.Duration
+	waitOut        io.Writer
+
 	// Retention of the streams (see consumer.Topology and
 	// docs/retention.md); the idempotency TTL is the subcommand's own.
 	commandsMaxAge  time.Duration
@@ -40,9 +47,13 @@ type natsFlags struct {
 	dlqMaxBytes     int
 }
 
+// register registers the flags of the subcommands that create the
+// streams: the connection, replicas and retention.
 func (n *natsFlags) register(fs *flagSet) {
 	n.registerConn(fs)
-	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	fs.Duration(&n.connectTimeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", time.Minute, "how long to wait, retrying, for a NATS server that is not up yet (0: try once)")
+	n.waitOut = fs.out
+	n.registerReplicas(fs)
 	fs.Duration(&n.commandsMaxAge, "commands-max-age", "WORKER_COMMANDS_MAX_AGE", consumer.DefaultCommandsMaxAge, "how long CHAT_COMMANDS keeps a command not yet acknowledged (a scheduled one waits for its time regardless)")
 	fs.Duration(&n.resultsMaxAge, "results-max-age", "WORKER_RESULTS_MAX_AGE", consumer.DefaultResultsMaxAge, "how long CHAT_RESULTS keeps a result (keep it at least --idempotency-ttl)")
 	fs.Duration(&n.duplicateWindow, "duplicate-window", "WORKER_DUPLICATE_WINDOW", consumer.DefaultDuplicateWindow, "how long each stream drops a message whose Nats-Msg-Id it already stored (shorter than --idempotency-ttl)")
@@ -51,9 +62,21 @@ func (n *natsFlags) register(fs *flagSet) {
 	fs.Int(&n.dlqMaxBytes, "dlq-max-bytes", "WORKER_DLQ_MAX_BYTES", 1<<30, "most bytes CHAT_DLQ keeps, the oldest dropped first (-1: no limit)")
 }
 
+// registerReplicas registers --replicas, for the subcommands that create
+// streams or buckets.
+func (n *natsFlags) registerReplicas(fs *flagSet) {
+	fs.Int(&n.replicas, "replicas", "WORKER_STREAM_REPLICAS", 1, "stream and bucket replicas (3 on a NATS cluster)")
+}
+
 // registerConn registers only what connecting and naming subjects need:
 // the flags of subcommands that publish or read but never provision.
 func (n *natsFlags) registerConn(fs *flagSet) {
+	n.registerServer(fs)
+	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", contract.DefaultPrefix, "first token of every subject")
+}
+
+// registerServer registers where the NATS server is and how to log in.
+func (n *natsFlags) registerServer(fs *flagSet) {
 	fs.String(&n.url, "nats-url", "NATS_URL", "", "NATS server URL(s), comma separated")
 	fs.String(&n.creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (JWT + NKey seed)")
 	fs.String(&n.nkey, "nats-nkey", "NATS_NKEY", "", "NATS NKey seed file")
@@ -61,7 +84,6 @@ func (n *natsFlags) registerConn(fs *flagSet) {
 	fs.String(&n.tlsCA, "tls-ca", "NATS_TLS_CA", "", "CA certificate file to verify the NATS server")
 	fs.String(&n.tlsCert, "tls-cert", "NATS_TLS_CERT", "", "client certificate file for NATS (with --tls-key)")
 	fs.String(&n.tlsKey, "tls-key", "NATS_TLS_KEY", "", "client key file for NATS (with --tls-cert)")
-	fs.String(&n.prefix, "subject-prefix", "WORKER_SUBJECT_PREFIX", contract.DefaultPrefix, "first token of every subject")
 }
 
 func (n *natsFlags) subjects() contract.Subjects { return contract.Subjects{Prefix: n.prefix} }
@@ -185,9 +207,9 @@ func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.S
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := n.dial(ctx, url, embedded == nil, log, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (start one with `worker run` without --nats-url, or set NATS_URL)", redactURL(url), err)
+		return nil, nil, err
 	}
 	// The worker stores results with asynchronous publishes; a PubAck that
 	// never comes must not keep its entry in the client forever.
@@ -197,6 +219,44 @@ func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.S
 		return nil, nil, err
 	}
 	return nc, js, nil
+}
+
+// dial connects to url. When waiting is allowed and --nats-connect-timeout
+// is set, a server that does not answer yet is tried again until the
+// timeout, each failure said in one line; a server that answers and refuses
+// (credentials, TLS) is not.
+func (n *natsFlags) dial(ctx context.Context, url string, wait bool, log *zap.Logger, opts []nats.Option) (*nats.Conn, error) {
+	start := time.Now()
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("connected to NATS", zap.String("url", nc.ConnectedUrlRedacted()), zap.Int("attempts", attempt))
+			}
+			return nc, nil
+		}
+		if !wait || n.connectTimeout <= 0 || !errors.Is(err, nats.ErrNoServers) {
+			return nil, fmt.Errorf("connect to NATS at %s: %w (is the server up? `worker run` without --nats-url starts one; or set NATS_URL)", redactURL(url), err)
+		}
+		left := n.connectTimeout - time.Since(start)
+		if left <= 0 {
+			return nil, fmt.Errorf("connect to NATS at %s: no answer within %v (--nats-connect-timeout): %w; check the URL and that the server is running", redactURL(url), n.connectTimeout, err)
+		}
+		pause = min(pause, left)
+		if log.Core().Enabled(zap.WarnLevel) {
+			log.Warn("NATS is not reachable yet; retrying", zap.String("url", redactURL(url)), zap.Int("attempt", attempt),
+				zap.Duration("retry_in", pause), zap.Duration("gives_up_in", left.Round(time.Second)), zap.Error(err))
+		} else if n.waitOut != nil {
+			fmt.Fprintf(n.waitOut, "NATS at %s is not reachable yet (%v); retrying in %v, giving up in %v\n", redactURL(url), err, pause, left.Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to NATS at %s: gave up waiting: %w", redactURL(url), ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }
 
 // redactURL hides user information (passwords, tokens) in NATS URLs.
