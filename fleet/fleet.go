@@ -40,8 +40,8 @@ type Member struct {
 
 // Config says where the records live and how often they are written.
 type Config struct {
-	Bucket    string        // DefaultBucket when empty
-	Replicas  int           // 1 when zero
+	Bucket    string // DefaultBucket when empty
+	Replicas  int    // 1 when zero
 	Storage   jetstream.StorageType
 	Heartbeat time.Duration // DefaultHeartbeat when zero
 }
