@@ -150,10 +150,30 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	if err != nil {
 		return nil, err
 	}
+	// The streams are shared: a worker started with other retention flags
+	// keeps the streams' retention and says so; `worker provision` changes
+	// it for everyone.
+	topo, kept, err := consumer.KeepRetention(ctx, a.js, a.topo)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	for _, c := range kept {
+		log.Warn("a retention flag differs from the stream's setting, which is kept: run `worker provision` with the flag to change it for every replica",
+			zap.String("stream", c.Stream), zap.String("setting", c.Setting), zap.String("flag", c.Flag), zap.String("stream_value", c.From), zap.String("flag_value", c.To))
+	}
+	a.topo = topo
 	cons, err := consumer.Provision(ctx, a.js, a.topo)
 	if err != nil {
 		a.close()
 		return nil, err
+	}
+	if kv, err := a.js.KeyValue(ctx, f.idemBucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil && st.TTL() != a.topo.IdempotencyTTL {
+			log.Warn("a retention flag differs from the bucket's setting, which is kept: run `worker provision` with the flag to change it for every replica",
+				zap.String("bucket", f.idemBucket), zap.String("flag", "--idempotency-ttl"), zap.String("bucket_value", st.TTL().String()), zap.String("flag_value", a.topo.IdempotencyTTL.String()))
+			a.topo.IdempotencyTTL = st.TTL()
+		}
 	}
 	logRetention(a.topo, log)
 	store, err := idempotency.Open(ctx, a.js, idempotency.Config{

@@ -235,8 +235,15 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c.apply(&topo)
 	topo.IdempotencyTTL = ttl
 	topo = topo.WithDefaults()
+	changes, err := consumer.RetentionChanges(ctx, js, topo)
+	if err != nil {
+		return err
+	}
 	if _, err := consumer.Provision(ctx, js, topo); err != nil {
 		return err
+	}
+	for _, c := range changes {
+		fmt.Fprintf(stdout, "changed %s\n", c)
 	}
 	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
 		return fmt.Errorf("idempotency bucket: %w", err)

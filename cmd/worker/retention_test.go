@@ -11,9 +11,11 @@ import (
 )
 
 // TestRetentionFlags: the retention flags and their variables reach the
-// streams and the bucket through worker provision and worker run, on
-// existing streams too; a combination the policy refuses is a usage error
-// that changes nothing, and one that weakens it is a warning.
+// streams and the bucket through worker provision, on existing streams too,
+// which prints what it changed; a combination the policy refuses is a usage
+// error that changes nothing, and one that weakens it is a warning. worker
+// run never changes the shared streams' retention: it keeps theirs and
+// warns of each flag that differs.
 func TestRetentionFlags(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
@@ -41,9 +43,11 @@ func TestRetentionFlags(t *testing.T) {
 			t.Errorf("idempotency bucket TTL %v, want %v", st.TTL(), ttl)
 		}
 	}
+	var stdout bytes.Buffer
 	provision := func(args ...string) (string, error) {
 		var stderr bytes.Buffer
-		err := run(t.Context(), append([]string{"provision", "--nats-url", srv.ClientURL()}, args...), nil, &bytes.Buffer{}, &stderr)
+		stdout.Reset()
+		err := run(t.Context(), append([]string{"provision", "--nats-url", srv.ClientURL()}, args...), nil, &stdout, &stderr)
 		return stderr.String(), err
 	}
 
@@ -69,6 +73,12 @@ func TestRetentionFlags(t *testing.T) {
 	if stderr != "" {
 		t.Errorf("provision warned with the whole policy kept:\n%s", stderr)
 	}
+	for _, change := range []string{"changed CHAT_COMMANDS max age: 72h -> 240h (--commands-max-age)",
+		"changed CHAT_RESULTS max age: 48h -> 336h (--results-max-age)", "changed CHAT_DLQ duplicate window: 1h -> 2m (--duplicate-window)"} {
+		if !strings.Contains(stdout.String(), change) {
+			t.Errorf("provision did not say %q:\n%s", change, stdout.String())
+		}
+	}
 
 	// Refused, before anything is changed.
 	_, err = provision("--idempotency-ttl", "90s")
@@ -77,14 +87,18 @@ func TestRetentionFlags(t *testing.T) {
 	}
 	check(10*day, 14*day, 2*time.Minute, 10*day)
 
-	// worker run provisions the same way, and logs the warning.
+	// worker run keeps the streams' retention, and says which flag differs.
 	t.Setenv("GOSQUARED_API_KEY", "k")
 	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
 	t.Setenv("WORKER_RESULTS_MAX_AGE", "120h")
+	t.Setenv("WORKER_IDEMPOTENCY_TTL", "100h")
 	logs, _ := startRun(t, srv.ClientURL(), "http://127.0.0.1:9/chat/v1")
-	check(10*day, 5*day, 2*time.Minute, 10*day)
-	if !strings.Contains(logs.String(), `"msg":"retention weakens the idempotency guarantee","why":"results are kept 120h (--results-max-age), command ids are remembered 240h (--idempotency-ttl)`) {
-		t.Errorf("worker run did not log the results expiring before the records:\n%s", logs.String())
+	check(10*day, 14*day, 2*time.Minute, 10*day)
+	if !strings.Contains(logs.String(), `"stream":"CHAT_RESULTS","setting":"max age","flag":"--results-max-age","stream_value":"336h","flag_value":"120h"`) {
+		t.Errorf("worker run did not warn that --results-max-age differs from the stream's:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"bucket":"CHAT_IDEMPOTENCY","flag":"--idempotency-ttl","bucket_value":"240h0m0s","flag_value":"100h0m0s"`) {
+		t.Errorf("worker run did not warn that --idempotency-ttl differs from the bucket's:\n%s", logs.String())
 	}
 }
 
