@@ -15,7 +15,8 @@ const repoRoot = "../.."
 func TestReadCode(t *testing.T) {
 	f := k8stest.ReadCode(t, repoRoot)
 	for _, env := range []string{"NATS_URL", "NATS_CREDS", "CHAT_API_URL", "WORKER_CONCURRENCY", "WORKER_HTTP_ADDR",
-		"WORKER_LOG_LEVEL", "GOSQUARED_API_KEY", "GOSQUARED_API_KEY_FILE", "GOSQUARED_SITE_TOKEN_FILE"} {
+		"WORKER_LOG_LEVEL", "GOSQUARED_API_KEY", "GOSQUARED_API_KEY_FILE", "GOSQUARED_SITE_TOKEN_FILE",
+		"GOSQUARED_PROJECTS_FILE"} {
 		if !f.Env[env] {
 			t.Errorf("environment variable %s not found in cmd/worker", env)
 		}

@@ -29,6 +29,7 @@ type CodeFacts struct {
 // ReadCode parses cmd/worker under repoRoot (the repository's root). It recognises:
 //   - fs.String/Int/Duration/Bool/Float(&v, "flag", "ENV", default, usage)
 //   - secret("NAME"), which reads NAME and NAME_FILE
+//   - os.Getenv("NAME") and os.LookupEnv("NAME") (GOSQUARED_PROJECTS_FILE)
 //   - mux.Handle/HandleFunc("GET /path", ...)
 //   - the case labels of the switch in func run (the subcommands)
 //
@@ -82,6 +83,10 @@ func (f *CodeFacts) collectCall(t testing.TB, call *ast.CallExpr) {
 			return
 		}
 		switch method := fun.Sel.Name; {
+		case recv.Name == "os" && (method == "Getenv" || method == "LookupEnv") && len(call.Args) == 1:
+			if name, ok := stringLit(call.Args[0]); ok {
+				f.Env[name] = true
+			}
 		case recv.Name == "fs" && len(call.Args) == 5 && slices.Contains([]string{"String", "Int", "Duration", "Bool", "Float"}, method):
 			flag, _ := stringLit(call.Args[1])
 			if env, ok := stringLit(call.Args[2]); ok && env != "" {
