@@ -310,8 +310,10 @@ worker: {extraEnv: {OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel:4318"}}
 			}
 		}
 	}
-	if worker.Spec.Template.Spec.ServiceAccountName != "default" {
-		t.Errorf("serviceAccount.create false: account %q, want default", worker.Spec.Template.Spec.ServiceAccountName)
+	for what, tmpl := range b.Pods() {
+		if tmpl.Spec.ServiceAccountName != "default" {
+			t.Errorf("serviceAccount.create false: %s runs as %q, want default", what, tmpl.Spec.ServiceAccountName)
+		}
 	}
 }
 
