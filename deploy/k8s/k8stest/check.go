@@ -56,7 +56,7 @@ func CheckMonitoring(t testing.TB, b Built) {
 	}
 }
 
-// CheckBuild checks a build against the code: every pod (CheckPod), a
+// CheckBuild checks a build against the code: every pod (checkPod), a
 // provision Job, the worker's args, probes, Service, grace period, PDB,
 // NetworkPolicy and autoscaler (the HPA when hpa, else KEDA's ScaledObject).
 func CheckBuild(t testing.TB, code CodeFacts, b Built, hpa bool) {
