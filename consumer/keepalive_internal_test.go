@@ -36,7 +36,7 @@ func TestQueuedKeepAliveHoldsNoLockWhileItTalksToJetStream(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.keepQueuedAliveOnce(nil)
+		w.order.keepQueuedAliveOnce(nil)
 	}()
 	<-stuck.entered // InProgress under way, and stuck
 	added := make(chan struct{})
