@@ -1,10 +1,15 @@
 package consumer
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/actions/execute"
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/idempotency"
 )
 
 // TestDecide covers every branch of the one decision about a command,
@@ -90,6 +95,38 @@ func TestDecide(t *testing.T) {
 				if got.Delay < tt.min || got.Delay > tt.max {
 					t.Fatalf("delay %v, want %v..%v", got.Delay, tt.min, tt.max)
 				}
+			}
+		})
+	}
+}
+
+// TestClassify: each kind of failure reaches decide as its own event, read
+// from the error alone, however it was wrapped on the way.
+func TestClassify(t *testing.T) {
+	apiErr := &chat.APIError{StatusCode: 429, RetryAfter: 3 * time.Second}
+	tests := []struct {
+		name  string
+		err   error
+		event event
+		class actions.Class
+		hint  time.Duration
+	}{
+		{"stopping", fmt.Errorf("slot: %w", errStopping), stopping, "", 0},
+		{"record not stored", &notStoredError{errors.New("no PubAck")}, recordNotStored, "", 0},
+		{"store down", &storeError{errors.New("kv timeout")}, storeDown, "", 0},
+		{"busy", &idempotency.BusyError{RetryIn: time.Second}, busy, "", time.Second},
+		{"paused", &pausedError{delay: 2 * time.Second, err: errors.New("401")}, paused, "", 2 * time.Second},
+		{"rate wait", &rateWaitError{delay: 700 * time.Millisecond}, rateWait, "", 700 * time.Millisecond},
+		{"conflict", idempotency.ErrConflict, failed, actions.ClassConflict, 0},
+		{"panic", &panicError{&actions.Error{Class: actions.ClassInternal, Msg: "panic"}}, panicked, actions.ClassInternal, 0},
+		{"invalid command", &actions.Error{Class: actions.ClassInvalid, Msg: "no id"}, failed, actions.ClassInvalid, 0},
+		{"API refused with a hint", fmt.Errorf("send: %w", apiErr), failed, execute.ClassOf(apiErr), 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, class, hint := classify(tt.err)
+			if ev != tt.event || class != tt.class || hint != tt.hint {
+				t.Errorf("classify = %v, %q, %v; want %v, %q, %v", ev, class, hint, tt.event, tt.class, tt.hint)
 			}
 		})
 	}

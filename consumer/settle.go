@@ -43,78 +43,90 @@ func (c *completer) settle(ctx context.Context, d *delivery, v verdict) bool {
 	}
 	switch {
 	case v.result != nil:
-		// The result is stored while the success is recorded: one round
-		// trip's wait instead of two. Both finish before the ack, and a
-		// result stored without its record is no worse than a crash just
-		// after the API call: the record is what a redelivery consults.
-		subject := c.subjects.Result(d.cmd.Type, d.cmd.ChatID)
-		recordCtx, span := c.tr.record(ctx, "record result", subject)
-		var h nats.Header
-		v.result.Traceparent, h = c.tr.recordTrace(recordCtx, d.traceparent)
-		pending, err := c.publishAsync(subject, d.cmd.ID, seq, v.result, h)
-		completed := false
-		if v.claim != nil {
-			v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
-			if err := c.complete(recordCtx, v.claim, v.out); err != nil {
-				// The effect happened: report it and acknowledge anyway. A
-				// republish of this id within the record's TTL could then
-				// run again, which the Idempotency-Key header still guards.
-				d.log.Error("recording the outcome failed", zap.Error(err))
-			} else {
-				completed = true
-			}
-		}
-		if err == nil {
-			err = waitStored(ctx, pending)
-		}
-		endWith(span, err)
-		d.attempts, d.outcome = v.result.Attempts, outcome(v.result.Status)
-		if err != nil && completed {
-			// The record has the response's digest, not the response, and
-			// no result has it: keep it in the record for the redelivery.
-			if kerr := c.store.KeepResponse(ctx, v.claim, v.out); kerr != nil {
-				d.log.Error("keeping the response in the record failed: the redelivery's result will carry only its digest", zap.Error(kerr))
-			}
-		}
-		if err != nil {
-			d.outcome = outcomeHandedBack
-			delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
-			d.log.Error("storing the result failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
-			c.handBack(d.msg, delay, &d.log)
-			return false
-		}
-		c.m.succeeded(string(d.cmd.Type), v.result.Status)
-		c.observeLatency(d, d.outcome)
-		d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
-		if err := d.msg.Ack(); err != nil {
-			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
-			return false
-		}
-		return true
+		return c.settleResult(ctx, d, seq, v)
 	case v.dead != nil:
-		d.attempts, d.outcome = v.dead.Attempts, outcomeDeadLetter
-		if err := c.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
-			d.outcome = outcomeHandedBack
-			delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
-			d.log.Error("storing the dead letter failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
-			c.releaseDead(ctx, v.release, false)
-			c.handBack(d.msg, delay, &d.log)
-			return false
-		}
-		c.releaseDead(ctx, v.release, true)
-		c.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
-		c.observeLatency(d, d.outcome)
-		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
-		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
-			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
-			return false
-		}
-		return true
+		return c.settleDead(ctx, d, seq, v)
 	default:
 		d.outcome = handedBackAfter(v.retryIn)
 		c.handBack(d.msg, v.retryIn, &d.log)
 		return false
 	}
+}
+
+// settleResult stores a success's result and records the success, then
+// acknowledges the message.
+func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
+	// The result is stored while the success is recorded: one round
+	// trip's wait instead of two. Both finish before the ack, and a
+	// result stored without its record is no worse than a crash just
+	// after the API call: the record is what a redelivery consults.
+	subject := c.subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	recordCtx, span := c.tr.record(ctx, "record result", subject)
+	var h nats.Header
+	v.result.Traceparent, h = c.tr.recordTrace(recordCtx, d.traceparent)
+	pending, err := c.publishAsync(subject, d.cmd.ID, seq, v.result, h)
+	completed := false
+	if v.claim != nil {
+		v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
+		if err := c.complete(recordCtx, v.claim, v.out); err != nil {
+			// The effect happened: report it and acknowledge anyway. A
+			// republish of this id within the record's TTL could then
+			// run again, which the Idempotency-Key header still guards.
+			d.log.Error("recording the outcome failed", zap.Error(err))
+		} else {
+			completed = true
+		}
+	}
+	if err == nil {
+		err = waitStored(ctx, pending)
+	}
+	endWith(span, err)
+	d.attempts, d.outcome = v.result.Attempts, outcome(v.result.Status)
+	if err != nil && completed {
+		// The record has the response's digest, not the response, and
+		// no result has it: keep it in the record for the redelivery.
+		if kerr := c.store.KeepResponse(ctx, v.claim, v.out); kerr != nil {
+			d.log.Error("keeping the response in the record failed: the redelivery's result will carry only its digest", zap.Error(kerr))
+		}
+	}
+	if err != nil {
+		d.outcome = outcomeHandedBack
+		delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
+		d.log.Error("storing the result failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+		c.handBack(d.msg, delay, &d.log)
+		return false
+	}
+	c.m.succeeded(string(d.cmd.Type), v.result.Status)
+	c.observeLatency(d, d.outcome)
+	d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
+	if err := d.msg.Ack(); err != nil {
+		d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// settleDead stores a dead letter and releases its claim, then terminates
+// the message.
+func (c *completer) settleDead(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
+	d.attempts, d.outcome = v.dead.Attempts, outcomeDeadLetter
+	if err := c.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
+		d.outcome = outcomeHandedBack
+		delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
+		d.log.Error("storing the dead letter failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+		c.releaseDead(ctx, v.release, false)
+		c.handBack(d.msg, delay, &d.log)
+		return false
+	}
+	c.releaseDead(ctx, v.release, true)
+	c.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+	c.observeLatency(d, d.outcome)
+	d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
+	if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
+		d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
+		return false
+	}
+	return true
 }
 
 // observeLatency records the time from the command's publish, as the

@@ -154,50 +154,42 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	defer stopWatch()
 
+	// The keep-alives of queued commands and the lag watcher run as long
+	// as the work.
 	keepAliveCtx, stopKeepAlive := context.WithCancel(workCtx)
-	defer stopKeepAlive()
-	go w.lag.Run(keepAliveCtx)
+	var background sync.WaitGroup
+	defer func() { stopKeepAlive(); background.Wait() }()
+	background.Go(func() { w.lag.Run(keepAliveCtx) })
 	if w.lanes != nil {
-		go w.order.keepQueuedAlive(keepAliveCtx)
+		background.Go(func() { w.order.keepQueuedAlive(keepAliveCtx) })
 	}
 
-	// A fixed set of goroutines runs the work, so their stacks, grown once
-	// by the HTTP and NATS clients, are reused rather than grown for every
-	// command. There are twice as many as API call slots (see call): while
-	// some commands call the API, the others claim ids and store outcomes,
-	// so bookkeeping never holds a slot. Up to Concurrency pieces of work
-	// wait in the channel, so a goroutine that frees up starts its next
-	// command without waiting for this loop to be scheduled. Work that
-	// waited past the start of a shutdown hands its commands back (see
-	// Draining) rather than running them. docs/performance-notes.md has the
-	// measurements behind each of these choices.
-	var wg sync.WaitGroup
-	work := make(chan func(), w.cfg.Concurrency)
-	for range 2 * w.cfg.Concurrency {
-		wg.Go(func() {
-			for f := range work {
-				f()
-			}
-		})
+	pool := startRunners(2*w.cfg.Concurrency, w.cfg.Concurrency)
+	if err := w.fetch(ctx, workCtx, it, pool); err != nil {
+		pool.stop()
+		return err
 	}
-	start := func(f func()) bool {
-		select {
-		case work <- f:
-			return true
-		case <-ctx.Done():
-			return false
-		}
+	if !pool.stopWithin(w.cfg.ShutdownGrace) {
+		w.log.Warn("shutdown grace over: handing back commands still in flight")
+		cancelWork()
+		pool.stop()
 	}
+	return nil
+}
+
+// fetch hands each message the iterator yields to dispatch, until the
+// iterator is drained (ctx ended) or the consumer is gone. Messages fetched
+// once ctx ended go back to the stream at once.
+func (w *Worker) fetch(ctx, workCtx context.Context, it jetstream.MessagesContext, pool *runners) error {
+	start := func(f func()) bool { return pool.start(ctx, f) }
 	failures := 0
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			break
+			return nil
 		}
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			it.Stop()
-			close(work)
-			wg.Wait()
 			return fmt.Errorf("consumer %s is gone: run `worker provision` (or restart the worker) to create it again: %w", w.cfg.Topology.Durable, err)
 		}
 		if err != nil {
@@ -215,18 +207,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.dispatch(workCtx, msg, start)
 	}
-
-	close(work)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(w.cfg.ShutdownGrace):
-		w.log.Warn("shutdown grace over: handing back commands still in flight")
-		cancelWork()
-		<-done
-	}
-	return nil
 }
 
 // dispatch starts work on msg: in its chat's lane when commands keep
