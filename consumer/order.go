@@ -395,8 +395,8 @@ func (o *orderer) checkHead(ctx context.Context, token string, state chatState, 
 // acknowledgement is committed, so when it finds this command, or an older
 // one, its answer is exact. A replica that finds neither has not stored
 // this command yet (it lags the leader), and would miss an older one too:
-// then the stream leader answers. (The system test on a three-node cluster
-// caught a version that trusted any replica.)
+// then the stream leader answers (test/system checks per-chat order on a
+// three-node cluster).
 func (o *orderer) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
