@@ -277,31 +277,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
-		var (
-			cmdCtx context.Context
-			span   trace.Span
-			head   bool
-			claim  *claimed
-		)
-		switch {
-		case a == nil:
-			// The delivery's span starts here, so that it holds the order check.
-			cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
-			head = w.order.checkHead(cmdCtx, l.token, state, q)
-		case a.q.msg != q.msg:
-			// An older command of the chat arrived in the lane after a was
-			// made ready; a is still queued, behind it.
-			w.exec.releaseAhead(ctx, a.claim)
-			endOutcome(a.span, outcomeRequeued)
-			cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
-			head = w.order.checkHead(cmdCtx, l.token, state, q)
-		case a.stale:
-			w.exec.releaseAhead(ctx, a.claim)
-			cmdCtx, span = a.ctx, a.span
-			head = w.order.checkHead(cmdCtx, l.token, state, q)
-		default:
-			cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
-		}
+		cmdCtx, span, head, claim := w.takeUp(ctx, l, state, q, a)
 		if !head {
 			// An earlier command of this chat is still in the stream: wait
 			// in place for it to leave (wait.go).
@@ -336,6 +312,34 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			}
 		}
 	}
+}
+
+// takeUp starts the delivery of q, its lane's oldest command: its span, and
+// whether it is its chat's head. a is q's chat's next command as made
+// ready while the one before it was stored (nil if none): when it is still
+// q and still right, its span, check and claim are q's; otherwise its
+// claim is released and q is checked afresh.
+func (w *Worker) takeUp(ctx context.Context, l *lane, state chatState, q queued, a *ahead) (cmdCtx context.Context, span trace.Span, head bool, claim *claimed) {
+	switch {
+	case a == nil:
+		// The delivery's span starts here, so that it holds the order check.
+		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	case a.q.msg != q.msg:
+		// An older command of the chat arrived in the lane after a was
+		// made ready; a is still queued, behind it.
+		w.exec.releaseAhead(ctx, a.claim)
+		endOutcome(a.span, outcomeRequeued)
+		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	case a.stale:
+		w.exec.releaseAhead(ctx, a.claim)
+		cmdCtx, span = a.ctx, a.span
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	default:
+		cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
+	}
+	return cmdCtx, span, head, claim
 }
 
 // orderer answers whether a command is its chat's head (see "Per-chat

@@ -151,7 +151,7 @@ func (tr tracer) recordTrace(ctx context.Context, commandTraceparent string) (st
 	return tracecontext.HeaderCarrier(h).Get(tracecontext.Traceparent), h
 }
 
-// startRecord starts the span that stores a record on subject.
+// record starts the span that stores a record on subject.
 func (tr tracer) record(ctx context.Context, name, subject string) (context.Context, trace.Span) {
 	ctx, span := tr.start(ctx, name, trace.SpanKindProducer)
 	if span.IsRecording() {

@@ -40,7 +40,7 @@ type Worker struct {
 	tr   tracer
 
 	lanes    *lanes       // nil when commands keep no order
-	runs     deliveryRuns // used by Run's loop only
+	runs     deliveryRuns // used by the fetch loop only
 	exec     *executor
 	done     *completer
 	order    *orderer
