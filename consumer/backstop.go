@@ -109,17 +109,12 @@ func (r *rescuer) deadLetterUndeliverable(runCtx context.Context, adv maxDeliver
 		log.Error("backstop: reading the command", zap.Error(err))
 		return
 	}
-	d := newDelivery(r.log, nil, raw.Subject, raw.Data, raw.Header)
 	if r.tr.on() {
 		// No delivery's span is left to hold the record: its span goes
 		// straight under the command's traceparent.
 		ctx = tracecontext.Extract(ctx, raw.Header)
 	}
-	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
-	if cmd, err := actions.Decode(r.topo.Subjects, raw.Subject, raw.Data); err == nil {
-		d.cmd = cmd
-		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
-	}
+	d := r.delivery(raw, adv)
 	var claim *idempotency.Claim
 	if d.cmd.ID != "" {
 		var dup *idempotency.DuplicateError
@@ -129,15 +124,10 @@ func (r *rescuer) deadLetterUndeliverable(runCtx context.Context, adv maxDeliver
 		case errors.As(err, &dup):
 			// It succeeded (its result could not be stored, say): publish
 			// the result, never a dead letter.
-			res := r.records.repeatResult(ctx, d, dup.Record, adv.StreamSeq)
-			status := res.Status
-			var h nats.Header
-			res.Traceparent, h = r.tr.recordTrace(ctx, d.traceparent)
-			if err := r.done.publish(ctx, r.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, adv.StreamSeq, res, h); err != nil {
+			if err := r.publishResult(ctx, d, dup.Record, adv.StreamSeq); err != nil {
 				r.backstopLater(runCtx, adv, infraDelay(1), "storing the result", err)
 				return
 			}
-			r.m.succeeded(string(d.cmd.Type), status)
 			r.deleteUndeliverable(ctx, stream, adv, d, "backstop: the command had succeeded: its result is published")
 			return
 		case errors.As(err, &bz):
@@ -166,6 +156,32 @@ func (r *rescuer) deadLetterUndeliverable(runCtx context.Context, adv maxDeliver
 	r.done.releaseDead(ctx, claim, true)
 	r.m.deadLettered(string(d.cmd.Type), string(actions.ClassExhausted))
 	r.deleteUndeliverable(ctx, stream, adv, d, "command dead-lettered after too many deliveries")
+}
+
+// delivery is the command at the advisory's sequence, read from the stream,
+// decoded when it can be.
+func (r *rescuer) delivery(raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) *delivery {
+	d := newDelivery(r.log, nil, raw.Subject, raw.Data, raw.Header)
+	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
+	if cmd, err := actions.Decode(r.topo.Subjects, raw.Subject, raw.Data); err == nil {
+		d.cmd = cmd
+		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", actions.Token(cmd.ChatID)))
+	}
+	return d
+}
+
+// publishResult publishes the result of d's command, which succeeded as
+// rec says.
+func (r *rescuer) publishResult(ctx context.Context, d *delivery, rec idempotency.Record, seq uint64) error {
+	res := r.records.repeatResult(ctx, d, rec, seq)
+	status := res.Status
+	var h nats.Header
+	res.Traceparent, h = r.tr.recordTrace(ctx, d.traceparent)
+	if err := r.done.publish(ctx, r.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, res, h); err != nil {
+		return err
+	}
+	r.m.succeeded(string(d.cmd.Type), status)
+	return nil
 }
 
 // backstopLater tries an advisory's command again after delay: JetStream
