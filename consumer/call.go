@@ -78,9 +78,15 @@ func (e *executor) call(ctx context.Context, d *delivery, claim *idempotency.Cla
 	out, err := e.exec.Execute(callCtx, d.cmd)
 	endWith(span, err)
 	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", apiStatus(out, err)), zap.Error(err))
-	if err != nil && d.project != "" && execute.ConfigFault(err) {
-		// The worker's configuration failed, not the command: the attempt
-		// spends none of its budget.
+	if d.project == "" {
+		return out, err
+	}
+	// What the call came to is also a fact about its project, shared with
+	// every replica (an outage pauses the project).
+	paused := e.gate.observe(ctx, d.project, d.cmd.ID, err)
+	if err != nil && (paused || execute.ConfigFault(err)) {
+		// The worker's configuration or the API failed, not the command:
+		// the attempt spends none of its budget.
 		ka.mu.Lock()
 		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = before.Attempts, before.FirstAttemptAt, before.LastAttemptAt
 		ka.mu.Unlock()

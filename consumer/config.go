@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatworker/worker/project"
+
 	"github.com/chatworker/worker/internal/identity"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
@@ -43,6 +45,14 @@ type Config struct {
 	// its rate budget outside the API call slots (see projects.go); Run
 	// then checks the default project before it consumes.
 	Projects Projects
+	// ProjectStates, when set, holds what is true of each project for every
+	// replica: pauses by operators, for configuration and for outages
+	// (package project). Without it a configuration pause is this worker's
+	// alone and outages are not detected.
+	ProjectStates *project.Store
+	// Outage is the rule that pauses a project for an outage (with
+	// ProjectStates); zero fields take project's defaults.
+	Outage project.OutageRule
 	// ProjectMetrics records each project's pause and rate-budget waits
 	// (optional; *OnCallMetrics implements it).
 	ProjectMetrics ProjectMetrics

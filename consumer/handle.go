@@ -244,6 +244,12 @@ func (e *executor) execute(ctx context.Context, d *delivery, claim *idempotency.
 			e.gate.pause(d.project, err)
 			delay, _ := e.gate.pausedFor(d.project)
 			err = &pausedError{delay: delay, err: err}
+		case d.project != "" && errors.Is(err, chat.ErrUnavailable):
+			// Paused for an outage (call did not count the attempt): the
+			// command waits with its project's others.
+			if delay, paused := e.gate.pausedFor(d.project); paused {
+				err = &pausedError{delay: delay, err: err}
+			}
 		}
 		s := e.situation(ctx, d, claim, err)
 		if s.Class != "" { // the attempt failed (rather than no call being made)
@@ -251,6 +257,17 @@ func (e *executor) execute(ctx context.Context, d *delivery, claim *idempotency.
 			e.m.retried(s.Class)
 		}
 		dec := e.policy.decide(s)
+		if dec.Outcome == outcomeDeadLetter && dec.Class == contract.ClassExhausted && d.project != "" &&
+			errors.Is(err, chat.ErrUnavailable) && e.gate.confirmDown(ctx, d.project) {
+			// The budget went on an API that is down for the whole project,
+			// as a check of the project confirms: not the command's fault.
+			// The last attempt is given back and the command waits.
+			claim.Attempts--
+			delay, _ := e.gate.pausedFor(d.project)
+			err = &pausedError{delay: delay, err: err}
+			s = e.situation(ctx, d, claim, err)
+			dec = e.policy.decide(s)
+		}
 		if s.Class != "" && (dec.Outcome == outcomeRetryHere || dec.Outcome == outcomeRetryLater) {
 			d.log.Info("attempt failed: retrying", zap.Int("attempts", claim.Attempts), zap.Duration("retry_in", dec.Delay), zap.Error(err))
 		}

@@ -2,9 +2,12 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/chatworker/worker/project"
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
@@ -82,6 +85,14 @@ type projectGate struct {
 	// wait for its budget keeps its booking (AckWait).
 	holdFor time.Duration
 
+	// store, when set, holds the project states every replica shares;
+	// states is this worker's part in them once Start has run (nil before,
+	// and without a store: then pauses are this worker's own, in paused).
+	store  *project.Store
+	outage project.OutageRule
+	me     string
+	states *project.Keeper
+
 	mu     sync.Mutex
 	paused map[string]*projectState
 	probes sync.WaitGroup  // the probes and the sweeper
@@ -115,9 +126,22 @@ func newProjectGate(src Projects, def string, log *zap.Logger, m ProjectMetrics,
 // cancellation, which starts a drain, not the end.
 func (g *projectGate) Start(ctx context.Context) {
 	g.ctx, g.stop = context.WithCancel(context.WithoutCancel(ctx))
+	if g.store != nil {
+		k, err := project.StartKeeper(ctx, g.store, project.KeeperConfig{
+			Me: g.me, Outage: g.outage, Log: g.log, OnChange: g.changed,
+			ProbeMin: pauseCheckMin, ProbeMax: pauseCheckMax,
+			Check: func(ctx context.Context, label string) error { return g.src.Check(ctx, g.unlabel(label)) },
+		})
+		if err != nil {
+			// Without the shared states the worker still pauses on its own.
+			g.log.Error("project states unreadable: pauses are this worker's own until a restart", zap.Error(err))
+		} else {
+			g.states = k
+		}
+	}
 	// One cheap read before the first command: a refused key pauses the
 	// default project (and /readyz says so) rather than every command
-	// finding out.
+	// finding out; an API that cannot be reached pauses it for an outage.
 	g.checkDefault()
 	g.probes.Go(func() { g.sweepEvery(g.ctx, g.holdFor) })
 }
@@ -128,6 +152,25 @@ func (g *projectGate) Stop() {
 		g.stop()
 	}
 	g.probes.Wait()
+	if g.states != nil {
+		g.states.Stop()
+	}
+}
+
+// changed is told of every change of a project's state, by any replica or
+// operator: one log line and the metric.
+func (g *projectGate) changed(st project.State) {
+	if st.Active() {
+		g.log.Info("project resumed", zap.String("project", st.Project))
+	} else {
+		g.log.Warn("project paused: its commands wait in the stream", zap.String("project", st.Project), zap.String("state", st.Name()), zap.String("why", st.String()))
+	}
+	if g.metrics != nil {
+		g.metrics.SetProjectPaused(st.Project, !st.Active())
+	}
+	if m, ok := g.metrics.(interface{ SetProjectState(project.State) }); ok {
+		m.SetProjectState(st)
+	}
 }
 
 // project names cmd's project, when the gate knows it.
@@ -137,6 +180,9 @@ func (g *projectGate) project(cmd actions.Command) (string, bool) { return g.src
 // commands should stay away: until just after the next check, spread so
 // that a large backlog does not return in one burst.
 func (g *projectGate) pausedFor(project string) (time.Duration, bool) {
+	if g.states != nil {
+		return g.sharedPausedFor(project)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st, ok := g.paused[project]
@@ -147,9 +193,69 @@ func (g *projectGate) pausedFor(project string) (time.Duration, bool) {
 	return d + time.Duration(rand.Int64N(int64(d))), true
 }
 
+// sharedPausedFor is pausedFor from the shared states: the commands of a
+// paused project come back after half the time it has been paused, between
+// pauseCheckMin and half of pauseCheckMax, spread so that a large backlog
+// does not return in one burst. A short pause's commands come back soon
+// after it ends; a long one's cost the stream few redeliveries.
+func (g *projectGate) sharedPausedFor(project string) (time.Duration, bool) {
+	st := g.states.State(g.label(project))
+	p := st.Pause()
+	if p == nil {
+		return 0, false
+	}
+	d := min(max(g.now().Sub(p.Since)/2, pauseCheckMin), pauseCheckMax/2)
+	return d + time.Duration(rand.Int64N(int64(d))), true
+}
+
+// observe tells the shared states what a call of project's came to, and
+// reports whether the call must not count against the command's budget:
+// its project is paused for an outage it revealed or that was under way.
+func (g *projectGate) observe(ctx context.Context, project, command string, err error) (paused bool) {
+	if g.states == nil {
+		return false
+	}
+	label := g.label(project)
+	switch {
+	case err == nil, execute.ConfigFault(err):
+		g.states.Answered(label)
+		return false
+	case errors.Is(err, chat.ErrUnavailable):
+		return g.states.Unavailable(ctx, label, command, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, errStopping):
+		return false
+	}
+	g.states.Answered(label) // the API answered: the call's own failure
+	return false
+}
+
+// confirmDown is asked before a command whose budget its project's
+// unavailability spent becomes a dead letter: one check of the project; down
+// is true when that fails too (the project is then paused for every
+// replica), and the command waits instead.
+func (g *projectGate) confirmDown(ctx context.Context, project string) (down bool) {
+	if g.states == nil {
+		return false
+	}
+	return g.states.Confirm(ctx, g.label(project), func(err error) bool { return errors.Is(err, chat.ErrUnavailable) })
+}
+
+// unlabel is label's inverse.
+func (g *projectGate) unlabel(label string) string {
+	if label == "default" {
+		return g.def
+	}
+	return label
+}
+
 // pause pauses project because of err (a configuration fault), once: the
-// first pause logs, sets the metric and starts the project's probe.
+// first pause logs, sets the metric and starts the project's probe; with
+// shared states, for every replica, whose probe the keeper runs.
 func (g *projectGate) pause(project string, err error) {
+	if g.states != nil {
+		g.states.PauseForConfiguration(g.ctx, g.label(project), err)
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.paused[project]; ok {
@@ -225,6 +331,9 @@ func (g *projectGate) checkDefault() {
 		g.log.Info("Chat API credentials of the default project accepted")
 	case execute.ConfigFault(err):
 		g.pause(g.def, err)
+	case g.states != nil && errors.Is(err, chat.ErrUnavailable):
+		g.log.Error("the Chat API cannot be reached for the default project: pausing it until a check passes", zap.Error(err))
+		g.states.PauseForOutage(g.ctx, g.label(g.def), err)
 	default:
 		g.log.Warn("checking the default project's credentials failed; commands will retry as usual", zap.Error(err))
 	}
@@ -238,6 +347,12 @@ func (g *projectGate) notReady() string {
 	case <-g.checked:
 	default:
 		return "checking the Chat API credentials of the default project"
+	}
+	if g.states != nil {
+		if st := g.states.State(g.label(g.def)); !st.Active() {
+			return "the default project is " + st.String()
+		}
+		return ""
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -78,6 +78,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if cfg.Projects != nil {
 		def, _ := cfg.Projects.Project(actions.Command{})
 		w.gate = newProjectGate(cfg.Projects, def, cfg.Logger, cfg.ProjectMetrics, topo.AckWait)
+		w.gate.store, w.gate.outage, w.gate.me = cfg.ProjectStates, cfg.Outage, cfg.Name
 	}
 	w.releaser = &releaser{store: store, log: cfg.Logger}
 	recs := &records{js: js, topo: topo, name: cfg.Name, now: time.Now}

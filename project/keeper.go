@@ -109,6 +109,12 @@ func (k *Keeper) PauseForConfiguration(ctx context.Context, project string, caus
 	k.pause(ctx, project, CauseConfiguration, cause)
 }
 
+// PauseForOutage pauses project for every replica because the API cannot
+// be reached for it (at start, before any command could tell).
+func (k *Keeper) PauseForOutage(ctx context.Context, project string, cause error) {
+	k.pause(ctx, project, CauseOutage, cause)
+}
+
 // pause stores the pause; only the first of racing replicas' is kept. A
 // pause that cannot be stored (NATS away) still holds the project here by
 // reporting true: its commands go back to the stream, and the next failure

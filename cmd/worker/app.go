@@ -226,7 +226,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Tracer: tracerIfOn(tp),
-		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall,
+		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states,
 	})
 	if err != nil {
 		a.close()
