@@ -22,11 +22,11 @@ import (
 
 // The modes of the way to the API that outageProxy plays.
 const (
-	apiUp         = iota
-	api503        // the API's own 503 with its error JSON
-	gateway502    // a proxy's HTML 502 page
-	refused       // nothing listens: connections are refused
-	oneChatFails  // 503 for the chat "unlucky" alone
+	apiUp        = iota
+	api503       // the API's own 503 with its error JSON
+	gateway502   // a proxy's HTML 502 page
+	refused      // nothing listens: connections are refused
+	oneChatFails // 503 for the chat "unlucky" alone
 )
 
 // outageProxy stands between the worker and the simulator and fails as its
