@@ -325,7 +325,10 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			endOutcome(span, outcomeWaiting)
 			continue
 		}
-		settling := func() { next = w.prepare(ctx, l, q, state) }
+		var settling func()
+		if w.cfg.ClaimAhead {
+			settling = func() { next = w.prepare(ctx, l, q, state) }
+		}
 		if w.handleIn(cmdCtx, span, q.msg, q.meta, claim, settling) {
 			w.lanes.settledHead(l, q)
 		} else {
