@@ -32,11 +32,11 @@ import (
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, oldest first, so commands that arrive together wait in memory
-// rather than going back to the stream; the lane checks and claims its next
-// command while the one before it is being stored (ahead.go). When the
-// earlier command is held by another worker, the lane waits in place for
-// it to leave the stream, for a bounded time (wait.go), and hands its
-// commands back only when that runs out.
+// rather than going back to the stream; with Config.ClaimAhead the lane
+// checks and claims its next command while the one before it is being
+// stored (ahead.go). When the earlier command is held by another worker,
+// the lane waits in place for it to leave the stream, for a bounded time
+// (wait.go), and hands its commands back only when that runs out.
 //
 // Most checks can be skipped, because the consumer numbers its deliveries
 // (the consumer sequence, one per delivery, redeliveries included) and
