@@ -35,8 +35,15 @@ type Config struct {
 	// Unordered turns per-chat order off: commands of one chat may then run
 	// in parallel (one fewer JetStream round trip per command).
 	Unordered bool
-	Logger    *zap.Logger
-	Metrics   *Metrics // optional
+	// ClaimAhead lets a chat's lane check and claim its next command while
+	// the one before it is stored (ahead.go). Off by default: it hides a
+	// store round trip from each chat's commands, which pays only while
+	// they wait on a slow API, and costs every command a goroutine and a
+	// second decode, which a backlog at low API latency pays in throughput
+	// (docs/performance.md, "Against the first release").
+	ClaimAhead bool
+	Logger     *zap.Logger
+	Metrics    *Metrics // optional
 	// Tracer, when set, traces every delivery of a command (see
 	// tracing.go); nil starts no span at all.
 	Tracer trace.TracerProvider

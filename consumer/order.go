@@ -33,11 +33,11 @@ import (
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
 // another, oldest first, so commands that arrive together wait in memory
-// rather than going back to the stream; the lane checks and claims its next
-// command while the one before it is being stored (ahead.go). When the
-// earlier command is held by another worker, the lane waits in place for
-// it to leave the stream, for a bounded time (wait.go), and hands its
-// commands back only when that runs out.
+// rather than going back to the stream; with Config.ClaimAhead the lane
+// checks and claims its next command while the one before it is being
+// stored (ahead.go). When the earlier command is held by another worker,
+// the lane waits in place for it to leave the stream, for a bounded time
+// (wait.go), and hands its commands back only when that runs out.
 //
 // Most checks can be skipped, because the consumer numbers its deliveries
 // (the consumer sequence, one per delivery, redeliveries included) and
@@ -302,7 +302,10 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			endOutcome(span, outcomeWaiting)
 			continue
 		}
-		settling := func() { next = w.prepare(ctx, l, q, state) }
+		var settling func()
+		if w.cfg.ClaimAhead {
+			settling = func() { next = w.prepare(ctx, l, q, state) }
+		}
 		if w.handleIn(cmdCtx, span, q.msg, q.meta, claim, settling) {
 			w.lanes.settledHead(l, q)
 		} else {

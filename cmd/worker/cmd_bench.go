@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		soak              bool
 		soakOpts          bench.SoakOptions
 		serveNATS         string
+		regress           bench.RegressOptions
+		against, current  string
 	)
 	fs := newFlagSet("bench", "bench [flags]", stderr)
 	fs.Int(&opts.Commands, "commands", "", 20000, "commands per zero-latency run; the other runs are sized from a quarter of it")
@@ -41,6 +44,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int(&soakOpts.Commands, "soak-commands", "", 500000, "with --soak: commands in all")
 	fs.Int(&soakOpts.Round, "soak-round", "", 50000, "with --soak: commands per round")
 	fs.Int(&soakOpts.Concurrency, "soak-concurrency", "", consumer.DefaultConcurrency, "with --soak: the worker's concurrency")
+	fs.String(&against, "against", "", "", "instead of the suite, a regression run: this older build (a git revision, built in a temporary worktree, or a worker binary) against --current, interleaved round by round with the minimal loop")
+	fs.String(&current, "current", "", "", "with --against: the worker binary to compare (default this binary)")
+	fs.Int(&regress.Commands, "against-commands", "", 30000, "with --against: waiting commands per run")
+	fs.Int(&regress.Chats, "against-chats", "", 50, "with --against: chats the commands are spread over")
+	fs.Int(&regress.Concurrency, "against-concurrency", "", consumer.DefaultConcurrency, "with --against: each worker's --concurrency and the minimal loop's")
 	// Internal: the NATS server of a soak, in a process of its own.
 	fs.String(&serveNATS, "serve-nats", "", "", "run only the bench's NATS server, storing in this directory, until stopped (used by --soak)")
 	if err := fs.parse(args); err != nil {
@@ -48,6 +56,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if serveNATS != "" {
 		return bench.ServeNATS(ctx, serveNATS, stdout)
+	}
+	if against != "" {
+		if soak {
+			return usageError{errors.New("--against and --soak: choose one")}
+		}
+		regress.Rounds = opts.Rounds
+		if regress.Rounds == 0 {
+			regress.Rounds = 5
+		}
+		if regress.Commands < 1 || regress.Chats < 1 || regress.Concurrency < 1 || regress.Rounds < 1 {
+			return usageError{fmt.Errorf("--against-commands %d, --against-chats %d, --against-concurrency %d, --rounds %d: want positive numbers",
+				regress.Commands, regress.Chats, regress.Concurrency, regress.Rounds)}
+		}
+		return runRegress(ctx, regress, against, current, jsonPath, args, stdout, stderr)
+	}
+	if current != "" {
+		return usageError{errors.New("--current: only with --against")}
 	}
 	if soak {
 		if soakOpts.Commands < 1 || soakOpts.Round < 1 || soakOpts.Round > soakOpts.Commands || soakOpts.Concurrency < 1 {
@@ -139,12 +164,13 @@ func runSoak(ctx context.Context, o bench.SoakOptions, inProcessOnly bool, jsonP
 
 // report is the JSON written with --json.
 type report struct {
-	Machine string            `json:"machine"`
-	Cores   int               `json:"cores"`
-	Go      string            `json:"go"`
-	Command string            `json:"command"`
-	Results []bench.Result    `json:"results,omitempty"`
-	Soak    *bench.SoakResult `json:"soak,omitempty"` // --soak
+	Machine string               `json:"machine"`
+	Cores   int                  `json:"cores"`
+	Go      string               `json:"go"`
+	Command string               `json:"command"`
+	Results []bench.Result       `json:"results,omitempty"`
+	Soak    *bench.SoakResult    `json:"soak,omitempty"`    // --soak
+	Regress *bench.RegressResult `json:"regress,omitempty"` // --against
 }
 
 func parseInts(s string) ([]int, error) {

@@ -56,3 +56,35 @@ func TestBenchSoak(t *testing.T) {
 		t.Errorf("JSON: %v, %s", err, b)
 	}
 }
+
+// --against and its companions refuse what cannot run, as usage errors
+// naming the flag, before anything is built or measured.
+func TestBenchAgainstFlags(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "worker")
+	if err := os.WriteFile(notExec, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"with --soak", []string{"--against", "HEAD", "--soak"}, "--soak"},
+		{"--current alone", []string{"--current", "/bin/true"}, "--current"},
+		{"neither file nor revision", []string{"--against", "no-such-revision-or-file"}, "--against"},
+		{"file not executable", []string{"--against", notExec}, "--against"},
+		{"--current not executable", []string{"--against", "HEAD", "--current", notExec}, "--current"},
+		{"no commands", []string{"--against", "HEAD", "--against-commands", "0"}, "--against-commands"},
+		{"no chats", []string{"--against", "HEAD", "--against-chats", "0"}, "--against-chats"},
+		{"no rounds", []string{"--against", "HEAD", "--rounds", "-1"}, "--rounds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), append([]string{"bench"}, tt.args...), strings.NewReader(""), &stdout, &stderr)
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want a usage error naming %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -71,6 +71,12 @@ type Scenario struct {
 	// Processes > 0 runs the worker as that many child processes of
 	// Runner.WorkerBinary (`worker run`); 0 runs it in this process.
 	Processes int `json:"processes,omitempty"`
+	// SelfProvision lets the worker binary create the streams and the
+	// consumer, as it does in production, instead of this build's
+	// Provision: another build's worker may refuse streams this build made
+	// (an older one cannot turn off the message TTLs schedules need).
+	// Needs Processes.
+	SelfProvision bool `json:"-"`
 	// Round numbers repeated runs of the same scenario.
 	Round int `json:"round,omitempty"`
 	// Timeout bounds the run (default 2 minutes).
@@ -110,6 +116,10 @@ type Result struct {
 	// CPU is the CPU time used, as a share of the machine's cores over
 	// Elapsed (1 = every core busy).
 	CPU float64 `json:"cpu"`
+	// WorkerCPU is the CPU time the worker processes used (runs with
+	// Processes): unlike the throughput, it hardly moves with the load the
+	// rest of the machine carries.
+	WorkerCPU time.Duration `json:"worker_cpu,omitempty"`
 	// Rounds is every round's throughput, set by Best.
 	Rounds []float64 `json:"rounds,omitempty"`
 	// OfLimitRounds is, for a zero-latency run, each round's throughput
@@ -145,6 +155,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim) {
 		return Result{}, errors.New("bench: the limit and floor loops run in-process only")
 	}
+	if sc.SelfProvision && sc.Processes == 0 {
+		return Result{}, errors.New("bench: only worker processes provision for themselves")
+	}
 	if sc.Processes > 0 && r.WorkerBinary == "" {
 		return Result{}, errors.New("bench: scenario with worker processes needs Runner.WorkerBinary")
 	}
@@ -178,11 +191,17 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		// concurrency above 1000.
 		topo.MaxAckPending = max(1000, 4*sc.Concurrency)
 	}
-	cons, err := consumer.Provision(ctx, js, topo)
+	var cons jetstream.Consumer
+	if sc.SelfProvision {
+		topo = topo.WithDefaults()
+		cons, err = provisionBy(ctx, r.WorkerBinary, e, sc, js, topo)
+	} else {
+		cons, err = consumer.Provision(ctx, js, topo)
+		topo = topo.WithDefaults()
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	topo = topo.WithDefaults()
 
 	tr := newTracker(sc.Commands)
 	// In this process every mode is timed at its acknowledgements, as the
@@ -285,10 +304,12 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	runtime.ReadMemStats(&ms)
 	mallocs = ms.Mallocs - mallocs
 	cpu := selfCPU() - cpu0
+	var workerCPU time.Duration
 	if pids != nil {
 		for _, pid := range pids() {
-			cpu += procCPU(pid)
+			workerCPU += procCPU(pid)
 		}
+		cpu += workerCPU
 	}
 	rss, heap := smp.finish()
 	if pids != nil {
@@ -314,7 +335,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	}
 
 	res := Result{Scenario: sc, Done: int(tr.count.Load()), Dead: int(tr.dead.Load()), Elapsed: elapsed,
-		PeakRSS: rss, PeakHeap: heap}
+		PeakRSS: rss, PeakHeap: heap, WorkerCPU: workerCPU}
 	res.Throughput = tr.steady(sc.Concurrency * max(sc.Processes, 1))
 	res.Bound = sc.bound()
 	if sc.Processes == 0 {
@@ -683,16 +704,63 @@ type procs struct {
 	errs []*bytes.Buffer
 }
 
+// workerCmd is `worker run` as the bench runs it: the first release takes
+// the same flags and variables.
+func workerCmd(bin string, e *env, sc Scenario) *exec.Cmd {
+	args := []string{"run", "--nats-url", e.ns.ClientURL(), "--chat-api-url", e.api, "--http-addr", "",
+		"--concurrency", fmt.Sprint(sc.Concurrency), "--log-level", "error", "--shutdown-grace", "5s"}
+	if sc.Mode == ModeUnordered {
+		args = append(args, "--per-chat-order=false")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "GOSQUARED_API_KEY="+apiKey, "GOSQUARED_SITE_TOKEN="+siteToken, "WORKER_HTTP_ADDR=")
+	return cmd
+}
+
+// provisionBy runs the worker binary until it consumes, so that it creates
+// the streams and the consumer its own way, and stops it before any
+// command is published.
+func provisionBy(ctx context.Context, bin string, e *env, sc Scenario, js jetstream.JetStream, topo consumer.Topology) (jetstream.Consumer, error) {
+	cmd := workerCmd(bin, e, sc)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s to provision: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	for {
+		cons, err := js.Consumer(ctx, topo.CommandsStream, topo.Durable)
+		if err == nil {
+			if info, err := cons.Info(ctx); err == nil && info.NumWaiting > 0 {
+				stop()
+				return cons, nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("%s exited before it consumed: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
+		case <-ctx.Done():
+			stop()
+			return nil, fmt.Errorf("%s did not provision: %w: %s", bin, ctx.Err(), strings.TrimSpace(stderr.String()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, error) {
 	ps := &procs{}
 	for i := range sc.Processes {
-		args := []string{"run", "--nats-url", e.ns.ClientURL(), "--chat-api-url", e.api, "--http-addr", "",
-			"--concurrency", fmt.Sprint(sc.Concurrency), "--log-level", "error", "--shutdown-grace", "5s"}
-		if sc.Mode == ModeUnordered {
-			args = append(args, "--per-chat-order=false")
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "GOSQUARED_API_KEY="+apiKey, "GOSQUARED_SITE_TOKEN="+siteToken, "WORKER_HTTP_ADDR=")
+		cmd := workerCmd(bin, e, sc)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 		if err := cmd.Start(); err != nil {

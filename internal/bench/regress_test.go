@@ -1,0 +1,53 @@
+package bench_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/chatworker/worker/internal/bench"
+)
+
+// A regression run measures each round's minimal loop, old and new worker,
+// and reports every round as it ends; the table shows the ratios.
+func TestRegress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the worker binary")
+	}
+	bin := workerBinary(t)
+	if bin == "" {
+		t.Fatal("could not build the worker")
+	}
+	var reported []bench.RegressRound
+	res, err := bench.Regress(t.Context(), bench.RegressOptions{Old: bin, New: bin, Commands: 300, Chats: 5, Concurrency: 8, Rounds: 2},
+		func(r bench.RegressRound) { reported = append(reported, r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rounds) != 2 || len(reported) != 2 {
+		t.Fatalf("%d rounds, %d reported; want 2", len(res.Rounds), len(reported))
+	}
+	for i, r := range res.Rounds {
+		if r.Round != i+1 || r.Limit <= 0 || r.Old <= 0 || r.New <= 0 || r.OldCPU <= 0 || r.NewCPU <= 0 {
+			t.Errorf("round %d: a figure is missing: %+v", i+1, r)
+		}
+	}
+	var b bytes.Buffer
+	bench.WriteRegressTable(&b, res)
+	if !strings.Contains(b.String(), "| 2 | ") || !strings.Contains(b.String(), "| median |") {
+		t.Errorf("table lacks a round or the medians:\n%s", b.String())
+	}
+}
+
+func TestRegressNeedsBinaries(t *testing.T) {
+	if _, err := bench.Regress(t.Context(), bench.RegressOptions{New: "/bin/true"}, nil); err == nil {
+		t.Error("a run without the old binary: no error")
+	}
+}
+
+func TestRegressMedian(t *testing.T) {
+	res := bench.RegressResult{Rounds: []bench.RegressRound{{Old: 100, New: 90}, {Old: 100, New: 120}, {Old: 100, New: 100}, {Old: 100, New: 50}}}
+	if got := res.Median(bench.RegressRound.NewOverOld); got != 0.95 {
+		t.Errorf("median of 0.9, 1.2, 1.0, 0.5 = %v, want 0.95", got)
+	}
+}
