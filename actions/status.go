@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/project"
+
 	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -57,6 +59,11 @@ type CommandStatus struct {
 	// Sequence is the stream sequence of the waiting command, the result,
 	// the dead letter or the schedule.
 	Sequence uint64 `json:"stream_seq,omitempty"`
+	// Project and Paused say why a waiting command waits when its project
+	// is paused (by an operator, for its configuration or for an outage of
+	// the Chat API): project is "default" or the command's site token.
+	Project string         `json:"project,omitempty"`
+	Paused  *project.Pause `json:"paused,omitempty"`
 }
 
 // Status says what became of the command id, from the idempotency record
@@ -120,6 +127,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 		typ, token, err := s.ParseCommand(subject)
 		if err != nil {
 			st.State, st.Sequence = StateWaiting, seq
+			whyWaiting(ctx, js, o.commands, &st)
 			return st, nil
 		}
 		dlqFilter = s.DeadLetter(typ, token)
@@ -130,6 +138,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	}
 	if seq > 0 && (m == nil || !deadLetterOf(m, o.commands, seq)) {
 		st.State, st.Sequence = StateWaiting, seq
+		whyWaiting(ctx, js, o.commands, &st)
 		return st, nil
 	}
 	if m != nil {
@@ -303,4 +312,35 @@ func carriesID(m *jetstream.RawStreamMsg, id string) bool {
 // msgIDOf: the Nats-Msg-Id h is id's, or a replay's of it (<id>:replay:<seq>).
 func msgIDOf(h, id string) bool {
 	return h == id || len(h) > len(id) && h[:len(id)+1] == id+":"
+}
+
+// whyWaiting fills in st's Project and Paused when the waiting command's
+// project is paused. It is best effort: a command it cannot read, or a
+// project state it may not read, leaves them empty.
+func whyWaiting(ctx context.Context, js jetstream.JetStream, stream string, st *CommandStatus) {
+	commands, err := js.Stream(ctx, stream)
+	if err != nil {
+		return
+	}
+	m, err := commands.GetMsg(ctx, st.Sequence)
+	if err != nil {
+		return
+	}
+	var body struct {
+		SiteToken string `json:"site_token"`
+	}
+	_ = json.Unmarshal(m.Data, &body)
+	name := "default"
+	if body.SiteToken != "" {
+		name = body.SiteToken
+	}
+	states, err := project.Bind(ctx, js, "")
+	if err != nil {
+		return
+	}
+	ps, err := states.Get(ctx, name)
+	if err != nil || ps.Active() {
+		return
+	}
+	st.Project, st.Paused = name, ps.Pause()
 }

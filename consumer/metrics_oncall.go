@@ -3,6 +3,7 @@ package consumer
 import (
 	"time"
 
+	"github.com/chatworker/worker/project"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -19,6 +20,7 @@ type OnCallMetrics struct {
 
 	commandLatency *prometheus.HistogramVec
 	projectPaused  *prometheus.GaugeVec
+	projectState   *prometheus.GaugeVec
 	projectWait    *prometheus.HistogramVec
 }
 
@@ -39,11 +41,13 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 12)}, []string{"type", "outcome"}),
 		projectPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "project_paused",
 			Help: "1 while the worker holds back a project's commands because the Chat API refused its configuration (key or base URL), else 0; project is default or a site token."}, []string{"project"}),
+		projectState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "project_state",
+			Help: "1 for the state each project is in, as every replica shares it: active, paused-operator, paused-configuration or paused-outage; project is default or a site token."}, []string{"project", "state"}),
 		projectWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "project_rate_limit_wait_seconds",
 			Help:    "Time calls for a project waited because of the API's rate limit; project is default or a site token.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"project"}),
 	}
-	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.SchedulesPending, m.commandLatency, m.projectPaused, m.projectWait)
+	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.SchedulesPending, m.commandLatency, m.projectPaused, m.projectState, m.projectWait)
 	return m
 }
 
@@ -83,4 +87,19 @@ func (m *OnCallMetrics) ObserveProjectRateLimitWait(project string, d time.Durat
 		return
 	}
 	m.projectWait.WithLabelValues(project).Observe(d.Seconds())
+}
+
+// SetProjectState records the state a project is in: 1 for its state, 0
+// for the others, so that each series exists once the project is known.
+func (m *OnCallMetrics) SetProjectState(st project.State) {
+	if m == nil {
+		return
+	}
+	for _, name := range project.States {
+		v := 0.0
+		if name == st.Name() {
+			v = 1
+		}
+		m.projectState.WithLabelValues(st.Project, name).Set(v)
+	}
 }

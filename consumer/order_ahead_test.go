@@ -154,7 +154,7 @@ func TestOrderNoClaimAheadByDefault(t *testing.T) {
 	if r.w, err = New(r.js, r.cons, r.exec, store, r.w.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if r.w.commands, err = r.js.Stream(t.Context(), r.w.cfg.Topology.CommandsStream); err != nil {
+	if err = r.w.order.open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	r.queueAll(r.deliver(), r.deliver(), r.deliver())

@@ -137,6 +137,14 @@ func (g *projectGate) Start(ctx context.Context) {
 			g.log.Error("project states unreadable: pauses are this worker's own until a restart", zap.Error(err))
 		} else {
 			g.states = k
+			// The states stored before this worker started (a pause
+			// that outlived a restart) are reported as changes are.
+			g.report(k.State(g.label(g.def)))
+			for _, st := range k.Paused() {
+				if st.Project != g.label(g.def) {
+					g.report(st)
+				}
+			}
 		}
 	}
 	// One cheap read before the first command: a refused key pauses the
@@ -165,6 +173,11 @@ func (g *projectGate) changed(st project.State) {
 	} else {
 		g.log.Warn("project paused: its commands wait in the stream", zap.String("project", st.Project), zap.String("state", st.Name()), zap.String("why", st.String()))
 	}
+	g.report(st)
+}
+
+// report sets the metrics of a project's state.
+func (g *projectGate) report(st project.State) {
 	if g.metrics != nil {
 		g.metrics.SetProjectPaused(st.Project, !st.Active())
 	}

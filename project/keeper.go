@@ -125,7 +125,9 @@ func (k *Keeper) pause(ctx context.Context, project string, cause Cause, err err
 		k.log.Warn("project: could not store a pause; its commands go back to the stream meanwhile",
 			zap.String("project", project), zap.String("cause", string(cause)), zap.Error(perr))
 	} else if won {
-		k.log.Error("project paused", zap.String("project", project), zap.String("cause", string(cause)), zap.String("reason", reason))
+		// Every replica logs the change once it sees it (OnChange); this
+		// says which replica decided.
+		k.log.Debug("project pause stored", zap.String("project", project), zap.String("cause", string(cause)), zap.String("reason", reason))
 	}
 	return true
 }

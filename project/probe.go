@@ -102,7 +102,7 @@ func (p *Prober) round(ctx context.Context) {
 				if err := p.Store.ResumeHealth(ctx, st.Project); err != nil {
 					p.Log.Warn("project check passed, but the project could not be resumed", zap.String("project", st.Project), zap.Error(err))
 				} else {
-					p.Log.Info("project resumed: its check passed", zap.String("project", st.Project), zap.String("was", st.Health.Reason))
+					p.Log.Debug("project check passed: resuming it", zap.String("project", st.Project), zap.String("was", st.Health.Reason))
 					delete(paused, st.Project)
 					continue
 				}

@@ -68,3 +68,32 @@ func TestProjectsCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusSaysWhyACommandWaits: a command of a paused project is waiting,
+// and worker status and --wait say why; status exits 4 (not settled), as
+// --wait does at its timeout.
+func TestStatusSaysWhyACommandWaits(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	if _, _, err := runCLI(t, "provision", "--nats-url", url); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "projects", "pause", "default", "--nats-url", url, "--reason", "provider incident", "--by", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--id", "held-1"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, "status", "held-1", "--nats-url", url)
+	var exit exitError
+	if !errors.As(err, &exit) || exit.code != exitTimeout {
+		t.Fatalf("status of a waiting command: %v, want exit %d", err, exitTimeout)
+	}
+	if !strings.Contains(out, "it waits because its project default is paused by an operator") || !strings.Contains(out, "provider incident") {
+		t.Fatalf("status does not say why the command waits:\n%s", out)
+	}
+	_, _, err = runCLI(t, "note", "--nats-url", url, "--chat", "c1", "--content", "hi", "--id", "held-2", "--wait", "--timeout", "1s")
+	if !errors.As(err, &exit) || exit.code != exitTimeout || !strings.Contains(err.Error(), "paused by an operator") {
+		t.Fatalf("--wait on a paused project: %v, want exit %d saying why", err, exitTimeout)
+	}
+}

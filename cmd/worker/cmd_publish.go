@@ -101,7 +101,9 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
-// Exit statuses of the publishing subcommands with --wait.
+// Exit statuses of the publishing subcommands with --wait, and of worker
+// status: 0 a result, 3 a dead letter, 4 not settled (yet): --wait's
+// timeout, or a command status finds waiting, running or scheduled.
 const (
 	exitDeadLetter = 3
 	exitTimeout    = 4
@@ -165,7 +167,13 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	published, settled, err := actions.PublishAndWait(wctx, js, cmd, n.subjects(), opts...)
 	switch {
 	case errors.Is(err, actions.ErrNotSettled) && ctx.Err() == nil:
-		return exitError{exitTimeout, fmt.Errorf("command %s was published, but neither its result nor its dead letter came within %v: it may still run (worker status %s)", published.ID, p.timeout, published.ID)}
+		why := ""
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if st, err := actions.Status(sctx, js, published.ID, n.subjects()); err == nil && st.Paused != nil {
+			why = "; it waits because " + pausedWhy(st)
+		}
+		cancel()
+		return exitError{exitTimeout, fmt.Errorf("command %s was published, but neither its result nor its dead letter came within %v%s: it may still run (worker status %s)", published.ID, p.timeout, why, published.ID)}
 	case err != nil:
 		return err
 	}

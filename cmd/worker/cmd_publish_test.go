@@ -51,8 +51,9 @@ func TestPublishWaitAndStatus(t *testing.T) {
 		t.Errorf("--wait with no worker: exit %d, %v; want %d naming worker status", exitCode(err), err, exitTimeout)
 	}
 	out.Reset()
-	if err := run(t.Context(), []string{"status", "--nats-url", url, "early"}, nil, &out, &errOut); err != nil || !strings.Contains(out.String(), "waiting") {
-		t.Errorf("status before the worker: %v, %q; want waiting", err, out.String())
+	// status exits as --wait does: 4 while the command is not settled.
+	if err := run(t.Context(), []string{"status", "--nats-url", url, "early"}, nil, &out, &errOut); exitCode(err) != exitTimeout || !strings.Contains(out.String(), "waiting") {
+		t.Errorf("status before the worker: exit %d (%v), %q; want waiting, exit %d", exitCode(err), err, out.String(), exitTimeout)
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -95,7 +96,7 @@ func TestPublishWaitAndStatus(t *testing.T) {
 		{"note", []string{"note", "--chat", "c9", "--content", "private", "--wait", "--json"},
 			0, []string{`"type":"note"`}, nil, schematest.Result(t)},
 		{"status of a success", []string{"status", "cli-1"}, 0, []string{"cli-1  succeeded", "id=cli-1"}, nil, nil},
-		{"status of a dead letter", []string{"status", "--json", "cli-2"}, 0, []string{`"state":"dead-lettered"`, `"class":"permanent"`}, nil, nil},
+		{"status of a dead letter", []string{"status", "--json", "cli-2"}, exitDeadLetter, []string{`"state":"dead-lettered"`, `"class":"permanent"`}, nil, nil},
 		{"status of what waited before the worker", []string{"status", "early"}, 0, []string{"early  succeeded"}, nil, nil},
 		{"status of an unknown id", []string{"status", "nobody"}, 1, nil, nil, nil},
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/project"
 	"go.uber.org/zap"
 )
 
@@ -46,7 +47,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if asJSON {
-		return printJSON(stdout, st)
+		if err := printJSON(stdout, st); err != nil {
+			return err
+		}
+		return statusExit(st)
 	}
 	fmt.Fprintf(stdout, "%s  %s", st.ID, st.State)
 	if r := st.Record; r != nil && r.Attempts > 0 {
@@ -55,6 +59,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch st.State {
 	case actions.StateWaiting:
 		fmt.Fprintf(stdout, "  (in the commands stream at sequence %d)\n", st.Sequence)
+		if st.Paused != nil {
+			fmt.Fprintf(stdout, "it waits because %s\n", pausedWhy(st))
+		}
 	case actions.StateRunning:
 		fmt.Fprintf(stdout, "  (held by %s until %s)\n", st.Record.Owner, st.Record.LeaseExpires.UTC().Format(time.RFC3339))
 	case actions.StateSucceeded:
@@ -70,5 +77,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case actions.StateScheduled:
 		fmt.Fprintf(stdout, "  (due at %s; worker cancel %s removes it)\n", st.Schedule.At.Format(time.RFC3339), st.ID)
 	}
-	return nil
+	return statusExit(st)
+}
+
+// statusExit is status's exit status, as --wait's: 0 succeeded, 3
+// dead-lettered, 4 not settled yet (waiting, running, scheduled).
+func statusExit(st actions.CommandStatus) error {
+	switch st.State {
+	case actions.StateSucceeded:
+		return nil
+	case actions.StateDeadLettered:
+		return exitError{exitDeadLetter, fmt.Errorf("command %s was dead-lettered", st.ID)}
+	}
+	return exitError{exitTimeout, fmt.Errorf("command %s is %s: not settled yet", st.ID, st.State)}
+}
+
+// pausedWhy says why a waiting command's project holds it.
+func pausedWhy(st actions.CommandStatus) string {
+	p := st.Paused
+	return fmt.Sprintf("its project %s is %s", st.Project, project.State{Project: st.Project, Operator: p}.String())
 }

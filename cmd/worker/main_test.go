@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -171,7 +172,7 @@ func TestReadiness(t *testing.T) {
 	srv := natstest.RunServer(t)
 	t.Setenv("GOSQUARED_API_KEY", "k")
 	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
-	_, get := startRun(t, srv.ClientURL(), "http://127.0.0.1:9/chat/v1")
+	_, get := startRun(t, srv.ClientURL(), simURL(t))
 	eventuallyOK(t, func() error {
 		if code, body := get("/readyz"); code != 200 {
 			return fmt.Errorf("/readyz = %d %s", code, body)
@@ -267,4 +268,60 @@ func startRun(t *testing.T, natsURL, apiURL string) (*syncWriter, func(path stri
 		return resp.StatusCode, string(body)
 	}
 	return logs, get
+}
+
+// simURL serves the Chat API simulator for a test and returns its base URL.
+func simURL(t *testing.T) string {
+	t.Helper()
+	hs := httptest.NewServer(chatsim.New(chatsim.Config{}))
+	t.Cleanup(hs.Close)
+	return hs.URL + "/chat/v1"
+}
+
+// TestUnreachableAPIAtStart: a worker whose Chat API cannot be reached is
+// not ready and says why (the default project is paused for an outage);
+// once the API answers, a check resumes the project and the worker is
+// ready, and the command published meanwhile runs, dead-lettering nothing.
+func TestUnreachableAPIAtStart(t *testing.T) {
+	srv := natstest.RunServer(t)
+	t.Setenv("GOSQUARED_API_KEY", "k")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet: connections are refused
+	_, get := startRun(t, srv.ClientURL(), "http://"+addr+"/chat/v1")
+	eventuallyOK(t, func() error {
+		if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "paused for an outage") {
+			return fmt.Errorf("/readyz = %d %s, want 503 naming the outage", code, body)
+		}
+		return nil
+	})
+	if _, _, err := runCLI(t, "send", "--nats-url", srv.ClientURL(), "--chat", "c1", "--content", "hi", "--id", "early-1"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+	}
+	hs := httptest.NewUnstartedServer(chatsim.New(chatsim.Config{}))
+	hs.Listener.Close()
+	hs.Listener = ln
+	hs.Start()
+	t.Cleanup(hs.Close)
+	eventuallyOK(t, func() error {
+		if code, body := get("/readyz"); code != 200 {
+			return fmt.Errorf("/readyz = %d %s once the API answers", code, body)
+		}
+		return nil
+	})
+	eventuallyOK(t, func() error {
+		if out, _, err := runCLI(t, "status", "early-1", "--nats-url", srv.ClientURL()); err != nil || !strings.Contains(out, "succeeded") {
+			return fmt.Errorf("the command published during the outage: %v\n%s", err, out)
+		}
+		return nil
+	})
 }

@@ -35,7 +35,7 @@ func TestOperatorMetrics(t *testing.T) {
 	srv := natstest.RunServer(t)
 	t.Setenv("GOSQUARED_API_KEY", "k")
 	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
-	logs, get := startRun(t, srv.ClientURL(), "http://127.0.0.1:9/chat/v1")
+	logs, get := startRun(t, srv.ClientURL(), simURL(t))
 
 	v := version.Get()
 	eventuallyOK(t, func() error {
