@@ -222,7 +222,10 @@ func (c *Console) selected(ctx context.Context, q *dlq.Queue, form url.Values) (
 		sel, err := q.List(ctx, f)
 		return sel.Entries, "all matching " + f.String(), err
 	}
-	var entries []dlq.Entry
+	var (
+		entries []dlq.Entry
+		names   []string
+	)
 	for _, s := range form["seq"] {
 		if _, err := strconv.ParseUint(s, 10, 64); err != nil {
 			return nil, "", fmt.Errorf("dead letter %q: want a stream sequence", s)
@@ -235,8 +238,9 @@ func (c *Console) selected(ctx context.Context, q *dlq.Queue, form url.Values) (
 			return nil, "", err
 		}
 		entries = append(entries, e)
+		names = append(names, cmp.Or(e.ID, "seq "+s))
 	}
-	return entries, "seq " + strings.Join(form["seq"], ","), nil
+	return entries, strings.Join(names, ", "), nil
 }
 
 func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
