@@ -77,24 +77,34 @@ type Log struct {
 	cfg Config
 }
 
-// Open creates the stream, or updates an existing one, and returns the log.
+// New returns the log; it does no I/O. Append creates the stream when it
+// is missing.
+func New(js jetstream.JetStream, cfg Config) *Log {
+	return &Log{js: js, cfg: cfg.withDefaults()}
+}
+
+// Open creates the stream, or updates an existing one to cfg (as
+// `worker provision` does), and returns the log.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error) {
-	cfg = cfg.withDefaults()
+	l := New(js, cfg)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        cfg.Stream,
+	if _, err := js.CreateOrUpdateStream(ctx, l.streamConfig()); err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w", l.cfg.Stream, err)
+	}
+	return l, nil
+}
+
+func (l *Log) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        l.cfg.Stream,
 		Description: "what operators did: replays, purges, cancelled schedules, paused and resumed projects",
-		Subjects:    []string{prefix(cfg.Subjects) + ".audit.>"},
-		MaxAge:      cfg.MaxAge,
-		Replicas:    cfg.Replicas,
+		Subjects:    []string{prefix(l.cfg.Subjects) + ".audit.>"},
+		MaxAge:      l.cfg.MaxAge,
+		Replicas:    l.cfg.Replicas,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("audit: stream %s: %w", cfg.Stream, err)
 	}
-	return &Log{js: js, cfg: cfg}, nil
 }
 
 // Append records e; At defaults to now.
@@ -111,7 +121,17 @@ func (l *Log) Append(ctx context.Context, e Entry) error {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if _, err := l.js.Publish(ctx, prefix(l.cfg.Subjects)+".audit."+e.Action, b); err != nil {
+	subject := prefix(l.cfg.Subjects) + ".audit." + e.Action
+	_, err = l.js.Publish(ctx, subject, b)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// Not provisioned yet: create it, never update one that exists
+		// (its replicas and limits are provision's to set).
+		if _, cerr := l.js.CreateStream(ctx, l.streamConfig()); cerr != nil && !errors.Is(cerr, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("audit: create stream %s: %w", l.cfg.Stream, cerr)
+		}
+		_, err = l.js.Publish(ctx, subject, b)
+	}
+	if err != nil {
 		return fmt.Errorf("audit: append %s: %w", e.Action, err)
 	}
 	return nil
@@ -122,6 +142,9 @@ func (l *Log) Recent(ctx context.Context, n int) ([]Entry, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	st, err := l.js.Stream(ctx, l.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // nothing recorded yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: stream %s: %w", l.cfg.Stream, err)
 	}

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -67,8 +65,7 @@ type Console struct {
 	pages   map[string]*template.Template
 	handler http.Handler
 
-	mu  sync.Mutex
-	log *audit.Log // opened on first use, so a console starts before provisioning
+	log *audit.Log
 }
 
 // New builds a console over cfg.JS.
@@ -77,6 +74,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, errors.New("console: no JetStream connection")
 	}
 	c := &Console{cfg: cfg.withDefaults(), pages: map[string]*template.Template{}}
+	c.log = audit.New(c.cfg.JS, c.cfg.Audit)
 	funcs := template.FuncMap{"ts": ts, "ago": ago, "query": query, "deref": func(t *time.Time) time.Time { return *t }}
 	for _, p := range []string{"overview", "dlq", "deadletter", "purge", "schedules", "command", "projects", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templates, "templates/layout.html", "templates/"+p+".html")
@@ -135,30 +133,11 @@ func (c *Console) action(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// auditLog opens the audit stream once; it is created if missing.
-func (c *Console) auditLog(ctx context.Context) (*audit.Log, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.log != nil {
-		return c.log, nil
-	}
-	l, err := audit.Open(ctx, c.cfg.JS, c.cfg.Audit)
-	if err != nil {
-		return nil, err
-	}
-	c.log = l
-	return l, nil
-}
-
 // record appends an operator's action; a failure is logged and said on the
 // page, but the action already happened.
 func (c *Console) record(r *http.Request, e audit.Entry) string {
 	e.Who, e.Via = who(r), "console"
-	l, err := c.auditLog(r.Context())
-	if err == nil {
-		err = l.Append(r.Context(), e)
-	}
-	if err != nil {
+	if err := c.log.Append(r.Context(), e); err != nil {
 		c.cfg.Logger.Error("console: audit entry not stored", zap.String("action", e.Action), zap.String("who", e.Who), zap.Error(err))
 		return " (the audit entry could not be stored: " + err.Error() + ")"
 	}

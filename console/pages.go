@@ -483,10 +483,6 @@ const auditLimit = 200
 func (c *Console) auditPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
 	defer cancel()
-	var list []audit.Entry
-	l, err := c.auditLog(ctx)
-	if err == nil {
-		list, err = l.Recent(ctx, auditLimit)
-	}
+	list, err := c.log.Recent(ctx, auditLimit)
 	c.render(w, r, "audit", "Audit", http.StatusOK, list, err)
 }

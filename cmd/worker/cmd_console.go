@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/console"
 	"github.com/chatworker/worker/project"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -99,4 +101,13 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		log.Warn("console: shutdown", zap.Error(err))
 	}
 	return nil
+}
+
+// auditCLI records an operator's action from the command line. A failure
+// is a warning: the action has happened and its output says so.
+func auditCLI(ctx context.Context, js jetstream.JetStream, s actions.Subjects, stderr io.Writer, e audit.Entry) {
+	e.Who, e.Via = operator(), "cli"
+	if err := audit.New(js, audit.Config{Subjects: s}).Append(ctx, e); err != nil {
+		fmt.Fprintf(stderr, "warning: not recorded in the audit log: %v\n", err)
+	}
 }
