@@ -11,7 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/dlq"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -59,6 +61,7 @@ type dlqCmd struct {
 	stdout, stderr io.Writer
 	nats           natsFlags
 	filter         dlq.Values
+	js             jetstream.JetStream // set by open, for the audit log
 }
 
 func (d *dlqCmd) flags(name, usage string, withFilter bool) *flagSet {
@@ -81,6 +84,7 @@ func (d *dlqCmd) open(ctx context.Context) (*dlq.Queue, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	d.js = js
 	topo := d.nats.topology().WithDefaults()
 	q, err := dlq.Open(ctx, js, dlq.Config{Subjects: topo.Subjects, Stream: topo.DeadLettersStream, CommandsStream: topo.CommandsStream})
 	if err != nil {
@@ -295,6 +299,9 @@ func (d *dlqCmd) replay(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(d.stdout, "%s %d of %d selected dead letters (%d already republished by an earlier run), skipped %d, in %s\n",
 		verb, c.Replayed, len(sel.Entries), c.Already, c.Skipped, time.Since(start).Round(time.Millisecond))
+	if !opts.DryRun && c.Replayed > 0 {
+		auditCLI(ctx, d.js, d.nats.subjects(), d.stderr, audit.Entry{Action: audit.Replay, Which: f.String(), Count: c.Replayed, Detail: fmt.Sprintf("skipped %d, rate %g/s", c.Skipped, opts.Rate)})
+	}
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("replay interrupted after %d; the rest are still in %s and running the replay again is safe", c.Replayed+c.Skipped, q.Stream())
 	}
@@ -330,6 +337,9 @@ func (d *dlqCmd) purge(ctx context.Context, args []string) error {
 		}
 	}
 	n, err := q.Purge(ctx, sel.Entries)
+	if n > 0 {
+		auditCLI(ctx, d.js, d.nats.subjects(), d.stderr, audit.Entry{Action: audit.Purge, Which: f.String(), Count: n})
+	}
 	fmt.Fprintf(d.stdout, "deleted %d dead letters from %s\n", n, q.Stream())
 	return err
 }

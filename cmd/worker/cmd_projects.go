@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/project"
 	"go.uber.org/zap"
 )
@@ -86,6 +87,7 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return usageOrError(err)
 		}
+		auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.Pause, Which: st.Project, Count: 1, Detail: reason})
 		fmt.Fprintf(stdout, "%s: %s\n", st.Project, st)
 		fmt.Fprintf(stderr, "its commands wait until `worker projects resume %s`\n", st.Project)
 		return nil
@@ -96,6 +98,8 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if !was {
 			fmt.Fprintf(stderr, "%s was not paused by an operator\n", st.Project)
+		} else {
+			auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.Resume, Which: st.Project, Count: 1})
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", st.Project, st)
 		return nil

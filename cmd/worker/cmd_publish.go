@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
@@ -257,6 +258,9 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("idempotency bucket: %w", err)
 	}
 	if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
+		return err
+	}
+	if _, err := audit.Open(ctx, js, audit.Config{Subjects: n.subjects(), Replicas: n.replicas}); err != nil {
 		return err
 	}
 	warnings, _ := topo.RetentionPolicy()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -180,6 +181,9 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err != nil {
 		return err
+	}
+	if len(done) > 0 {
+		auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.Cancel, Which: pos[0], Count: len(done)})
 	}
 	for _, p := range done {
 		fmt.Fprintf(stdout, "cancelled %s %s for chat %s, due %s: it will not run\n", p.Type, printable(p.ID), printable(p.ChatID), p.At.Format(time.RFC3339))

@@ -79,6 +79,7 @@ Commands:
   schedules   list scheduled commands that have not run (ls [--json])
   cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
+  console     serve the operator's console in the browser (127.0.0.1:8090)
   projects    list paused projects; pause and resume a project (ls, pause, resume)
   provision   create or update streams, consumer and buckets, then exit
   export      export conversations to JSON Lines (--out PATH) or an Object Store (--bucket NAME)
@@ -111,6 +112,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSchedules(ctx, rest, stdout, stderr)
 	case "cancel":
 		return runCancel(ctx, rest, stdout, stderr)
+	case "console":
+		return runConsole(ctx, rest, stdout, stderr)
 	case "projects":
 		return runProjects(ctx, rest, stdout, stderr)
 	case "provision":
