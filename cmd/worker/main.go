@@ -156,7 +156,7 @@ func explain(err error, cmd string) error {
 // commands are the first words run knows, for suggestions: the publishing
 // verbs come from contract.Specs.
 func commands() []string {
-	words := []string{"run", "demo", "sim", "status", "schedules", "cancel", "projects",
+	words := []string{"run", "demo", "sim", "status", "schedules", "cancel", "projects", "console",
 		"provision", "dlq", "export", "bench", "version", "help"}
 	for _, s := range contract.Specs() {
 		if s.Verb != "" {
