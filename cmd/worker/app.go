@@ -44,6 +44,7 @@ type workerFlags struct {
 	idemLease    time.Duration
 	grace        time.Duration
 	perChatOrder bool
+	outage       project.OutageRule
 	exportBucket string
 	retry        consumer.RetryPolicy
 	// projects are the other projects commands may name in site_token, with
@@ -66,6 +67,14 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
 	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
+	fs.Int(&f.outage.Commands, "outage-commands", "WORKER_OUTAGE_COMMANDS", project.DefaultOutageCommands, "a project pauses for an outage when this many different commands fail for no fault of their own (5xx, timeouts, refused connections) ...")
+	fs.Duration(&f.outage.Window, "outage-window", "WORKER_OUTAGE_WINDOW", project.DefaultOutageWindow, "... within this long, with no call of the project answered in between")
+	fs.check(func() []error {
+		if f.outage.Commands < 1 || f.outage.Window <= 0 {
+			return []error{fmt.Errorf("--outage-commands %d and --outage-window %s: want at least 1 command and a positive window", f.outage.Commands, f.outage.Window)}
+		}
+		return nil
+	})
 	fs.Int(&f.retry.MaxAttempts, "retry-max-attempts", "WORKER_RETRY_MAX_ATTEMPTS", consumer.DefaultMaxAttempts, "API calls per command before it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.MaxElapsed, "retry-max-elapsed", "WORKER_RETRY_MAX_ELAPSED", consumer.DefaultMaxElapsed, "time from a command's first attempt after which it is dead-lettered as exhausted")
 	fs.Duration(&f.retry.InitialInterval, "retry-initial-interval", "WORKER_RETRY_INITIAL_INTERVAL", consumer.DefaultInitialInterval, "first retry's backoff ceiling (doubles each attempt, full jitter)")
@@ -226,7 +235,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Tracer: tracerIfOn(tp),
-		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states,
+		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states, Outage: f.outage,
 	})
 	if err != nil {
 		a.close()
