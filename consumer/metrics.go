@@ -6,6 +6,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -65,7 +66,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.orderRechecked = orderChecks.WithLabelValues("rechecked")
 	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
 		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, orderChecks)
+	m.zero()
 	return m
+}
+
+// deadLetterClasses are the classes a dead letter can have.
+var deadLetterClasses = []contract.Class{contract.ClassInvalid, contract.ClassPermanent, contract.ClassExhausted,
+	contract.ClassConflict, contract.ClassExpired}
+
+// zero creates the counters' series for every known label value at 0, so
+// that they exist from the start: an alert on increase() or rate() over a
+// counter that appears only at its first event misses that event, and a
+// restarted worker's counters would vanish until then.
+func (m *Metrics) zero() {
+	m.receivedC.WithLabelValues("invalid")
+	for _, t := range contract.Types() {
+		m.receivedC.WithLabelValues(string(t))
+		for _, status := range []string{contract.StatusSucceeded, contract.StatusDuplicate} {
+			m.results.WithLabelValues(string(t), status)
+		}
+		for _, class := range deadLetterClasses {
+			m.deadLetters.WithLabelValues(string(t), string(class))
+		}
+	}
+	for _, class := range []contract.Class{contract.ClassRetryable, contract.ClassPermanent, contract.ClassInternal} {
+		m.retries.WithLabelValues(string(class))
+	}
 }
 
 var _ chat.Observer = (*Metrics)(nil)
