@@ -17,6 +17,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	batchv1 "k8s.io/api/batch/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	kusttypes "sigs.k8s.io/kustomize/api/types"
 
 	"github.com/chatworker/worker/deploy/k8s/k8stest"
@@ -85,6 +86,14 @@ monitoring:
   podMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
   prometheusRule: {enabled: true, labels: {release: prometheus}}
   dashboard: {enabled: true}
+console:
+  enabled: true
+  readOnly: true
+  hideContent: true
+  auth: {existingSecret: console-users, key: htpasswd}
+  natsCredentials: {existingSecret: console-nats, key: console.creds}
+  port: 9091
+  resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {memory: 64Mi}}
 `
 
 func values(t *testing.T, yamlText string) common.Values {
@@ -184,6 +193,8 @@ func TestRender(t *testing.T) {
 	}{
 		"defaults": {vals: ""},
 		"all on":   {vals: allOn, hpa: true},
+		// Header auth, and the worker's NATS credentials.
+		"console behind a proxy": {vals: "console: {enabled: true, auth: {header: X-Forwarded-User}}"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, hooks := build(t, values(t, tc.vals))
@@ -253,7 +264,7 @@ func checkAllOn(t *testing.T, b k8stest.Built) {
 	if exp.Spec.Schedule != "30 3 * * *" || exp.Spec.TimeZone == nil || *exp.Spec.TimeZone != "Europe/London" {
 		t.Errorf("export schedule %q %v", exp.Spec.Schedule, exp.Spec.TimeZone)
 	}
-	np := b.NetworkPolicies[0]
+	np := policy(t, b, release)
 	if len(np.Spec.Egress) != 4 || np.Spec.Egress[1].Ports[0].Port.IntValue() != 4223 ||
 		np.Spec.Egress[1].To[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "messaging" {
 		t.Errorf("NetworkPolicy egress %+v: want NATS at messaging:4223 and the extra rule", np.Spec.Egress)
@@ -388,4 +399,16 @@ func kustomizeBase(t *testing.T, components ...string) k8stest.Built {
 		t.Fatal(err)
 	}
 	return k8stest.Kustomize(t, dir)
+}
+
+// policy is the NetworkPolicy named name.
+func policy(t *testing.T, b k8stest.Built, name string) *networkingv1.NetworkPolicy {
+	t.Helper()
+	for _, np := range b.NetworkPolicies {
+		if np.Name == name {
+			return np
+		}
+	}
+	t.Fatalf("no NetworkPolicy %s in the build", name)
+	return nil
 }

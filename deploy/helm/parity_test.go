@@ -119,6 +119,52 @@ monitoring: {podMonitor: {enabled: true}, prometheusRule: {enabled: true}, dashb
 	same(t, "dashboard label", kcm.Labels["grafana_dashboard"], hcm.Labels["grafana_dashboard"])
 }
 
+// TestParityWithKustomizeConsole compares the chart's console with the base
+// plus components/console, given the component's one Secret for both the
+// auth file and the NATS credentials. The component's objects carry none of
+// the base's labels, so its objects are matched by name; the container's
+// privileged: false is normalised (see below).
+func TestParityWithKustomizeConsole(t *testing.T) {
+	k := kustomizeBase(t, "console")
+	h, _ := build(t, values(t, `
+console: {enabled: true, auth: {existingSecret: chat-worker-console, key: users}, natsCredentials: {existingSecret: chat-worker-console, key: nats.creds}}
+`))
+	if got, want := kindsOf(h), kindsOf(k); !slices.Equal(got, want) {
+		t.Errorf("kinds: chart %v, Kustomize %v", got, want)
+	}
+	const name = release + "-console"
+	kd, hd := k8stest.Find(t, k.Deployments, name), k8stest.Find(t, h.Deployments, name)
+	// The chart gives the console the worker's securityContext value, which
+	// spells out privileged: false; the component leaves it at that default.
+	if sc := kd.Spec.Template.Spec.Containers[0].SecurityContext; sc != nil && sc.Privileged == nil {
+		sc.Privileged = new(bool)
+	}
+	same(t, "console Deployment pod spec", podSpec(t, k, &kd.Spec.Template.Spec, false), podSpec(t, h, &hd.Spec.Template.Spec, false))
+	kds, hds := kd.Spec.DeepCopy(), hd.Spec.DeepCopy()
+	kds.Selector, hds.Selector = nil, nil
+	kds.Template, hds.Template = corev1.PodTemplateSpec{}, corev1.PodTemplateSpec{}
+	same(t, "console Deployment spec", kds, hds)
+
+	ks, hs := service(t, k, name).Spec.DeepCopy(), service(t, h, name).Spec.DeepCopy()
+	ks.Selector, hs.Selector = nil, nil
+	same(t, "console Service spec", ks, hs)
+
+	kn, hn := policy(t, k, name).Spec.DeepCopy(), policy(t, h, name).Spec.DeepCopy()
+	kn.PodSelector.MatchLabels, hn.PodSelector.MatchLabels = nil, nil
+	same(t, "console NetworkPolicy spec", kn, hn)
+}
+
+func service(t *testing.T, b k8stest.Built, name string) *corev1.Service {
+	t.Helper()
+	for _, s := range b.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no Service %s in the build", name)
+	return nil
+}
+
 // podSpec is a copy of the pod spec with what legitimately differs
 // normalised (see above), the environment resolved into Env, sorted.
 func podSpec(t *testing.T, b k8stest.Built, spec *corev1.PodSpec, hook bool) *corev1.PodSpec {

@@ -47,6 +47,14 @@ func TestSchemaRejects(t *testing.T) {
 		{"monitoring: {podMonitor: {enabled: yes please}}", "enabled"},
 		{"monitoring: {grafana: {enabled: true}}", "grafana"},
 		{"fullnameOverride: Chat_Worker", "fullnameOverride"},
+		{"console: {enabled: \"true\", auth: {header: X-Forwarded-User}}", "enabled"},
+		{"console: {readonly: true}", "readonly"},
+		{"console: {hideContent: yes please}", "hideContent"},
+		{"console: {auth: {header: X-Forwarded-User:}}", "header"},
+		{"console: {auth: {existingSecret: Console Users}}", "existingSecret"},
+		{"console: {auth: {password: hunter2}}", "password"},
+		{"console: {port: 80900}", "port"},
+		{"console: {resources: {limits: {memory: 128 MB}}}", "memory"},
 	} {
 		t.Run(tc.values, func(t *testing.T) {
 			_, err := render(t, values(t, tc.values))
@@ -71,6 +79,7 @@ func TestSchemaAccepts(t *testing.T) {
 		"worker: {shutdownGrace: 1m30s, ackWait: 1.5m}",
 		"resources: {requests: {cpu: 0.5, memory: 1Gi}, limits: {cpu: 2, memory: 1G}}",
 		"autoscaling: {mode: none}\nreplicas: 0",
+		"console: {enabled: true, auth: {header: X-Forwarded-User}, natsCredentials: {existingSecret: \"\"}}",
 	} {
 		if _, err := render(t, values(t, v)); err != nil {
 			t.Errorf("values %q: %v", v, err)

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -135,21 +136,35 @@ func CheckBuild(t testing.TB, code CodeFacts, b Built, hpa bool) {
 	if len(b.PDBs) != 1 || !selects(t, b.PDBs[0].Spec.Selector, podLabels) {
 		t.Errorf("want one PodDisruptionBudget selecting the worker pods")
 	}
-	if len(b.NetworkPolicies) != 1 || !selects(t, &b.NetworkPolicies[0].Spec.PodSelector, podLabels) {
+	var policy *networkingv1.NetworkPolicy
+	for _, np := range b.NetworkPolicies {
+		if selects(t, &np.Spec.PodSelector, podLabels) {
+			if policy != nil {
+				t.Errorf("NetworkPolicies %s and %s both select the worker pods", policy.Name, np.Name)
+			}
+			policy = np
+		}
+	}
+	if policy == nil {
 		t.Fatalf("want one NetworkPolicy selecting the worker pods")
 	}
-	// Every pod of ours talks to NATS and the API: a pod the policy does not
-	// select gets the namespace's default (deny, where one is set) instead.
+	// Every pod of ours talks to NATS: a pod no policy selects gets the
+	// namespace's default (deny, where one is set) instead. The console has
+	// a policy of its own.
 	for what, tmpl := range b.Pods() {
 		if tmpl.Labels["app.kubernetes.io/name"] != worker.Spec.Template.Labels["app.kubernetes.io/name"] {
 			continue // not ours: the local overlay's simulator
 		}
-		if !selects(t, &b.NetworkPolicies[0].Spec.PodSelector, labels.Set(tmpl.Labels)) {
-			t.Errorf("the NetworkPolicy does not select the pods of %s (%v)", what, tmpl.Labels)
+		selected := false
+		for _, np := range b.NetworkPolicies {
+			selected = selected || selects(t, &np.Spec.PodSelector, labels.Set(tmpl.Labels))
+		}
+		if !selected {
+			t.Errorf("no NetworkPolicy selects the pods of %s (%v)", what, tmpl.Labels)
 		}
 	}
 	ingressOK := false
-	for _, rule := range b.NetworkPolicies[0].Spec.Ingress {
+	for _, rule := range policy.Spec.Ingress {
 		for _, p := range rule.Ports {
 			ingressOK = ingressOK || (p.Port != nil && resolvePort(t, c, *p.Port) == port)
 		}
