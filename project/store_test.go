@@ -3,14 +3,16 @@ package project_test
 import (
 	"context"
 	"errors"
-	"go.uber.org/zap"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/project"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -149,20 +151,13 @@ func TestTheProbeIsTakenOverWhenItsTurnEnds(t *testing.T) {
 	if ok, err := s.TakeProbe(ctx, "shop", "a", 200*time.Millisecond); err != nil || !ok {
 		t.Fatalf("a could not renew its turn: %v, %v", ok, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		ok, err := s.TakeProbe(ctx, "shop", "b", time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("b never took over a's ended turn")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ok
+	}, "b never took over a's ended turn")
 	if ok, _ := s.TakeProbe(ctx, "shop", "a", time.Minute); ok {
 		t.Fatal("a took the turn back while b holds it")
 	}
@@ -292,19 +287,11 @@ func TestProbersResumeAProjectOnceItsCheckPasses(t *testing.T) {
 		t.Fatalf("state %s", st.Name())
 	}
 	// Let several checks fail.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		mu.Lock()
-		n := checks["w1 shop"] + checks["w2 shop"]
-		mu.Unlock()
-		if n >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the paused project is not checked")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return checks["w1 shop"]+checks["w2 shop"] >= 3
+	}, "the paused project is not checked")
 	mu.Lock()
 	up = true
 	mu.Unlock()
