@@ -81,9 +81,7 @@ type projectGate struct {
 	metrics ProjectMetrics
 	now     func() time.Time
 
-	// holdFor is how long past its booked time a command handed back to
-	// wait for its budget keeps its booking (AckWait).
-	holdFor time.Duration
+	budgets *budgets
 
 	// store, when set, holds the project states every replica shares;
 	// states is this worker's part in them once Start has run (nil before,
@@ -98,23 +96,15 @@ type projectGate struct {
 	probes sync.WaitGroup  // the probes and the sweeper
 	ctx    context.Context // probes stop with it
 	stop   context.CancelFunc
-	// held are the bookings of commands handed back to wait for their
-	// budget, by stream sequence, for when they are delivered again. One
-	// delivered to another worker leaves its booking here until it expires.
-	held map[uint64]heldReservation
 	// checked is closed when the first check of the default project is done.
 	checked     chan struct{}
 	checkedOnce sync.Once
 }
 
-type heldReservation struct {
-	r       *chat.Reservation
-	expires time.Time
-}
-
 func newProjectGate(src Projects, def string, log *zap.Logger, m ProjectMetrics, holdFor time.Duration) *projectGate {
-	g := &projectGate{src: src, def: def, log: log, metrics: m, now: time.Now, holdFor: holdFor, paused: map[string]*projectState{},
-		held: map[uint64]heldReservation{}, ctx: context.Background(), checked: make(chan struct{})}
+	g := &projectGate{src: src, def: def, log: log, metrics: m, now: time.Now, paused: map[string]*projectState{},
+		ctx: context.Background(), checked: make(chan struct{})}
+	g.budgets = &budgets{src: src, metrics: m, label: g.label, now: time.Now, holdFor: holdFor, held: map[uint64]heldReservation{}}
 	if m != nil {
 		m.SetProjectPaused(g.label(def), false) // the series exists before any pause
 	}
@@ -151,7 +141,7 @@ func (g *projectGate) Start(ctx context.Context) {
 	// default project (and /readyz says so) rather than every command
 	// finding out; an API that cannot be reached pauses it for an outage.
 	g.checkDefault()
-	g.probes.Go(func() { g.sweepEvery(g.ctx, g.holdFor) })
+	g.probes.Go(func() { g.budgets.sweepEvery(g.ctx, g.budgets.holdFor) })
 }
 
 // Stop ends the probes and the sweeper, and waits for them.
@@ -375,93 +365,10 @@ func (g *projectGate) notReady() string {
 	return ""
 }
 
-// reservation returns the booking a command handed back earlier holds, or
-// books a new one.
-func (g *projectGate) reservation(project string, seq uint64) *chat.Reservation {
-	g.mu.Lock()
-	h, ok := g.held[seq]
-	delete(g.held, seq)
-	g.mu.Unlock()
-	if ok {
-		return h.r
-	}
-	return g.src.Reserve(project)
-}
-
-// hold keeps r for the command at seq, handed back until r's time.
-func (g *projectGate) hold(seq uint64, r *chat.Reservation, ttl time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if old, ok := g.held[seq]; ok {
-		old.r.Cancel()
-	}
-	g.held[seq] = heldReservation{r: r, expires: g.now().Add(r.Delay() + ttl)}
-}
-
-// sweep cancels bookings whose command did not come back to this worker.
-func (g *projectGate) sweep() {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for seq, h := range g.held {
-		if now.After(h.expires) {
-			h.r.Cancel()
-			delete(g.held, seq)
-		}
-	}
-}
-
-func (g *projectGate) sweepEvery(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			g.sweep()
-		}
-	}
-}
-
 // budget waits for the project's rate budget for the command at the stream
-// sequence seq, outside any API call slot. It returns the reservation to
-// call with, or, when the wait would be longer than is worth a goroutine, a
-// *rateWaitError saying how long to hand the command back for (the booking
-// is then held for its return); errStopping when ctx ends first.
+// sequence seq (see budgets.budget).
 func (g *projectGate) budget(ctx context.Context, project string, seq uint64) (*chat.Reservation, error) {
-	for {
-		r := g.reservation(project, seq)
-		wait := r.Delay()
-		if wait > rateWaitInProcess {
-			if r.Booked() {
-				g.hold(seq, r, g.holdFor)
-			}
-			g.observeWait(project, wait)
-			return nil, &rateWaitError{delay: wait}
-		}
-		if wait > 0 {
-			g.observeWait(project, wait)
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				r.Cancel()
-				return nil, errStopping
-			}
-		}
-		if r.Booked() {
-			return r, nil
-		}
-		// The budget was being learned: ask again.
-	}
-}
-
-func (g *projectGate) observeWait(project string, d time.Duration) {
-	if g.metrics != nil {
-		g.metrics.ObserveProjectRateLimitWait(g.label(project), d)
-	}
+	return g.budgets.budget(ctx, project, seq)
 }
 
 // label names a project in logs and metrics: the default project's site
