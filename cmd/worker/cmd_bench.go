@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/cmd/worker/bench"
+	"github.com/chatworker/worker/consumer"
 )
 
 // runBench runs the benchmark suite of cmd/worker/bench against an embedded NATS
