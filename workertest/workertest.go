@@ -40,6 +40,7 @@ type Harness struct {
 	Config   consumer.Config
 
 	noWorker bool
+	checked  bool
 }
 
 // An Option changes the harness before anything starts: its Config, or sim,
@@ -113,15 +114,31 @@ func New(t testing.TB, opts ...Option) *Harness {
 	}
 	// Every record the test stored must validate against the schemas apps
 	// use (runs once the workers stopped, before the server does).
-	t.Cleanup(func() {
-		topo := h.Config.Topology.WithDefaults()
-		schematest.Stream(t, h.JS, topo.ResultsStream, schematest.Result(t))
-		schematest.Stream(t, h.JS, topo.DeadLettersStream, schematest.DeadLetter(t))
-	})
+	t.Cleanup(h.checkRecords)
 	if !h.noWorker {
 		h.Start(h.Executor)
 	}
 	return h
+}
+
+// checkRecords validates every stored result and dead letter once.
+func (h *Harness) checkRecords() {
+	if h.checked {
+		return
+	}
+	h.checked = true
+	topo := h.Config.Topology.WithDefaults()
+	schematest.Stream(h.T, h.JS, topo.ResultsStream, schematest.Result(h.T))
+	schematest.Stream(h.T, h.JS, topo.DeadLettersStream, schematest.DeadLetter(h.T))
+}
+
+// RestartServer stops the nats-server and starts it again on the same port
+// and store, as an outage would; NC and JS reconnect. The records are then
+// checked before the restarted server stops, not after.
+func (h *Harness) RestartServer() {
+	h.T.Helper()
+	h.Server = natstest.RestartServer(h.T, h.Server)
+	h.T.Cleanup(h.checkRecords)
 }
 
 // Start runs a worker with exec and the harness's Config until the test
