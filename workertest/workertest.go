@@ -57,6 +57,11 @@ func WithRateLimit(perWindow int, window time.Duration) Option {
 	return func(_ *Harness, c *chatsim.Config) { c.RatePerMinute, c.RateWindow = perWindow, window }
 }
 
+// WithSim changes the simulator's configuration.
+func WithSim(f func(*chatsim.Config)) Option {
+	return func(_ *Harness, c *chatsim.Config) { f(c) }
+}
+
 // WithRetry sets the worker's retry policy.
 func WithRetry(r consumer.RetryPolicy) Option {
 	return func(h *Harness, _ *chatsim.Config) { h.Config.Retry = r }
