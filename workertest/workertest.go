@@ -43,6 +43,14 @@ type Harness struct {
 	checked  bool
 }
 
+// WithJetStream runs the harness on js, a connection the test made (as a
+// given NATS user, say), instead of starting a server: Server and NC stay
+// nil, and the server is the test's to stop. The records are not checked
+// against the schemas at the end: js may not be allowed to read them.
+func WithJetStream(js jetstream.JetStream) Option {
+	return func(h *Harness, _ *chatsim.Config) { h.JS, h.checked = js, true }
+}
+
 // An Option changes the harness before anything starts: its Config, or sim,
 // the simulator's configuration.
 type Option func(h *Harness, sim *chatsim.Config)
@@ -87,9 +95,7 @@ func NoWorker() Option {
 // retries a millisecond apart (up to 20 attempts).
 func New(t testing.TB, opts ...Option) *Harness {
 	t.Helper()
-	srv := natstest.RunServer(t)
-	nc, js := natstest.Connect(t, srv)
-	h := &Harness{T: t, Server: srv, NC: nc, JS: js, Config: consumer.Config{
+	h := &Harness{T: t, Config: consumer.Config{
 		Concurrency: 16,
 		Logger:      zaptest.NewLogger(t),
 		Retry:       consumer.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond, MaxAttempts: 20},
@@ -98,6 +104,11 @@ func New(t testing.TB, opts ...Option) *Harness {
 	for _, o := range opts {
 		o(h, &simCfg)
 	}
+	if h.JS == nil {
+		h.Server = natstest.RunServer(t)
+		h.NC, h.JS = natstest.Connect(t, h.Server)
+	}
+	js := h.JS
 	h.Sim = chatsim.New(simCfg)
 	hs := httptest.NewServer(h.Sim)
 	t.Cleanup(hs.Close)
