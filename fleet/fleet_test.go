@@ -6,21 +6,9 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/workertest"
 	"go.uber.org/zap"
 )
-
-// waitFor polls cond until it holds or fails the test after a generous
-// deadline (a failure bound, not a timing assertion).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestReplicasSeeEachOtherJoinAndLeave(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.RunServer(t))
@@ -40,7 +28,7 @@ func TestReplicasSeeEachOtherJoinAndLeave(t *testing.T) {
 	}
 	b, c := join("pod-b/1"), join("pod.c/1")
 	for _, f := range []*Fleet{a, b, c} {
-		waitFor(t, "three replicas seen by "+f.me.Name, func() bool { return f.Live() == 3 })
+		workertest.Eventually(t, 10*time.Second, func() bool { return f.Live() == 3 }, "three replicas seen by %s", f.me.Name)
 	}
 	if s := a.Share(); s != 1.0/3 {
 		t.Fatalf("share of three = %v", s)
@@ -56,13 +44,13 @@ func TestReplicasSeeEachOtherJoinAndLeave(t *testing.T) {
 
 	// A replica that leaves is gone at once.
 	b.Leave(ctx)
-	waitFor(t, "b's leave seen", func() bool { return a.Live() == 2 && c.Live() == 2 })
+	workertest.Eventually(t, 10*time.Second, func() bool { return a.Live() == 2 && c.Live() == 2 }, "b's leave seen")
 
 	// A replica that stops writing (crashed, cut off) is gone after a few
 	// heartbeats.
 	c.cancel()
 	<-c.done
-	waitFor(t, "c's silence seen", func() bool { return a.Live() == 1 })
+	workertest.Eventually(t, 10*time.Second, func() bool { return a.Live() == 1 }, "c's silence seen")
 	a.Leave(ctx)
 
 	// A replica joining later does not count records of replicas long gone.

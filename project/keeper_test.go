@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/project"
+	"github.com/chatworker/worker/workertest"
 )
 
 var errDown = errors.New("503 Service Unavailable")
@@ -50,13 +51,13 @@ func TestKeepersShareWhatTheyDecide(t *testing.T) {
 	if !a.Unavailable(ctx, "shop", "c3", errDown) {
 		t.Fatal("three commands failing together did not pause the project")
 	}
-	waitFor(t, "b sees the outage", func() bool { return b.State("shop").Name() == "paused-outage" })
+	workertest.Eventually(t, 10*time.Second, func() bool { return b.State("shop").Name() == "paused-outage" }, "b sees the outage")
 	// While paused, every failure says so.
 	if !b.Unavailable(ctx, "shop", "c4", errDown) {
 		t.Fatal("a command of a paused project was not told so")
 	}
 	up.Store(true)
-	waitFor(t, "the project resumes for both", func() bool { return a.State("shop").Active() && b.State("shop").Active() })
+	workertest.Eventually(t, 10*time.Second, func() bool { return a.State("shop").Active() && b.State("shop").Active() }, "the project resumes for both")
 
 	// The budget guard: a spent command of a project whose check fails is
 	// not dead-lettered; of a project whose check passes, it is.
@@ -67,19 +68,8 @@ func TestKeepersShareWhatTheyDecide(t *testing.T) {
 	if !b.Confirm(ctx, "other", isDown) {
 		t.Fatal("Confirm said up while the check fails")
 	}
-	waitFor(t, "a sees the confirmed outage", func() bool { return a.State("other").Name() == "paused-outage" })
+	workertest.Eventually(t, 10*time.Second, func() bool { return a.State("other").Name() == "paused-outage" }, "a sees the confirmed outage")
 
 	b.PauseForConfiguration(ctx, "keyless", errors.New("401 Unauthorized"))
-	waitFor(t, "a sees the configuration pause", func() bool { return a.State("keyless").Name() == "paused-configuration" })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	workertest.Eventually(t, 10*time.Second, func() bool { return a.State("keyless").Name() == "paused-configuration" }, "a sees the configuration pause")
 }
