@@ -320,8 +320,9 @@ func (h *Harness) EffectsByKey() map[string]int {
 }
 
 // Eventually polls cond until it holds, failing the test when within has
-// passed first. The message's arguments may be pointers to an int or a
-// uint64, read when the time is up, so the message says what was last seen.
+// passed first. The message's arguments may be pointers to an int, a
+// uint64 or an error, read when the time is up, so the message says what
+// was last seen.
 func Eventually(t testing.TB, within time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -332,6 +333,8 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, format str
 				case *uint64:
 					args[i] = *v
 				case *int:
+					args[i] = *v
+				case *error:
 					args[i] = *v
 				}
 			}
