@@ -87,19 +87,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	newServer := func(mutate func(*console.Config)) string {
-		cfg := console.Config{JS: js}
-		if mutate != nil {
-			mutate(&cfg)
-		}
-		c, err := console.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(c)
-		t.Cleanup(hs.Close)
-		return hs.URL
-	}
+	newServer := func(mutate func(*console.Config)) string { return serveConsole(t, js, mutate) }
 	base := newServer(nil)
 	readOnly := newServer(func(c *console.Config) { c.ReadOnly = true })
 	locked := newServer(func(c *console.Config) { c.Auth.Users = map[string]string{"alice": "correct horse"} })
