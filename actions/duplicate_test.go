@@ -6,10 +6,8 @@ import (
 	"testing"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
-	"github.com/chatworker/worker/idempotency"
-	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -41,15 +39,8 @@ func TestPublishDuplicate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := natstest.RunServer(t)
-			_, js := natstest.Connect(t, srv)
-			if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
-				t.Fatal(err)
-			}
-			store, err := idempotency.Open(t.Context(), js, idempotency.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := workertest.New(t, workertest.NoWorker())
+			js, store := h.JS, h.Store
 			subject := actions.Subjects{}.Command(contract.TypeSend, "email:jo@example.com")
 			var seq uint64
 			switch tt.stored {
@@ -93,7 +84,7 @@ func TestPublishDuplicate(t *testing.T) {
 				}
 			}
 
-			_, err = actions.Publish(t.Context(), js, tt.again, actions.Subjects{})
+			_, err := actions.Publish(t.Context(), js, tt.again, actions.Subjects{})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Publish again: %v, want %v", err, tt.want)
 			}

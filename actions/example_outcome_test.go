@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -16,8 +15,6 @@ import (
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -99,23 +96,7 @@ func Example_consumeResults() {
 // and a worker, as `worker demo` does.
 func exampleWorker() (jetstream.JetStream, func()) {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "actions-example-")
-	if err != nil {
-		panic(err)
-	}
-	s, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		panic(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		panic("nats-server did not start")
-	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		panic(err)
-	}
-	js, _ := jetstream.New(nc)
+	js, stopServer := exampleServer()
 	cons, err := consumer.Provision(ctx, js, consumer.Topology{})
 	if err != nil {
 		panic(err)
@@ -140,9 +121,6 @@ func exampleWorker() (jetstream.JetStream, func()) {
 		cancel()
 		<-done
 		hs.Close()
-		nc.Close()
-		s.Shutdown()
-		s.WaitForShutdown()
-		os.RemoveAll(dir)
+		stopServer()
 	}
 }

@@ -46,6 +46,16 @@ func ExamplePublish() {
 // exampleJetStream starts an embedded JetStream server with the commands
 // stream, as `worker run` or `worker provision` would create it.
 func exampleJetStream() (jetstream.JetStream, func()) {
+	js, stop := exampleServer()
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "CHAT_COMMANDS", Subjects: []string{"chat.commands.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		panic(err)
+	}
+	return js, stop
+}
+
+// exampleServer starts an embedded JetStream server. Examples have no
+// testing.T, so they cannot use workertest.
+func exampleServer() (jetstream.JetStream, func()) {
 	dir, err := os.MkdirTemp("", "actions-example-")
 	if err != nil {
 		panic(err)
@@ -63,8 +73,5 @@ func exampleJetStream() (jetstream.JetStream, func()) {
 		panic(err)
 	}
 	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "CHAT_COMMANDS", Subjects: []string{"chat.commands.>"}, Storage: jetstream.MemoryStorage}); err != nil {
-		panic(err)
-	}
 	return js, func() { nc.Close(); s.Shutdown(); s.WaitForShutdown(); os.RemoveAll(dir) }
 }

@@ -4,76 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/chat"
-	"github.com/chatworker/worker/chat/chatsim"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
-	"github.com/chatworker/worker/execute"
-	"github.com/chatworker/worker/idempotency"
-	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/internal/schematest"
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap/zaptest"
 )
-
-// pipeline is an embedded NATS server with the streams and the bucket, and
-// a worker against the simulator once start is called.
-type pipeline struct {
-	srv   *server.Server
-	js    jetstream.JetStream
-	store *idempotency.KV
-	cons  jetstream.Consumer
-}
-
-func newPipeline(t *testing.T) *pipeline {
-	t.Helper()
-	p := &pipeline{srv: natstest.RunServer(t)}
-	_, p.js = natstest.Connect(t, p.srv)
-	var err error
-	if p.cons, err = consumer.Provision(t.Context(), p.js, consumer.Topology{}); err != nil {
-		t.Fatal(err)
-	}
-	if p.store, err = idempotency.Open(t.Context(), p.js, idempotency.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	// Whatever the test stored, apps must be able to validate.
-	t.Cleanup(func() {
-		schematest.Stream(t, p.js, "CHAT_RESULTS", schematest.Result(t))
-		schematest.Stream(t, p.js, "CHAT_DLQ", schematest.DeadLetter(t))
-	})
-	return p
-}
-
-func (p *pipeline) start(t *testing.T) {
-	t.Helper()
-	hs := httptest.NewServer(chatsim.New(chatsim.Config{}))
-	t.Cleanup(hs.Close)
-	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := consumer.New(p.js, p.cons, &execute.Executor{Client: client, SiteToken: "s"}, p.store,
-		consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
 
 func withTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
@@ -85,8 +25,7 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 // comes back, also when the same command is published again; a different
 // command under a used id is refused at once.
 func TestPublishAndWait(t *testing.T) {
-	p := newPipeline(t)
-	p.start(t)
+	h := workertest.New(t)
 	s := actions.Subjects{}
 	ok := actions.Send{ID: "w-1", ChatID: "email:jo@example.com", Content: "Hello", From: contract.FromAgent, Metadata: []byte(`{"order":"A-17"}`)}
 	tests := []struct {
@@ -106,7 +45,7 @@ func TestPublishAndWait(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), p.js, tt.cmd, s)
+			cmd, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), h.JS, tt.cmd, s)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("err = %v, want %v", err, tt.err)
@@ -142,10 +81,10 @@ func TestPublishAndWait(t *testing.T) {
 	// A command published again as a new message (past the duplicate
 	// window, say) gets its own record, and the wait is for that one.
 	msg := &nats.Msg{Subject: s.Command(contract.TypeSend, ok.ChatID), Data: []byte(`{"id":"w-1","type":"send","chat_id":"email:jo@example.com","content":"Hello","from":"agent","metadata":{"order":"A-17"}}`)}
-	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+	if _, err := h.JS.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}
-	_, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), p.js, actions.Send{ID: "w-5", ChatID: ok.ChatID, Content: "later"}, s)
+	_, got, err := actions.PublishAndWait(withTimeout(t, time.Minute), h.JS, actions.Send{ID: "w-5", ChatID: ok.ChatID, Content: "later"}, s)
 	if err != nil || got.Result == nil || got.Result.ID != "w-5" {
 		t.Errorf("after another command's record on the same subject: %+v, %v; want w-5's result", got, err)
 	}
@@ -154,16 +93,16 @@ func TestPublishAndWait(t *testing.T) {
 // TestPublishAndWaitTimesOut: with no worker, the wait ends with the
 // context and says so.
 func TestPublishAndWaitTimesOut(t *testing.T) {
-	p := newPipeline(t)
+	h := workertest.New(t, workertest.NoWorker())
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, _, err := actions.PublishAndWait(ctx, p.js, actions.Archive{ID: "t-1", ChatID: "c"}, actions.Subjects{})
+	_, _, err := actions.PublishAndWait(ctx, h.JS, actions.Archive{ID: "t-1", ChatID: "c"}, actions.Subjects{})
 	if err == nil {
 		t.Fatal("no error")
 	}
 	ctx, cancel = context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, _, err = actions.PublishAndWait(ctx, p.js, actions.Archive{ID: "t-2", ChatID: "c"}, actions.Subjects{})
+	_, _, err = actions.PublishAndWait(ctx, h.JS, actions.Archive{ID: "t-2", ChatID: "c"}, actions.Subjects{})
 	if !errors.Is(err, actions.ErrNotSettled) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want ErrNotSettled and the deadline", err)
 	}
@@ -171,10 +110,10 @@ func TestPublishAndWaitTimesOut(t *testing.T) {
 
 // TestStatus follows commands through the states Status reports.
 func TestStatus(t *testing.T) {
-	p := newPipeline(t)
+	h := workertest.New(t, workertest.NoWorker())
 	s := actions.Subjects{}
 	status := func(id string) (actions.CommandStatus, error) {
-		return actions.Status(withTimeout(t, time.Minute), p.js, id, s)
+		return actions.Status(withTimeout(t, time.Minute), h.JS, id, s)
 	}
 
 	if _, err := status("nobody"); !errors.Is(err, actions.ErrUnknownCommand) {
@@ -185,11 +124,11 @@ func TestStatus(t *testing.T) {
 		actions.Send{ID: "s-ok", ChatID: "c1", Content: "hi"},
 		actions.Send{ID: "s-404", ChatID: "missing:2", Content: "hi"},
 	} {
-		if _, err := actions.Publish(t.Context(), p.js, c, s); err != nil {
+		if _, err := actions.Publish(t.Context(), h.JS, c, s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c2"), []byte(`{"id":"s-bad","type":"send","chat_id":"c2","contnet":"x"}`)); err != nil {
+	if _, err := h.JS.Publish(t.Context(), s.Command(contract.TypeSend, "c2"), []byte(`{"id":"s-bad","type":"send","chat_id":"c2","contnet":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"s-ok", "s-404", "s-bad"} {
@@ -199,7 +138,7 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	// Running: a live claim on the id.
-	if _, err := p.store.Claim(t.Context(), "s-run", "h"); err != nil {
+	if _, err := h.Store.Claim(t.Context(), "s-run", "h"); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := status("s-run"); err != nil || st.State != actions.StateRunning {
@@ -207,7 +146,7 @@ func TestStatus(t *testing.T) {
 	}
 	// Scheduled: stored to be published in an hour, not published yet.
 	due := time.Now().Add(time.Hour)
-	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Note{ID: "s-later", ChatID: "c3", Content: "later"}, due, s); err != nil {
+	if _, err := actions.ScheduleAt(t.Context(), h.JS, actions.Note{ID: "s-later", ChatID: "c3", Content: "later"}, due, s); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := status("s-later"); err != nil || st.State != actions.StateScheduled || st.Schedule == nil ||
@@ -215,7 +154,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("scheduled id: %+v, %v; want scheduled, due at %s", st, err, due.Format(time.RFC3339))
 	}
 
-	p.start(t)
+	h.Start(h.Executor)
 	tests := []struct {
 		id    string
 		state actions.State
@@ -261,10 +200,10 @@ func TestStatus(t *testing.T) {
 // storing its dead letter: in that moment, Status must say dead-lettered,
 // not waiting. A replay of it waiting afterwards is waiting again.
 func TestStatusOfACommandWhoseDeadLetterIsStoredButNotYetRemoved(t *testing.T) {
-	p := newPipeline(t)
+	h := workertest.New(t, workertest.NoWorker())
 	s := actions.Subjects{}
 	body := []byte(`{"id":"d-1","type":"send","chat_id":"c9","content":"hi"}`)
-	ack, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), body, jetstream.WithMsgID("d-1"))
+	ack, err := h.JS.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), body, jetstream.WithMsgID("d-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,26 +217,26 @@ func TestStatusOfACommandWhoseDeadLetterIsStoredButNotYetRemoved(t *testing.T) {
 	}
 	msg := &nats.Msg{Subject: s.DeadLetter(contract.TypeSend, contract.Token("c9")), Data: data,
 		Header: nats.Header{jetstream.MsgIDHeader: []string{actions.RecordID("d-1", ack.Sequence)}}}
-	if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+	if _, err := h.JS.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}
-	st, err := actions.Status(withTimeout(t, time.Minute), p.js, "d-1", s)
+	st, err := actions.Status(withTimeout(t, time.Minute), h.JS, "d-1", s)
 	if err != nil || st.State != actions.StateDeadLettered || st.DeadLetter == nil {
 		t.Fatalf("status while the dead-lettered message is still in the stream: %+v, %v; want dead-lettered", st, err)
 	}
 	// Replayed: a new message with the id waits.
-	if _, err := p.js.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), dl.Command, jetstream.WithMsgID("d-1:replay:1")); err != nil {
+	if _, err := h.JS.Publish(t.Context(), s.Command(contract.TypeSend, "c9"), dl.Command, jetstream.WithMsgID("d-1:replay:1")); err != nil {
 		t.Fatal(err)
 	}
 	// The stream is a work queue: drop the dead-lettered message as the worker would.
-	commands, err := p.js.Stream(t.Context(), "CHAT_COMMANDS")
+	commands, err := h.JS.Stream(t.Context(), "CHAT_COMMANDS")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := commands.DeleteMsg(t.Context(), ack.Sequence); err != nil {
 		t.Fatal(err)
 	}
-	st, err = actions.Status(withTimeout(t, time.Minute), p.js, "d-1", s)
+	st, err = actions.Status(withTimeout(t, time.Minute), h.JS, "d-1", s)
 	if err != nil || st.State != actions.StateWaiting || st.Sequence == ack.Sequence {
 		t.Fatalf("status of the replay: %+v, %v; want waiting at a new sequence", st, err)
 	}

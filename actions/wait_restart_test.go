@@ -5,11 +5,8 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
-	"github.com/chatworker/worker/idempotency"
-	"github.com/chatworker/worker/internal/natstest"
-	"github.com/chatworker/worker/internal/schematest"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -21,19 +18,9 @@ import (
 // the app is still disconnected, as it happens when a worker sits next to
 // the server and the app is further away.
 func TestPublishAndWaitAcrossAServerRestart(t *testing.T) {
-	// newPipeline's schema check would run after the restarted server is
-	// shut down: check here instead.
-	p := &pipeline{srv: natstest.RunServer(t)}
-	_, p.js = natstest.Connect(t, p.srv)
-	var err error
-	if p.cons, err = consumer.Provision(t.Context(), p.js, consumer.Topology{}); err != nil {
-		t.Fatal(err)
-	}
-	if p.store, err = idempotency.Open(t.Context(), p.js, idempotency.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	h := workertest.New(t, workertest.NoWorker())
 	s := actions.Subjects{}
-	nc, err := nats.Connect(p.srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(2*time.Second), nats.ReconnectJitter(0, 0))
+	nc, err := nats.Connect(h.Server.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(2*time.Second), nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +38,7 @@ func TestPublishAndWaitAcrossAServerRestart(t *testing.T) {
 		_, st, err := actions.PublishAndWait(withTimeout(t, time.Minute), app, actions.Send{ID: "r-1", ChatID: "c1", Content: "hi"}, s)
 		done <- outcome{st, err}
 	}()
-	commands, err := p.js.Stream(t.Context(), "CHAT_COMMANDS")
+	commands, err := h.JS.Stream(t.Context(), "CHAT_COMMANDS")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +54,8 @@ func TestPublishAndWaitAcrossAServerRestart(t *testing.T) {
 			t.Fatal("the command was not published")
 		}
 	}
-	p.srv = natstest.RestartServer(t, p.srv)
-	p.start(t)
+	h.RestartServer()
+	h.Start(h.Executor)
 	got := <-done
 	if got.err != nil {
 		t.Fatalf("PublishAndWait across a restart: %v", got.err)
@@ -76,5 +63,4 @@ func TestPublishAndWaitAcrossAServerRestart(t *testing.T) {
 	if got.settled.Result == nil || got.settled.Result.ID != "r-1" || got.settled.Result.Status != contract.StatusSucceeded {
 		t.Fatalf("got %+v, want r-1's result", got.settled)
 	}
-	schematest.Stream(t, p.js, "CHAT_RESULTS", schematest.Result(t))
 }

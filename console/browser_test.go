@@ -14,20 +14,15 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/chat"
-	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/console"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/dlq"
-	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/fleet"
-	"github.com/chatworker/worker/idempotency"
-	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/project"
+	"github.com/chatworker/worker/workertest"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -51,51 +46,15 @@ func browser(t *testing.T) string {
 
 // runWorker starts a worker against the chat simulator until the test
 // ends, and has it join the fleet so the overview lists it.
-func runWorker(t *testing.T, js jetstream.JetStream) {
+func runWorker(t *testing.T, h *workertest.Harness) {
 	t.Helper()
-	cons, err := consumer.Provision(t.Context(), js, consumer.Topology{})
+	h.Start(h.Executor)
+	fl, err := fleet.Join(t.Context(), h.JS, fleet.Config{}, fleet.Member{Name: "worker-0/4242", Version: "v1.9.0", Concurrency: 4}, nil, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := idempotency.Open(t.Context(), js, idempotency.Config{Owner: "browser-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(chatsim.New(chatsim.Config{}))
-	t.Cleanup(hs.Close)
-	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "s"}, store, consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl, err := fleet.Join(t.Context(), js, fleet.Config{}, fleet.Member{Name: "worker-0/4242", Version: "v1.9.0", Concurrency: 4}, nil, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		fl.Leave(context.Background())
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
-
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Leaves before the worker stops, as a replica shutting down does.
+	t.Cleanup(func() { fl.Leave(context.Background()) })
 }
 
 // TestBrowser drives the console in a headless Chromium as an operator
@@ -104,12 +63,12 @@ func eventually(t *testing.T, within time.Duration, cond func() bool, what strin
 // console, a cross-site form and a missing password change nothing.
 func TestBrowser(t *testing.T) {
 	execPath := browser(t)
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
+	h := workertest.New(t, workertest.NoWorker(), workertest.WithConfig(func(c *consumer.Config) { c.Concurrency = 4 }))
+	js := h.JS
 	if _, err := project.Open(t.Context(), js, project.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	runWorker(t, js)
+	runWorker(t, h)
 
 	// Two commands that expired before a worker took them: dead letters of
 	// class expired, which replay with a new deadline.
@@ -123,24 +82,12 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { n, _ := q.Count(t.Context()); return n == 2 }, "two dead letters")
+	workertest.Eventually(t, 10*time.Second, func() bool { n, _ := q.Count(t.Context()); return n == 2 }, "two dead letters")
 	if _, err := actions.ScheduleAt(t.Context(), js, actions.Note{ID: "reminder-1", ChatID: "chat-9", Content: "see you"}, time.Now().Add(2*time.Hour), actions.Subjects{}); err != nil {
 		t.Fatal(err)
 	}
 
-	newServer := func(mutate func(*console.Config)) string {
-		cfg := console.Config{JS: js}
-		if mutate != nil {
-			mutate(&cfg)
-		}
-		c, err := console.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(c)
-		t.Cleanup(hs.Close)
-		return hs.URL
-	}
+	newServer := func(mutate func(*console.Config)) string { return serveConsole(t, js, mutate) }
 	base := newServer(nil)
 	readOnly := newServer(func(c *console.Config) { c.ReadOnly = true })
 	locked := newServer(func(c *console.Config) { c.Auth.Users = map[string]string{"alice": "correct horse"} })
@@ -218,7 +165,7 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(msg, "replayed 1 of 1") {
 		t.Fatalf("after replay the page says %q", msg)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		st, err := actions.Status(t.Context(), js, "order-4711", actions.Subjects{})
 		return err == nil && st.State == actions.StateSucceeded
 	}, "the replayed command did not succeed")

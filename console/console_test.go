@@ -52,6 +52,16 @@ func newFixture(t *testing.T, mutate func(*console.Config)) *fixture {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
 	seed(t, js)
+	return &fixture{t: t, js: js, url: serveConsole(t, js, mutate), hc: &http.Client{
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// serveConsole serves a console on js, its Config changed by mutate, until
+// the test ends, and returns its URL.
+func serveConsole(t *testing.T, js jetstream.JetStream, mutate func(*console.Config)) string {
+	t.Helper()
 	cfg := console.Config{JS: js}
 	if mutate != nil {
 		mutate(&cfg)
@@ -62,10 +72,7 @@ func newFixture(t *testing.T, mutate func(*console.Config)) *fixture {
 	}
 	hs := httptest.NewServer(c)
 	t.Cleanup(hs.Close)
-	return &fixture{t: t, js: js, url: hs.URL, hc: &http.Client{
-		Timeout:       20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	return hs.URL
 }
 
 // seed stores what a worker and an app would have: four dead letters (one

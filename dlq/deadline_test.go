@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
 )
 
 // An expired command is listed with --class expired. Replayed as it is, it
@@ -47,14 +48,14 @@ func TestReplayExpired(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got Entry
-			eventually(t, "the replay's dead letter", func() bool {
+			workertest.Eventually(t, time.Minute, func() bool {
 				sel, err := p.q.List(t.Context(), Filter{ID: "late-1"})
 				if err != nil || len(sel.Entries) != 1 {
 					return false
 				}
 				got = sel.Entries[0]
 				return len(got.Letter.Headers[ReplayedFromHeader]) > 0
-			})
+			}, "the replay's dead letter")
 			if got.Class() != tt.wantClass {
 				t.Errorf("replayed: class %q (%s), want %q", got.Class(), got.Letter.Error.Message, tt.wantClass)
 			}

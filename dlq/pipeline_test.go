@@ -1,10 +1,8 @@
 package dlq
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,21 +11,19 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
-	"github.com/chatworker/worker/execute"
-	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/natstest"
-	"github.com/chatworker/worker/internal/schematest"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// pipeline is a real worker on an embedded server, executing against the
-// simulator.
+// pipeline is a real worker on an embedded server, executing against a
+// simulator that fails every call until the test fixes it, and the queue.
 type pipeline struct {
+	*workertest.Harness
 	js   jetstream.JetStream
 	sim  *chatsim.Server
 	q    *Queue
@@ -36,86 +32,40 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	ctx := t.Context()
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv)
-	topo := consumer.Topology{}.WithDefaults()
-	cons, err := consumer.Provision(ctx, js, topo)
-	if err != nil {
-		t.Fatalf("provision: %v", err)
-	}
-	store, err := idempotency.Open(ctx, js, idempotency.Config{})
-	if err != nil {
-		t.Fatalf("idempotency: %v", err)
-	}
-	// Every record the test stored must validate against the schemas apps
-	// use (registered before the worker starts, so it runs after it stops).
-	t.Cleanup(func() {
-		schematest.Stream(t, js, topo.ResultsStream, schematest.Result(t))
-		schematest.Stream(t, js, topo.DeadLettersStream, schematest.DeadLetter(t))
-	})
 	// The simulator does not honour Idempotency-Key here, so a command
 	// executed twice would show as two effects.
-	sim := chatsim.New(chatsim.Config{Faults: chatsim.Faults{ErrorRate: 1}, Seed: 1})
-	hs := httptest.NewServer(sim)
-	t.Cleanup(hs.Close)
-	client, err := chat.New(chat.WithBaseURL(hs.URL), chat.WithCredentials(chat.Credentials{APIKey: "test-key", SiteToken: "GSN-TEST"}))
-	if err != nil {
-		t.Fatalf("chat client: %v", err)
-	}
-	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: "GSN-TEST"}, store, consumer.Config{
-		Topology:    topo,
-		Retry:       consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
-		Concurrency: 8,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	q, err := Open(ctx, js, Config{})
+	h := workertest.New(t,
+		workertest.WithSim(func(c *chatsim.Config) {
+			c.HonourIdempotencyKey = false
+			c.Faults = chatsim.Faults{ErrorRate: 1}
+		}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}),
+		workertest.WithConfig(func(c *consumer.Config) { c.Concurrency = 8 }))
+	q, err := Open(t.Context(), h.JS, Config{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	return &pipeline{js: js, sim: sim, q: q, topo: topo}
+	return &pipeline{Harness: h, js: h.JS, sim: h.Sim, q: q, topo: h.Config.Topology.WithDefaults()}
 }
 
 func (p *pipeline) publish(t *testing.T, cmds ...actions.Commander) {
 	t.Helper()
 	for _, c := range cmds {
-		if _, err := actions.Publish(t.Context(), p.js, c, contract.Subjects{}); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		p.Publish(c)
 	}
 }
 
 func (p *pipeline) publishRaw(t *testing.T, subject, body string) {
 	t.Helper()
-	if _, err := p.js.Publish(t.Context(), subject, []byte(body)); err != nil {
-		t.Fatalf("publish raw: %v", err)
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // a poll interval, not a wait for an outcome
-	}
+	p.PublishRaw(subject, "", []byte(body))
 }
 
 func (p *pipeline) waitDead(t *testing.T, n uint64) {
 	t.Helper()
-	eventually(t, "dead letters", func() bool {
+	workertest.Eventually(t, time.Minute, func() bool {
 		c, err := p.q.Count(t.Context())
 		return err == nil && c >= n
-	})
+	}, "dead letters")
 	if c, _ := p.q.Count(t.Context()); c != n {
 		t.Fatalf("%d dead letters, want %d", c, n)
 	}
@@ -124,14 +74,7 @@ func (p *pipeline) waitDead(t *testing.T, n uint64) {
 // waitIdle waits until the worker has settled every command.
 func (p *pipeline) waitIdle(t *testing.T) {
 	t.Helper()
-	eventually(t, "the worker to settle every command", func() bool {
-		st, err := p.js.Stream(t.Context(), p.topo.CommandsStream)
-		if err != nil {
-			return false
-		}
-		info, err := st.Info(t.Context())
-		return err == nil && info.State.Msgs == 0
-	})
+	p.Settled()
 }
 
 // results reads CHAT_RESULTS, counting results per command id.
@@ -254,7 +197,7 @@ func TestReplayFilteredSubset(t *testing.T) {
 	if c != (Counts{Replayed: 4}) || len(steps) != 4 || steps[3].Done != 4 || steps[3].Total != 4 {
 		t.Fatalf("counts %+v, %d steps", c, len(steps))
 	}
-	eventually(t, "results of the replayed commands", func() bool { return len(p.results(t)) == 4 })
+	workertest.Eventually(t, time.Minute, func() bool { return len(p.results(t)) == 4 }, "results of the replayed commands")
 	p.waitIdle(t)
 
 	if got := p.results(t); !mapsEqual(got, map[string]int{"send-1": 1, "send-2": 1, "send-3": 1, "send-4": 1}) {
@@ -303,10 +246,10 @@ func TestReplaySkipsInvalidAndRaw(t *testing.T) {
 	}
 	// The invalid command dies again, as a new dead letter.
 	p.waitIdle(t)
-	eventually(t, "the invalid command to die again", func() bool {
+	workertest.Eventually(t, time.Minute, func() bool {
 		s, err := p.q.List(ctx, Filter{ID: "bad-1"})
 		return err == nil && len(s.Entries) == 1 && s.Entries[0].Letter.Headers[ReplayedFromHeader] != nil
-	})
+	}, "the invalid command to die again")
 }
 
 func TestReplayInterruptedAndRunAgain(t *testing.T) {
@@ -334,7 +277,7 @@ func TestReplayInterruptedAndRunAgain(t *testing.T) {
 	}
 	// Let the worker execute the third republish before the second run, so
 	// only the stream's duplicate detection can keep it from running twice.
-	eventually(t, "three results", func() bool { return len(p.results(t)) == 3 })
+	workertest.Eventually(t, time.Minute, func() bool { return len(p.results(t)) == 3 }, "three results")
 
 	sel, err = p.q.List(ctx, f)
 	if err != nil || len(sel.Entries) != 4 {
@@ -344,7 +287,7 @@ func TestReplayInterruptedAndRunAgain(t *testing.T) {
 	if err != nil || c != (Counts{Replayed: 4, Already: 1}) {
 		t.Fatalf("second run: %+v, %v", c, err)
 	}
-	eventually(t, "six results", func() bool { return len(p.results(t)) == 6 })
+	workertest.Eventually(t, time.Minute, func() bool { return len(p.results(t)) == 6 }, "six results")
 	p.waitIdle(t)
 
 	want := map[string]int{"send-1": 1, "send-2": 1, "send-3": 1, "send-4": 1, "note-1": 1, "note-2": 1}

@@ -40,6 +40,15 @@ type Harness struct {
 	Config   consumer.Config
 
 	noWorker bool
+	checked  bool
+}
+
+// WithJetStream runs the harness on js, a connection the test made (as a
+// given NATS user, say), instead of starting a server: Server and NC stay
+// nil, and the server is the test's to stop. The records are not checked
+// against the schemas at the end: js may not be allowed to read them.
+func WithJetStream(js jetstream.JetStream) Option {
+	return func(h *Harness, _ *chatsim.Config) { h.JS, h.checked = js, true }
 }
 
 // An Option changes the harness before anything starts: its Config, or sim,
@@ -54,6 +63,11 @@ func WithFaults(f chatsim.Faults) Option {
 // WithRateLimit makes the simulator allow perWindow calls per window.
 func WithRateLimit(perWindow int, window time.Duration) Option {
 	return func(_ *Harness, c *chatsim.Config) { c.RatePerMinute, c.RateWindow = perWindow, window }
+}
+
+// WithSim changes the simulator's configuration.
+func WithSim(f func(*chatsim.Config)) Option {
+	return func(_ *Harness, c *chatsim.Config) { f(c) }
 }
 
 // WithRetry sets the worker's retry policy.
@@ -81,9 +95,7 @@ func NoWorker() Option {
 // retries a millisecond apart (up to 20 attempts).
 func New(t testing.TB, opts ...Option) *Harness {
 	t.Helper()
-	srv := natstest.RunServer(t)
-	nc, js := natstest.Connect(t, srv)
-	h := &Harness{T: t, Server: srv, NC: nc, JS: js, Config: consumer.Config{
+	h := &Harness{T: t, Config: consumer.Config{
 		Concurrency: 16,
 		Logger:      zaptest.NewLogger(t),
 		Retry:       consumer.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond, MaxAttempts: 20},
@@ -92,6 +104,11 @@ func New(t testing.TB, opts ...Option) *Harness {
 	for _, o := range opts {
 		o(h, &simCfg)
 	}
+	if h.JS == nil {
+		h.Server = natstest.RunServer(t)
+		h.NC, h.JS = natstest.Connect(t, h.Server)
+	}
+	js := h.JS
 	h.Sim = chatsim.New(simCfg)
 	hs := httptest.NewServer(h.Sim)
 	t.Cleanup(hs.Close)
@@ -113,15 +130,31 @@ func New(t testing.TB, opts ...Option) *Harness {
 	}
 	// Every record the test stored must validate against the schemas apps
 	// use (runs once the workers stopped, before the server does).
-	t.Cleanup(func() {
-		topo := h.Config.Topology.WithDefaults()
-		schematest.Stream(t, h.JS, topo.ResultsStream, schematest.Result(t))
-		schematest.Stream(t, h.JS, topo.DeadLettersStream, schematest.DeadLetter(t))
-	})
+	t.Cleanup(h.checkRecords)
 	if !h.noWorker {
 		h.Start(h.Executor)
 	}
 	return h
+}
+
+// checkRecords validates every stored result and dead letter once.
+func (h *Harness) checkRecords() {
+	if h.checked {
+		return
+	}
+	h.checked = true
+	topo := h.Config.Topology.WithDefaults()
+	schematest.Stream(h.T, h.JS, topo.ResultsStream, schematest.Result(h.T))
+	schematest.Stream(h.T, h.JS, topo.DeadLettersStream, schematest.DeadLetter(h.T))
+}
+
+// RestartServer stops the nats-server and starts it again on the same port
+// and store, as an outage would; NC and JS reconnect. The records are then
+// checked before the restarted server stops, not after.
+func (h *Harness) RestartServer() {
+	h.T.Helper()
+	h.Server = natstest.RestartServer(h.T, h.Server)
+	h.T.Cleanup(h.checkRecords)
 }
 
 // Start runs a worker with exec and the harness's Config until the test
@@ -287,8 +320,9 @@ func (h *Harness) EffectsByKey() map[string]int {
 }
 
 // Eventually polls cond until it holds, failing the test when within has
-// passed first. The message's arguments may be pointers to an int or a
-// uint64, read when the time is up, so the message says what was last seen.
+// passed first. The message's arguments may be pointers to an int, a
+// uint64 or an error, read when the time is up, so the message says what
+// was last seen.
 func Eventually(t testing.TB, within time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -299,6 +333,8 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, format str
 				case *uint64:
 					args[i] = *v
 				case *int:
+					args[i] = *v
+				case *error:
 					args[i] = *v
 				}
 			}

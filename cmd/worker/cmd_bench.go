@@ -13,11 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatworker/worker/cmd/worker/bench"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/internal/bench"
 )
 
-// runBench runs the benchmark suite of internal/bench against an embedded NATS
+// runBench runs the benchmark suite of cmd/worker/bench against an embedded NATS
 // server and the simulator, with this binary as the worker processes, and
 // prints the results as Markdown tables; with --soak, the soak instead.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

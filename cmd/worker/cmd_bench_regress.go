@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chatworker/worker/internal/bench"
+	"github.com/chatworker/worker/cmd/worker/bench"
 )
 
 // runRegress runs `worker bench --against`: an older build against the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/chatworker/worker/workertest"
 )
 
 func TestCommandLineErrors(t *testing.T) {
@@ -151,19 +152,11 @@ func TestRunSendAndDrain(t *testing.T) {
 	}
 }
 
+// eventuallyOK polls f until it returns nil; a failure says its last error.
 func eventuallyOK(t *testing.T, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var err error
+	workertest.Eventually(t, time.Minute, func() bool { err = f(); return err == nil }, "%v", &err)
 }
 
 // TestReadiness: /readyz follows the NATS connection, /healthz does not,

@@ -5,21 +5,19 @@ package nats_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/chat"
-	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
-	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/idempotency"
+	"github.com/chatworker/worker/internal/schematest"
 	"github.com/chatworker/worker/project"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,16 +49,9 @@ func TestWorkerPermissions(t *testing.T) {
 		defer mu.Unlock()
 		violations = append(violations, err.Error())
 	})
-	cons, err := consumer.Provision(t.Context(), wjs, consumer.Topology{})
-	if err != nil {
-		mu.Lock()
-		t.Fatalf("the worker cannot provision: %v (errors: %q)", err, violations)
-	}
-	store, err := idempotency.Open(t.Context(), wjs, idempotency.Config{Owner: "worker"})
-	if err != nil {
-		mu.Lock()
-		t.Fatalf("the worker cannot open its bucket: %v (errors: %q)", err, violations)
-	}
+	// It provisions and opens its bucket as the worker user.
+	h := workertest.New(t, workertest.WithJetStream(wjs), workertest.NoWorker(),
+		workertest.WithConfig(func(c *consumer.Config) { c.Concurrency = 4 }))
 	if _, err := wjs.Stream(t.Context(), "CHAT_COMMANDS"); err != nil {
 		t.Fatalf("readiness check: %v", err)
 	}
@@ -94,26 +85,7 @@ func TestWorkerPermissions(t *testing.T) {
 		t.Fatalf("the worker cannot join the fleet: %v (errors: %q)", err, violations)
 	}
 	t.Cleanup(func() { fl.Leave(context.Background()) })
-	sim := chatsim.New(chatsim.Config{})
-	hs := httptest.NewServer(sim)
-	t.Cleanup(hs.Close)
-	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := consumer.New(wjs, cons, &execute.Executor{Client: client, SiteToken: "s"}, store, consumer.Config{Logger: zaptest.NewLogger(t), Concurrency: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	h.Start(h.Executor)
 
 	// The app publishes commands: two succeed (one twice: a duplicate), one
 	// is dead-lettered.
@@ -164,6 +136,9 @@ func TestWorkerPermissions(t *testing.T) {
 		}
 	}
 	waitFor(t, ojs, "CHAT_RESULTS", 5) // and p4, published by appReads
+	// What the worker stored under its permissions is what apps validate.
+	schematest.Stream(t, ojs, "CHAT_RESULTS", schematest.Result(t))
+	schematest.Stream(t, ojs, "CHAT_DLQ", schematest.DeadLetter(t))
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -216,20 +191,19 @@ func connect(t *testing.T, srv *server.Server, user, pw string, onErr nats.ErrHa
 
 func waitFor(t *testing.T, js jetstream.JetStream, stream string, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var got uint64
+	workertest.Eventually(t, 15*time.Second, func() bool {
 		s, err := js.Stream(t.Context(), stream)
-		if err == nil {
-			info, err := s.Info(t.Context())
-			if err == nil && info.State.Msgs == n {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not reach %d messages: %v", stream, n, errors.Join(err))
+		info, err := s.Info(t.Context())
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		got = info.State.Msgs
+		return got == n
+	}, "%s holds %d messages, want %d", stream, &got, n)
 }
 
 // appReads does, as the app user, everything an app does to learn what

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatworker/worker/internal/bench"
+	"github.com/chatworker/worker/cmd/worker/bench"
 	"github.com/chatworker/worker/internal/telemetry"
 )
 
@@ -122,7 +122,7 @@ func perCommandWith(b *testing.B, r *bench.Runner, mode bench.Mode) {
 // The limit, the floor and the worker variants at zero API latency, per
 // command:
 //
-//	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./internal/bench
+//	go test -run '^$' -bench 'PerCommand' -benchtime 10000x ./cmd/worker/bench
 func BenchmarkPerCommandLimit(b *testing.B)        { perCommand(b, bench.ModeLimit) }
 func BenchmarkPerCommandFloor(b *testing.B)        { perCommand(b, bench.ModeFloor) }
 func BenchmarkPerCommandFloorNoClaim(b *testing.B) { perCommand(b, bench.ModeFloorNoClaim) }
@@ -163,7 +163,7 @@ func BenchmarkPerCommandWorkerTraced(b *testing.B) {
 // BenchmarkSuite runs the scenarios of `worker bench` (with --quick sizes
 // under -short), one sub-benchmark each:
 //
-//	go test -run '^$' -bench Suite -benchtime 1x ./internal/bench
+//	go test -run '^$' -bench Suite -benchtime 1x ./cmd/worker/bench
 func BenchmarkSuite(b *testing.B) {
 	opts := bench.Options{Quick: testing.Short(), WorkerBinary: workerBinary(b)}
 	r := &bench.Runner{WorkerBinary: opts.WorkerBinary}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatworker/worker/internal/bench"
+	"github.com/chatworker/worker/cmd/worker/bench"
 )
 
 // TestSoak runs the soak at a tiny size in both layouts, so that the code

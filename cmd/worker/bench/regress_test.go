@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatworker/worker/internal/bench"
+	"github.com/chatworker/worker/cmd/worker/bench"
 )
 
 // A regression run measures each round's minimal loop, old and new worker,

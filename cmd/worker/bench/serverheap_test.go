@@ -23,7 +23,7 @@ import (
 // a key of the idempotency bucket is held as long as the record (24 hours
 // by default), a Nats-Msg-Id as long as the duplicate window (10 minutes).
 //
-//	go test -run '^$' -bench ServerHeap -benchtime 1x ./internal/bench
+//	go test -run '^$' -bench ServerHeap -benchtime 1x ./cmd/worker/bench
 func BenchmarkServerHeap(b *testing.B) {
 	const n = 100000
 	for _, shape := range []string{"kv-key", "msg-id", "plain"} {
