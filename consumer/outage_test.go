@@ -202,15 +202,27 @@ func TestACommandFailingAloneIsStillDeadLettered(t *testing.T) {
 // pause survives the replicas' restart; a resume lets every command run.
 func TestAnOperatorsPauseHoldsOnEveryReplica(t *testing.T) {
 	h, _, states, exec := outageHarness(t)
+	var workers []*consumer.Worker
 	start := func() []func() {
 		var stops []func()
+		workers = nil
 		for i := range 3 {
 			cfg := h.Config
 			cfg.Name = fmt.Sprintf("replica-%d", i)
-			_, stop := h.StartStoppable(exec, cfg)
+			w, stop := h.StartStoppable(exec, cfg)
+			workers = append(workers, w)
 			stops = append(stops, stop)
 		}
 		return stops
+	}
+	// Each replica says on /readyz that the default project is paused once
+	// it has seen the pause.
+	allSeePause := func() {
+		t.Helper()
+		for i, w := range workers {
+			workertest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(w.NotReady(), "paused by an operator") },
+				"replica %d never saw the operator's pause", i)
+		}
 	}
 	stops := start()
 	h.Publish(actions.Note{ID: "before", ChatID: "c0", Content: "x"})
@@ -219,8 +231,7 @@ func TestAnOperatorsPauseHoldsOnEveryReplica(t *testing.T) {
 	if _, err := states.PauseByOperator(t.Context(), "default", "provider incident", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	// Every replica watches the states: within moments none calls.
-	time.Sleep(500 * time.Millisecond)
+	allSeePause()
 	calls := len(h.Sim.Effects())
 	for i := range 12 {
 		h.Publish(actions.Note{ID: fmt.Sprintf("held-%d", i), ChatID: fmt.Sprintf("c%d", i%4), Content: "x"})
@@ -240,7 +251,8 @@ func TestAnOperatorsPauseHoldsOnEveryReplica(t *testing.T) {
 			stop()
 		}
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	allSeePause()
+	time.Sleep(1500 * time.Millisecond) // a window in which any call would show
 	if got := len(h.Sim.Effects()); got != calls {
 		t.Fatalf("%d calls made by restarted replicas while the project was paused", got-calls)
 	}
