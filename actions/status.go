@@ -222,8 +222,9 @@ func findRecord(ctx context.Context, js jetstream.JetStream, stream, filter, id 
 }
 
 // invalidOf reports whether the dead letter at seq, of a command whose id
-// the worker could not read (its Nats-Msg-Id is invalid:<seq>), holds a
-// body with this id.
+// the worker could not read (its Nats-Msg-Id is invalid:<seq>), is of id:
+// its body has this id, or it was published with this Nats-Msg-Id (a
+// malformed command is often found by the id its publisher gave it).
 func invalidOf(ctx context.Context, st jetstream.Stream, seq uint64, id string) bool {
 	m, err := st.GetMsg(ctx, seq)
 	if err != nil {
@@ -232,6 +233,11 @@ func invalidOf(ctx context.Context, st jetstream.Stream, seq uint64, id string) 
 	var dl DeadLetter
 	if json.Unmarshal(m.Data, &dl) != nil {
 		return false
+	}
+	for k, vs := range dl.Headers {
+		if strings.EqualFold(k, jetstream.MsgIDHeader) && len(vs) > 0 && msgIDOf(vs[0], id) {
+			return true
+		}
 	}
 	var body struct {
 		ID string `json:"id"`
@@ -285,11 +291,16 @@ func deadLetterOf(m *jetstream.RawStreamMsg, commands string, seq uint64) bool {
 // carriesID: the message's Nats-Msg-Id is id (or a replay of it), or its
 // body's id is.
 func carriesID(m *jetstream.RawStreamMsg, id string) bool {
-	if h := m.Header.Get(jetstream.MsgIDHeader); h == id || len(h) > len(id) && h[:len(id)+1] == id+":" {
+	if msgIDOf(m.Header.Get(jetstream.MsgIDHeader), id) {
 		return true
 	}
 	var body struct {
 		ID string `json:"id"`
 	}
 	return json.Unmarshal(m.Data, &body) == nil && body.ID == id
+}
+
+// msgIDOf: the Nats-Msg-Id h is id's, or a replay's of it (<id>:replay:<seq>).
+func msgIDOf(h, id string) bool {
+	return h == id || len(h) > len(id) && h[:len(id)+1] == id+":"
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/contract"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -39,6 +40,11 @@ var ErrNotSettled = errors.New("no result or dead letter yet")
 // bounds the wait: when it ends first, the error wraps ErrNotSettled and
 // the context's error.
 //
+// The wait survives a reconnect (a NATS server restart, say): it reads
+// from the sequences the streams had before publishing, and after a
+// reconnect or a read error it also looks the record up directly, so a
+// record stored while the connection was down is found.
+//
 // Publishing the same command again (ErrAlreadyPublished) waits for the
 // first one's record, which may already be stored; a different command
 // under a used id returns the ErrIDReused error at once.
@@ -52,7 +58,7 @@ func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s 
 		return cmd, Settled{}, err
 	}
 	subjects := []string{s.Result(cmd.Type, cmd.ChatID), s.DeadLetter(cmd.Type, contract.Token(cmd.ChatID))}
-	w, err := watch(ctx, js, o, subjects, jetstream.DeliverNewPolicy)
+	w, err := watch(ctx, js, o, subjects, false)
 	if err != nil {
 		return cmd, Settled{}, err
 	}
@@ -64,7 +70,7 @@ func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s 
 		// Its records may be stored already: read the subjects from the
 		// start.
 		w.stop()
-		if w, err = watch(ctx, js, o, subjects, jetstream.DeliverAllPolicy); err != nil {
+		if w, err = watch(ctx, js, o, subjects, true); err != nil {
 			return cmd, Settled{}, err
 		}
 		defer w.stop()
@@ -72,6 +78,12 @@ func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s 
 		return cmd, Settled{}, err
 	}
 	want := RecordID(cmd.ID, seq)
+	settled := func(subject string, data []byte, seq uint64) (Command, Settled, error) {
+		st, err := settledFrom(subject, data, s, seq)
+		st.AlreadyPublished = again
+		return cmd, st, err
+	}
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,12 +92,26 @@ func PublishAndWait(ctx context.Context, js jetstream.JetStream, c Commander, s 
 			if m.Headers().Get(jetstream.MsgIDHeader) != want {
 				continue
 			}
-			st, err := settledFrom(m.Subject(), m.Data(), s, sequenceOf(m))
-			st.AlreadyPublished = again
-			return cmd, st, err
+			return settled(m.Subject(), m.Data(), sequenceOf(m))
+		case <-w.lost:
+		case <-retry:
+		}
+		// The connection came back or a read failed: what was stored
+		// meanwhile may never reach the consumers, so look it up.
+		m, err := w.lookup(ctx, want)
+		retry = nil
+		switch {
+		case m != nil:
+			return settled(m.Subject, m.Data, m.Sequence)
+		case err != nil && ctx.Err() == nil:
+			// The server may not serve JetStream yet just after a restart.
+			retry = time.After(lookupRetry)
 		}
 	}
 }
+
+// lookupRetry is how soon a failed look-up is tried again.
+const lookupRetry = time.Second
 
 // RecordID is the Nats-Msg-Id of the result or dead letter of the command
 // id stored at sequence seq of the commands stream.
@@ -132,15 +158,37 @@ const inactive = 10 * time.Second
 // watcher reads the records on a few subjects of the results and
 // dead-letter streams, through one ordered consumer per stream.
 type watcher struct {
-	msgs    chan jetstream.Msg
+	js       jetstream.JetStream
+	streams  []jetstream.Stream
+	subjects []string
+	from     []uint64 // the first sequence of each stream to read
+	msgs     chan jetstream.Msg
+	// lost has a value when the connection came back or a consumer
+	// reported an error: records may have been stored meanwhile.
+	lost    chan struct{}
+	status  chan nats.Status
 	done    chan struct{} // closed by stop, so a callback never blocks after it
 	stopped bool
 	stops   []func()
 }
 
-func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []string, policy jetstream.DeliverPolicy) (*watcher, error) {
+// watch reads subjects[i] of the results and dead-letter streams from
+// their next sequence, or from the start when all is set. A start
+// sequence rather than "new messages only" matters: an ordered consumer
+// that has delivered nothing yet is recreated after a reconnect with the
+// policy it was given, and "new" would then skip what was stored while it
+// was down.
+func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []string, all bool) (*watcher, error) {
 	done := make(chan struct{})
-	w := &watcher{msgs: make(chan jetstream.Msg, 64), done: done}
+	w := &watcher{js: js, subjects: subjects, msgs: make(chan jetstream.Msg, 64), lost: make(chan struct{}, 1), done: done}
+	if nc := js.Conn(); nc != nil {
+		w.status = nc.StatusChanged(nats.CONNECTED)
+		go func(status chan nats.Status) {
+			for range status {
+				w.signalLost()
+			}
+		}(w.status)
+	}
 	for i, stream := range []string{o.results, o.deadLetters} {
 		st, err := js.Stream(ctx, stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -151,9 +199,15 @@ func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []st
 			w.stop()
 			return nil, fmt.Errorf("read stream %s: %w", stream, err)
 		}
+		from := uint64(1)
+		if !all {
+			from = st.CachedInfo().State.LastSeq + 1 // js.Stream has just read it
+		}
+		w.streams, w.from = append(w.streams, st), append(w.from, from)
 		cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 			FilterSubjects:    subjects[i : i+1],
-			DeliverPolicy:     policy,
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       from,
 			InactiveThreshold: inactive,
 		})
 		if err != nil {
@@ -165,7 +219,7 @@ func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []st
 			case w.msgs <- m:
 			case <-done:
 			}
-		})
+		}, jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) { w.signalLost() }))
 		if err != nil {
 			w.stop()
 			return nil, fmt.Errorf("read stream %s: %w", stream, err)
@@ -175,12 +229,45 @@ func watch(ctx context.Context, js jetstream.JetStream, o options, subjects []st
 	return w, nil
 }
 
+func (w *watcher) signalLost() {
+	select {
+	case w.lost <- struct{}{}:
+	default:
+	}
+}
+
+// lookup reads the watched subjects from the watch's start, message by
+// message, for the record whose Nats-Msg-Id is want; nil when it is not
+// stored yet. Only records of one chat since the publish are read.
+func (w *watcher) lookup(ctx context.Context, want string) (*jetstream.RawStreamMsg, error) {
+	for i, st := range w.streams {
+		seq := w.from[i]
+		for range MaxStatusScan {
+			m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(w.subjects[i]))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			if m.Header.Get(jetstream.MsgIDHeader) == want {
+				return m, nil
+			}
+			seq = m.Sequence + 1
+		}
+	}
+	return nil, nil
+}
+
 func (w *watcher) stop() {
 	if w.stopped {
 		return
 	}
 	w.stopped = true
 	close(w.done)
+	if w.status != nil {
+		w.js.Conn().RemoveStatusListener(w.status)
+	}
 	for _, stop := range w.stops {
 		stop()
 	}

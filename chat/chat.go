@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 
 	// The worker ships in FROM scratch images that carry no CA bundle.
 	_ "golang.org/x/crypto/x509roots/fallback"

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/chatworker/worker/chat"
+	ibackoff "github.com/chatworker/worker/internal/backoff"
 )
 
 // TestWithRetry: reads retry retryable failures only, as the BackOff says
@@ -23,7 +24,7 @@ func TestWithRetry(t *testing.T) {
 		name      string
 		answers   []answer // then 200
 		post      bool
-		retries   uint64
+		retries   int
 		wantCalls int64
 		wantErr   bool
 		wantWait  time.Duration // at least
@@ -60,7 +61,7 @@ func TestWithRetry(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(c.CloseIdleConnections)
-			retry := chat.WithRetry(func() backoff.BackOff { return backoff.WithMaxRetries(&backoff.ZeroBackOff{}, tt.retries) })
+			retry := chat.WithRetry(func() backoff.BackOff { return ibackoff.Limit(&backoff.ZeroBackOff{}, tt.retries) })
 			start := time.Now()
 			if tt.post {
 				_, _, err = c.SendMessage(t.Context(), "abc", chat.SendMessageRequest{Content: "x"}, retry)

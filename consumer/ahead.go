@@ -54,13 +54,13 @@ func (w *Worker) prepare(ctx context.Context, l *lane, prev queued, state chatSt
 		return nil
 	}
 	a := &ahead{q: q, done: make(chan struct{})}
-	a.ctx, a.span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
+	a.ctx, a.span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
 	// What settledHead will record once prev has left the stream.
 	after := chatState{settled: max(state.settled, prev.meta.Sequence.Stream), proof: proofOf(prev)}
 	go func() {
 		defer close(a.done)
-		if a.head = w.checkHead(a.ctx, l.token, after, q); a.head {
-			a.claim = w.claimAhead(a.ctx, q)
+		if a.head = w.order.checkHead(a.ctx, l.token, after, q); a.head {
+			a.claim = w.exec.claimAhead(a.ctx, q)
 		}
 	}()
 	return a
@@ -68,23 +68,23 @@ func (w *Worker) prepare(ctx context.Context, l *lane, prev queued, state chatSt
 
 // claimAhead claims q's id, as process would; nil when process would not
 // get that far (the command is invalid, or its project is paused).
-func (w *Worker) claimAhead(ctx context.Context, q queued) *claimed {
+func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 	if contract.CheckHeaders(q.msg.Headers()) != nil {
 		return nil
 	}
-	cmd, err := contract.Decode(w.cfg.Topology.Subjects, q.msg.Subject(), q.msg.Data())
+	cmd, err := contract.Decode(e.subjects, q.msg.Subject(), q.msg.Data())
 	if err != nil {
 		return nil
 	}
-	if w.projects != nil {
-		if project, ok := w.projects.src.Project(cmd); ok {
-			if _, paused := w.projects.pausedFor(project); paused {
+	if e.gate != nil {
+		if project, ok := e.gate.project(cmd); ok {
+			if _, paused := e.gate.pausedFor(project); paused {
 				return nil
 			}
 		}
 	}
-	claimCtx, span := w.start(ctx, "claim", trace.SpanKindInternal)
-	c, err := w.store.Claim(claimCtx, cmd.ID, cmd.Hash())
+	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
+	c, err := e.store.Claim(claimCtx, cmd.ID, cmd.Hash())
 	traceClaim(span, err)
 	return &claimed{claim: c, err: err}
 }
@@ -92,11 +92,11 @@ func (w *Worker) claimAhead(ctx context.Context, q queued) *claimed {
 // wait waits until a is ready.
 func (a *ahead) wait() { <-a.done }
 
-// release releases c's claim, if it holds one: the command goes back to the
-// stream, or is handled without it.
-func (w *Worker) release(ctx context.Context, c *claimed) {
+// releaseAhead releases c's claim, if it holds one: the command goes back
+// to the stream, or is handled without it.
+func (e *executor) releaseAhead(ctx context.Context, c *claimed) {
 	if c == nil || c.claim == nil {
 		return
 	}
-	w.releaseClaim(ctx, c.claim)
+	e.releaser.release(ctx, c.claim)
 }

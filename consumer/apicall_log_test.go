@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
@@ -33,12 +35,12 @@ func (f *failOnce) Execute(ctx context.Context, cmd actions.Command) (contract.O
 func TestAPICallLogShowsStatusOnError(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	p := newBarePipeline(t)
-	p.cfg.Logger = zap.New(core)
-	p.start(&failOnce{next: p.executor})
-	p.publish(actions.Send{ChatID: "abc", Content: "hi"})
-	p.results(1)
+	p.Config.Logger = zap.New(core)
+	p.Start(&failOnce{next: p.Executor})
+	p.Publish(actions.Send{ChatID: "abc", Content: "hi"})
+	p.Results(1)
 	var statuses []int64
-	eventually(t, 10*time.Second, func() bool {
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		statuses = statuses[:0]
 		for _, e := range logs.FilterMessage("api call").All() {
 			statuses = append(statuses, e.ContextMap()["api_status"].(int64))

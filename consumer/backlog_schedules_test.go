@@ -7,6 +7,7 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/workertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
@@ -19,26 +20,26 @@ import (
 func TestWatchBacklogLeavesSchedulesOut(t *testing.T) {
 	p := newBarePipeline(t)
 	m := consumer.NewOnCallMetrics(prometheus.NewRegistry())
-	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Note{ID: "later", ChatID: "c1", Content: "x"},
-		time.Now().Add(time.Hour), p.cfg.Topology.Subjects); err != nil {
+	if _, err := actions.ScheduleAt(t.Context(), p.JS, actions.Note{ID: "later", ChatID: "c1", Content: "x"},
+		time.Now().Add(time.Hour), p.Config.Topology.Subjects); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		consumer.WatchBacklog(ctx, p.js, p.cfg.Topology, m, 10*time.Millisecond, zaptest.NewLogger(t))
+		consumer.WatchBacklog(ctx, p.JS, p.Config.Topology, m, 10*time.Millisecond, zaptest.NewLogger(t))
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.SchedulesPending) == 1 },
+	workertest.Eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.SchedulesPending) == 1 },
 		"the pending schedule is not counted")
 	if age := testutil.ToFloat64(m.OldestCommandAge); age != 0 {
 		t.Fatalf("oldest command age %.3fs with only a schedule in the stream, want 0", age)
 	}
 	published := time.Now()
-	p.publish(actions.Send{ID: "now-1", ChatID: "c2", Content: "hi"})
-	eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.OldestCommandAge) > 0 },
+	p.Publish(actions.Send{ID: "now-1", ChatID: "c2", Content: "hi"})
+	workertest.Eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.OldestCommandAge) > 0 },
 		"oldest command age stayed 0 with a command waiting")
 	if age, most := testutil.ToFloat64(m.OldestCommandAge), time.Since(published).Seconds(); age > most {
 		t.Errorf("oldest command age %.3fs, but the command was published %.3fs ago: the schedule counted", age, most)

@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -23,15 +24,15 @@ func TestWatchBacklog(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		consumer.WatchBacklog(ctx, p.js, p.cfg.Topology, m, 10*time.Millisecond, zaptest.NewLogger(t))
+		consumer.WatchBacklog(ctx, p.JS, p.Config.Topology, m, 10*time.Millisecond, zaptest.NewLogger(t))
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	published := time.Now()
-	p.publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
-	p.publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
+	p.Publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
+	p.Publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
 	// No worker yet: both commands wait, and the gauge says since when.
-	eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.OldestCommandAge) > 0 },
+	workertest.Eventually(t, 10*time.Second, func() bool { return testutil.ToFloat64(m.OldestCommandAge) > 0 },
 		"oldest command age stayed 0 with two commands waiting")
 	if age, most := testutil.ToFloat64(m.OldestCommandAge), time.Since(published).Seconds(); age > most {
 		t.Errorf("oldest command age %.3fs, but the first command was published %.3fs ago", age, most)
@@ -40,9 +41,9 @@ func TestWatchBacklog(t *testing.T) {
 		t.Errorf("dead letters stored = %v before any, want 0", got)
 	}
 
-	p.start(p.executor)
-	p.settled()
-	eventually(t, 10*time.Second, func() bool {
+	p.Start(p.Executor)
+	p.Settled()
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		return testutil.ToFloat64(m.OldestCommandAge) == 0 && testutil.ToFloat64(m.DeadLettersStored) == 1
 	}, "after the worker: want oldest age 0 and 1 dead letter stored")
 }
@@ -62,12 +63,12 @@ func TestCommandLatency(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := consumer.NewOnCallMetrics(reg)
 	published := time.Now()
-	p := newPipeline(t, func(p *pipeline, _ *chatsim.Config) { p.cfg.Latency = m })
-	p.publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
-	p.publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
-	p.results(1)
-	p.deadLetters(1)
-	p.settled()
+	p := newPipeline(t, workertest.WithConfig(func(c *consumer.Config) { c.Latency = m }))
+	p.Publish(actions.Send{ID: "ok-1", ChatID: "c1", Content: "hi"})
+	p.Publish(actions.Send{ID: "dead-1", ChatID: "missing:1", Content: "x"})
+	p.Results(1)
+	p.DeadLetters(1)
+	p.Settled()
 	most := time.Since(published).Seconds()
 
 	families, err := reg.Gather()

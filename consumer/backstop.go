@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/chatworker/worker/internal/tracecontext"
@@ -39,31 +40,64 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// watchMaxDeliveries subscribes to the advisories until ctx is done.
-func (w *Worker) watchMaxDeliveries(ctx context.Context) (func(), error) {
-	t := w.cfg.Topology
+// rescuer is the backstop: it settles the commands JetStream gave up
+// delivering, between Start and Stop.
+type rescuer struct {
+	js      jetstream.JetStream
+	topo    Topology
+	store   idempotency.Store
+	records *records
+	done    recordStore
+	tr      tracer
+	m       *Metrics
+	log     *zap.Logger
+
+	sub *nats.Subscription
+}
+
+// recordStore is what the rescuer needs of the completer: it stores records
+// and releases claims as a delivery's settling does, without a message to
+// acknowledge.
+type recordStore interface {
+	publish(ctx context.Context, subject, id string, seq uint64, record any, h nats.Header) error
+	storeDeadLetter(ctx context.Context, d *delivery, seq uint64, dl *actions.DeadLetter) error
+	releaseDead(ctx context.Context, claim *idempotency.Claim, stored bool)
+}
+
+// Start subscribes to the advisories; a command settled later (its claim
+// was busy, or a store failed) is tried again while ctx lasts.
+func (r *rescuer) Start(ctx context.Context) error {
+	t := r.topo
 	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", t.CommandsStream, t.Durable)
-	sub, err := w.js.Conn().QueueSubscribe(subject, t.Durable+"-backstop", func(m *nats.Msg) {
+	sub, err := r.js.Conn().QueueSubscribe(subject, t.Durable+"-backstop", func(m *nats.Msg) {
 		var adv maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data, &adv); err != nil {
-			w.log.Warn("unreadable max-deliveries advisory", zap.Error(err))
+			r.log.Warn("unreadable max-deliveries advisory", zap.Error(err))
 			return
 		}
-		w.deadLetterUndeliverable(ctx, adv)
+		r.deadLetterUndeliverable(ctx, adv)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
+		return fmt.Errorf("subscribe to max-deliveries advisories: %w", err)
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	r.sub = sub
+	return nil
+}
+
+// Stop unsubscribes from the advisories.
+func (r *rescuer) Stop() {
+	if r.sub != nil {
+		_ = r.sub.Unsubscribe()
+	}
 }
 
 // deadLetterUndeliverable publishes a dead letter for the command at the
 // advisory's sequence, then removes the command from the stream.
-func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveriesAdvisory) {
+func (r *rescuer) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveriesAdvisory) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
 	defer cancel()
-	log := w.log.With(zap.Uint64("stream_seq", adv.StreamSeq))
-	stream, err := w.js.Stream(ctx, w.cfg.Topology.CommandsStream)
+	log := r.log.With(zap.Uint64("stream_seq", adv.StreamSeq))
+	stream, err := r.js.Stream(ctx, r.topo.CommandsStream)
 	if err != nil {
 		log.Error("backstop: reading the commands stream", zap.Error(err))
 		return
@@ -76,46 +110,36 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 		log.Error("backstop: reading the command", zap.Error(err))
 		return
 	}
-	d := w.newDelivery(nil, raw.Subject, raw.Data, raw.Header)
-	if w.tracer != nil {
+	if r.tr.on() {
 		// No delivery's span is left to hold the record: its span goes
 		// straight under the command's traceparent.
 		ctx = tracecontext.Extract(ctx, raw.Header)
 	}
-	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
-	if cmd, err := contract.Decode(w.cfg.Topology.Subjects, raw.Subject, raw.Data); err == nil {
-		d.cmd = cmd
-		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
-	}
+	d := r.delivery(raw, adv)
 	var claim *idempotency.Claim
 	if d.cmd.ID != "" {
 		var dup *idempotency.DuplicateError
 		var bz *idempotency.BusyError
-		claim, err = w.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
+		claim, err = r.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
 		switch {
 		case errors.As(err, &dup):
 			// It succeeded (its result could not be stored, say): publish
 			// the result, never a dead letter.
-			res := w.repeatResult(ctx, d, dup.Record, adv.StreamSeq)
-			status := res.Status
-			var h nats.Header
-			res.Traceparent, h = w.recordTrace(ctx, d.traceparent)
-			if err := w.publish(ctx, w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, adv.StreamSeq, res, h); err != nil {
-				w.backstopLater(runCtx, adv, infraDelay(1), "storing the result", err)
+			if err := r.publishResult(ctx, d, dup.Record, adv.StreamSeq); err != nil {
+				r.backstopLater(runCtx, adv, infraDelay(1), "storing the result", err)
 				return
 			}
-			w.m.succeeded(string(d.cmd.Type), status)
-			w.deleteUndeliverable(ctx, stream, adv, d, "backstop: the command had succeeded: its result is published")
+			r.deleteUndeliverable(ctx, stream, adv, d, "backstop: the command had succeeded: its result is published")
 			return
 		case errors.As(err, &bz):
 			// A worker holds it, stalled or still at work: look again when
 			// its lease runs out.
-			w.backstopLater(runCtx, adv, bz.RetryIn+time.Second, "a worker holds it", err)
+			r.backstopLater(runCtx, adv, bz.RetryIn+time.Second, "a worker holds it", err)
 			return
 		case errors.Is(err, idempotency.ErrConflict):
 			claim = nil
 		case err != nil:
-			w.backstopLater(runCtx, adv, infraDelay(1), "claiming the command", err)
+			r.backstopLater(runCtx, adv, infraDelay(1), "claiming the command", err)
 			return
 		}
 	}
@@ -123,34 +147,60 @@ func (w *Worker) deadLetterUndeliverable(runCtx context.Context, adv maxDeliveri
 	if claim != nil {
 		rec = &claim.Record
 	}
-	dl := w.deadLetter(d, rec, contract.ClassExhausted, &contract.Error{Class: contract.ClassExhausted, Msg: fmt.Sprintf(
+	dl := r.records.deadLetter(d, rec, contract.ClassExhausted, &contract.Error{Class: contract.ClassExhausted, Msg: fmt.Sprintf(
 		"JetStream delivered the command %d times without a worker settling it (a worker may have crashed or stalled on it each time)", adv.Deliveries)})
-	if err := w.storeDeadLetter(ctx, d, adv.StreamSeq, dl); err != nil {
-		w.releaseDead(ctx, d, claim, false)
-		w.backstopLater(runCtx, adv, infraDelay(1), "storing the dead letter", err)
+	if err := r.done.storeDeadLetter(ctx, d, adv.StreamSeq, dl); err != nil {
+		r.done.releaseDead(ctx, claim, false)
+		r.backstopLater(runCtx, adv, infraDelay(1), "storing the dead letter", err)
 		return
 	}
-	w.releaseDead(ctx, d, claim, true)
-	w.m.deadLettered(string(d.cmd.Type), string(contract.ClassExhausted))
-	w.deleteUndeliverable(ctx, stream, adv, d, "command dead-lettered after too many deliveries")
+	r.done.releaseDead(ctx, claim, true)
+	r.m.deadLettered(string(d.cmd.Type), string(contract.ClassExhausted))
+	r.deleteUndeliverable(ctx, stream, adv, d, "command dead-lettered after too many deliveries")
+}
+
+// delivery is the command at the advisory's sequence, read from the stream,
+// decoded when it can be.
+func (r *rescuer) delivery(raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) *delivery {
+	d := newDelivery(r.log, nil, raw.Subject, raw.Data, raw.Header)
+	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
+	if cmd, err := contract.Decode(r.topo.Subjects, raw.Subject, raw.Data); err == nil {
+		d.cmd = cmd
+		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
+	}
+	return d
+}
+
+// publishResult publishes the result of d's command, which succeeded as
+// rec says.
+func (r *rescuer) publishResult(ctx context.Context, d *delivery, rec idempotency.Record, seq uint64) error {
+	res := r.records.repeatResult(ctx, d, rec, seq)
+	status := res.Status
+	var h nats.Header
+	res.Traceparent, h = r.tr.recordTrace(ctx, d.traceparent)
+	if err := r.done.publish(ctx, r.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, res, h); err != nil {
+		return err
+	}
+	r.m.succeeded(string(d.cmd.Type), status)
+	return nil
 }
 
 // backstopLater tries an advisory's command again after delay: JetStream
 // will not deliver it again, so the backstop must not give up on it.
-func (w *Worker) backstopLater(ctx context.Context, adv maxDeliveriesAdvisory, delay time.Duration, what string, err error) {
-	w.log.Warn("backstop: cannot settle the command yet ("+what+"); trying again later",
+func (r *rescuer) backstopLater(ctx context.Context, adv maxDeliveriesAdvisory, delay time.Duration, what string, err error) {
+	r.log.Warn("backstop: cannot settle the command yet ("+what+"); trying again later",
 		zap.Uint64("stream_seq", adv.StreamSeq), zap.Duration("retry_in", delay), zap.Error(err))
 	time.AfterFunc(delay, func() {
 		if ctx.Err() == nil {
-			w.deadLetterUndeliverable(ctx, adv)
+			r.deadLetterUndeliverable(ctx, adv)
 		}
 	})
 }
 
 // deleteUndeliverable removes a command the backstop settled.
-func (w *Worker) deleteUndeliverable(ctx context.Context, stream jetstream.Stream, adv maxDeliveriesAdvisory, d *delivery, msg string) {
+func (r *rescuer) deleteUndeliverable(ctx context.Context, stream jetstream.Stream, adv maxDeliveriesAdvisory, d *delivery, msg string) {
 	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		w.log.Error("backstop: removing the settled command", zap.Uint64("stream_seq", adv.StreamSeq), zap.Error(err))
+		r.log.Error("backstop: removing the settled command", zap.Uint64("stream_seq", adv.StreamSeq), zap.Error(err))
 		return
 	}
 	d.log.Warn(msg, zap.Uint64("deliveries", adv.Deliveries))

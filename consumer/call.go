@@ -16,46 +16,34 @@ import (
 	"go.uber.org/zap"
 )
 
-// errNoSlot: the worker began shutting down while the command waited for a
-// free API call slot; no call was made, and the command goes back to the
-// stream at once.
-var errNoSlot = errors.New("shutting down before a slot for the API call was free")
-
-// errLateSlot: the command's deadline passed while it waited for a free API
-// call slot; no call was made.
-var errLateSlot = errors.New("the deadline passed while waiting for a slot for the API call")
-
 // call waits for a free API call slot, counts the attempt and makes one API
 // call, keeping the message and the claim alive if the wait and the call
 // outlast a fraction of AckWait.
 //
 // A command of a paced project waits for its project's rate budget first,
 // outside the slot (see projects.go); a wait too long for a goroutine
-// returns an *errRateWait, no call made.
-func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (contract.Outcome, error) {
+// returns a *rateWaitError, no call made.
+func (e *executor) call(ctx context.Context, d *delivery, claim *idempotency.Claim) (contract.Outcome, error) {
 	if d.project != "" && d.res == nil {
 		// A retry: its budget is waited for outside the slot too.
-		r, wait, err := w.budget(ctx, d)
+		r, err := e.gate.budget(ctx, d.project, d.meta.Sequence.Stream)
 		if err != nil {
-			return contract.Outcome{}, errNoSlot
-		}
-		if r == nil {
-			return contract.Outcome{}, &errRateWait{delay: wait}
+			return contract.Outcome{}, err
 		}
 		d.res = r
 	}
-	ka := w.keepAlive(ctx, d, claim)
+	ka := e.keepAlive(ctx, d, claim)
 	defer ka.stop()
-	if !w.slots.acquire(ctx, w.stopping, d.project) {
-		return contract.Outcome{}, errNoSlot
+	if !e.slots.acquire(ctx, e.stopping, d.project) {
+		return contract.Outcome{}, errStopping
 	}
-	defer w.slots.release()
-	if w.Draining() {
+	defer e.slots.release()
+	if e.draining() {
 		// The slot and the shutdown came together: once a shutdown begins,
 		// no call starts; calls under way finish within the grace.
-		return contract.Outcome{}, errNoSlot
+		return contract.Outcome{}, errStopping
 	}
-	if dec := w.cfg.Retry.decide(situation{Event: beforeCall, Deadline: d.cmd.NotAfter, Now: w.now()}); dec.Action != proceed {
+	if dec := e.policy.decide(situation{Event: beforeCall, Deadline: d.cmd.NotAfter, Now: e.now()}); dec.Outcome != outcomeProceed {
 		// The wait for the slot outlasted the deadline: no call starts at
 		// or after it (execute's own check dead-letters the command).
 		return contract.Outcome{}, errLateSlot
@@ -63,7 +51,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	// The attempt fields are what a lease extension writes: they change
 	// under the keep-alive's lock.
 	ka.mu.Lock()
-	now := w.now()
+	now := e.now()
 	before := claim.Record
 	claim.Attempts++
 	if claim.FirstAttemptAt.IsZero() {
@@ -72,7 +60,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 	claim.LastAttemptAt = now
 	d.attempts = claim.Attempts
 	ka.mu.Unlock()
-	callCtx, span := w.start(ctx, "api call", trace.SpanKindInternal)
+	callCtx, span := e.tr.start(ctx, "api call", trace.SpanKindInternal)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int(telemetry.AttrAttempts, claim.Attempts))
 	}
@@ -87,7 +75,7 @@ func (w *Worker) call(ctx context.Context, d *delivery, claim *idempotency.Claim
 		defer r.Cancel()
 	}
 	start := time.Now()
-	out, err := w.exec.Execute(callCtx, d.cmd)
+	out, err := e.exec.Execute(callCtx, d.cmd)
 	endWith(span, err)
 	d.log.Debug("api call", zap.Duration("took", time.Since(start)), zap.Int("api_status", apiStatus(out, err)), zap.Error(err))
 	if err != nil && d.project != "" && execute.ConfigFault(err) {
@@ -123,9 +111,9 @@ type keepAlive struct {
 	t       *time.Timer
 }
 
-func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.Claim) *keepAlive {
+func (e *executor) keepAlive(ctx context.Context, d *delivery, claim *idempotency.Claim) *keepAlive {
 	ka := &keepAlive{}
-	every := w.cfg.Topology.AckWait / 3
+	every := e.ackWait / 3
 	tick := func() {
 		ka.tick.Lock()
 		defer ka.tick.Unlock()
@@ -139,7 +127,7 @@ func (w *Worker) keepAlive(ctx context.Context, d *delivery, claim *idempotency.
 		if err := d.msg.InProgress(); err != nil {
 			d.log.Warn("telling JetStream the command is in progress", zap.Error(err))
 		}
-		err := w.store.Extend(ctx, &renewed)
+		err := e.store.Extend(ctx, &renewed)
 		ka.mu.Lock()
 		if err == nil {
 			// The renewal's revision and lease, with the attempt fields as

@@ -40,8 +40,10 @@ func FuzzDeadLetter(f *testing.F) {
 	f.Add("chat.commands.send.x", []byte(`{}`), "", "", uint8(0))
 	f.Add("chat.commands.send.x", []byte(``), "", "", uint8(0))
 
-	w := &Worker{now: time.Now, cfg: Config{Name: "fuzz/1"}, log: zap.NewNop()}
+	log := zap.NewNop()
 	subjects := actions.Subjects{}
+	x := &executor{records: &records{name: "fuzz/1", now: time.Now}}
+	c := &completer{subjects: subjects, log: log}
 	f.Fuzz(func(t *testing.T, subject string, data []byte, name, value string, n uint8) {
 		if !literalSubject(subject) || !strings.HasPrefix(subject, "chat.commands.") || !validHeader(name, value) {
 			t.Skip("JetStream would not accept this message on the commands stream")
@@ -53,7 +55,7 @@ func FuzzDeadLetter(f *testing.F) {
 		if hdrSize(h)+len(data) > MaxCommandMsgSize {
 			t.Skip("over the commands stream's MaxMsgSize")
 		}
-		d := &delivery{subject: subject, data: data, headers: h, log: cmdLog{base: w.log}, traceparent: h.Get("traceparent"),
+		d := &delivery{subject: subject, data: data, headers: h, log: cmdLog{base: log}, traceparent: h.Get("traceparent"),
 			meta: &jetstream.MsgMetadata{Stream: "CHAT_COMMANDS", Sequence: jetstream.SequencePair{Stream: 7}}}
 
 		// The decision process makes before any work.
@@ -67,14 +69,14 @@ func FuzzDeadLetter(f *testing.F) {
 		if execute.ClassOf(err) != contract.ClassInvalid {
 			t.Fatalf("refused before any work with class %s: %v", execute.ClassOf(err), err)
 		}
-		v := w.carryOut(d, nil, w.cfg.Retry.decide(situation{Event: failed, Class: execute.ClassOf(err)}), err)
+		v := x.carryOut(d, nil, RetryPolicy{}.WithDefaults().decideUnclaimed(err, 1), err)
 		if v.dead == nil || v.result != nil || v.retryIn != 0 {
 			t.Fatalf("verdict %+v, want exactly a dead letter", v)
 		}
 		if v.dead.Error.Class != contract.ClassInvalid || len(v.dead.Error.Message) > 2*contract.MaxMessageLen || !utf8.ValidString(v.dead.Error.Message) {
 			t.Fatalf("error %+v: want class invalid and a short UTF-8 message", v.dead.Error)
 		}
-		dlSubject := w.deadLetterSubject(d)
+		dlSubject := c.deadLetterSubject(d)
 		if !literalSubject(dlSubject) || !strings.HasPrefix(dlSubject, "chat.dlq.") {
 			t.Fatalf("dead-letter subject %q is not a literal subject under chat.dlq.", dlSubject)
 		}

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -48,22 +50,22 @@ func TestDeadlinePassedMakesNoCall(t *testing.T) {
 	}
 	p := newBarePipeline(t)
 	reg := prometheus.NewRegistry()
-	p.cfg.Metrics = consumer.NewMetrics(reg)
-	exec := &countingExec{next: p.executor}
-	p.start(exec)
+	p.Config.Metrics = consumer.NewMetrics(reg)
+	exec := &countingExec{next: p.Executor}
+	p.Start(exec)
 	var ids []string
 	for _, tt := range tests {
-		ids = append(ids, p.publish(tt.cmd).ID)
+		ids = append(ids, p.Publish(tt.cmd).ID)
 	}
 	byID := map[string]actions.DeadLetter{}
-	for _, dl := range p.deadLetters(len(tests)) {
+	for _, dl := range p.DeadLetters(len(tests)) {
 		var c actions.Command
 		if err := json.Unmarshal(dl.Command, &c); err != nil {
 			t.Fatalf("dead letter command %s: %v", dl.Command, err)
 		}
 		byID[c.ID] = dl
 	}
-	p.settled()
+	p.Settled()
 	if n := exec.calls.Load(); n != 0 {
 		t.Errorf("%d API calls for commands past their deadline, want 0", n)
 	}
@@ -90,7 +92,7 @@ chatworker_commands_dead_lettered_total{class="expired",type="send"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "chatworker_commands_dead_lettered_total"); err != nil {
 		t.Error(err)
 	}
-	if n := len(p.sim.Effects()); n != 0 {
+	if n := len(p.Sim.Effects()); n != 0 {
 		t.Errorf("the API shows %d effects, want none", n)
 	}
 }
@@ -98,8 +100,8 @@ chatworker_commands_dead_lettered_total{class="expired",type="send"} 1
 // A command whose deadline is still ahead runs as any other.
 func TestDeadlineAheadRuns(t *testing.T) {
 	p := newPipeline(t)
-	cmd := p.publish(actions.Send{ChatID: "on-time", Content: "hi", NotAfter: time.Now().Add(time.Hour)})
-	res := p.results(1)
+	cmd := p.Publish(actions.Send{ChatID: "on-time", Content: "hi", NotAfter: time.Now().Add(time.Hour)})
+	res := p.Results(1)
 	if res[0].ID != cmd.ID || res[0].Status != contract.StatusSucceeded {
 		t.Fatalf("result %+v, want %s succeeded", res[0], cmd.ID)
 	}
@@ -118,15 +120,15 @@ func TestDeadlineCutsRetryShort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newBarePipeline(t, withRetry(consumer.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond,
+			p := newBarePipeline(t, workertest.WithRetry(consumer.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond,
 				MaxAttempts: 20, InProcessMax: 20 * time.Second}))
 			exec := &countingExec{fail: &chat.APIError{Op: "send", StatusCode: 503, RetryAfter: tt.retryAfter}}
-			p.start(exec)
+			p.Start(exec)
 			// The deadline leaves time for the first call, not for the wait.
-			cmd := p.publish(actions.Send{ChatID: "retry-" + strings.ReplaceAll(tt.name, " ", "-"), Content: "hi",
+			cmd := p.Publish(actions.Send{ChatID: "retry-" + strings.ReplaceAll(tt.name, " ", "-"), Content: "hi",
 				NotAfter: time.Now().Add(5 * time.Second)})
-			dl := p.deadLetters(1)[0]
-			p.settled()
+			dl := p.DeadLetters(1)[0]
+			p.Settled()
 			if n := exec.calls.Load(); n != 1 {
 				t.Errorf("%d API calls, want 1: the retry should have expired", n)
 			}
@@ -182,21 +184,21 @@ func (g *gatedExec) Execute(ctx context.Context, cmd actions.Command) (contract.
 // still stops the call: the deadline is checked once the slot is free.
 func TestDeadlinePassesWhileWaitingForASlot(t *testing.T) {
 	p := newBarePipeline(t)
-	p.cfg.Concurrency = 1
-	exec := &gatedExec{next: p.executor, release: make(chan struct{})}
+	p.Config.Concurrency = 1
+	exec := &gatedExec{next: p.Executor, release: make(chan struct{})}
 	var once sync.Once
 	free := func() { once.Do(func() { close(exec.release) }) }
-	p.start(exec)
+	p.Start(exec)
 	t.Cleanup(free) // before the worker stops, should the test end early
-	p.publish(actions.Send{ChatID: "slow", Content: "takes the only slot"})
-	eventually(t, 10*time.Second, func() bool { return exec.holding.Load() }, "the slow call holds the slot")
+	p.Publish(actions.Send{ChatID: "slow", Content: "takes the only slot"})
+	workertest.Eventually(t, 10*time.Second, func() bool { return exec.holding.Load() }, "the slow call holds the slot")
 	notAfter := time.Now().Add(time.Second)
-	late := p.publish(actions.Send{ChatID: "waiting", Content: "hi", NotAfter: notAfter})
-	eventually(t, 10*time.Second, func() bool { return time.Now().After(notAfter) }, "the deadline passes")
+	late := p.Publish(actions.Send{ChatID: "waiting", Content: "hi", NotAfter: notAfter})
+	workertest.Eventually(t, 10*time.Second, func() bool { return time.Now().After(notAfter) }, "the deadline passes")
 	free()
-	dl := p.deadLetters(1)[0]
-	p.results(1)
-	p.settled()
+	dl := p.DeadLetters(1)[0]
+	p.Results(1)
+	p.Settled()
 	if dl.Error.Class != contract.ClassExpired || dl.Attempts != 0 || !strings.Contains(string(dl.Command), late.ID) {
 		t.Errorf("dead letter: class %q, %d attempts, command %s; want expired, 0 attempts, %s", dl.Error.Class, dl.Attempts, dl.Command, late.ID)
 	}

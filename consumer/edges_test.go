@@ -10,42 +10,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/idempotency"
 )
 
-// Issue 19: guarantees at the edges operators meet first.
+// Guarantees at the edges operators meet first: paused projects, store
+// outages, rate budgets.
 
 // startWorker runs a worker with cfg until the test ends and returns it.
 func (p *pipeline) startWorker(exec consumer.Executor, cfg consumer.Config) *consumer.Worker {
-	p.t.Helper()
-	cons, err := consumer.Provision(p.t.Context(), p.js, cfg.Topology)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	w, err := consumer.New(p.js, cons, exec, p.store, cfg)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				p.t.Errorf("Run: %v", err)
-			}
-		}
-	}
-	p.t.Cleanup(stop)
+	p.T.Helper()
+	w, stop := p.StartStoppable(exec, cfg)
+	p.T.Cleanup(stop)
 	p.stops = append(p.stops, stop)
 	return w
 }
@@ -54,25 +37,25 @@ func (p *pipeline) startWorker(exec consumer.Executor, cfg consumer.Config) *con
 // would, by moving its subjects elsewhere: publishes to it then find no
 // stream. It returns the function that restores it.
 func (p *pipeline) refuseWrites(stream string) func() {
-	p.t.Helper()
-	s, err := p.js.Stream(p.t.Context(), stream)
+	p.T.Helper()
+	s, err := p.JS.Stream(p.T.Context(), stream)
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	info, err := s.Info(p.t.Context())
+	info, err := s.Info(p.T.Context())
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
 	cfg := info.Config
 	off := cfg
 	off.Subjects = []string{"refusing-writes." + stream}
-	if _, err := p.js.UpdateStream(p.t.Context(), off); err != nil {
-		p.t.Fatal(err)
+	if _, err := p.JS.UpdateStream(p.T.Context(), off); err != nil {
+		p.T.Fatal(err)
 	}
 	return func() {
-		p.t.Helper()
-		if _, err := p.js.UpdateStream(p.t.Context(), cfg); err != nil {
-			p.t.Fatal(err)
+		p.T.Helper()
+		if _, err := p.JS.UpdateStream(p.T.Context(), cfg); err != nil {
+			p.T.Fatal(err)
 		}
 	}
 }
@@ -186,14 +169,14 @@ func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
 		cause string
 	}{
 		{"key revoked while running, then the right key rotated in", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
-			return p.executor, func() { keys.setDefaultKey("revoked") }
+			return p.Executor, func() { keys.setDefaultKey("revoked") }
 		}, func(keys *keySet) bool { keys.setDefaultKey("k"); return false }, "401"},
 		{"wrong key at start, then the right key rotated in", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
 			keys.setDefaultKey("wrong")
-			return p.executor, nil
+			return p.Executor, nil
 		}, func(keys *keySet) bool { keys.setDefaultKey("k"); return false }, "401"},
 		{"wrong base URL, then the right one", func(p *pipeline, keys *keySet) (*execute.Executor, func()) {
-			c, err := chat.New(chat.WithBaseURL(p.simURL+"/not/the/api"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
+			c, err := chat.New(chat.WithBaseURL(p.SimURL+"/not/the/api"), chat.WithCredentials(chat.Credentials{APIKey: "k", SiteToken: "s"}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,42 +187,42 @@ func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newBarePipeline(t, withCredentials(map[string][]string{"k": {"s"}}))
 			keys := &keySet{def: chat.Credentials{APIKey: "k", SiteToken: "s"}}
-			p.executor.Keys = keys
+			p.Executor.Keys = keys
 			exec, breakIt := tt.broken(p, keys)
 			events := newProjectEvents()
-			cfg := p.cfg
+			cfg := p.Config
 			cfg.Projects, cfg.ProjectMetrics = exec, events
 			w := p.startWorker(exec, cfg)
 			if breakIt != nil {
-				eventually(t, 30*time.Second, func() bool { return w.NotReady() == "" }, "the worker never became ready")
+				workertest.Eventually(t, 30*time.Second, func() bool { return w.NotReady() == "" }, "the worker never became ready")
 				breakIt()
 			}
 
 			const n = 20
 			for i := range n {
-				p.publish(actions.Send{ChatID: fmt.Sprint("chat-", i%5), Content: "x"})
+				p.Publish(actions.Send{ChatID: fmt.Sprint("chat-", i%5), Content: "x"})
 			}
 			var why string
-			eventually(t, 30*time.Second, func() bool { why = w.NotReady(); return strings.Contains(why, "paused") },
+			workertest.Eventually(t, 30*time.Second, func() bool { why = w.NotReady(); return strings.Contains(why, "paused") },
 				"the worker never said the default project is paused")
 			if !strings.Contains(why, tt.cause) || strings.Contains(why, "api_key=") {
 				t.Errorf("not ready because %q; want the cause (%s), never the credentials", why, tt.cause)
 			}
 			// Paused: the commands wait in the stream (only the checks
 			// reach the API, one a second at first).
-			eventually(t, 30*time.Second, func() bool { return p.count("CHAT_COMMANDS") == n }, "commands left the stream while paused")
-			if got := p.count("CHAT_DLQ"); got != 0 {
+			workertest.Eventually(t, 30*time.Second, func() bool { return p.Count("CHAT_COMMANDS") == n }, "commands left the stream while paused")
+			if got := p.Count("CHAT_DLQ"); got != 0 {
 				t.Fatalf("%d dead letters while paused, want none", got)
 			}
 
 			if restart := tt.fix(keys); restart {
 				p.stopAll()
-				cfg.Projects = p.executor
-				w = p.startWorker(p.executor, cfg)
+				cfg.Projects = p.Executor
+				w = p.startWorker(p.Executor, cfg)
 			}
-			res := p.results(n)
-			p.settled()
-			if got := p.count("CHAT_DLQ"); got != 0 {
+			res := p.Results(n)
+			p.Settled()
+			if got := p.Count("CHAT_DLQ"); got != 0 {
 				t.Errorf("%d dead letters, want none", got)
 			}
 			for _, r := range res {
@@ -247,7 +230,7 @@ func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
 					t.Errorf("result %s: %s after %d attempts, want succeeded after 1 (a refused call spends nothing)", r.ID, r.Status, r.Attempts)
 				}
 			}
-			for key, k := range effectsByKey(p.sim) {
+			for key, k := range p.EffectsByKey() {
 				if k != 1 {
 					t.Errorf("command %s took effect %d times", key, k)
 				}
@@ -266,30 +249,30 @@ func TestMisconfigurationPausesInsteadOfDeadLettering(t *testing.T) {
 }
 
 // TestStoreOutageDeadLettersNothing: the idempotency store refuses writes
-// for longer than the old backstop's horizon (100 deliveries, at most 200
-// ms apart; here far less, at the test's retry pace), then comes back: no
-// dead letters, every command exactly once.
+// while each command is delivered many times (a limit on deliveries would
+// dead-letter them), then comes back: no dead letters, every command
+// exactly once.
 func TestStoreOutageDeadLettersNothing(t *testing.T) {
 	p := newBarePipeline(t)
-	store := &downStore{Store: p.store}
+	store := &downStore{Store: p.Store}
 	store.down.Store(true)
-	p.store = store
+	p.Store = store
 	restore := func() { store.down.Store(false) }
-	p.start(p.executor)
+	p.Start(p.Executor)
 	const n = 40
 	for i := range n {
-		p.publish(actions.Note{ChatID: fmt.Sprint("chat-", i), Content: "x"})
+		p.Publish(actions.Note{ChatID: fmt.Sprint("chat-", i), Content: "x"})
 	}
 	// The outage lasts 12 s, and until each command was delivered several
-	// times: the old backstop gave up after 100 deliveries at most 200 ms
-	// apart (here 1 ms, the test's retry pace), 10 to 20 s in the issue.
-	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
+	// times: long enough that a backstop counting deliveries (100, 1 ms
+	// apart at the test's retry pace) would have given up.
+	cons, err := p.JS.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	eventually(t, time.Minute, func() bool {
-		if p.count("CHAT_DLQ") != 0 {
+	workertest.Eventually(t, time.Minute, func() bool {
+		if p.Count("CHAT_DLQ") != 0 {
 			t.Fatal("a command was dead-lettered during the store's outage")
 		}
 		info, err := cons.Info(t.Context())
@@ -298,13 +281,13 @@ func TestStoreOutageDeadLettersNothing(t *testing.T) {
 	if info, err := cons.Info(t.Context()); err == nil {
 		t.Logf("%d deliveries of %d commands during the %v outage", info.Delivered.Consumer, n, time.Since(start).Round(time.Millisecond))
 	}
-	if got := p.sim.Stats().Requests; got != 0 {
+	if got := p.Sim.Stats().Requests; got != 0 {
 		t.Fatalf("%d API calls while no command could be claimed", got)
 	}
 	restore()
-	res := p.results(n)
-	p.settled()
-	if got := p.count("CHAT_DLQ"); got != 0 {
+	res := p.Results(n)
+	p.Settled()
+	if got := p.Count("CHAT_DLQ"); got != 0 {
 		t.Errorf("%d dead letters, want none", got)
 	}
 	ids := map[string]int{}
@@ -317,7 +300,7 @@ func TestStoreOutageDeadLettersNothing(t *testing.T) {
 	if len(ids) != n || len(res) != n {
 		t.Errorf("%d results for %d ids, want %d each once", len(res), len(ids), n)
 	}
-	for key, k := range effectsByKey(p.sim) {
+	for key, k := range p.EffectsByKey() {
 		if k != 1 {
 			t.Errorf("command %s took effect %d times", key, k)
 		}
@@ -345,29 +328,29 @@ func TestFloodedProjectDoesNotHoldUpAnother(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kb": {"sb"}}), withRateLimit(25, time.Second))
-			client, err := chat.New(chat.WithBaseURL(p.simURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
+			p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kb": {"sb"}}), workertest.WithRateLimit(25, time.Second))
+			client, err := chat.New(chat.WithBaseURL(p.SimURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			exec := &execute.Executor{Client: client, SiteToken: "sa", Projects: map[string]chat.Credentials{"sb": {APIKey: "kb", SiteToken: "sb"}}}
 			events := newProjectEvents()
-			cfg := p.cfg
+			cfg := p.Config
 			cfg.Projects, cfg.ProjectMetrics = exec, events
 			cfg.Topology.MaxAckPending = tt.maxAckPending
 			p.startWorker(exec, cfg)
 
 			for i := range nA {
-				p.publish(actions.Note{ChatID: fmt.Sprint("a-", i%50), Content: "x"})
+				p.Publish(actions.Note{ChatID: fmt.Sprint("a-", i%50), Content: "x"})
 			}
 			start := time.Now()
 			for i := range nB {
-				p.publish(actions.Note{ChatID: fmt.Sprint("b-", i), Content: "x", SiteToken: "sb"})
+				p.Publish(actions.Note{ChatID: fmt.Sprint("b-", i), Content: "x", SiteToken: "sb"})
 			}
 			var bDone, aDone int
-			eventually(t, 2*time.Minute, func() bool {
+			workertest.Eventually(t, 2*time.Minute, func() bool {
 				bDone, aDone = 0, 0
-				for _, e := range p.sim.Effects() {
+				for _, e := range p.Sim.Effects() {
 					if strings.HasPrefix(e.ChatID, "b-") {
 						bDone++
 					} else {
@@ -391,8 +374,8 @@ func TestFloodedProjectDoesNotHoldUpAnother(t *testing.T) {
 	}
 }
 
-func withCredentials(c map[string][]string) option {
-	return func(_ *pipeline, s *chatsim.Config) { s.Credentials = c }
+func withCredentials(c map[string][]string) workertest.Option {
+	return func(_ *workertest.Harness, s *chatsim.Config) { s.Credentials = c }
 }
 
 // stopAll stops the workers startWorker started.
@@ -410,23 +393,23 @@ func (p *pipeline) stopAll() {
 // project could ever book a call.
 func TestUnusedRateBookingIsGivenBack(t *testing.T) {
 	p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kb": {"sb"}}))
-	client, err := chat.New(chat.WithBaseURL(p.simURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
+	client, err := chat.New(chat.WithBaseURL(p.SimURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	exec := &execute.Executor{Client: client, SiteToken: "sa", Projects: map[string]chat.Credentials{"sb": {APIKey: "kb", SiteToken: "sb"}}}
-	cfg := p.cfg
+	cfg := p.Config
 	cfg.Projects = exec
 	p.startWorker(exec, cfg)
 
-	p.publish(actions.Export{ChatID: "b-export", SiteToken: "sb"}) // project sb's first command: its budget is unknown
-	if d := p.deadLetters(1)[0]; d.Error.Class != contract.ClassPermanent {
+	p.Publish(actions.Export{ChatID: "b-export", SiteToken: "sb"}) // project sb's first command: its budget is unknown
+	if d := p.DeadLetters(1)[0]; d.Error.Class != contract.ClassPermanent {
 		t.Fatalf("the export: %+v, want a permanent dead letter (no export target)", d.Error)
 	}
-	p.publish(actions.Note{ChatID: "b-note", Content: "x", SiteToken: "sb"})
+	p.Publish(actions.Note{ChatID: "b-note", Content: "x", SiteToken: "sb"})
 	var done int
-	eventually(t, 30*time.Second, func() bool {
-		done = len(p.sim.Effects())
+	workertest.Eventually(t, 30*time.Second, func() bool {
+		done = len(p.Sim.Effects())
 		return done == 1
 	}, "project sb's note was not made (%d effects): its key's probe call is still held", &done)
 }

@@ -15,15 +15,15 @@ import (
 // permanent dead letter that says how to configure one.
 func TestExportCommand(t *testing.T) {
 	p := newBarePipeline(t)
-	sink, err := export.OpenObjectStore(t.Context(), p.js, "TEST_EXPORTS", 1)
+	sink, err := export.OpenObjectStore(t.Context(), p.JS, "TEST_EXPORTS", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.executor.Exporter = &export.Exporter{Client: p.client, Sink: sink}
-	p.start(p.executor)
-	p.publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello"})
-	p.publish(actions.Export{ChatID: "email:jo@example.com"})
-	results := p.results(2)
+	p.Executor.Exporter = &export.Exporter{Client: p.Client, Sink: sink}
+	p.Start(p.Executor)
+	p.Publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello"})
+	p.Publish(actions.Export{ChatID: "email:jo@example.com"})
+	results := p.Results(2)
 	r := results[1]
 	if r.Type != contract.TypeExport || r.Status != contract.StatusSucceeded {
 		t.Fatalf("export result = %+v", r)
@@ -42,8 +42,8 @@ func TestExportCommand(t *testing.T) {
 
 func TestExportCommandWithoutTarget(t *testing.T) {
 	p := newPipeline(t)
-	p.publish(actions.Export{ChatID: "abc"})
-	d := p.deadLetters(1)[0]
+	p.Publish(actions.Export{ChatID: "abc"})
+	d := p.DeadLetters(1)[0]
 	if d.Error.Class != contract.ClassPermanent || !strings.Contains(d.Error.Message, "--export-bucket") {
 		t.Errorf("dead letter = %+v", d.Error)
 	}

@@ -31,10 +31,3 @@ func infraDelay(delivered uint64) time.Duration {
 	// long before 64 deliveries.
 	return backoff.Exponential{Initial: 2 * infraDelayMin, Max: infraDelayMax}.Equal(int(min(max(delivered, 1), 64)))
 }
-
-// errRateWait: a call would wait for its project's budget longer than is worth
-// a goroutine; no call was made, and the command goes back to the stream
-// for that long.
-type errRateWait struct{ delay time.Duration }
-
-func (r *errRateWait) Error() string { return "waiting for the project's rate budget" }

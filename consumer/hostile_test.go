@@ -58,14 +58,14 @@ func TestHostileMessages(t *testing.T) {
 
 	bySeq := map[uint64]msg{}
 	for _, m := range msgs {
-		ack, err := p.js.PublishMsg(t.Context(), &nats.Msg{Subject: m.subject, Data: m.data, Header: m.header})
+		ack, err := p.JS.PublishMsg(t.Context(), &nats.Msg{Subject: m.subject, Data: m.data, Header: m.header})
 		if err != nil {
 			t.Fatalf("%s: publish: %v", m.name, err)
 		}
 		bySeq[ack.Sequence] = m
 	}
 	// A message the worker could not dead-letter in full never gets in.
-	if _, err := p.js.Publish(t.Context(), "chat.commands.send.a", make([]byte, consumer.MaxCommandMsgSize+1)); err == nil {
+	if _, err := p.JS.Publish(t.Context(), "chat.commands.send.a", make([]byte, consumer.MaxCommandMsgSize+1)); err == nil {
 		t.Error("the commands stream accepted a message over MaxCommandMsgSize")
 	}
 
@@ -75,9 +75,9 @@ func TestHostileMessages(t *testing.T) {
 			wantResults++
 		}
 	}
-	p.settled()
-	results, dead := p.results(wantResults), p.deadLetters(len(msgs)-wantResults)
-	if n := p.count("CHAT_RESULTS") + p.count("CHAT_DLQ"); n != uint64(len(msgs)) {
+	p.Settled()
+	results, dead := p.Results(wantResults), p.DeadLetters(len(msgs)-wantResults)
+	if n := p.Count("CHAT_RESULTS") + p.Count("CHAT_DLQ"); n != uint64(len(msgs)) {
 		t.Errorf("%d records for %d messages", n, len(msgs))
 	}
 	for _, d := range dead {
@@ -98,7 +98,7 @@ func TestHostileMessages(t *testing.T) {
 			t.Errorf("result %+v", r)
 		}
 	}
-	effects := p.sim.Effects()
+	effects := p.Sim.Effects()
 	seen := map[string]bool{}
 	for _, e := range effects {
 		if e.Path != "/chat/v1/chats/"+url.PathEscape(e.ChatID)+"/messages" {

@@ -22,8 +22,8 @@ func (m *stuckMsg) InProgress() error {
 }
 
 // Telling JetStream about queued commands must not hold the lock that every
-// dispatch takes: keepQueuedAlive called InProgress for each queued message
-// while holding it.
+// dispatch takes: a slow InProgress on one queued message must not hold up
+// the dispatch of another chat's command.
 func TestQueuedKeepAliveHoldsNoLockWhileItTalksToJetStream(t *testing.T) {
 	w, err := New(nil, nil, nil, nil, Config{})
 	if err != nil {
@@ -36,7 +36,7 @@ func TestQueuedKeepAliveHoldsNoLockWhileItTalksToJetStream(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.keepQueuedAliveOnce(nil)
+		w.order.keepQueuedAliveOnce(nil)
 	}()
 	<-stuck.entered // InProgress under way, and stuck
 	added := make(chan struct{})

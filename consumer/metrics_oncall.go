@@ -6,13 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of a command, the values of chatworker_command_latency_seconds'
-// outcome label.
-const (
-	OutcomeResult     = "result"
-	OutcomeDeadLetter = "dead_letter"
-)
-
 // OnCallMetrics are the metrics the shipped alerts and dashboard are built on
 // (deploy/k8s/components/monitoring). Their names are part of what operators
 // depend on: renaming one breaks the alerts, and the test beside the rules

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/internal/backoff"
@@ -265,10 +266,10 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		if w.Draining() {
 			w.lanes.forget(l)
 			if a != nil {
-				w.release(ctx, a.claim)
+				w.exec.releaseAhead(ctx, a.claim)
 				endOutcome(a.span, outcomeHandedBack)
 			}
-			w.handBack(q.msg, 0, nil)
+			w.done.handBack(q.msg, 0, nil)
 			continue
 		}
 		if q.meta == nil {
@@ -276,35 +277,11 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			w.handle(ctx, q.msg, nil) // dead-letters or hands back; no order to keep
 			continue
 		}
-		var (
-			cmdCtx context.Context
-			span   trace.Span
-			head   bool
-			claim  *claimed
-		)
-		switch {
-		case a == nil:
-			// The delivery's span starts here, so that it holds the order check.
-			cmdCtx, span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
-			head = w.checkHead(cmdCtx, l.token, state, q)
-		case a.q.msg != q.msg:
-			// An older command of the chat arrived in the lane after a was
-			// made ready; a is still queued, behind it.
-			w.release(ctx, a.claim)
-			endOutcome(a.span, outcomeRequeued)
-			cmdCtx, span = w.startCommand(ctx, q.msg.Subject(), q.msg.Headers())
-			head = w.checkHead(cmdCtx, l.token, state, q)
-		case a.stale:
-			w.release(ctx, a.claim)
-			cmdCtx, span = a.ctx, a.span
-			head = w.checkHead(cmdCtx, l.token, state, q)
-		default:
-			cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
-		}
+		cmdCtx, span, head, claim := w.takeUp(ctx, l, state, q, a)
 		if !head {
 			// An earlier command of this chat is still in the stream: wait
 			// in place for it to leave (wait.go).
-			switch w.waitForHead(cmdCtx, l, state, q) {
+			switch w.order.waitForHead(cmdCtx, l, state, q) {
 			case becameHead:
 				head = true
 			case olderArrived:
@@ -318,9 +295,9 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 			// everything behind it go back to the stream.
 			w.m.orderWait()
 			delay := orderDelay(q.meta.NumDelivered)
-			w.handBack(q.msg, delay, nil)
+			w.done.handBack(q.msg, delay, nil)
 			for _, m := range w.lanes.takeAll(l) {
-				w.handBack(m, delay, nil)
+				w.done.handBack(m, delay, nil)
 			}
 			endOutcome(span, outcomeWaiting)
 			continue
@@ -337,19 +314,75 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 	}
 }
 
+// takeUp starts the delivery of q, its lane's oldest command: its span, and
+// whether it is its chat's head. a is q's chat's next command as made
+// ready while the one before it was stored (nil if none): when it is still
+// q and still right, its span, check and claim are q's; otherwise its
+// claim is released and q is checked afresh.
+func (w *Worker) takeUp(ctx context.Context, l *lane, state chatState, q queued, a *ahead) (cmdCtx context.Context, span trace.Span, head bool, claim *claimed) {
+	switch {
+	case a == nil:
+		// The delivery's span starts here, so that it holds the order check.
+		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	case a.q.msg != q.msg:
+		// An older command of the chat arrived in the lane after a was
+		// made ready; a is still queued, behind it.
+		w.exec.releaseAhead(ctx, a.claim)
+		endOutcome(a.span, outcomeRequeued)
+		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	case a.stale:
+		w.exec.releaseAhead(ctx, a.claim)
+		cmdCtx, span = a.ctx, a.span
+		head = w.order.checkHead(cmdCtx, l.token, state, q)
+	default:
+		cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
+	}
+	return cmdCtx, span, head, claim
+}
+
+// orderer answers whether a command is its chat's head (see "Per-chat
+// order" above), waits in place for it to become the head (wait.go), and
+// keeps the commands waiting in lanes alive.
+type orderer struct {
+	js       jetstream.JetStream
+	topo     Topology
+	lanes    *lanes
+	commands jetstream.Stream // set by open
+	m        *Metrics
+	log      *zap.Logger
+	tr       tracer
+	// waitMax bounds a lane's wait in place for its command to become its
+	// chat's head; waiting counts the lanes waiting, at most concurrency.
+	waitMax     time.Duration
+	waiting     atomic.Int64
+	concurrency int
+	stopping    <-chan struct{} // closed when the worker begins to drain
+}
+
+// open finds the commands stream that the checks read.
+func (o *orderer) open(ctx context.Context) error {
+	var err error
+	if o.commands, err = o.js.Stream(ctx, o.topo.CommandsStream); err != nil {
+		return fmt.Errorf("stream %s: %w", o.topo.CommandsStream, err)
+	}
+	return nil
+}
+
 // checkHead reports whether q is its chat's head, by the lane's proof or by
 // asking the stream (searching from after state.settled); it says no when
 // it cannot tell.
-func (w *Worker) checkHead(ctx context.Context, token string, state chatState, q queued) bool {
+func (o *orderer) checkHead(ctx context.Context, token string, state chatState, q queued) bool {
 	head := state.proof.covers(q)
-	w.m.orderCheck(head)
+	o.m.orderCheck(head)
 	if head {
 		return true
 	}
-	checkCtx, check := w.start(ctx, "order check", trace.SpanKindInternal)
-	head, err := w.isHead(checkCtx, token, state.settled+1, q.meta.Sequence.Stream)
+	checkCtx, check := o.tr.start(ctx, "order check", trace.SpanKindInternal)
+	head, err := o.isHead(checkCtx, token, state.settled+1, q.meta.Sequence.Stream)
 	if err != nil {
-		w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", token), zap.Error(err))
+		o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", token), zap.Error(err))
 	}
 	if check.IsRecording() {
 		check.SetAttributes(attribute.Bool("chatworker.order.head", head))
@@ -366,25 +399,25 @@ func (w *Worker) checkHead(ctx context.Context, token string, state chatState, q
 // acknowledgement is committed, so when it finds this command, or an older
 // one, its answer is exact. A replica that finds neither has not stored
 // this command yet (it lags the leader), and would miss an older one too:
-// then the stream leader answers. (The system test on a three-node cluster
-// caught a version that trusted any replica.)
-func (w *Worker) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
+// then the stream leader answers (test/system checks per-chat order on a
+// three-node cluster).
+func (o *orderer) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	filter := w.cfg.Topology.Subjects.ChatCommandsFilter(token)
-	first, err := w.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+	filter := o.topo.Subjects.ChatCommandsFilter(token)
+	first, err := o.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
 	switch {
 	case err == nil && first.Sequence <= seq:
 		return first.Sequence == seq, nil
 	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
 		return false, err
 	}
-	return w.leaderIsHead(ctx, filter, from, seq)
+	return o.leaderIsHead(ctx, filter, from, seq)
 }
 
 // leaderIsHead is isHead asked of the stream leader, through the JetStream
 // API's message get (nats.go would use a direct get on this stream).
-func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint64) (bool, error) {
+func (o *orderer) leaderIsHead(ctx context.Context, filter string, from, seq uint64) (bool, error) {
 	req, err := json.Marshal(struct {
 		Seq        uint64 `json:"seq"`
 		NextBySubj string `json:"next_by_subj"`
@@ -392,7 +425,7 @@ func (w *Worker) leaderIsHead(ctx context.Context, filter string, from, seq uint
 	if err != nil {
 		return false, err
 	}
-	resp, err := w.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+w.cfg.Topology.CommandsStream, req)
+	resp, err := o.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+o.topo.CommandsStream, req)
 	if err != nil {
 		return false, fmt.Errorf("ask the stream leader: %w", err)
 	}
@@ -426,9 +459,10 @@ func orderDelay(delivered uint64) time.Duration {
 }
 
 // keepQueuedAlive tells JetStream that commands waiting in lanes are being
-// worked on, so they are not redelivered to another worker meanwhile.
-func (w *Worker) keepQueuedAlive(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Topology.AckWait / 3)
+// worked on, so they are not redelivered to another worker meanwhile, until
+// ctx is done.
+func (o *orderer) keepQueuedAlive(ctx context.Context) {
+	t := time.NewTicker(o.topo.AckWait / 3)
 	defer t.Stop()
 	var msgs []jetstream.Msg
 	for {
@@ -436,15 +470,15 @@ func (w *Worker) keepQueuedAlive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			msgs = w.keepQueuedAliveOnce(msgs[:0])
+			msgs = o.keepQueuedAliveOnce(msgs[:0])
 		}
 	}
 }
 
 // keepQueuedAliveOnce tells JetStream once about every queued command; buf
 // is reused between rounds.
-func (w *Worker) keepQueuedAliveOnce(buf []jetstream.Msg) []jetstream.Msg {
-	buf = w.lanes.queuedMsgs(buf)
+func (o *orderer) keepQueuedAliveOnce(buf []jetstream.Msg) []jetstream.Msg {
+	buf = o.lanes.queuedMsgs(buf)
 	for i, m := range buf {
 		_ = m.InProgress()
 		buf[i] = nil

@@ -110,7 +110,7 @@ func TestOrderNextCommandClaimedWhileTheOneBeforeIsStored(t *testing.T) {
 	if r.w, err = New(r.js, r.cons, r.exec, store, r.w.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if r.w.commands, err = r.js.Stream(t.Context(), r.w.cfg.Topology.CommandsStream); err != nil {
+	if err = r.w.order.open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	r.queueAll(r.deliver(), r.deliver(), r.deliver(), r.deliver())
@@ -122,7 +122,7 @@ func TestOrderNextCommandClaimedWhileTheOneBeforeIsStored(t *testing.T) {
 	// moment to remove its command.
 	var left uint64
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		s, err := r.w.commands.Info(t.Context())
+		s, err := r.w.order.commands.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestOrderClaimAheadDroppedWhenTheOneBeforeIsNotStored(t *testing.T) {
 	if waits := testutil.ToFloat64(r.w.m.orderWaits); waits != 1 {
 		t.Errorf("order waits %v, want 1: command 2 must wait for 1, handed back", waits)
 	}
-	rec, err := r.w.store.(*idempotency.KV).Lookup(t.Context(), ids[1])
+	rec, err := r.store.Lookup(t.Context(), ids[1])
 	switch {
 	case errors.Is(err, idempotency.ErrNotFound):
 		t.Fatal("command 2 was not claimed ahead")

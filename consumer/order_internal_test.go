@@ -42,7 +42,7 @@ func TestLeaderIsHead(t *testing.T) {
 		{"c", 1, 99, true}, // nothing at all: the command aged out
 	}
 	for _, tt := range tests {
-		head, err := w.leaderIsHead(t.Context(), s.ChatCommandsFilter(tt.chat), tt.from, tt.seq)
+		head, err := w.order.leaderIsHead(t.Context(), s.ChatCommandsFilter(tt.chat), tt.from, tt.seq)
 		if err != nil || head != tt.head {
 			t.Errorf("leaderIsHead(%s, from %d, seq %d) = %v, %v; want %v", tt.chat, tt.from, tt.seq, head, err, tt.head)
 		}

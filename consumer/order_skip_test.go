@@ -62,12 +62,13 @@ func TestDeliveryRuns(t *testing.T) {
 // fetch (one consumer sequence) per command, so it decides which deliveries
 // the worker sees and which another worker (the test) holds.
 type orderRig struct {
-	t    *testing.T
-	js   jetstream.JetStream
-	cons jetstream.Consumer
-	w    *Worker
-	reg  *prometheus.Registry
-	exec *recordingExecutor
+	t     *testing.T
+	js    jetstream.JetStream
+	cons  jetstream.Consumer
+	w     *Worker
+	reg   *prometheus.Registry
+	exec  *recordingExecutor
+	store *idempotency.KV // the worker's store
 }
 
 type recordingExecutor struct {
@@ -106,20 +107,20 @@ func newOrderRig(t *testing.T, contents ...string) *orderRig {
 		t.Fatal(err)
 	}
 	r := &orderRig{t: t, js: js, cons: cons, reg: prometheus.NewRegistry(),
-		exec: &recordingExecutor{fails: map[string]bool{}}}
+		exec: &recordingExecutor{fails: map[string]bool{}}, store: store}
 	r.w, err = New(js, cons, r.exec, store, Config{Metrics: NewMetrics(r.reg),
 		// A failed attempt goes back to the stream at once.
 		Retry: RetryPolicy{InitialInterval: time.Minute, MaxInterval: time.Minute, InProcessMax: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.w.commands, err = js.Stream(t.Context(), r.w.cfg.Topology.CommandsStream); err != nil {
+	if err = r.w.order.open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	// A command held elsewhere here is held until the test says: waiting
 	// for it in place would only make the test slower (order_wait_test.go
 	// tests the wait).
-	r.w.orderWaitMax = 50 * time.Millisecond
+	r.w.order.waitMax = 50 * time.Millisecond
 	for _, c := range contents {
 		r.publish(c)
 	}

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -20,23 +22,23 @@ import (
 // must still be in publish order, each exactly once.
 func TestPerChatOrderAcrossWorkersWithRetries(t *testing.T) {
 	p := newBarePipeline(t,
-		withFaults(chatsim.Faults{ErrorRate: 0.2, DropRate: 0.05, LatencyJitter: 2 * time.Millisecond}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 50, InitialInterval: 2 * time.Millisecond, MaxInterval: 30 * time.Millisecond, InProcessMax: 10 * time.Millisecond}))
+		workertest.WithFaults(chatsim.Faults{ErrorRate: 0.2, DropRate: 0.05, LatencyJitter: 2 * time.Millisecond}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 50, InitialInterval: 2 * time.Millisecond, MaxInterval: 30 * time.Millisecond, InProcessMax: 10 * time.Millisecond}))
 	for range 3 {
-		p.start(p.executor)
+		p.Start(p.Executor)
 	}
 	const chats, perChat = 12, 15
 	for i := range perChat {
 		for c := range chats {
-			p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
+			p.Publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
 		}
 	}
-	p.results(chats * perChat)
-	p.settled()
+	p.Results(chats * perChat)
+	p.Settled()
 
 	next := map[string]int{}
 	seen := map[string]bool{}
-	for _, e := range p.sim.Effects() {
+	for _, e := range p.Sim.Effects() {
 		if seen[e.IdempotencyKey] {
 			t.Errorf("command %s took effect twice", e.IdempotencyKey)
 		}
@@ -57,25 +59,25 @@ func TestPerChatOrderAcrossWorkersWithRetries(t *testing.T) {
 // block the commands of its chat behind it.
 func TestDeadLetterReleasesItsChat(t *testing.T) {
 	p := newPipeline(t)
-	p.publishRaw("chat.commands.send.abc", "bad", []byte(`{"id":"bad","type":"send","chat_id":"abc"}`))
-	p.publish(actions.Send{ChatID: "abc", Content: "after the bad one"})
-	p.deadLetters(1)
-	r := p.results(1)[0]
+	p.PublishRaw("chat.commands.send.abc", "bad", []byte(`{"id":"bad","type":"send","chat_id":"abc"}`))
+	p.Publish(actions.Send{ChatID: "abc", Content: "after the bad one"})
+	p.DeadLetters(1)
+	r := p.Results(1)[0]
 	if r.Status != contract.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
-	p.settled()
+	p.Settled()
 }
 
 // TestRetryHoldsBackItsChatOnly: while one chat's first command waits for
 // its retry, the chat's next command waits too, and other chats proceed.
 func TestRetryHoldsBackItsChatOnly(t *testing.T) {
-	p := newBarePipeline(t, withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: 300 * time.Millisecond, InProcessMax: time.Millisecond}))
-	p.start(&failFirst{next: p.executor, chat: "slow"})
-	first := p.publish(actions.Send{ChatID: "slow", Content: "1"})
-	second := p.publish(actions.Send{ChatID: "slow", Content: "2"})
-	other := p.publish(actions.Send{ChatID: "fast", Content: "x"})
-	results := p.results(3)
+	p := newBarePipeline(t, workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: 300 * time.Millisecond, InProcessMax: time.Millisecond}))
+	p.Start(&failFirst{next: p.Executor, chat: "slow"})
+	first := p.Publish(actions.Send{ChatID: "slow", Content: "1"})
+	second := p.Publish(actions.Send{ChatID: "slow", Content: "2"})
+	other := p.Publish(actions.Send{ChatID: "fast", Content: "x"})
+	results := p.Results(3)
 	var order []string
 	for _, r := range results {
 		order = append(order, r.ID)
@@ -92,37 +94,37 @@ func TestRetryHoldsBackItsChatOnly(t *testing.T) {
 // the lone worker's proofs. Every chat's effects must be in publish order,
 // each exactly once, across the change.
 func TestPerChatOrderWhenWorkersJoin(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{LatencyJitter: time.Millisecond}))
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{LatencyJitter: time.Millisecond}))
 	reg := prometheus.NewRegistry()
-	p.cfg.Metrics = consumer.NewMetrics(reg)
-	p.start(p.executor)
+	p.Config.Metrics = consumer.NewMetrics(reg)
+	p.Start(p.Executor)
 	const chats, perChat = 20, 30
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
 			for c := range chats {
-				p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
+				p.Publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", c), Content: strconv.Itoa(i)})
 			}
 		}
 	}
 	publish(0, perChat/3)
-	p.results(chats * perChat / 3)
+	p.Results(chats * perChat / 3)
 	if skipped := orderChecks(t, reg, "skipped"); skipped == 0 {
 		t.Errorf("the lone worker skipped no order check")
 	}
-	p.start(p.executor)
-	p.start(p.executor)
+	p.Start(p.Executor)
+	p.Start(p.Executor)
 	publish(perChat/3, perChat)
-	p.results(chats * perChat)
-	p.settled()
+	p.Results(chats * perChat)
+	p.Settled()
 
 	next := map[string]int{}
-	for _, e := range p.sim.Effects() {
+	for _, e := range p.Sim.Effects() {
 		if want := strconv.Itoa(next[e.ChatID]); e.Content != want {
 			t.Errorf("chat %s: effect %q arrived when %q was next", e.ChatID, e.Content, want)
 		}
 		next[e.ChatID]++
 	}
-	if n := len(p.sim.Effects()); n != chats*perChat {
+	if n := len(p.Sim.Effects()); n != chats*perChat {
 		t.Errorf("%d effects, want %d", n, chats*perChat)
 	}
 	t.Logf("order checks: %v asked, %v skipped", orderChecks(t, reg, "asked"), orderChecks(t, reg, "skipped"))

@@ -49,7 +49,7 @@ func (r *orderRig) runAsync(done chan struct{}) func(func()) bool {
 // one that waited.
 func TestOrderWaitEndsWhenAnOlderCommandArrives(t *testing.T) {
 	r := newOrderRig(t, "1", "2")
-	r.w.orderWaitMax = time.Minute
+	r.w.order.waitMax = time.Minute
 	second, again := r.redeliveredAfterTheNext()
 	done := make(chan struct{})
 	r.w.dispatch(t.Context(), second, r.runAsync(done))
@@ -71,7 +71,7 @@ func TestOrderWaitEndsWhenAnOlderCommandArrives(t *testing.T) {
 // A drain ends a wait in place at once: the command goes back to the stream.
 func TestOrderWaitEndsWhenDraining(t *testing.T) {
 	r := newOrderRig(t, "1", "2")
-	r.w.orderWaitMax = time.Minute
+	r.w.order.waitMax = time.Minute
 	held, second := r.deliver(), r.deliver()
 	done := make(chan struct{})
 	r.w.dispatch(t.Context(), second, r.runAsync(done))

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
@@ -36,39 +38,39 @@ func (b *byWorker) Execute(ctx context.Context, cmd actions.Command) (contract.O
 // for order's sake, and the effects are in publish order, each once. (Handed back, each would come back after a delay, often to the
 // other worker, and bounce again.)
 func TestOrderWaitsInPlaceAcrossWorkers(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{Latency: 20 * time.Millisecond}))
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{Latency: 20 * time.Millisecond}))
 	var mu sync.Mutex
 	ran := map[string]string{}
 	var regs []*prometheus.Registry
 	for _, name := range []string{"a", "b"} {
 		reg := prometheus.NewRegistry()
 		regs = append(regs, reg)
-		p.cfg.Metrics = consumer.NewMetrics(reg)
-		p.start(&byWorker{next: p.executor, name: name, mu: &mu, ran: ran})
+		p.Config.Metrics = consumer.NewMetrics(reg)
+		p.Start(&byWorker{next: p.Executor, name: name, mu: &mu, ran: ran})
 	}
 	// Both workers have a pull request waiting before anything is
 	// published, so the server hands the commands to both in turn.
-	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
+	cons, err := p.JS.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	workertest.Eventually(t, 10*time.Second, func() bool {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumWaiting >= 2
 	}, "two workers pulling")
 	const n = 20
 	for i := range n {
-		p.publish(actions.Send{ChatID: "x", Content: strconv.Itoa(i)})
+		p.Publish(actions.Send{ChatID: "x", Content: strconv.Itoa(i)})
 	}
-	results := p.results(n)
-	p.settled()
+	results := p.Results(n)
+	p.Settled()
 
-	for i, e := range p.sim.Effects() {
+	for i, e := range p.Sim.Effects() {
 		if e.Content != strconv.Itoa(i) {
 			t.Fatalf("effect %d is %q: the chat's commands ran out of order", i, e.Content)
 		}
 	}
-	if got := len(p.sim.Effects()); got != n {
+	if got := len(p.Sim.Effects()); got != n {
 		t.Errorf("%d effects, want %d", got, n)
 	}
 	counts := map[string]int{}

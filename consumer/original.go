@@ -31,11 +31,11 @@ const maxOriginalScan = 1000
 // repeatResult builds the result for d, whose id succeeded as rec says.
 // When the response cannot be recovered (the original result is no longer
 // stored), the result says null and carries the record's digest.
-func (w *Worker) repeatResult(ctx context.Context, d *delivery, rec idempotency.Record, seq uint64) *actions.Result {
+func (rs *records) repeatResult(ctx context.Context, d *delivery, rec idempotency.Record, seq uint64) *actions.Result {
 	out := contract.Outcome{APIStatus: rec.APIStatus, Response: rec.Response}
 	missing := ""
 	if len(out.Response) == 0 && rec.Digest != "" && rec.Digest != nullDigest {
-		orig, err := w.originalResult(ctx, d, rec)
+		orig, err := rs.originalResult(ctx, d, rec)
 		switch {
 		case err != nil:
 			d.log.Warn("reading the original result failed: the result carries the response's digest", zap.Error(err))
@@ -47,7 +47,7 @@ func (w *Worker) repeatResult(ctx context.Context, d *delivery, rec idempotency.
 			out.Response = orig.Response
 		}
 	}
-	res := w.result(d, resultStatus(rec, seq), rec.Attempts, out)
+	res := rs.result(d, resultStatus(rec, seq), rec.Attempts, out)
 	res.ResponseDigest = missing
 	return res
 }
@@ -59,18 +59,18 @@ var nullDigest, _ = contract.ResponseDigest(nil)
 // for d's command, or returns nil when the results stream no longer has it.
 // It uses direct gets (the results stream allows them), one message at a
 // time and only on the command's own result subject.
-func (w *Worker) originalResult(ctx context.Context, d *delivery, rec idempotency.Record) (*actions.Result, error) {
+func (rs *records) originalResult(ctx context.Context, d *delivery, rec idempotency.Record) (*actions.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	stream := w.cfg.Topology.ResultsStream
-	subject := w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	stream := rs.topo.ResultsStream
+	subject := rs.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID)
 	msgID := actions.RecordID(d.cmd.ID, rec.Sequence)
 	// The result is stored while the record completes; a minute's margin
 	// covers stream leaders whose clocks disagree.
 	since := rec.CompletedAt.Add(-time.Minute)
 	req := map[string]any{"next_by_subj": subject, "start_time": since}
 	for range maxOriginalScan {
-		m, seq, err := directGet(ctx, w.js.Conn(), stream, req)
+		m, seq, err := directGet(ctx, rs.js.Conn(), stream, req)
 		if err != nil || m == nil {
 			return nil, err
 		}

@@ -78,10 +78,15 @@ type projectGate struct {
 	metrics ProjectMetrics
 	now     func() time.Time
 
+	// holdFor is how long past its booked time a command handed back to
+	// wait for its budget keeps its booking (AckWait).
+	holdFor time.Duration
+
 	mu     sync.Mutex
 	paused map[string]*projectState
-	probes sync.WaitGroup
+	probes sync.WaitGroup  // the probes and the sweeper
 	ctx    context.Context // probes stop with it
+	stop   context.CancelFunc
 	// held are the bookings of commands handed back to wait for their
 	// budget, by stream sequence, for when they are delivered again. One
 	// delivered to another worker leaves its booking here until it expires.
@@ -96,14 +101,37 @@ type heldReservation struct {
 	expires time.Time
 }
 
-func newProjectGate(src Projects, def string, log *zap.Logger, m ProjectMetrics) *projectGate {
-	g := &projectGate{src: src, def: def, log: log, metrics: m, now: time.Now, paused: map[string]*projectState{},
+func newProjectGate(src Projects, def string, log *zap.Logger, m ProjectMetrics, holdFor time.Duration) *projectGate {
+	g := &projectGate{src: src, def: def, log: log, metrics: m, now: time.Now, holdFor: holdFor, paused: map[string]*projectState{},
 		held: map[uint64]heldReservation{}, ctx: context.Background(), checked: make(chan struct{})}
 	if m != nil {
 		m.SetProjectPaused(g.label(def), false) // the series exists before any pause
 	}
 	return g
 }
+
+// Start checks the default project once, then sweeps stale bookings until
+// Stop; a pause's probe runs until Stop too. The gate outlives ctx's
+// cancellation, which starts a drain, not the end.
+func (g *projectGate) Start(ctx context.Context) {
+	g.ctx, g.stop = context.WithCancel(context.WithoutCancel(ctx))
+	// One cheap read before the first command: a refused key pauses the
+	// default project (and /readyz says so) rather than every command
+	// finding out.
+	g.checkDefault()
+	g.probes.Go(func() { g.sweepEvery(g.ctx, g.holdFor) })
+}
+
+// Stop ends the probes and the sweeper, and waits for them.
+func (g *projectGate) Stop() {
+	if g.stop != nil {
+		g.stop()
+	}
+	g.probes.Wait()
+}
+
+// project names cmd's project, when the gate knows it.
+func (g *projectGate) project(cmd actions.Command) (string, bool) { return g.src.Project(cmd) }
 
 // pausedFor reports whether project is paused and, if so, how long its
 // commands should stay away: until just after the next check, spread so
@@ -268,35 +296,35 @@ func (g *projectGate) sweepEvery(ctx context.Context, every time.Duration) {
 	}
 }
 
-// budget waits for the project's rate budget, outside any API call slot.
-// It returns the reservation to call with, or, when the wait would be
-// longer than is worth a goroutine, how long to hand the command back for
-// (the booking is then held for its return).
-func (w *Worker) budget(ctx context.Context, d *delivery) (*chat.Reservation, time.Duration, error) {
-	g := w.projects
+// budget waits for the project's rate budget for the command at the stream
+// sequence seq, outside any API call slot. It returns the reservation to
+// call with, or, when the wait would be longer than is worth a goroutine, a
+// *rateWaitError saying how long to hand the command back for (the booking
+// is then held for its return); errStopping when ctx ends first.
+func (g *projectGate) budget(ctx context.Context, project string, seq uint64) (*chat.Reservation, error) {
 	for {
-		r := g.reservation(d.project, d.meta.Sequence.Stream)
+		r := g.reservation(project, seq)
 		wait := r.Delay()
 		if wait > rateWaitInProcess {
 			if r.Booked() {
-				g.hold(d.meta.Sequence.Stream, r, w.cfg.Topology.AckWait)
+				g.hold(seq, r, g.holdFor)
 			}
-			g.observeWait(d.project, wait)
-			return nil, wait, nil
+			g.observeWait(project, wait)
+			return nil, &rateWaitError{delay: wait}
 		}
 		if wait > 0 {
-			g.observeWait(d.project, wait)
+			g.observeWait(project, wait)
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
 				r.Cancel()
-				return nil, 0, ctx.Err()
+				return nil, errStopping
 			}
 		}
 		if r.Booked() {
-			return r, 0, nil
+			return r, nil
 		}
 		// The budget was being learned: ask again.
 	}

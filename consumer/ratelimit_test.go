@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 )
 
@@ -14,16 +16,16 @@ import (
 // responses, so the API answers 429 to under 1% of the calls, and every
 // command still succeeds.
 func TestBurstStaysUnderTheAPIRateLimit(t *testing.T) {
-	p := newBarePipeline(t, withRateLimit(200, time.Second))
-	p.cfg.Concurrency = 64
+	p := newBarePipeline(t, workertest.WithRateLimit(200, time.Second))
+	p.Config.Concurrency = 64
 	const n = 800
 	for i := range n {
-		p.publish(actions.Note{ChatID: fmt.Sprint("chat-", i%200), Content: "x"})
+		p.Publish(actions.Note{ChatID: fmt.Sprint("chat-", i%200), Content: "x"})
 	}
-	p.start(p.executor)
-	p.results(n)
-	p.settled()
-	st := p.sim.Stats()
+	p.Start(p.Executor)
+	p.Results(n)
+	p.Settled()
+	st := p.Sim.Stats()
 	frac := float64(st.RateLimited) / float64(st.Requests)
 	t.Logf("%d calls for %d commands, %d answered 429 (%.2f%%)", st.Requests, n, st.RateLimited, 100*frac)
 	if frac >= 0.01 {

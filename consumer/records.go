@@ -4,27 +4,37 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"time"
 	"unicode/utf8"
 
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 
 	"github.com/chatworker/worker/actions"
-	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The records the worker publishes about a command: its result and its
-// dead letter, built here for every path (the backstop included).
+// records builds the records the worker publishes about a command, its
+// result and its dead letter, for every path (the rescuer included), and
+// finds the original result of a command that succeeded before
+// (original.go).
+type records struct {
+	js   jetstream.JetStream
+	topo Topology
+	name string // the worker's, in dead letters
+	now  func() time.Time
+}
 
-func (w *Worker) result(d *delivery, status string, attempts int, out contract.Outcome) *actions.Result {
+func (rs *records) result(d *delivery, status string, attempts int, out contract.Outcome) *actions.Result {
 	resp := out.Response
 	if len(resp) == 0 {
 		resp = json.RawMessage("null")
 	}
 	return &actions.Result{
 		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
-		APIStatus: out.APIStatus, Response: resp, CompletedAt: w.now().UTC(), Metadata: d.cmd.Metadata,
+		APIStatus: out.APIStatus, Response: resp, CompletedAt: rs.now().UTC(), Metadata: d.cmd.Metadata,
 		Traceparent: d.traceparent,
 	}
 }
@@ -42,15 +52,15 @@ func resultStatus(rec idempotency.Record, seq uint64) string {
 
 // deadLetter builds the dead letter of class for the command in d. rec, when
 // known, carries the attempts made; err says why.
-func (w *Worker) deadLetter(d *delivery, rec *idempotency.Record, class actions.Class, err error) *actions.DeadLetter {
+func (rs *records) deadLetter(d *delivery, rec *idempotency.Record, class actions.Class, err error) *actions.DeadLetter {
 	dl := &actions.DeadLetter{
 		Subject:     d.subject,
 		Headers:     deadLetterHeaders(d.headers),
 		Error:       actions.ErrorInfo{Class: class, Message: err.Error()},
-		Worker:      w.cfg.Name,
+		Worker:      rs.name,
 		Stream:      d.meta.Stream,
 		Sequence:    d.meta.Sequence.Stream,
-		DeadAt:      w.now().UTC(),
+		DeadAt:      rs.now().UTC(),
 		Traceparent: d.traceparent,
 	}
 	var apiErr *chat.APIError

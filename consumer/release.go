@@ -24,34 +24,53 @@ import (
 // id is taken over (the release then fails with ErrLeaseLost, and
 // whoever took it over decides), or the worker stops.
 
-// releases are the background retries of refused releases; they live as
-// long as Run.
-type releases struct {
-	ctx context.Context // set by Run; nil before
-	wg  sync.WaitGroup
+// releaser releases claims, and tries refused releases again in the
+// background between Start and Stop.
+type releaser struct {
+	store idempotency.Store
+	log   *zap.Logger
+
+	ctx  context.Context // set by Start; nil before
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 // releaseBackoff paces the retries of a refused release.
 var releaseBackoff = backoff.Exponential{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
-// releaseClaim drops claim's lease after a failure.
-func (w *Worker) releaseClaim(ctx context.Context, claim *idempotency.Claim) {
-	err := w.store.Release(context.WithoutCancel(ctx), claim)
+// Start lets refused releases be tried again until Stop; the retries
+// outlive ctx's cancellation, which starts a drain, not the end.
+func (r *releaser) Start(ctx context.Context) {
+	r.ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
+}
+
+// Stop ends the retries and waits for them: the leases left free their ids
+// when they end.
+func (r *releaser) Stop() {
+	if r.stop != nil {
+		r.stop()
+	}
+	r.wg.Wait()
+}
+
+// release drops claim's lease after a failure.
+func (r *releaser) release(ctx context.Context, claim *idempotency.Claim) {
+	err := r.store.Release(context.WithoutCancel(ctx), claim)
 	if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
 		return
 	}
-	log := w.log.With(zap.String("id", claim.ID))
-	if w.releases.ctx == nil {
+	log := r.log.With(zap.String("id", claim.ID))
+	if r.ctx == nil {
 		log.Warn("releasing the claim failed; it frees itself when its lease ends", zap.Error(err))
 		return
 	}
 	log.Warn("releasing the claim failed: trying again in the background", zap.Error(err))
-	w.releases.wg.Go(func() {
+	r.wg.Go(func() {
 		for i := 1; ; i++ {
-			if !sleepCtx(w.releases.ctx, releaseBackoff.Equal(i)) {
+			if !sleepCtx(r.ctx, releaseBackoff.Equal(i)) {
 				return // stopping: the lease frees the id when it ends
 			}
-			err := w.store.Release(w.releases.ctx, claim)
+			err := r.store.Release(r.ctx, claim)
 			if err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
 				log.Info("released the claim", zap.Int("tries", i+1))
 				return

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
@@ -49,20 +51,20 @@ func (e *downAfterFirstCall) Execute(ctx context.Context, cmd actions.Command) (
 // wrong (as exhausted, "workers took this command and neither finished nor
 // released it").
 func TestRefusedReleaseIsTriedAgain(t *testing.T) {
-	p := newBarePipeline(t, withRetry(consumer.RetryPolicy{MaxAttempts: 5, InitialInterval: 50 * time.Millisecond,
+	p := newBarePipeline(t, workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 5, InitialInterval: 50 * time.Millisecond,
 		MaxInterval: 50 * time.Millisecond, InProcessMax: time.Microsecond}))
-	p.cfg.Topology.AckWait = 6 * time.Second
-	short, err := idempotency.Open(t.Context(), p.js, idempotency.Config{Owner: "test", Lease: 3 * time.Second})
+	p.Config.Topology.AckWait = 6 * time.Second
+	short, err := idempotency.Open(t.Context(), p.JS, idempotency.Config{Owner: "test", Lease: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	down := &downStore{Store: short}
 	store := &claimWatch{downStore: down}
-	p.store = store
-	p.start(&downAfterFirstCall{store: down, inner: p.executor})
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	r := p.results(1)[0]
-	p.settled()
+	p.Store = store
+	p.Start(&downAfterFirstCall{store: down, inner: p.Executor})
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	r := p.Results(1)[0]
+	p.Settled()
 	if r.ID != cmd.ID || r.Status != contract.StatusSucceeded || r.Attempts != 2 {
 		t.Errorf("result %s %s after %d attempts, want %s succeeded after 2", r.ID, r.Status, r.Attempts, cmd.ID)
 	}

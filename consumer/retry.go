@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/execute"
+	"github.com/chatworker/worker/idempotency"
 
 	"github.com/chatworker/worker/internal/backoff"
 )
@@ -154,27 +157,62 @@ type situation struct {
 	Now      time.Time
 }
 
-// action is what becomes of a command message.
-type action uint8
-
-const (
-	proceed    action = iota // make the API call
-	succeed                  // publish the result, then acknowledge
-	retryHere                // wait decision.Delay in-process, then call again
-	handBack                 // hand the message back to the stream for decision.Delay
-	deadLetter               // publish a dead letter of decision.Class, then terminate
-)
-
 // decision is decide's answer.
 type decision struct {
-	Action action
-	Delay  time.Duration
-	Class  actions.Class // with deadLetter
+	Outcome outcome
+	Delay   time.Duration
+	Class   actions.Class // with outcomeDeadLetter
 }
 
 // minBusyDelay keeps a busy command from coming back at once when the
 // other run's lease is about to end.
 const minBusyDelay = 50 * time.Millisecond
+
+// handBackFor is the decision to hand a message back for delay.
+func handBackFor(delay time.Duration) decision {
+	return decision{Outcome: handedBackAfter(delay), Delay: delay}
+}
+
+// classify is the one place that says which event a failure is: the
+// callers hand decide what stopped the command, as an error, and classify
+// reads it. A failure of none of the worker's own kinds is the command's
+// (or the API's): failed, with its class and the server's retry hint.
+func classify(err error) (ev event, class actions.Class, hint time.Duration) {
+	var (
+		notStored *notStoredError
+		store     *storeError
+		bz        *idempotency.BusyError
+		pause     *pausedError
+		rate      *rateWaitError
+		p         *panicError
+	)
+	switch {
+	case errors.Is(err, errStopping):
+		return stopping, "", 0
+	case errors.As(err, &notStored):
+		return recordNotStored, "", 0
+	case errors.As(err, &store):
+		return storeDown, "", 0
+	case errors.As(err, &bz):
+		return busy, "", bz.RetryIn
+	case errors.As(err, &pause):
+		return paused, "", pause.delay
+	case errors.As(err, &rate):
+		return rateWait, "", rate.delay
+	case errors.As(err, &p):
+		return panicked, contract.ClassInternal, 0
+	}
+	hint, _ = chat.RetryAfter(err)
+	return failed, execute.ClassOf(err), hint
+}
+
+// decideUnclaimed is decide for a command stopped before it held a claim
+// (or after, for what does not weigh the claim): what happened is err,
+// and the message was delivered this often.
+func (p RetryPolicy) decideUnclaimed(err error, delivered uint64) decision {
+	ev, class, hint := classify(err)
+	return p.decide(situation{Event: ev, Class: class, Hint: hint, Delivered: delivered})
+}
 
 // decide is the one place that turns what happened to a command into what
 // becomes of it; the callers only carry the decision out. It is a pure
@@ -185,42 +223,42 @@ func (p RetryPolicy) decide(s situation) decision {
 	case beforeCall:
 		switch {
 		case expired:
-			return decision{Action: deadLetter, Class: contract.ClassExpired}
+			return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExpired}
 		case s.Abandoned >= p.MaxAbandoned:
 			// The poison backstop: workers died or stalled on it again
 			// and again.
-			return decision{Action: deadLetter, Class: contract.ClassExhausted}
+			return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExhausted}
 		case p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now):
 			// Spent on an earlier delivery whose dead letter could not be
 			// stored: dead-letter it again without another call.
-			return decision{Action: deadLetter, Class: contract.ClassExhausted}
+			return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExhausted}
 		}
-		return decision{Action: proceed}
+		return decision{Outcome: outcomeProceed}
 	case succeeded:
-		return decision{Action: succeed}
+		return decision{Outcome: outcomeSucceeded}
 	case stopping:
-		return decision{Action: handBack}
+		return decision{Outcome: outcomeHandedBack}
 	case busy:
 		// Usually the other run finishes soon: poll with backoff, but
 		// never past the point where its lease expires and we could take
 		// over.
-		return decision{Action: handBack, Delay: max(min(s.Hint, p.Delay(int(s.Delivered), 0)), minBusyDelay)}
+		return handBackFor(max(min(s.Hint, p.Delay(int(s.Delivered), 0)), minBusyDelay))
 	case storeDown, recordNotStored:
 		// NATS or the store failed, not the command: back to the stream,
 		// more slowly the longer it lasts, for as long as it lasts.
-		return decision{Action: handBack, Delay: infraDelay(s.Delivered)}
+		return handBackFor(infraDelay(s.Delivered))
 	case paused, rateWait:
-		return decision{Action: handBack, Delay: s.Hint}
+		return handBackFor(s.Hint)
 	}
 	// failed or panicked
 	if !s.Class.Retryable() {
-		return decision{Action: deadLetter, Class: s.Class}
+		return decision{Outcome: outcomeDeadLetter, Class: s.Class}
 	}
 	if p.Exhausted(s.Attempts, s.FirstAttemptAt, s.Now) {
-		return decision{Action: deadLetter, Class: contract.ClassExhausted}
+		return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExhausted}
 	}
 	if expired {
-		return decision{Action: deadLetter, Class: contract.ClassExpired}
+		return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExpired}
 	}
 	hint := s.Hint
 	if s.Event == panicked {
@@ -230,10 +268,10 @@ func (p RetryPolicy) decide(s situation) decision {
 	}
 	delay := p.Delay(s.Attempts, hint)
 	if !s.Deadline.IsZero() && !s.Now.Add(delay).Before(s.Deadline) {
-		return decision{Action: deadLetter, Class: contract.ClassExpired}
+		return decision{Outcome: outcomeDeadLetter, Class: contract.ClassExpired}
 	}
 	if s.Event == panicked || delay > p.InProcessMax {
-		return decision{Action: handBack, Delay: delay}
+		return handBackFor(delay)
 	}
-	return decision{Action: retryHere, Delay: delay}
+	return decision{Outcome: outcomeRetryHere, Delay: delay}
 }

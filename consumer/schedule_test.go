@@ -1,16 +1,17 @@
 package consumer_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,45 +19,29 @@ import (
 
 // schedule stores c to run at at, as an app would.
 func (p *pipeline) schedule(c actions.Commander, at time.Time) actions.Pending {
-	p.t.Helper()
-	pend, err := actions.ScheduleAt(p.t.Context(), p.js, c, at, actions.Subjects{})
+	p.T.Helper()
+	pend, err := actions.ScheduleAt(p.T.Context(), p.JS, c, at, actions.Subjects{})
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
 	return pend
 }
 
 // startStoppable runs a worker until the returned function is called.
 func (p *pipeline) startStoppable() (stop func()) {
-	p.t.Helper()
-	cons, err := consumer.Provision(p.t.Context(), p.js, p.cfg.Topology)
+	p.T.Helper()
+	_, stop = p.StartStoppable(p.Executor, p.Config)
+	p.T.Cleanup(stop)
+	topo := p.Config.Topology.WithDefaults()
+	cons, err := p.JS.Consumer(p.T.Context(), topo.CommandsStream, topo.Durable)
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	w, err := consumer.New(p.js, cons, p.executor, p.store, p.cfg)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
 	// Running means pulling: a stop during its start-up is another test.
-	eventually(p.t, 10*time.Second, func() bool {
-		info, err := cons.Info(p.t.Context())
+	workertest.Eventually(p.T, 10*time.Second, func() bool {
+		info, err := cons.Info(p.T.Context())
 		return err == nil && info.NumWaiting > 0
 	}, "the worker is pulling")
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			p.t.Errorf("Run: %v", err)
-		}
-	}
-	p.t.Cleanup(stop)
 	return stop
 }
 
@@ -80,11 +65,11 @@ func TestScheduleFiresOnTime(t *testing.T) {
 			if pend.At.Before(at) || pend.Subject != "chat.schedules.send.sched-1."+contract.Token(pend.ID) {
 				t.Errorf("pending %+v, want at or after %s on chat.schedules.send.sched-1.<id>", pend, at)
 			}
-			res := p.results(1)[0]
+			res := p.Results(1)[0]
 			if res.ID != pend.ID || res.Status != contract.StatusSucceeded {
 				t.Fatalf("result %+v, want %s succeeded", res, pend.ID)
 			}
-			effects := p.sim.Effects()
+			effects := p.Sim.Effects()
 			if len(effects) != 1 {
 				t.Fatalf("%d effects, want 1", len(effects))
 			}
@@ -92,8 +77,8 @@ func TestScheduleFiresOnTime(t *testing.T) {
 				t.Errorf("the API call came at %s, want no sooner than %s and within a second of %s",
 					called.Format(time.StampMilli), at.Format(time.StampMilli), pend.At.Format(time.StampMilli))
 			}
-			p.settled() // the schedule is gone with its command
-			if left, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{}); err != nil || len(left) != 0 {
+			p.Settled() // the schedule is gone with its command
+			if left, err := actions.ListSchedules(t.Context(), p.JS, actions.Subjects{}); err != nil || len(left) != 0 {
 				t.Errorf("ListSchedules after firing = %v, %v; want none", left, err)
 			}
 		})
@@ -110,34 +95,34 @@ func TestCancelledScheduleNeverRuns(t *testing.T) {
 	cancelled := p.schedule(actions.Send{ChatID: "sched-c", Content: "cancel me"}, at)
 	witness := p.schedule(actions.Send{ChatID: "sched-c", Content: "witness"}, at)
 
-	list, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{})
+	list, err := actions.ListSchedules(t.Context(), p.JS, actions.Subjects{})
 	if err != nil || len(list) != 2 || list[0].ID != cancelled.ID || list[1].ID != witness.ID || !list[0].At.Equal(at) ||
 		list[0].Type != contract.TypeSend || list[0].ChatID != "sched-c" {
 		t.Fatalf("ListSchedules = %+v, %v; want the two schedules in order", list, err)
 	}
-	got, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, cancelled.ID)
+	got, err := actions.CancelSchedule(t.Context(), p.JS, actions.Subjects{}, cancelled.ID)
 	if err != nil || len(got) != 1 || got[0].ID != cancelled.ID {
 		t.Fatalf("CancelSchedule = %+v, %v", got, err)
 	}
-	if _, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, cancelled.ID); !errors.Is(err, actions.ErrNoSchedule) {
+	if _, err := actions.CancelSchedule(t.Context(), p.JS, actions.Subjects{}, cancelled.ID); !errors.Is(err, actions.ErrNoSchedule) {
 		t.Errorf("cancelling again: %v, want ErrNoSchedule", err)
 	}
 
-	res := p.results(1)[0]
+	res := p.Results(1)[0]
 	if res.ID != witness.ID {
 		t.Fatalf("result for %s, want only the witness %s", res.ID, witness.ID)
 	}
-	p.settled()
-	for _, e := range p.sim.Effects() {
+	p.Settled()
+	for _, e := range p.Sim.Effects() {
 		if e.IdempotencyKey == cancelled.ID {
 			t.Fatalf("the cancelled command took effect")
 		}
 	}
-	if n := p.count("CHAT_RESULTS") + p.count("CHAT_DLQ"); n != 1 {
+	if n := p.Count("CHAT_RESULTS") + p.Count("CHAT_DLQ"); n != 1 {
 		t.Errorf("%d results and dead letters, want the witness's only", n)
 	}
 	// Fired: cancelling is too late, and says so.
-	if _, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, witness.ID); !errors.Is(err, actions.ErrNoSchedule) {
+	if _, err := actions.CancelSchedule(t.Context(), p.JS, actions.Subjects{}, witness.ID); !errors.Is(err, actions.ErrNoSchedule) {
 		t.Errorf("cancelling a fired schedule: %v, want ErrNoSchedule", err)
 	}
 }
@@ -155,13 +140,13 @@ func TestCancelRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, tt.id)
+			_, err := actions.CancelSchedule(t.Context(), p.JS, actions.Subjects{}, tt.id)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("CancelSchedule(%q) = %v, want %v", tt.id, err, tt.want)
 			}
 		})
 	}
-	if _, err := actions.CancelSchedule(t.Context(), p.js, actions.Subjects{}, ""); contract.ClassOf(err) != contract.ClassInvalid {
+	if _, err := actions.CancelSchedule(t.Context(), p.JS, actions.Subjects{}, ""); contract.ClassOf(err) != contract.ClassInvalid {
 		t.Errorf("empty id: %v, want class invalid", err)
 	}
 }
@@ -176,20 +161,20 @@ func TestScheduleSurvivesServerAndWorkerRestarts(t *testing.T) {
 	pend := p.schedule(actions.Note{ChatID: "sched-r", Content: "still here"}, at)
 
 	stop() // the worker goes away
-	p.srv = natstest.RestartServer(t, p.srv)
-	eventually(t, 10*time.Second, func() bool { return p.nc.IsConnected() }, "client reconnected")
-	list, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{})
+	p.Server = natstest.RestartServer(t, p.Server)
+	workertest.Eventually(t, 10*time.Second, func() bool { return p.NC.IsConnected() }, "client reconnected")
+	list, err := actions.ListSchedules(t.Context(), p.JS, actions.Subjects{})
 	if err != nil || len(list) != 1 || list[0].ID != pend.ID {
 		t.Fatalf("after the restart ListSchedules = %+v, %v; want %s", list, err, pend.ID)
 	}
 	p.startStoppable() // a new worker
 
-	res := p.results(1)[0]
-	p.settled()
-	if res.ID != pend.ID || len(p.sim.Effects()) != 1 {
-		t.Fatalf("result %+v and %d effects, want one of %s", res, len(p.sim.Effects()), pend.ID)
+	res := p.Results(1)[0]
+	p.Settled()
+	if res.ID != pend.ID || len(p.Sim.Effects()) != 1 {
+		t.Fatalf("result %+v and %d effects, want one of %s", res, len(p.Sim.Effects()), pend.ID)
 	}
-	if called := p.sim.Effects()[0].At; called.Before(at) {
+	if called := p.Sim.Effects()[0].At; called.Before(at) {
 		t.Errorf("ran at %s, before its time %s", called, at)
 	}
 }
@@ -212,12 +197,12 @@ func TestThousandSchedulesInOneSecond(t *testing.T) {
 	if time.Now().After(at) {
 		t.Fatalf("publishing the schedules outlasted their time; the test proves nothing")
 	}
-	p.results(chats * perChat)
-	p.settled()
+	p.Results(chats * perChat)
+	p.Settled()
 
 	next := map[string]int{}
 	seen := map[string]bool{}
-	for _, e := range p.sim.Effects() {
+	for _, e := range p.Sim.Effects() {
 		if seen[e.IdempotencyKey] || !ids[e.IdempotencyKey] {
 			t.Errorf("command %s: an effect twice, or not one of ours", e.IdempotencyKey)
 		}
@@ -233,7 +218,7 @@ func TestThousandSchedulesInOneSecond(t *testing.T) {
 	if len(seen) != chats*perChat {
 		t.Errorf("%d commands took effect, want %d", len(seen), chats*perChat)
 	}
-	if n := p.count("CHAT_RESULTS"); n != chats*perChat {
+	if n := p.Count("CHAT_RESULTS"); n != chats*perChat {
 		t.Errorf("%d results, want %d", n, chats*perChat)
 	}
 }
@@ -249,27 +234,27 @@ func TestScheduleWithDeadline(t *testing.T) {
 
 	// No worker yet: both fire into the stream; then the second's deadline
 	// passes.
-	eventually(t, 10*time.Second, func() bool {
-		list, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{})
+	workertest.Eventually(t, 10*time.Second, func() bool {
+		list, err := actions.ListSchedules(t.Context(), p.JS, actions.Subjects{})
 		return err == nil && len(list) == 0
 	}, "both schedules fired")
-	eventually(t, 10*time.Second, func() bool { return time.Now().After(late.NotAfter) }, "the deadline passed")
+	workertest.Eventually(t, 10*time.Second, func() bool { return time.Now().After(late.NotAfter) }, "the deadline passed")
 	p.startStoppable()
 
-	res := p.results(1)[0]
-	dl := p.deadLetters(1)[0]
-	p.settled()
+	res := p.Results(1)[0]
+	dl := p.DeadLetters(1)[0]
+	p.Settled()
 	if res.ID != onTime.ID {
 		t.Errorf("result for %s, want %s", res.ID, onTime.ID)
 	}
 	if dl.Error.Class != contract.ClassExpired || dl.Attempts != 0 {
 		t.Errorf("dead letter class %q, %d attempts; want expired, 0", dl.Error.Class, dl.Attempts)
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)
 	}
 	// A schedule that would fire at or after its own deadline is refused.
-	if _, err := actions.ScheduleAt(t.Context(), p.js, actions.Send{ChatID: "x", Content: "x", NotAfter: at}, at, actions.Subjects{}); contract.ClassOf(err) != contract.ClassInvalid {
+	if _, err := actions.ScheduleAt(t.Context(), p.JS, actions.Send{ChatID: "x", Content: "x", NotAfter: at}, at, actions.Subjects{}); contract.ClassOf(err) != contract.ClassInvalid {
 		t.Errorf("a schedule at its deadline: %v, want class invalid", err)
 	}
 }

@@ -15,9 +15,28 @@ import (
 	"go.uber.org/zap"
 )
 
+// completer stores a command's result or dead letter, then acknowledges or
+// terminates its message; or hands the message back. It also records a
+// success in the idempotency store, and releases a dead letter's claim once
+// the dead letter is stored.
+type completer struct {
+	js       jetstream.JetStream
+	store    idempotency.Store
+	policy   RetryPolicy
+	subjects actions.Subjects
+	releaser claimReleaser
+	tr       tracer
+	m        *Metrics
+	latency  LatencyObserver // nil: not recorded
+	log      *zap.Logger
+	now      func() time.Time
+}
+
 // settle publishes the verdict's record, then acknowledges; or hands the
 // message back. A record that cannot be stored means no acknowledgement.
-func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
+// It reports whether the message left the stream (acknowledged or
+// terminated) rather than being handed back.
+func (c *completer) settle(ctx context.Context, d *delivery, v verdict) bool {
 	ctx = context.WithoutCancel(ctx) // a record being stored is worth finishing
 	seq := uint64(0)
 	if d.meta != nil {
@@ -25,100 +44,109 @@ func (w *Worker) settle(ctx context.Context, d *delivery, v verdict) bool {
 	}
 	switch {
 	case v.result != nil:
-		// The result is stored while the success is recorded: one round
-		// trip's wait instead of two. Both finish before the ack, and a
-		// result stored without its record is no worse than a crash just
-		// after the API call: the record is what a redelivery consults.
-		subject := w.cfg.Topology.Subjects.Result(d.cmd.Type, d.cmd.ChatID)
-		recordCtx, span := w.startRecord(ctx, "record result", subject)
-		var h nats.Header
-		v.result.Traceparent, h = w.recordTrace(recordCtx, d.traceparent)
-		pending, err := w.publishAsync(subject, d.cmd.ID, seq, v.result, h)
-		completed := false
-		if v.claim != nil {
-			v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
-			if err := w.complete(recordCtx, v.claim, v.outcome); err != nil {
-				// The effect happened: report it and acknowledge anyway. A
-				// republish of this id within the record's TTL could then
-				// run again, which the Idempotency-Key header still guards.
-				d.log.Error("recording the outcome failed", zap.Error(err))
-			} else {
-				completed = true
-			}
-		}
-		if err == nil {
-			err = waitStored(ctx, pending)
-		}
-		endWith(span, err)
-		d.attempts, d.outcome = v.result.Attempts, v.result.Status
-		if err != nil && completed {
-			// The record has the response's digest, not the response, and
-			// no result has it: keep it in the record for the redelivery.
-			if kerr := w.store.KeepResponse(ctx, v.claim, v.outcome); kerr != nil {
-				d.log.Error("keeping the response in the record failed: the redelivery's result will carry only its digest", zap.Error(kerr))
-			}
-		}
-		if err != nil {
-			d.outcome = outcomeHandedBack
-			delay := w.cfg.Retry.decide(situation{Event: recordNotStored, Delivered: d.delivered()}).Delay
-			d.log.Error("storing the result failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
-			w.handBack(d.msg, delay, &d.log)
-			return false
-		}
-		w.m.succeeded(string(d.cmd.Type), v.result.Status)
-		w.observeLatency(d, OutcomeResult)
-		d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
-		if err := d.msg.Ack(); err != nil {
-			d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
-			return false
-		}
-		return true
+		return c.settleResult(ctx, d, seq, v)
 	case v.dead != nil:
-		d.attempts, d.outcome = v.dead.Attempts, outcomeDead
-		if err := w.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
-			d.outcome = outcomeHandedBack
-			delay := w.cfg.Retry.decide(situation{Event: recordNotStored, Delivered: d.delivered()}).Delay
-			d.log.Error("storing the dead letter failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
-			w.releaseDead(ctx, d, v.release, false)
-			w.handBack(d.msg, delay, &d.log)
-			return false
-		}
-		w.releaseDead(ctx, d, v.release, true)
-		w.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
-		w.observeLatency(d, OutcomeDeadLetter)
-		d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
-		if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
-			d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
-			return false
-		}
-		return true
+		return c.settleDead(ctx, d, seq, v)
 	default:
-		d.outcome = outcomeHandedBack
-		if v.retryIn > 0 {
-			d.outcome = outcomeRetry
-		}
-		w.handBack(d.msg, v.retryIn, &d.log)
+		d.outcome = handedBackAfter(v.retryIn)
+		c.handBack(d.msg, v.retryIn, &d.log)
 		return false
 	}
+}
+
+// settleResult stores a success's result and records the success, then
+// acknowledges the message.
+func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
+	// The result is stored while the success is recorded: one round
+	// trip's wait instead of two. Both finish before the ack, and a
+	// result stored without its record is no worse than a crash just
+	// after the API call: the record is what a redelivery consults.
+	subject := c.subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	recordCtx, span := c.tr.record(ctx, "record result", subject)
+	var h nats.Header
+	v.result.Traceparent, h = c.tr.recordTrace(recordCtx, d.traceparent)
+	pending, err := c.publishAsync(subject, d.cmd.ID, seq, v.result, h)
+	completed := false
+	if v.claim != nil {
+		v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
+		if err := c.complete(recordCtx, v.claim, v.out); err != nil {
+			// The effect happened: report it and acknowledge anyway. A
+			// republish of this id within the record's TTL could then
+			// run again, which the Idempotency-Key header still guards.
+			d.log.Error("recording the outcome failed", zap.Error(err))
+		} else {
+			completed = true
+		}
+	}
+	if err == nil {
+		err = waitStored(ctx, pending)
+	}
+	endWith(span, err)
+	d.attempts, d.outcome = v.result.Attempts, outcome(v.result.Status)
+	if err != nil && completed {
+		// The record has the response's digest, not the response, and
+		// no result has it: keep it in the record for the redelivery.
+		if kerr := c.store.KeepResponse(ctx, v.claim, v.out); kerr != nil {
+			d.log.Error("keeping the response in the record failed: the redelivery's result will carry only its digest", zap.Error(kerr))
+		}
+	}
+	if err != nil {
+		d.outcome = outcomeHandedBack
+		delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
+		d.log.Error("storing the result failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+		c.handBack(d.msg, delay, &d.log)
+		return false
+	}
+	c.m.succeeded(string(d.cmd.Type), v.result.Status)
+	c.observeLatency(d, d.outcome)
+	d.log.Debug("command "+v.result.Status, zap.Int("attempts", v.result.Attempts), zap.Int("api_status", v.result.APIStatus))
+	if err := d.msg.Ack(); err != nil {
+		d.log.Warn("acknowledging the command failed; its redelivery will be a duplicate", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// settleDead stores a dead letter and releases its claim, then terminates
+// the message.
+func (c *completer) settleDead(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
+	d.attempts, d.outcome = v.dead.Attempts, outcomeDeadLetter
+	if err := c.storeDeadLetter(ctx, d, seq, v.dead); err != nil {
+		d.outcome = outcomeHandedBack
+		delay := c.policy.decideUnclaimed(&notStoredError{err}, d.delivered()).Delay
+		d.log.Error("storing the dead letter failed: handing the command back", zap.Duration("retry_in", delay), zap.Error(err))
+		c.releaseDead(ctx, v.release, false)
+		c.handBack(d.msg, delay, &d.log)
+		return false
+	}
+	c.releaseDead(ctx, v.release, true)
+	c.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+	c.observeLatency(d, d.outcome)
+	d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
+	if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
+		d.log.Warn("terminating the command failed; its redelivery will be dead-lettered again under the same id", zap.Error(err))
+		return false
+	}
+	return true
 }
 
 // observeLatency records the time from the command's publish, as the
 // stream stamped it, to its record being stored. A command that cannot be
 // decoded counts under the type "invalid", as its dead letter's subject does.
-func (w *Worker) observeLatency(d *delivery, outcome string) {
-	if w.cfg.Latency == nil || d.meta == nil || d.meta.Timestamp.IsZero() {
+func (c *completer) observeLatency(d *delivery, o outcome) {
+	if c.latency == nil || d.meta == nil || d.meta.Timestamp.IsZero() {
 		return
 	}
 	typ := string(d.cmd.Type)
 	if typ == "" {
 		typ = "invalid"
 	}
-	w.cfg.Latency.ObserveCommandLatency(typ, outcome, w.now().Sub(d.meta.Timestamp))
+	c.latency.ObserveCommandLatency(typ, o.latencyLabel(), c.now().Sub(d.meta.Timestamp))
 }
 
 // handBack returns a message to the stream, for redelivery after delay (at
 // once when delay is 0). log names the command when it is known.
-func (w *Worker) handBack(msg jetstream.Msg, delay time.Duration, log *cmdLog) {
+func (c *completer) handBack(msg jetstream.Msg, delay time.Duration, log *cmdLog) {
 	var err error
 	if delay <= 0 {
 		err = msg.Nak()
@@ -131,31 +159,31 @@ func (w *Worker) handBack(msg jetstream.Msg, delay time.Duration, log *cmdLog) {
 	if log != nil {
 		log.Warn("handing the command back failed; it returns after AckWait", zap.Error(err))
 	} else {
-		w.log.Warn("handing the command back failed; it returns after AckWait", zap.String("subject", msg.Subject()), zap.Error(err))
+		c.log.Warn("handing the command back failed; it returns after AckWait", zap.String("subject", msg.Subject()), zap.Error(err))
 	}
 }
 
 // storeDeadLetter publishes a dead letter on its chat's dead-letter subject.
-func (w *Worker) storeDeadLetter(ctx context.Context, d *delivery, seq uint64, dl *actions.DeadLetter) error {
+func (c *completer) storeDeadLetter(ctx context.Context, d *delivery, seq uint64, dl *actions.DeadLetter) error {
 	id := d.cmd.ID
 	if id == "" {
 		id = "invalid"
 	}
-	subject := w.deadLetterSubject(d)
-	ctx, span := w.startRecord(ctx, "record dead letter", subject)
+	subject := c.deadLetterSubject(d)
+	ctx, span := c.tr.record(ctx, "record dead letter", subject)
 	var h nats.Header
-	dl.Traceparent, h = w.recordTrace(ctx, d.traceparent)
-	err := w.publish(ctx, subject, id, seq, dl, h)
+	dl.Traceparent, h = c.tr.recordTrace(ctx, d.traceparent)
+	err := c.publish(ctx, subject, id, seq, dl, h)
 	endWith(span, err)
 	return err
 }
 
 // complete records a success, retrying a failed write briefly: the record is
 // what stops a republished command from running again.
-func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out contract.Outcome) error {
+func (c *completer) complete(ctx context.Context, claim *idempotency.Claim, out contract.Outcome) error {
 	ctx = context.WithoutCancel(ctx)
 	record := func() error {
-		_, err := w.store.Complete(ctx, claim, out)
+		_, err := c.store.Complete(ctx, claim, out)
 		return err
 	}
 	// The first write almost always lands: the retry machinery (a backoff,
@@ -174,8 +202,23 @@ func (w *Worker) complete(ctx context.Context, claim *idempotency.Claim, out con
 	})
 }
 
-func (w *Worker) deadLetterSubject(d *delivery) string {
-	s := w.cfg.Topology.Subjects
+// releaseDead releases a dead letter's claim (a failure is never final in
+// the store, so a replayed dead letter can run again). Once the dead letter
+// is stored the record starts a fresh budget, so a replayed dead letter gets
+// a full set of retries; when it could not be stored the attempts stay, and
+// the redelivery dead-letters the command again without calling the API.
+func (c *completer) releaseDead(ctx context.Context, claim *idempotency.Claim, stored bool) {
+	if claim == nil {
+		return
+	}
+	if stored {
+		claim.Attempts, claim.FirstAttemptAt, claim.LastAttemptAt = 0, time.Time{}, time.Time{}
+	}
+	c.releaser.release(ctx, claim)
+}
+
+func (c *completer) deadLetterSubject(d *delivery) string {
+	s := c.subjects
 	if d.cmd.Type != "" {
 		return s.DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
 	}
@@ -187,23 +230,23 @@ func (w *Worker) deadLetterSubject(d *delivery) string {
 
 // publish stores a record with Nats-Msg-Id <id>:<stream sequence>, so a
 // redelivery after a crash cannot store a second copy.
-func (w *Worker) publish(ctx context.Context, subject, id string, seq uint64, record any, h nats.Header) error {
+func (c *completer) publish(ctx context.Context, subject, id string, seq uint64, record any, h nats.Header) error {
 	msg, err := recordMsg(subject, record, h)
 	if err != nil {
 		return err
 	}
-	_, err = w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
+	_, err = c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
 	return err
 }
 
 // publishAsync starts storing a record as publish does; waitStored waits
 // for it.
-func (w *Worker) publishAsync(subject, id string, seq uint64, record any, h nats.Header) (jetstream.PubAckFuture, error) {
+func (c *completer) publishAsync(subject, id string, seq uint64, record any, h nats.Header) (jetstream.PubAckFuture, error) {
 	msg, err := recordMsg(subject, record, h)
 	if err != nil {
 		return nil, err
 	}
-	return w.js.PublishMsgAsync(msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
+	return c.js.PublishMsgAsync(msg, jetstream.WithMsgID(actions.RecordID(id, seq)))
 }
 
 // storeTimeout bounds the wait for a record's PubAck, as the JetStream
@@ -243,12 +286,4 @@ func recordMsg(subject string, record any, h nats.Header) (*nats.Msg, error) {
 		return nil, err
 	}
 	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
-}
-
-// delivered is how often the command was delivered, 1 when unknown.
-func (d *delivery) delivered() uint64 {
-	if d.meta == nil {
-		return 1
-	}
-	return d.meta.NumDelivered
 }

@@ -28,35 +28,40 @@ import (
 //
 // Spans say which command and how it went; never credentials or content.
 
-// Outcomes of a delivery (the command span's chatworker.command.outcome).
-const (
-	outcomeDead       = "dead_letter"
-	outcomeRetry      = "retry_later" // handed back, to come again after a delay
-	outcomeHandedBack = "handed_back" // at once: shutting down, or the record was not stored
-	outcomeWaiting    = "waiting_for_order"
-	outcomeRequeued   = "requeued" // an older command of its chat arrived in the worker: it runs after that one
-)
-
 // noSpan is what the helpers hand out when tracing is off: its methods do
 // nothing and IsRecording is false.
 func noSpan() trace.Span { return trace.SpanFromContext(context.Background()) }
 
-// startCommand starts the span of one delivery of a command message, under
+// tracer starts the worker's spans; its zero value, tracing off, starts
+// none.
+type tracer struct{ t trace.Tracer }
+
+func newTracer(tp trace.TracerProvider) tracer {
+	if tp == nil {
+		return tracer{}
+	}
+	return tracer{t: tp.Tracer(telemetry.Instrumentation)}
+}
+
+// on reports whether spans are started.
+func (tr tracer) on() bool { return tr.t != nil }
+
+// command starts the span of one delivery of a command message, under
 // the traceparent in its headers.
-func (w *Worker) startCommand(ctx context.Context, subject string, headers nats.Header) (context.Context, trace.Span) {
-	if w.tracer == nil {
+func (tr tracer) command(ctx context.Context, subject string, headers nats.Header) (context.Context, trace.Span) {
+	if tr.t == nil {
 		return ctx, noSpan()
 	}
-	return w.tracer.Start(tracecontext.Extract(ctx, headers), "process command", trace.WithSpanKind(trace.SpanKindConsumer),
+	return tr.t.Start(tracecontext.Extract(ctx, headers), "process command", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject)))
 }
 
 // start starts a child of the span in ctx.
-func (w *Worker) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
-	if w.tracer == nil {
+func (tr tracer) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
+	if tr.t == nil {
 		return ctx, noSpan()
 	}
-	return w.tracer.Start(ctx, name, trace.WithSpanKind(kind))
+	return tr.t.Start(ctx, name, trace.WithSpanKind(kind))
 }
 
 // traceDecoded names the command span after the command it turned out to be.
@@ -75,23 +80,23 @@ func endCommand(d *delivery) {
 	if !d.span.IsRecording() {
 		return
 	}
-	d.span.SetAttributes(attribute.String(telemetry.AttrOutcome, d.outcome), attribute.Int(telemetry.AttrAttempts, d.attempts))
-	if d.outcome == outcomeDead {
+	d.span.SetAttributes(attribute.String(telemetry.AttrOutcome, string(d.outcome)), attribute.Int(telemetry.AttrAttempts, d.attempts))
+	if d.outcome == outcomeDeadLetter {
 		d.span.SetAttributes(attribute.String(telemetry.AttrErrorClass, string(d.class)))
 		d.span.SetStatus(codes.Error, "dead-lettered: "+string(d.class))
 	}
 }
 
-// endWith ends span, with err's text as its error status. The text is what
-// a dead letter or a log line would hold: never a credential.
 // endOutcome ends a command span with its outcome.
-func endOutcome(span trace.Span, outcome string) {
+func endOutcome(span trace.Span, o outcome) {
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String(telemetry.AttrOutcome, outcome))
+		span.SetAttributes(attribute.String(telemetry.AttrOutcome, string(o)))
 	}
 	span.End()
 }
 
+// endWith ends span, with err's text as its error status. The text is what
+// a dead letter or a log line would hold: never a credential.
 func endWith(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
 		span.SetStatus(codes.Error, err.Error())
@@ -136,8 +141,8 @@ func traceRetry(span trace.Span, attempts int, delay time.Duration, class action
 // recordTrace is the trace context a record carries, for its JSON and its
 // headers: that of the span storing it when tracing is on, the command's
 // own otherwise.
-func (w *Worker) recordTrace(ctx context.Context, commandTraceparent string) (string, nats.Header) {
-	if w.tracer == nil {
+func (tr tracer) recordTrace(ctx context.Context, commandTraceparent string) (string, nats.Header) {
+	if tr.t == nil {
 		if commandTraceparent == "" {
 			return "", nil
 		}
@@ -147,9 +152,9 @@ func (w *Worker) recordTrace(ctx context.Context, commandTraceparent string) (st
 	return tracecontext.HeaderCarrier(h).Get(tracecontext.Traceparent), h
 }
 
-// startRecord starts the span that stores a record on subject.
-func (w *Worker) startRecord(ctx context.Context, name, subject string) (context.Context, trace.Span) {
-	ctx, span := w.start(ctx, name, trace.SpanKindProducer)
+// record starts the span that stores a record on subject.
+func (tr tracer) record(ctx context.Context, name, subject string) (context.Context, trace.Span) {
+	ctx, span := tr.start(ctx, name, trace.SpanKindProducer)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", subject))
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
@@ -34,8 +36,8 @@ func TestTracing(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.WithoutCancel(t.Context())) })
 
 	p := newBarePipeline(t)
-	p.cfg.Tracer = tp
-	hs := httptest.NewServer(p.sim)
+	p.Config.Tracer = tp
+	hs := httptest.NewServer(p.Sim)
 	t.Cleanup(hs.Close)
 	client, err := chat.New(chat.WithBaseURL(hs.URL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "secret-key", SiteToken: "secret-site"}),
 		chat.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper { return telemetry.Transport(rt, tp) }))
@@ -43,7 +45,7 @@ func TestTracing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	p.start(&failFirst{next: &execute.Executor{Client: client, SiteToken: "secret-site"}, chat: "retried"})
+	p.Start(&failFirst{next: &execute.Executor{Client: client, SiteToken: "secret-site"}, chat: "retried"})
 
 	tests := []struct {
 		name     string
@@ -69,13 +71,13 @@ func TestTracing(t *testing.T) {
 			parents[tt.name] = span.SpanContext()
 			span.End()
 		}
-		if _, err := actions.Publish(ctx, p.js, actions.Send{ID: tt.name, ChatID: tt.chat, Content: "private words"}, actions.Subjects{}); err != nil {
+		if _, err := actions.Publish(ctx, p.JS, actions.Send{ID: tt.name, ChatID: tt.chat, Content: "private words"}, actions.Subjects{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p.settled()
+	p.Settled()
 	// The command spans end just after the acknowledgement.
-	eventually(t, time.Minute, func() bool { return len(spansNamed(exp.GetSpans(), "process send")) == len(tests) }, "command spans")
+	workertest.Eventually(t, time.Minute, func() bool { return len(spansNamed(exp.GetSpans(), "process send")) == len(tests) }, "command spans")
 	spans := exp.GetSpans()
 	records := recordsByID(t, p)
 
@@ -170,11 +172,11 @@ func TestRecordsCarryTheCommandsTraceparent(t *testing.T) {
 		if tt.header != "" {
 			msg.Header.Set(tt.header, tp)
 		}
-		if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+		if _, err := p.JS.PublishMsg(t.Context(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p.settled()
+	p.Settled()
 	records := recordsByID(t, p)
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
@@ -197,7 +199,7 @@ func recordsByID(t *testing.T, p *pipeline) map[string]*jetstream.RawStreamMsg {
 	t.Helper()
 	out := map[string]*jetstream.RawStreamMsg{}
 	for _, stream := range []string{"CHAT_RESULTS", "CHAT_DLQ"} {
-		for _, m := range p.records(stream, int(p.count(stream))) {
+		for _, m := range p.Records(stream, int(p.Count(stream))) {
 			var r struct {
 				ID      string `json:"id"`
 				Command struct {
@@ -260,10 +262,10 @@ func TestScheduledCommandKeepsItsTrace(t *testing.T) {
 	p := newPipeline(t)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	ctx := tracecontext.Extract(t.Context(), nats.Header{"traceparent": {tp}})
-	if _, err := actions.ScheduleAt(ctx, p.js, actions.Note{ChatID: "sched-trace", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
+	if _, err := actions.ScheduleAt(ctx, p.JS, actions.Note{ChatID: "sched-trace", Content: "later"}, time.Now().Add(time.Second), actions.Subjects{}); err != nil {
 		t.Fatal(err)
 	}
-	if r := p.results(1)[0]; r.Traceparent != tp {
+	if r := p.Results(1)[0]; r.Traceparent != tp {
 		t.Errorf("the scheduled command's result has traceparent %q, want the app's %q", r.Traceparent, tp)
 	}
 }

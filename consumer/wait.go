@@ -49,19 +49,19 @@ const (
 
 // waitForHead waits in place until q, which is not its chat's head, becomes
 // it (see "Waiting in place" above). state is the lane's, as for checkHead.
-func (w *Worker) waitForHead(ctx context.Context, l *lane, state chatState, q queued) waited {
-	if w.lanes.olderQueued(l, q.meta.Sequence.Stream) {
+func (o *orderer) waitForHead(ctx context.Context, l *lane, state chatState, q queued) waited {
+	if o.lanes.olderQueued(l, q.meta.Sequence.Stream) {
 		return olderArrived
 	}
-	if w.orderWaitMax <= 0 || w.Draining() {
+	if o.waitMax <= 0 || o.draining() {
 		return gaveUp
 	}
-	if n := w.waiting.Add(1); n > int64(w.cfg.Concurrency) {
-		w.waiting.Add(-1)
+	if n := o.waiting.Add(1); n > int64(o.concurrency) {
+		o.waiting.Add(-1)
 		return gaveUp
 	}
-	defer w.waiting.Add(-1)
-	ctx, span := w.start(ctx, "order wait", trace.SpanKindInternal)
+	defer o.waiting.Add(-1)
+	ctx, span := o.tr.start(ctx, "order wait", trace.SpanKindInternal)
 	checks, outcome := 0, gaveUp
 	defer func() {
 		if span.IsRecording() {
@@ -69,28 +69,28 @@ func (w *Worker) waitForHead(ctx context.Context, l *lane, state chatState, q qu
 		}
 		span.End()
 	}()
-	deadline := time.Now().Add(w.orderWaitMax)
+	deadline := time.Now().Add(o.waitMax)
 	interval := orderPollFirst
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-		case <-w.stopping:
+		case <-o.stopping:
 			return outcome
 		case <-ctx.Done():
 			return outcome
 		}
-		if w.lanes.olderQueued(l, q.meta.Sequence.Stream) {
+		if o.lanes.olderQueued(l, q.meta.Sequence.Stream) {
 			outcome = olderArrived
 			return outcome
 		}
 		checks++
-		w.m.orderRecheck()
-		head, err := w.isHead(ctx, l.token, state.settled+1, q.meta.Sequence.Stream)
+		o.m.orderRecheck()
+		head, err := o.isHead(ctx, l.token, state.settled+1, q.meta.Sequence.Stream)
 		switch {
 		case err != nil:
-			w.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
+			o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
 			return outcome
 		case head:
 			outcome = becameHead
@@ -102,5 +102,15 @@ func (w *Worker) waitForHead(ctx context.Context, l *lane, state chatState, q qu
 		}
 		interval = min(2*interval, orderPollMax, left)
 		t.Reset(interval)
+	}
+}
+
+// draining reports whether the worker is shutting down.
+func (o *orderer) draining() bool {
+	select {
+	case <-o.stopping:
+		return true
+	default:
+		return false
 	}
 }

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
-	"github.com/chatworker/worker/internal/telemetry"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
@@ -23,30 +21,34 @@ type Executor interface {
 	Execute(ctx context.Context, cmd actions.Command) (contract.Outcome, error)
 }
 
-// Worker consumes commands and executes them.
+// Worker consumes commands and executes them. It routes: it fetches
+// messages and hands each to its chat's lane (order.go), or straight to a
+// runner when commands keep no order; the components it wires do the rest,
+// each with its own state and dependencies:
+//
+//   - exec, the executor: one command's claim, API calls and decision (handle.go, call.go);
+//   - done, the completer: storing the result or dead letter, then the ack, or the hand-back (settle.go);
+//   - order, the orderer: whether a command is its chat's head, and the wait for it (order.go, wait.go);
+//   - gate, the project gate: pauses and rate budgets (projects.go);
+//   - rescuer: the max-deliveries backstop (backstop.go);
+//   - releaser: releases of claims, and retries of refused ones (release.go);
+//   - lag: the consumer's lag in the metrics (lag.go).
 type Worker struct {
-	js    jetstream.JetStream
-	cons  jetstream.Consumer
-	exec  Executor
-	store idempotency.Store
-	cfg   Config
-	log   *zap.Logger
-	m     *Metrics
-	now   func() time.Time
-	// tracer is nil when tracing is off.
-	tracer trace.Tracer
+	cons jetstream.Consumer
+	cfg  Config
+	log  *zap.Logger
+	m    *Metrics
+	tr   tracer
 
-	slots    *slots           // a slot per API call in flight (Concurrency), shared in turn by projects
-	commands jetstream.Stream // for the per-chat order check
-	lanes    *lanes
-	runs     deliveryRuns // used by Run's loop only
-	projects *projectGate // nil without Config.Projects
-	// orderWaitMax bounds a lane's wait in place for its command to become
-	// its chat's head; waiting counts the lanes waiting (wait.go).
-	orderWaitMax time.Duration
-	waiting      atomic.Int64
-
-	releases releases // refused releases, tried again (release.go)
+	lanes    *lanes       // nil when commands keep no order
+	runs     deliveryRuns // used by the fetch loop only
+	exec     *executor
+	done     *completer
+	order    *orderer
+	gate     *projectGate // nil without Config.Projects
+	rescuer  *rescuer
+	releaser *releaser
+	lag      lagWatcher
 
 	stopping chan struct{} // closed when Run begins to drain
 	stopOnce sync.Once
@@ -68,18 +70,26 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	if store == nil {
 		store = noStore{}
 	}
-	w := &Worker{js: js, cons: cons, exec: exec, store: store, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, now: time.Now,
-		slots: newSlots(cfg.Concurrency), stopping: make(chan struct{}), orderWaitMax: orderWaitFor(cfg.Topology.AckWait)}
+	topo := cfg.Topology
+	w := &Worker{cons: cons, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, tr: newTracer(cfg.Tracer), stopping: make(chan struct{})}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
-	if cfg.Tracer != nil {
-		w.tracer = cfg.Tracer.Tracer(telemetry.Instrumentation)
-	}
 	if cfg.Projects != nil {
 		def, _ := cfg.Projects.Project(actions.Command{})
-		w.projects = newProjectGate(cfg.Projects, def, cfg.Logger, cfg.ProjectMetrics)
+		w.gate = newProjectGate(cfg.Projects, def, cfg.Logger, cfg.ProjectMetrics, topo.AckWait)
 	}
+	w.releaser = &releaser{store: store, log: cfg.Logger}
+	recs := &records{js: js, topo: topo, name: cfg.Name, now: time.Now}
+	w.exec = &executor{exec: exec, store: store, policy: cfg.Retry, subjects: topo.Subjects, ackWait: topo.AckWait,
+		slots: newSlots(cfg.Concurrency), gate: w.gate, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
+		now: time.Now, stopping: w.stopping}
+	w.done = &completer{js: js, store: store, policy: cfg.Retry, subjects: topo.Subjects, releaser: w.releaser, tr: w.tr,
+		m: cfg.Metrics, latency: cfg.Latency, log: cfg.Logger, now: time.Now}
+	w.order = &orderer{js: js, topo: topo, lanes: w.lanes, m: cfg.Metrics, log: cfg.Logger, tr: w.tr,
+		waitMax: orderWaitFor(topo.AckWait), concurrency: cfg.Concurrency, stopping: w.stopping}
+	w.rescuer = &rescuer{js: js, topo: topo, store: store, records: recs, done: w.done, tr: w.tr, m: cfg.Metrics, log: cfg.Logger}
+	w.lag = lagWatcher{cons: cons, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
 	return w, nil
 }
 
@@ -91,8 +101,8 @@ func (w *Worker) NotReady() string {
 	if w.Draining() {
 		return "draining"
 	}
-	if w.projects != nil {
-		return w.projects.notReady()
+	if w.gate != nil {
+		return w.gate.notReady()
 	}
 	return ""
 }
@@ -112,30 +122,21 @@ func (w *Worker) Draining() bool {
 // finish within the shutdown grace, and hands back any still running.
 func (w *Worker) Run(ctx context.Context) error {
 	// Refused releases are tried again for as long as Run (release.go);
-	// this runs last, once the work and the backstop are done.
-	relCtx, stopReleases := context.WithCancel(context.WithoutCancel(ctx))
-	w.releases.ctx = relCtx
-	defer func() { stopReleases(); w.releases.wg.Wait() }()
-	if !w.cfg.Unordered {
-		var err error
-		if w.commands, err = w.js.Stream(ctx, w.cfg.Topology.CommandsStream); err != nil {
-			return fmt.Errorf("stream %s: %w", w.cfg.Topology.CommandsStream, err)
+	// they stop last, once the work and the backstop are done.
+	w.releaser.Start(ctx)
+	defer w.releaser.Stop()
+	if w.lanes != nil {
+		if err := w.order.open(ctx); err != nil {
+			return err
 		}
 	}
-	stopBackstop, err := w.watchMaxDeliveries(ctx)
-	if err != nil {
+	if err := w.rescuer.Start(ctx); err != nil {
 		return err
 	}
-	defer stopBackstop()
-	if g := w.projects; g != nil {
-		// Pause probes live as long as Run.
-		probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
-		g.ctx = probeCtx
-		defer func() { stopProbes(); g.probes.Wait() }()
-		// One cheap read before the first command: a refused key pauses
-		// the default project (and /readyz says so) rather than every
-		// command finding out.
-		g.checkDefault()
+	defer w.rescuer.Stop()
+	if w.gate != nil {
+		w.gate.Start(ctx)
+		defer w.gate.Stop()
 	}
 	// A short pull expiry and a heartbeat every second notice a lost NATS
 	// connection, or a pull request the server does not hold, within two
@@ -154,53 +155,42 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	defer stopWatch()
 
+	// The keep-alives of queued commands and the lag watcher run as long
+	// as the work.
 	keepAliveCtx, stopKeepAlive := context.WithCancel(workCtx)
-	defer stopKeepAlive()
-	go w.watchLag(keepAliveCtx, 10*time.Second)
+	var background sync.WaitGroup
+	defer func() { stopKeepAlive(); background.Wait() }()
+	background.Go(func() { w.lag.Run(keepAliveCtx) })
 	if w.lanes != nil {
-		go w.keepQueuedAlive(keepAliveCtx)
-	}
-	if w.projects != nil {
-		go w.projects.sweepEvery(keepAliveCtx, w.cfg.Topology.AckWait)
+		background.Go(func() { w.order.keepQueuedAlive(keepAliveCtx) })
 	}
 
-	// A fixed set of goroutines runs the work, so their stacks, grown once
-	// by the HTTP and NATS clients, are reused rather than grown for every
-	// command. There are twice as many as API call slots (see call): while
-	// some commands call the API, the others claim ids and store outcomes,
-	// so bookkeeping never holds a slot. Up to Concurrency pieces of work
-	// wait in the channel, so a goroutine that frees up starts its next
-	// command without waiting for this loop to be scheduled. Work that
-	// waited past the start of a shutdown hands its commands back (see
-	// Draining) rather than running them. docs/performance-notes.md has the
-	// measurements behind each of these choices.
-	var wg sync.WaitGroup
-	work := make(chan func(), w.cfg.Concurrency)
-	for range 2 * w.cfg.Concurrency {
-		wg.Go(func() {
-			for f := range work {
-				f()
-			}
-		})
+	pool := startRunners(2*w.cfg.Concurrency, w.cfg.Concurrency)
+	if err := w.fetch(ctx, workCtx, it, pool); err != nil {
+		pool.stop()
+		return err
 	}
-	start := func(f func()) bool {
-		select {
-		case work <- f:
-			return true
-		case <-ctx.Done():
-			return false
-		}
+	if !pool.stopWithin(w.cfg.ShutdownGrace) {
+		w.log.Warn("shutdown grace over: handing back commands still in flight")
+		cancelWork()
+		pool.stop()
 	}
+	return nil
+}
+
+// fetch hands each message the iterator yields to dispatch, until the
+// iterator is drained (ctx ended) or the consumer is gone. Messages fetched
+// once ctx ended go back to the stream at once.
+func (w *Worker) fetch(ctx, workCtx context.Context, it jetstream.MessagesContext, pool *runners) error {
+	start := func(f func()) bool { return pool.start(ctx, f) }
 	failures := 0
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			break
+			return nil
 		}
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			it.Stop()
-			close(work)
-			wg.Wait()
 			return fmt.Errorf("consumer %s is gone: run `worker provision` (or restart the worker) to create it again: %w", w.cfg.Topology.Durable, err)
 		}
 		if err != nil {
@@ -213,23 +203,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		failures = 0
 		if ctx.Err() != nil {
-			w.handBack(msg, 0, nil)
+			w.done.handBack(msg, 0, nil)
 			continue
 		}
 		w.dispatch(workCtx, msg, start)
 	}
-
-	close(work)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(w.cfg.ShutdownGrace):
-		w.log.Warn("shutdown grace over: handing back commands still in flight")
-		cancelWork()
-		<-done
-	}
-	return nil
 }
 
 // dispatch starts work on msg: in its chat's lane when commands keep
@@ -240,13 +218,13 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if !ordered {
 		run := func() {
 			if w.Draining() {
-				w.handBack(msg, 0, nil) // waited in the queue past the start of a shutdown
+				w.done.handBack(msg, 0, nil) // waited in the queue past the start of a shutdown
 				return
 			}
 			w.handle(workCtx, msg, nil)
 		}
 		if !start(run) {
-			w.handBack(msg, 0, nil)
+			w.done.handBack(msg, 0, nil)
 		}
 		return
 	}
@@ -257,7 +235,7 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	if l := w.lanes.add(token, q); l != nil {
 		if !start(func() { w.runLane(workCtx, l) }) {
 			for _, m := range w.lanes.takeAll(l) {
-				w.handBack(m, 0, nil)
+				w.done.handBack(m, 0, nil)
 			}
 			w.lanes.next(l) // removes the now empty lane
 		}
@@ -285,4 +263,32 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// handle executes one command message and settles it: it acknowledges the
+// message only after its result or dead letter is stored. It does not check
+// per-chat order: runLane does that before calling it. meta is the
+// message's metadata when the caller has already parsed it (nil
+// otherwise). It reports whether the message left the stream (acknowledged
+// or terminated) rather than being handed back.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+	ctx, span := w.tr.command(ctx, msg.Subject(), msg.Headers())
+	return w.handleIn(ctx, span, msg, meta, nil, nil)
+}
+
+// handleIn is handle within the delivery's span, which it ends. claim, if
+// not nil, is the command's claim made ahead (ahead.go), which the executor
+// uses or releases; settling, if not nil, is called once the command has a
+// result, before the result is stored.
+func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, claim *claimed, settling func()) bool {
+	d := newDelivery(w.log, msg, msg.Subject(), msg.Data(), msg.Headers())
+	d.meta, d.span, d.claimed = meta, span, claim
+	defer endCommand(d)
+	w.m.inFlight(1)
+	defer w.m.inFlight(-1)
+	v := w.exec.process(ctx, d)
+	if v.result != nil && settling != nil {
+		settling()
+	}
+	return w.done.settle(ctx, d, v)
 }

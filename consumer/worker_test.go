@@ -11,22 +11,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 	"github.com/nats-io/nats.go"
 )
 
 func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 	p := newPipeline(t)
-	send := p.publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo", From: contract.FromAgent, Metadata: []byte(`{"order":"A-17"}`)})
-	note := p.publish(actions.Note{ChatID: "email:jo@example.com", Content: "private"})
-	arch := p.publish(actions.Archive{ChatID: "visitor-42"})
+	send := p.Publish(actions.Send{ChatID: "email:jo@example.com", Content: "Hello Jo", From: contract.FromAgent, Metadata: []byte(`{"order":"A-17"}`)})
+	note := p.Publish(actions.Note{ChatID: "email:jo@example.com", Content: "private"})
+	arch := p.Publish(actions.Archive{ChatID: "visitor-42"})
 
-	results := p.results(3)
-	p.settled()
+	results := p.Results(3)
+	p.Settled()
 	byID := map[string]actions.Result{}
 	for _, r := range results {
 		byID[r.ID] = r
@@ -49,7 +51,7 @@ func TestCommandsBecomeAPICallsAndResults(t *testing.T) {
 		t.Errorf("send result response = %s, want the API's message", byID[send.ID].Response)
 	}
 
-	effects := p.sim.Effects()
+	effects := p.Sim.Effects()
 	if len(effects) != 3 {
 		t.Fatalf("simulator saw %d effects, want 3: %+v", len(effects), effects)
 	}
@@ -87,13 +89,13 @@ func TestBadInputBecomesInvalidDeadLettersAndDoesNotStopGoodCommands(t *testing.
 		{"chat.commands.send.abc", fmt.Sprintf(`{"id":"b1","type":"send","chat_id":"abc","content":%q}`, strings.Repeat("x", 20000)), "limit is 16384"},
 	}
 	for i, b := range bad {
-		p.publishRaw(b.subject, fmt.Sprint("bad-", i), []byte(b.body))
+		p.PublishRaw(b.subject, fmt.Sprint("bad-", i), []byte(b.body))
 	}
-	good := p.publish(actions.Send{ChatID: "abc", Content: "still works"})
+	good := p.Publish(actions.Send{ChatID: "abc", Content: "still works"})
 
-	dls := p.deadLetters(len(bad))
-	results := p.results(1)
-	p.settled()
+	dls := p.DeadLetters(len(bad))
+	results := p.Results(1)
+	p.Settled()
 	if results[0].ID != good.ID {
 		t.Errorf("result = %+v, want the good command's", results[0])
 	}
@@ -114,7 +116,7 @@ func TestBadInputBecomesInvalidDeadLettersAndDoesNotStopGoodCommands(t *testing.
 			t.Errorf("dead letter = %+v", d)
 		}
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("simulator saw %d effects, want only the good command's", n)
 	}
 }
@@ -122,12 +124,12 @@ func TestBadInputBecomesInvalidDeadLettersAndDoesNotStopGoodCommands(t *testing.
 func TestNonJSONDeadLetterKeepsTheBytes(t *testing.T) {
 	p := newPipeline(t)
 	raw := []byte("\xff\x00 not json {")
-	p.publishRaw("chat.commands.send.abc", "raw-1", raw)
-	d := p.deadLetters(1)[0]
+	p.PublishRaw("chat.commands.send.abc", "raw-1", raw)
+	d := p.DeadLetters(1)[0]
 	if d.Command != nil || string(d.Raw) != string(raw) {
 		t.Errorf("dead letter command=%s raw=%q, want raw bytes %q", d.Command, d.Raw, raw)
 	}
-	m := p.records("CHAT_DLQ", 1)[0]
+	m := p.Records("CHAT_DLQ", 1)[0]
 	if !strings.Contains(string(m.Data), `"raw":"`+base64.StdEncoding.EncodeToString(raw)+`"`) {
 		t.Errorf("raw is not base64 in %s", m.Data)
 	}
@@ -138,8 +140,8 @@ func TestNonJSONDeadLetterKeepsTheBytes(t *testing.T) {
 
 func TestUnparsableSubjectGoesToInvalidDeadLetterSubject(t *testing.T) {
 	p := newPipeline(t)
-	p.publishRaw("chat.commands.frobnicate.abc", "x", []byte(`{}`))
-	m := p.records("CHAT_DLQ", 1)[0]
+	p.PublishRaw("chat.commands.frobnicate.abc", "x", []byte(`{}`))
+	m := p.Records("CHAT_DLQ", 1)[0]
 	if m.Subject != "chat.dlq.invalid.frobnicate.abc" {
 		t.Errorf("dead letter subject = %q", m.Subject)
 	}
@@ -147,9 +149,9 @@ func TestUnparsableSubjectGoesToInvalidDeadLetterSubject(t *testing.T) {
 
 func TestPermanentAPIErrorIsDeadLettered(t *testing.T) {
 	p := newPipeline(t)
-	cmd := p.publish(actions.Send{ChatID: "missing:ghost", Content: "hello?"})
-	d := p.deadLetters(1)[0]
-	p.settled()
+	cmd := p.Publish(actions.Send{ChatID: "missing:ghost", Content: "hello?"})
+	d := p.DeadLetters(1)[0]
+	p.Settled()
 	if d.Error.Class != contract.ClassPermanent || d.Error.APIStatus != 404 || d.Error.APICode != 4004 || d.Attempts != 1 {
 		t.Errorf("dead letter error = %+v attempts %d", d.Error, d.Attempts)
 	}
@@ -162,15 +164,15 @@ func TestPermanentAPIErrorIsDeadLettered(t *testing.T) {
 }
 
 func TestRetryableFailuresAreRetriedAndNothingIsDoubled(t *testing.T) {
-	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 0.3, DropRate: 0.2}))
+	p := newPipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 0.3, DropRate: 0.2}))
 	const n = 60
 	ids := map[string]bool{}
 	for i := range n {
-		cmd := p.publish(actions.Send{ChatID: fmt.Sprint("chat-", i%7), Content: fmt.Sprint("message ", i)})
+		cmd := p.Publish(actions.Send{ChatID: fmt.Sprint("chat-", i%7), Content: fmt.Sprint("message ", i)})
 		ids[cmd.ID] = true
 	}
-	results := p.results(n)
-	p.settled()
+	results := p.Results(n)
+	p.Settled()
 	retried := 0
 	for _, r := range results {
 		if !ids[r.ID] {
@@ -187,22 +189,22 @@ func TestRetryableFailuresAreRetriedAndNothingIsDoubled(t *testing.T) {
 	if retried == 0 {
 		t.Error("no command needed a retry: the faults were not injected")
 	}
-	for key, c := range effectsByKey(p.sim) {
+	for key, c := range p.EffectsByKey() {
 		if c != 1 {
 			t.Errorf("command %s took effect %d times", key, c)
 		}
 	}
-	if dl := p.count("CHAT_DLQ"); dl != 0 {
+	if dl := p.Count("CHAT_DLQ"); dl != 0 {
 		t.Errorf("%d dead letters for commands that could succeed", dl)
 	}
 }
 
 func TestRetryBudgetRunsOutAsExhausted(t *testing.T) {
-	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}))
-	p.publish(actions.Note{ChatID: "abc", Content: "never lands"})
-	d := p.deadLetters(1)[0]
-	p.settled()
+	p := newPipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}))
+	p.Publish(actions.Note{ChatID: "abc", Content: "never lands"})
+	d := p.DeadLetters(1)[0]
+	p.Settled()
 	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 || d.Error.APIStatus < 500 {
 		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
 	}
@@ -217,10 +219,10 @@ func TestRetryBudgetRunsOutAsExhausted(t *testing.T) {
 func TestLongBackoffHandsTheCommandBackAndCountsAttemptsAcrossDeliveries(t *testing.T) {
 	// Every wait is longer than the in-process maximum, so each attempt is
 	// a separate delivery; the attempt count must still reach the budget.
-	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 40 * time.Millisecond, InProcessMax: time.Microsecond}))
-	p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	d := p.deadLetters(1)[0]
+	p := newPipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 40 * time.Millisecond, InProcessMax: time.Microsecond}))
+	p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.DeadLetters(1)[0]
 	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 {
 		t.Errorf("dead letter = %+v, attempts %d", d.Error, d.Attempts)
 	}
@@ -228,27 +230,27 @@ func TestLongBackoffHandsTheCommandBackAndCountsAttemptsAcrossDeliveries(t *test
 
 func TestSameIDTwiceIsOneEffectAndADuplicateResult(t *testing.T) {
 	p := newPipeline(t)
-	cmd := p.publish(actions.Send{ID: "order-17-shipped", ChatID: "abc", Content: "Shipped!"})
-	p.results(1)
+	cmd := p.Publish(actions.Send{ID: "order-17-shipped", ChatID: "abc", Content: "Shipped!"})
+	p.Results(1)
 	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Shipped!"}`, cmd.ID)
-	p.publishRaw("chat.commands.send.abc", "a new message id", []byte(body))
-	results := p.results(2)
+	p.PublishRaw("chat.commands.send.abc", "a new message id", []byte(body))
+	results := p.Results(2)
 	if results[0].Status != contract.StatusSucceeded || results[1].Status != contract.StatusDuplicate {
 		t.Errorf("statuses %q, %q", results[0].Status, results[1].Status)
 	}
 	if string(results[1].Response) != string(results[0].Response) || results[1].APIStatus != 200 {
 		t.Errorf("duplicate result does not carry the original response: %s vs %s", results[1].Response, results[0].Response)
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)
 	}
 	// The same id with another body is a conflict.
-	p.publishRaw("chat.commands.send.abc", "third", []byte(fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Cancelled!"}`, cmd.ID)))
-	d := p.deadLetters(1)[0]
+	p.PublishRaw("chat.commands.send.abc", "third", []byte(fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"Cancelled!"}`, cmd.ID)))
+	d := p.DeadLetters(1)[0]
 	if d.Error.Class != contract.ClassConflict || !strings.Contains(d.Error.Message, "different body") {
 		t.Errorf("dead letter = %+v", d.Error)
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("%d effects after the conflict, want 1", n)
 	}
 }
@@ -268,19 +270,19 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	// A second worker on the same consumer whose executor panics; the
 	// simulator-backed worker may take some commands too, which is fine.
 	exec := &panicky{}
-	p.start(exec)
+	p.Start(exec)
 	for i := range 10 {
-		p.publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
+		p.Publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
 	}
-	p.results(10)
-	p.settled()
+	p.Results(10)
+	p.Settled()
 }
 
 func TestPanicsOutlastingTheBudgetAreDeadLettered(t *testing.T) {
-	p := newBarePipeline(t, withRetry(consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
-	p.start(alwaysPanics{})
-	p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	d := p.deadLetters(1)[0]
+	p := newBarePipeline(t, workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	p.Start(alwaysPanics{})
+	p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.DeadLetters(1)[0]
 	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "panic: kaboom") || d.Attempts != 2 {
 		t.Errorf("dead letter = %+v attempts %d", d.Error, d.Attempts)
 	}
@@ -293,26 +295,26 @@ func (alwaysPanics) Execute(context.Context, actions.Command) (contract.Outcome,
 }
 
 func TestReplayedDeadLetterGetsAFreshBudget(t *testing.T) {
-	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	p.deadLetters(1)
+	p := newPipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.DeadLetters(1)
 	body := fmt.Sprintf(`{"id":%q,"type":"send","chat_id":"abc","content":"x"}`, cmd.ID)
-	p.publishRaw("chat.commands.send.abc", cmd.ID+":replay:1", []byte(body))
-	again := p.deadLetters(2)[1]
+	p.PublishRaw("chat.commands.send.abc", cmd.ID+":replay:1", []byte(body))
+	again := p.DeadLetters(2)[1]
 	if again.Error.Class != contract.ClassExhausted || again.Attempts != 3 {
 		t.Errorf("replayed dead letter: %+v after %d attempts, want exhausted after 3", again.Error, again.Attempts)
 	}
 }
 
 func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 5 * time.Millisecond, MaxInterval: 5 * time.Millisecond, InProcessMax: time.Microsecond}))
-	p.cfg.Topology.MaxDeliver = 3
-	p.start(p.executor)
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	d := p.deadLetters(1)[0]
-	p.settled()
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 5 * time.Millisecond, MaxInterval: 5 * time.Millisecond, InProcessMax: time.Microsecond}))
+	p.Config.Topology.MaxDeliver = 3
+	p.Start(p.Executor)
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	d := p.DeadLetters(1)[0]
+	p.Settled()
 	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "delivered the command 3 times") {
 		t.Errorf("dead letter error = %+v", d.Error)
 	}
@@ -320,9 +322,9 @@ func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
 		t.Errorf("dead letter = %s, attempts %d", d.Command, d.Attempts)
 	}
 	// The chat is free again.
-	p.sim.SetFaults(chatsim.Faults{})
-	p.publish(actions.Send{ChatID: "abc", Content: "next"})
-	p.results(1)
+	p.Sim.SetFaults(chatsim.Faults{})
+	p.Publish(actions.Send{ChatID: "abc", Content: "next"})
+	p.Results(1)
 }
 
 // TestWorkersRacingOnTheSameIDs: every command is published twice (as two
@@ -330,19 +332,19 @@ func TestCommandsPastMaxDeliverAreDeadLetteredByTheBackstop(t *testing.T) {
 // at the same moment, consume them: one effect per id, and one succeeded
 // plus one duplicate result.
 func TestWorkersRacingOnTheSameIDs(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{LatencyJitter: 3 * time.Millisecond}))
-	p.cfg.Unordered = true
-	p.start(p.executor)
-	p.start(p.executor)
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{LatencyJitter: 3 * time.Millisecond}))
+	p.Config.Unordered = true
+	p.Start(p.Executor)
+	p.Start(p.Executor)
 	const n = 100
 	for i := range n {
 		body := fmt.Sprintf(`{"id":"race-%d","type":"note","chat_id":"c%d","content":"x"}`, i, i%5)
 		subject := fmt.Sprintf("chat.commands.note.c%d", i%5)
-		p.publishRaw(subject, fmt.Sprint("a-", i), []byte(body))
-		p.publishRaw(subject, fmt.Sprint("b-", i), []byte(body))
+		p.PublishRaw(subject, fmt.Sprint("a-", i), []byte(body))
+		p.PublishRaw(subject, fmt.Sprint("b-", i), []byte(body))
 	}
-	results := p.results(2 * n)
-	p.settled()
+	results := p.Results(2 * n)
+	p.Settled()
 	statuses := map[string][]string{}
 	for _, r := range results {
 		statuses[r.ID] = append(statuses[r.ID], r.Status)
@@ -352,7 +354,7 @@ func TestWorkersRacingOnTheSameIDs(t *testing.T) {
 			t.Errorf("%s: results %v, want one succeeded and one duplicate", id, s)
 		}
 	}
-	for key, c := range effectsByKey(p.sim) {
+	for key, c := range p.EffectsByKey() {
 		if c != 1 {
 			t.Errorf("%s took effect %d times", key, c)
 		}
@@ -365,25 +367,25 @@ func TestWorkersRacingOnTheSameIDs(t *testing.T) {
 // hundreds), and every command is still there to succeed once the API is
 // back.
 func TestAPIDownDoesNotSpin(t *testing.T) {
-	p := newPipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond, InProcessMax: 50 * time.Millisecond}))
+	p := newPipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 1000, InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond, InProcessMax: 50 * time.Millisecond}))
 	const n = 10
 	for i := range n {
-		p.publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
+		p.Publish(actions.Note{ChatID: fmt.Sprint("c", i), Content: "x"})
 	}
 	// Wait until every command has failed a few times.
-	eventually(t, 20*time.Second, func() bool { return p.sim.Stats().Requests >= 5*n }, "the API saw too few calls")
-	calls0 := p.sim.Stats().Requests
+	workertest.Eventually(t, 20*time.Second, func() bool { return p.Sim.Stats().Requests >= 5*n }, "the API saw too few calls")
+	calls0 := p.Sim.Stats().Requests
 	time.Sleep(time.Second) // the window in which calls are counted, not a wait for an outcome
-	calls := p.sim.Stats().Requests - calls0
+	calls := p.Sim.Stats().Requests - calls0
 	// One second at a backoff ceiling of 200 ms with full jitter is about
 	// ten calls per command; allow three times that.
 	if calls > 30*n {
 		t.Errorf("%d API calls in a second for %d commands while the API was down: the worker spins", calls, n)
 	}
-	p.sim.SetFaults(chatsim.Faults{})
-	p.results(n)
-	if dl := p.count("CHAT_DLQ"); dl != 0 {
+	p.Sim.SetFaults(chatsim.Faults{})
+	p.Results(n)
+	if dl := p.Count("CHAT_DLQ"); dl != 0 {
 		t.Errorf("%d dead letters", dl)
 	}
 }
@@ -391,15 +393,15 @@ func TestAPIDownDoesNotSpin(t *testing.T) {
 // TestSlowCallOutlivesAckWait: an API call slower than AckWait is kept
 // alive with InProgress, so JetStream does not redeliver it meanwhile.
 func TestSlowCallOutlivesAckWait(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{Latency: 1500 * time.Millisecond}))
-	p.cfg.Topology.AckWait = 600 * time.Millisecond
-	p.start(p.executor)
-	p.publish(actions.Send{ChatID: "abc", Content: "slow"})
-	r := p.results(1)[0]
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{Latency: 1500 * time.Millisecond}))
+	p.Config.Topology.AckWait = 600 * time.Millisecond
+	p.Start(p.Executor)
+	p.Publish(actions.Send{ChatID: "abc", Content: "slow"})
+	r := p.Results(1)[0]
 	if r.Attempts != 1 || r.Status != contract.StatusSucceeded {
 		t.Errorf("result %+v", r)
 	}
-	cons, err := p.js.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
+	cons, err := p.JS.Consumer(t.Context(), "CHAT_COMMANDS", "chat-worker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,14 +429,14 @@ func TestTraceContextIsCarried(t *testing.T) {
 		}
 		msg := &nats.Msg{Subject: actions.Subjects{}.Command(cmd.Type, cmd.ChatID), Data: []byte(body), Header: nats.Header{}}
 		msg.Header.Set("traceparent", tp)
-		if _, err := p.js.PublishMsg(t.Context(), msg); err != nil {
+		if _, err := p.JS.PublishMsg(t.Context(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if r := p.results(1)[0]; r.Traceparent != tp {
+	if r := p.Results(1)[0]; r.Traceparent != tp {
 		t.Errorf("result traceparent %q", r.Traceparent)
 	}
-	if d := p.deadLetters(1)[0]; d.Traceparent != tp {
+	if d := p.DeadLetters(1)[0]; d.Traceparent != tp {
 		t.Errorf("dead letter traceparent %q", d.Traceparent)
 	}
 }
@@ -463,13 +465,13 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 	for _, unordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unordered=%v", unordered), func(t *testing.T) {
 			p := newBarePipeline(t)
-			p.cfg.Concurrency, p.cfg.Unordered = 1, unordered
-			cons, err := consumer.Provision(t.Context(), p.js, p.cfg.Topology)
+			p.Config.Concurrency, p.Config.Unordered = 1, unordered
+			cons, err := consumer.Provision(t.Context(), p.JS, p.Config.Topology)
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := &gate{next: p.executor, release: make(chan struct{})}
-			w, err := consumer.New(p.js, cons, g, p.store, p.cfg)
+			g := &gate{next: p.Executor, release: make(chan struct{})}
+			w, err := consumer.New(p.JS, cons, g, p.Store, p.Config)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -478,10 +480,10 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 			go func() { done <- w.Run(ctx) }()
 
 			for _, chat := range []string{"a", "b", "c"} {
-				p.publish(actions.Send{ChatID: chat, Content: "hi"})
+				p.Publish(actions.Send{ChatID: chat, Content: "hi"})
 			}
 			var pending int
-			eventually(t, 10*time.Second, func() bool {
+			workertest.Eventually(t, 10*time.Second, func() bool {
 				info, err := cons.Info(t.Context())
 				if err != nil {
 					return false
@@ -492,7 +494,7 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // the second command reaches the queue of work
 
 			cancel()
-			eventually(t, 10*time.Second, w.Draining, "the worker draining")
+			workertest.Eventually(t, 10*time.Second, w.Draining, "the worker draining")
 			close(g.release)
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -500,19 +502,19 @@ func TestShutdownHandsBackWorkNotStarted(t *testing.T) {
 			if n := g.calls.Load(); n != 1 {
 				t.Errorf("%d API calls began, want 1: work queued before the shutdown ran after it", n)
 			}
-			if got := len(p.sim.Effects()); got != 1 {
+			if got := len(p.Sim.Effects()); got != 1 {
 				t.Errorf("%d effects, want 1", got)
 			}
 
 			// The two handed back run on the next worker, once each.
-			p.start(p.executor)
-			p.settled()
-			for key, n := range effectsByKey(p.sim) {
+			p.Start(p.Executor)
+			p.Settled()
+			for key, n := range p.EffectsByKey() {
 				if n != 1 {
 					t.Errorf("command %s took effect %d times", key, n)
 				}
 			}
-			if got := len(p.sim.Effects()); got != 3 {
+			if got := len(p.Sim.Effects()); got != 3 {
 				t.Errorf("%d effects after the restart, want 3", got)
 			}
 		})
@@ -553,15 +555,15 @@ func TestRecordingASuccessIsRetried(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newBarePipeline(t)
-			kv := p.store
+			kv := p.Store
 			flaky := &flakyComplete{Store: kv, fails: tc.fails, err: tc.err}
-			p.store = flaky
-			p.start(p.executor)
-			cmd := p.publish(actions.Send{ChatID: "c1", Content: "hi"})
-			if r := p.results(1)[0]; r.ID != cmd.ID || r.Status != contract.StatusSucceeded {
+			p.Store = flaky
+			p.Start(p.Executor)
+			cmd := p.Publish(actions.Send{ChatID: "c1", Content: "hi"})
+			if r := p.Results(1)[0]; r.ID != cmd.ID || r.Status != contract.StatusSucceeded {
 				t.Fatalf("result %+v", r)
 			}
-			p.settled()
+			p.Settled()
 			if n := flaky.calls.Load(); n != tc.calls {
 				t.Errorf("%d writes of the success, want %d", n, tc.calls)
 			}
@@ -581,30 +583,30 @@ func TestRecordingASuccessIsRetried(t *testing.T) {
 // commands claim their ids, ready to take a slot the moment one frees.
 func TestConcurrencyBoundsAPICalls(t *testing.T) {
 	p := newBarePipeline(t)
-	p.cfg.Concurrency, p.cfg.ShutdownGrace = 2, time.Second
-	g := &gate{next: p.executor, release: make(chan struct{})}
-	p.start(g)
+	p.Config.Concurrency, p.Config.ShutdownGrace = 2, time.Second
+	g := &gate{next: p.Executor, release: make(chan struct{})}
+	p.Start(g)
 	for i := range 6 {
-		p.publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", i), Content: "hi"})
+		p.Publish(actions.Send{ChatID: fmt.Sprintf("chat-%d", i), Content: "hi"})
 	}
 	var claims uint64
-	eventually(t, 10*time.Second, func() bool {
-		claims = p.count("KV_CHAT_IDEMPOTENCY")
+	workertest.Eventually(t, 10*time.Second, func() bool {
+		claims = p.Count("KV_CHAT_IDEMPOTENCY")
 		return claims == 4
 	}, "%d claims, want 4: two calling, two waiting for a slot", &claims)
 	time.Sleep(100 * time.Millisecond) // room for a call or claim too many
 	if n := g.calls.Load(); n != 2 {
 		t.Errorf("%d API calls at once, want 2", n)
 	}
-	if n := p.count("KV_CHAT_IDEMPOTENCY"); n != 4 {
+	if n := p.Count("KV_CHAT_IDEMPOTENCY"); n != 4 {
 		t.Errorf("%d claims, want 4", n)
 	}
 	close(g.release)
-	p.settled()
+	p.Settled()
 	if n := g.calls.Load(); n != 6 {
 		t.Errorf("%d API calls, want 6", n)
 	}
-	for key, n := range effectsByKey(p.sim) {
+	for key, n := range p.EffectsByKey() {
 		if n != 1 {
 			t.Errorf("command %s took effect %d times", key, n)
 		}

@@ -127,7 +127,32 @@ func (q *Queue) entry(subject string, seq uint64, stored time.Time, data []byte)
 			}
 		}
 	}
+	if e.ID == "" {
+		e.ID = publishedID(e.Letter.Headers)
+	}
 	return e
+}
+
+// publishedID is the id a command without a readable one was published
+// under: its Nats-Msg-Id, less the suffix a replay adds. Its publisher
+// knows it by that id, and `worker status` finds it by it too.
+func publishedID(h map[string][]string) string {
+	for k, vs := range h {
+		if !strings.EqualFold(k, jetstream.MsgIDHeader) || len(vs) == 0 {
+			continue
+		}
+		id := vs[0]
+		if i := strings.LastIndex(id, ":replay:"); i > 0 {
+			if _, err := strconv.ParseUint(id[i+len(":replay:"):], 10, 64); err == nil {
+				id = id[:i]
+			}
+		}
+		if id == "-" || len(id) > contract.MaxIDBytes {
+			return ""
+		}
+		return id
+	}
+	return ""
 }
 
 // Selection is what a filter selected.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatworker/worker/contract"
 	"github.com/nats-io/nats.go"
@@ -147,7 +148,7 @@ func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
 	case e.Malformed != "":
 		return e.Malformed
 	case len(e.Letter.Command) == 0 && len(e.Letter.Raw) > 0:
-		return "the command was not JSON (kept as raw bytes), so it cannot be replayed: publish a corrected command, then purge this one"
+		return rawReason(e.Letter.Raw) + ", so it cannot be replayed: publish a corrected command, then purge this one"
 	case len(e.Letter.Command) == 0:
 		return "the dead letter holds no command"
 	case e.Class() == contract.ClassInvalid && !includeInvalid:
@@ -156,6 +157,21 @@ func (q *Queue) unreplayable(e Entry, includeInvalid bool) string {
 		return fmt.Sprintf("its original subject %q is not a command subject (%s...)", e.Letter.Subject, commands)
 	}
 	return ""
+}
+
+// rawReason says why the worker kept a command as raw bytes rather than as
+// JSON: a command over the size limit is kept raw whatever it holds, and
+// calling that "not JSON" sent people looking for a syntax error.
+func rawReason(raw []byte) string {
+	switch {
+	case len(raw) > contract.MaxMessageBytes:
+		return fmt.Sprintf("the command is %d bytes, over the %d-byte limit (kept as raw bytes)", len(raw), contract.MaxMessageBytes)
+	case !utf8.Valid(raw):
+		return "the command is not valid UTF-8 (kept as raw bytes)"
+	case json.Valid(raw):
+		return "the command is JSON but not an object (kept as raw bytes)"
+	}
+	return "the command was not JSON (kept as raw bytes)"
 }
 
 // republish publishes e's command as it was first received, and waits for

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/chatworker/worker/chat"
+	ibackoff "github.com/chatworker/worker/internal/backoff"
 )
 
 // DefaultConcurrency is how many conversations are fetched at once when
@@ -368,12 +369,9 @@ func (e *Exporter) callOptions(extra ...chat.CallOption) []chat.CallOption {
 		attempts = DefaultMaxAttempts
 	}
 	retry := chat.WithRetry(func() backoff.BackOff {
-		b := backoff.NewExponentialBackOff(
-			backoff.WithInitialInterval(200*time.Millisecond),
-			backoff.WithMaxInterval(10*time.Second),
-			backoff.WithMaxElapsedTime(0), // the attempts bound it
-		)
-		return backoff.WithMaxRetries(b, uint64(attempts-1))
+		b := backoff.NewExponentialBackOff()
+		b.InitialInterval, b.MaxInterval = 200*time.Millisecond, 10*time.Second
+		return ibackoff.Limit(b, attempts-1)
 	})
 	opts := make([]chat.CallOption, 0, len(e.CallOptions)+len(extra)+1)
 	opts = append(append(opts, e.CallOptions...), extra...)

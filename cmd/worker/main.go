@@ -90,6 +90,8 @@ Run 'worker <command> -h' for a command's flags.
 
 // run is the whole program; main only wires signals. Tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	ctx, refused := withRefusals(ctx)
+	defer func() { err = refused.explain(err) }()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage())
 		return usageError{helpHint{errors.New("no command given"), ""}}

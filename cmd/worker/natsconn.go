@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chatworker/worker/consumer"
@@ -191,6 +193,9 @@ func (n *natsFlags) connect(ctx context.Context, name string, embedded *server.S
 		// Asynchronous errors (a subscription that dropped messages as a slow
 		// consumer, a permissions violation) are otherwise silent.
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				refusedIn(ctx).add(n, err)
+			}
 			fields := []zap.Field{zap.Error(err)}
 			if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
@@ -299,4 +304,121 @@ func startEmbedded(host string, port int, dataDir string, log *zap.Logger) (*ser
 	}
 	log.Info("embedded NATS server started", zap.String("url", s.ClientURL()), zap.String("data_dir", dir))
 	return s, nil
+}
+
+// refusals collects the subjects the NATS server refused to the users of
+// one run's connections. The server reports a permissions violation only
+// on the connection's error handler; the request that caused it just goes
+// unanswered and ends with its deadline, so without this a missing
+// permission reads as "context deadline exceeded".
+type refusals struct {
+	mu   sync.Mutex
+	list []refusal
+}
+
+type refusal struct {
+	user, what, subject string // what: "publish to" or "subscribe to"
+	meant               string // the shipped user for the job, or ""
+	job                 string
+}
+
+type refusalsKey struct{}
+
+// withRefusals gives a run somewhere to collect refusals: run reports them
+// with its error (explain).
+func withRefusals(ctx context.Context) (context.Context, *refusals) {
+	r := &refusals{}
+	return context.WithValue(ctx, refusalsKey{}, r), r
+}
+
+// refusedIn is the run's collector; nil (which add ignores) outside run.
+func refusedIn(ctx context.Context) *refusals {
+	r, _ := ctx.Value(refusalsKey{}).(*refusals)
+	return r
+}
+
+var violation = regexp.MustCompile(`Permissions Violation for (Publish|Subscription) to "?([^"\s]+)"?`)
+
+func (r *refusals) add(n *natsFlags, err error) {
+	if r == nil {
+		return
+	}
+	m := violation.FindStringSubmatch(err.Error())
+	if m == nil {
+		return
+	}
+	f := refusal{what: "publish to", subject: m[2], user: "this NATS user"}
+	if m[1] == "Subscription" {
+		f.what = "subscribe to"
+	}
+	switch {
+	case n.user != "":
+		f.user = fmt.Sprintf("NATS user %q", n.user)
+	case n.creds != "":
+		f.user = "the user of " + n.creds
+	}
+	f.meant, f.job = meantFor(f.subject, n.prefix)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range r.list {
+		if g.subject == f.subject && g.what == f.what {
+			return
+		}
+	}
+	r.list = append(r.list, f)
+}
+
+// meantFor names the user of deploy/nats/worker-permissions.conf whose job
+// needs subject, for the subjects a wrong user meets first.
+func meantFor(subject, prefix string) (user, job string) {
+	has := func(parts ...string) bool {
+		for _, p := range parts {
+			if strings.Contains(subject, p) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case strings.HasPrefix(subject, prefix+".commands.") || strings.HasPrefix(subject, prefix+".schedules."):
+		return "app", "publishing commands"
+	case has("EXPORTS", "EXPORT_CHECKPOINTS"):
+		return "worker", "exporting conversations (worker export, the export CronJob)"
+	case has(".MSG.DELETE.", ".PURGE."):
+		return "operator", "deleting or purging messages (dlq replay and purge, cancel, schedules ls)"
+	case strings.HasPrefix(subject, "$JS.API.CONSUMER.") && has(".CHAT_RESULTS", ".CHAT_DLQ"):
+		return "app", "reading results and dead letters (send --wait, status, dlq ls)"
+	}
+	return "", ""
+}
+
+// explain reports the refusals with the error they caused: the error alone
+// is most often a deadline. A refusal is not a timeout, so an exit status
+// saying so is dropped.
+func (r *refusals) explain(err error) error {
+	if err == nil || r == nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.list) == 0 {
+		return err
+	}
+	var e exitError
+	if errors.As(err, &e) {
+		err = e.err
+	}
+	var b strings.Builder
+	for i, f := range r.list {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "the NATS server refused %s to %s %q (Permissions Violation)", f.user, f.what, f.subject)
+		if f.meant != "" {
+			fmt.Fprintf(&b, ": %s is the %q user's job in deploy/nats/worker-permissions.conf", f.job, f.meant)
+		} else {
+			b.WriteString(": see deploy/nats/worker-permissions.conf for the user whose permissions allow it")
+		}
+	}
+	return fmt.Errorf("%s. The command failed with: %w", b.String(), err)
 }

@@ -10,7 +10,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	cbackoff "github.com/cenkalti/backoff/v4"
+	cbackoff "github.com/cenkalti/backoff/v5"
 )
 
 // Exponential doubles from Initial up to Max.
@@ -22,8 +22,7 @@ type Exponential struct {
 // at most Max. It is a function of n, not of a backoff's state, because
 // callers read n back from a record on each delivery.
 func (e Exponential) Ceiling(n int) time.Duration {
-	b := cbackoff.ExponentialBackOff{InitialInterval: e.Initial, MaxInterval: e.Max, Multiplier: 2,
-		RandomizationFactor: 0, Stop: cbackoff.Stop, Clock: cbackoff.SystemClock}
+	b := cbackoff.ExponentialBackOff{InitialInterval: e.Initial, MaxInterval: e.Max, Multiplier: 2, RandomizationFactor: 0}
 	b.Reset()
 	ceiling := b.NextBackOff()
 	for i := 1; i < n && ceiling < e.Max; i++ {
@@ -72,3 +71,28 @@ func Retry(ctx context.Context, tries int, e Exponential, fn func() error) error
 
 // Permanent marks an error Retry must not retry.
 func Permanent(err error) error { return cbackoff.Permanent(err) }
+
+// Limit stops b after retries intervals. cenkalti/backoff v5 bounds
+// retries in its Retry function rather than in a BackOff, and a BackOff is
+// what chat.WithRetry takes.
+func Limit(b cbackoff.BackOff, retries int) cbackoff.BackOff {
+	return &limited{b: b, retries: retries}
+}
+
+type limited struct {
+	b          cbackoff.BackOff
+	retries, n int
+}
+
+func (l *limited) NextBackOff() time.Duration {
+	if l.n >= l.retries {
+		return cbackoff.Stop
+	}
+	l.n++
+	return l.b.NextBackOff()
+}
+
+func (l *limited) Reset() {
+	l.n = 0
+	l.b.Reset()
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	cbackoff "github.com/cenkalti/backoff/v5"
 )
 
 func TestExponential(t *testing.T) {
@@ -60,5 +62,20 @@ func TestRetry(t *testing.T) {
 	calls := 0
 	if err := Retry(ctx, 5, e, func() error { calls++; return errFail }); calls != 1 || !errors.Is(err, errFail) {
 		t.Errorf("cancelled: calls %d, err %v", calls, err)
+	}
+}
+
+func TestLimit(t *testing.T) {
+	b := Limit(&cbackoff.ConstantBackOff{Interval: time.Millisecond}, 2)
+	for round := range 2 {
+		for i := range 2 {
+			if d := b.NextBackOff(); d != time.Millisecond {
+				t.Fatalf("round %d, retry %d: %v, want 1ms", round, i+1, d)
+			}
+		}
+		if d := b.NextBackOff(); d != cbackoff.Stop {
+			t.Fatalf("round %d, third retry: %v, want Stop", round, d)
+		}
+		b.Reset()
 	}
 }

@@ -8,48 +8,53 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
+
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/chatworker/worker/consumer"
-	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/idempotency"
 )
 
-// Issue 19, point 4: one test per item found by reading.
+// The backstops that settle a command no worker finishes (the max-deliveries
+// advisory, claims abandoned again and again), what a redelivery of a
+// command that already succeeded gets, and the lease's renewal beside the
+// call.
 
 // waitUndelivered waits until JetStream has stopped delivering the stream's
 // commands (MaxDeliver reached): none pending, none awaiting an ack.
 func (p *pipeline) waitUndelivered() {
-	p.t.Helper()
-	cons, err := p.js.Consumer(p.t.Context(), "CHAT_COMMANDS", "chat-worker")
+	p.T.Helper()
+	cons, err := p.JS.Consumer(p.T.Context(), "CHAT_COMMANDS", "chat-worker")
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	eventually(p.t, time.Minute, func() bool {
-		info, err := cons.Info(p.t.Context())
+	workertest.Eventually(p.T, time.Minute, func() bool {
+		info, err := cons.Info(p.T.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer > 0
 	}, "JetStream kept delivering")
 }
 
 // waitDelivered waits until the consumer has made n deliveries.
 func (p *pipeline) waitDelivered(n uint64) {
-	p.t.Helper()
-	cons, err := p.js.Consumer(p.t.Context(), "CHAT_COMMANDS", "chat-worker")
+	p.T.Helper()
+	cons, err := p.JS.Consumer(p.T.Context(), "CHAT_COMMANDS", "chat-worker")
 	if err != nil {
-		p.t.Fatal(err)
+		p.T.Fatal(err)
 	}
-	eventually(p.t, time.Minute, func() bool {
-		info, err := cons.Info(p.t.Context())
+	workertest.Eventually(p.T, time.Minute, func() bool {
+		info, err := cons.Info(p.T.Context())
 		return err == nil && info.Delivered.Consumer >= n
 	}, "the command was not delivered again")
 }
 
 // recordState waits until the id's record is in state and returns it.
 func (p *pipeline) recordState(id string, state idempotency.State) idempotency.Record {
-	p.t.Helper()
+	p.T.Helper()
 	var rec idempotency.Record
-	eventually(p.t, time.Minute, func() bool {
-		r, err := p.store.Lookup(p.t.Context(), id)
+	workertest.Eventually(p.T, time.Minute, func() bool {
+		r, err := p.Store.Lookup(p.T.Context(), id)
 		rec = r
 		return err == nil && r.State == state
 	}, "the record never reached its state")
@@ -58,9 +63,9 @@ func (p *pipeline) recordState(id string, state idempotency.State) idempotency.R
 
 // outcomes waits until the command has a result or a dead letter.
 func (p *pipeline) outcomes() (results, deadLetters uint64) {
-	p.t.Helper()
-	eventually(p.t, time.Minute, func() bool {
-		results, deadLetters = p.count("CHAT_RESULTS"), p.count("CHAT_DLQ")
+	p.T.Helper()
+	workertest.Eventually(p.T, time.Minute, func() bool {
+		results, deadLetters = p.Count("CHAT_RESULTS"), p.Count("CHAT_DLQ")
 		return results+deadLetters > 0
 	}, "the command got neither a result nor a dead letter")
 	return results, deadLetters
@@ -70,22 +75,22 @@ func (p *pipeline) outcomes() (results, deadLetters uint64) {
 // succeeded (its result publishes kept failing), never a dead letter.
 func TestBackstopPublishesTheResultOfASucceededCommand(t *testing.T) {
 	p := newBarePipeline(t)
-	p.cfg.Topology.MaxDeliver = 2
-	p.start(p.executor)
+	p.Config.Topology.MaxDeliver = 2
+	p.Start(p.Executor)
 	restore := p.refuseWrites("CHAT_RESULTS") // after start, which provisions the streams
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
 	p.recordState(cmd.ID, idempotency.StateSucceeded)
 	p.waitUndelivered() // the backstop's turn
 	restore()
 	results, dead := p.outcomes()
-	p.settled()
+	p.Settled()
 	if dead != 0 || results != 1 {
 		t.Fatalf("%d results and %d dead letters, want the one result", results, dead)
 	}
-	if r := p.results(1)[0]; r.Status != contract.StatusSucceeded || r.ID != cmd.ID {
+	if r := p.Results(1)[0]; r.Status != contract.StatusSucceeded || r.ID != cmd.ID {
 		t.Errorf("result = %s %s, want %s succeeded", r.ID, r.Status, cmd.ID)
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)
 	}
 }
@@ -94,17 +99,17 @@ func TestBackstopPublishesTheResultOfASucceededCommand(t *testing.T) {
 // budget: with a budget of 3 the API sees 3 calls, however often the dead
 // letter's publish fails.
 func TestUnstoredDeadLetterSpendsNoFreshBudget(t *testing.T) {
-	p := newBarePipeline(t, withFaults(chatsim.Faults{ErrorRate: 1}),
-		withRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
-	p.start(p.executor)
+	p := newBarePipeline(t, workertest.WithFaults(chatsim.Faults{ErrorRate: 1}),
+		workertest.WithRetry(consumer.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	p.Start(p.Executor)
 	restore := p.refuseWrites("CHAT_DLQ")
-	p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.Publish(actions.Send{ChatID: "abc", Content: "x"})
 	// Delivered again at least twice after the first dead letter failed.
 	p.waitDelivered(3)
 	restore()
-	d := p.deadLetters(1)[0]
-	p.settled()
-	if got := p.sim.Stats().Requests; got != 3 {
+	d := p.DeadLetters(1)[0]
+	p.Settled()
+	if got := p.Sim.Stats().Requests; got != 3 {
 		t.Errorf("%d API calls, want 3 (the budget)", got)
 	}
 	if d.Error.Class != contract.ClassExhausted || d.Attempts != 3 {
@@ -116,16 +121,16 @@ func TestUnstoredDeadLetterSpendsNoFreshBudget(t *testing.T) {
 // redelivery of that same message publishes "succeeded", not "duplicate".
 func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
 	p := newBarePipeline(t)
-	p.start(p.executor)
+	p.Start(p.Executor)
 	restore := p.refuseWrites("CHAT_RESULTS")
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
 	p.recordState(cmd.ID, idempotency.StateSucceeded)
 	// The client retries a publish that found no stream for a while: keep
 	// the results refused until the command came back.
 	p.waitDelivered(3)
 	restore()
-	r := p.results(1)[0]
-	p.settled()
+	r := p.Results(1)[0]
+	p.Settled()
 	if r.Status != contract.StatusSucceeded || r.Attempts != 1 {
 		t.Errorf("result: %s after %d attempts, want succeeded after 1", r.Status, r.Attempts)
 	}
@@ -135,8 +140,8 @@ func TestRedeliveryOfTheSucceededMessageGetsSucceeded(t *testing.T) {
 		t.Errorf("result response %s (digest %q), want the API's message with content x", r.Response, r.ResponseDigest)
 	}
 	// The same id published again (a new message) is a duplicate.
-	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
-	if again := p.results(2)[1]; again.Status != contract.StatusDuplicate {
+	p.PublishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
+	if again := p.Results(2)[1]; again.Status != contract.StatusDuplicate {
 		t.Errorf("the id published again: %s, want duplicate", again.Status)
 	}
 }
@@ -157,23 +162,23 @@ func responseContent(t *testing.T, resp json.RawMessage) string {
 // response's digest, which the record kept.
 func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
 	p := newBarePipeline(t)
-	p.start(p.executor)
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
-	orig := p.results(1)[0]
-	p.publishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
-	if dup := p.results(2)[1]; dup.Status != contract.StatusDuplicate || string(dup.Response) != string(orig.Response) || dup.ResponseDigest != "" {
+	p.Start(p.Executor)
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
+	orig := p.Results(1)[0]
+	p.PublishRaw("chat.commands.send.abc", cmd.ID+":again", mustJSON(t, cmd))
+	if dup := p.Results(2)[1]; dup.Status != contract.StatusDuplicate || string(dup.Response) != string(orig.Response) || dup.ResponseDigest != "" {
 		t.Fatalf("duplicate while the result is stored: %s %s digest %q, want the original response %s", dup.Status, dup.Response, dup.ResponseDigest, orig.Response)
 	}
-	results, err := p.js.Stream(t.Context(), "CHAT_RESULTS")
+	results, err := p.JS.Stream(t.Context(), "CHAT_RESULTS")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := results.Purge(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	p.publishRaw("chat.commands.send.abc", cmd.ID+":third", mustJSON(t, cmd))
-	dup := p.results(1)[0]
-	p.settled()
+	p.PublishRaw("chat.commands.send.abc", cmd.ID+":third", mustJSON(t, cmd))
+	dup := p.Results(1)[0]
+	p.Settled()
 	want, err := contract.ResponseDigest(orig.Response)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +186,7 @@ func TestDuplicateAfterTheResultIsGoneCarriesTheDigest(t *testing.T) {
 	if dup.Status != contract.StatusDuplicate || string(dup.Response) != "null" || dup.ResponseDigest != want {
 		t.Errorf("duplicate after the purge: %s %s digest %q, want null with digest %q", dup.Status, dup.Response, dup.ResponseDigest, want)
 	}
-	if n := len(p.sim.Effects()); n != 1 {
+	if n := len(p.Sim.Effects()); n != 1 {
 		t.Errorf("%d effects, want 1", n)
 	}
 }
@@ -200,10 +205,10 @@ func mustJSON(t *testing.T, v any) []byte {
 // stalled worker's success left.
 func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
 	p := newBarePipeline(t)
-	p.cfg.Topology.MaxDeliver = 2
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	p.Config.Topology.MaxDeliver = 2
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
 	// The stalled worker: it claimed the id with a short lease.
-	stalled, err := idempotency.Open(t.Context(), p.js, idempotency.Config{Owner: "stalled", Lease: 2 * time.Second})
+	stalled, err := idempotency.Open(t.Context(), p.JS, idempotency.Config{Owner: "stalled", Lease: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,21 +216,21 @@ func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.start(p.executor)
+	p.Start(p.Executor)
 	p.waitUndelivered()                   // both deliveries found the id busy: the backstop's turn
 	claim.Attempts, claim.Sequence = 1, 1 // the command message's sequence
 	if _, err := stalled.Complete(t.Context(), claim, contract.Outcome{APIStatus: 200, Response: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	results, dead := p.outcomes()
-	p.settled()
+	p.Settled()
 	if dead != 0 || results != 1 {
 		t.Fatalf("%d results and %d dead letters, want the stalled worker's result only", results, dead)
 	}
-	if r := p.results(1)[0]; r.Status != contract.StatusSucceeded {
+	if r := p.Results(1)[0]; r.Status != contract.StatusSucceeded {
 		t.Errorf("result status %s, want succeeded", r.Status)
 	}
-	if n := p.sim.Stats().Requests; n != 0 {
+	if n := p.Sim.Stats().Requests; n != 0 {
 		t.Errorf("%d API calls by the worker, want none: the stalled worker held the command", n)
 	}
 }
@@ -235,12 +240,12 @@ func TestBackstopLeavesACommandAStalledWorkerHolds(t *testing.T) {
 // another call, whatever its deliveries.
 func TestCommandThatKeepsKillingWorkersIsDeadLettered(t *testing.T) {
 	p := newBarePipeline(t)
-	cmd := p.publish(actions.Send{ChatID: "abc", Content: "x"})
+	cmd := p.Publish(actions.Send{ChatID: "abc", Content: "x"})
 	// Three workers claim it in turn and die: each lease runs out (their
 	// clocks run a lease behind) without an outcome.
 	for i := range 3 {
 		past := func() time.Time { return time.Now().Add(-time.Duration(3-i) * time.Minute) }
-		dead, err := idempotency.Open(t.Context(), p.js, idempotency.Config{Owner: "crashed", Lease: 30 * time.Second, Now: past})
+		dead, err := idempotency.Open(t.Context(), p.JS, idempotency.Config{Owner: "crashed", Lease: 30 * time.Second, Now: past})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,13 +253,13 @@ func TestCommandThatKeepsKillingWorkersIsDeadLettered(t *testing.T) {
 			t.Fatalf("crashed worker %d: %v", i, err)
 		}
 	}
-	p.start(p.executor)
-	d := p.deadLetters(1)[0]
-	p.settled()
+	p.Start(p.Executor)
+	d := p.DeadLetters(1)[0]
+	p.Settled()
 	if d.Error.Class != contract.ClassExhausted || !strings.Contains(d.Error.Message, "3 workers took this command") {
 		t.Errorf("dead letter error = %+v", d.Error)
 	}
-	if n := p.sim.Stats().Requests; n != 0 {
+	if n := p.Sim.Stats().Requests; n != 0 {
 		t.Errorf("%d API calls, want none", n)
 	}
 }
@@ -300,22 +305,22 @@ func (e *execGate) Execute(ctx context.Context, cmd actions.Command) (contract.O
 // attempt count waited on that lock.
 func TestLeaseExtensionDoesNotHoldUpTheCall(t *testing.T) {
 	p := newBarePipeline(t)
-	store := &blockingStore{Store: p.store, release: make(chan struct{})}
-	p.store = store
-	p.cfg.Concurrency = 1
-	p.cfg.Unordered = true
-	p.cfg.Topology.AckWait = 300 * time.Millisecond // a renewal every 100 ms
-	exec := &execGate{next: p.executor, hold: make(chan struct{}), holding: make(chan struct{})}
-	p.start(exec)
-	p.publish(actions.Send{ChatID: "a", Content: "x"})
+	store := &blockingStore{Store: p.Store, release: make(chan struct{})}
+	p.Store = store
+	p.Config.Concurrency = 1
+	p.Config.Unordered = true
+	p.Config.Topology.AckWait = 300 * time.Millisecond // a renewal every 100 ms
+	exec := &execGate{next: p.Executor, hold: make(chan struct{}), holding: make(chan struct{})}
+	p.Start(exec)
+	p.Publish(actions.Send{ChatID: "a", Content: "x"})
 	<-exec.holding
-	p.publish(actions.Send{ChatID: "b", Content: "y"})
+	p.Publish(actions.Send{ChatID: "b", Content: "y"})
 	// b waits for the only slot, its keep-alive running: wait until its
 	// renewal (or a's) is stuck in the store, then free the slot.
-	eventually(t, time.Minute, func() bool { return store.extending.Load() >= 2 }, "no lease renewal started")
+	workertest.Eventually(t, time.Minute, func() bool { return store.extending.Load() >= 2 }, "no lease renewal started")
 	close(exec.hold)
-	eventually(t, time.Minute, func() bool { return exec.calls.Load() == 2 }, "b's call waited for a lease renewal's round trip")
+	workertest.Eventually(t, time.Minute, func() bool { return exec.calls.Load() == 2 }, "b's call waited for a lease renewal's round trip")
 	close(store.release)
-	p.results(2)
-	p.settled()
+	p.Results(2)
+	p.Settled()
 }
