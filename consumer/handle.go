@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -142,7 +143,15 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	err := contract.CheckHeaders(d.headers)
 	var cmd actions.Command
 	if err == nil {
-		cmd, err = contract.Decode(e.subjects, d.subject, d.data)
+		var firing bool
+		cmd, firing, err = contract.DecodeMessage(e.subjects, d.subject, d.data, d.headers, d.meta.Timestamp)
+		if firing {
+			// Its dead letter, and so a replay, carry the firing's id, not
+			// the schedule's.
+			if b, merr := json.Marshal(cmd); merr == nil {
+				d.data = b
+			}
+		}
 	}
 	if err != nil {
 		e.m.received("invalid")

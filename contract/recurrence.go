@@ -186,6 +186,28 @@ func Firing(h map[string][]string, stored time.Time) (firedAt time.Time, ok bool
 	return stored.Truncate(time.Second).UTC(), true
 }
 
+// DecodeMessage is Decode for a command message as the worker takes it from
+// the stream, with its headers and the time the stream stored it. The
+// firing of a recurring schedule (see Firing) becomes its own command:
+// its id is FiringID(the schedule's id, the firing's due time), and firing
+// is true. Everything that decodes a delivered command calls this, so that
+// every path names a firing alike.
+func DecodeMessage(s Subjects, subject string, data []byte, h map[string][]string, stored time.Time) (cmd Command, firing bool, err error) {
+	cmd, err = Decode(s, subject, data)
+	if err != nil {
+		return cmd, false, err
+	}
+	due, ok := Firing(h, stored)
+	if !ok {
+		return cmd, false, nil
+	}
+	if len(cmd.ID) > MaxScheduleIDBytes {
+		return Command{}, false, Invalidf("the recurring schedule's id is %d bytes: each firing's id (id@time) needs it within %d", len(cmd.ID), MaxScheduleIDBytes)
+	}
+	cmd.ID = FiringID(cmd.ID, due)
+	return cmd, true, nil
+}
+
 // The cron dialect is NATS's (and robfig/cron's): six fields, seconds
 // first; a field is a list of *, ?, N, N-M, with an optional /step; months
 // and weekdays may be named (jan, mon); when both day fields are

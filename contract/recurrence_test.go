@@ -141,3 +141,33 @@ func TestFiring(t *testing.T) {
 		t.Errorf("the longest firing id has %d bytes, want %d", n, MaxIDBytes)
 	}
 }
+
+// A firing decodes with its own id; a directly published command keeps its
+// id; a schedule id too long for its firings' ids is invalid, not cut.
+func TestDecodeMessageNamesFirings(t *testing.T) {
+	s := Subjects{}
+	stored := time.Date(2026, 12, 7, 9, 0, 0, 300e6, time.UTC)
+	fired := map[string][]string{HeaderScheduler: {"chat.schedules.send.c1.x"}, HeaderScheduleNext: {"2026-12-08T09:00:00Z"}, HeaderRecurrence: {"@every 24h0m0s"}}
+	body := func(id string) []byte { return []byte(`{"id":"` + id + `","type":"send","chat_id":"c1","content":"hi"}`) }
+	tests := []struct {
+		name   string
+		id     string
+		h      map[string][]string
+		want   string
+		firing bool
+		bad    bool
+	}{
+		{"direct", "daily", nil, "daily", false, false},
+		{"firing", "daily", fired, "daily@2026-12-07T09:00:00Z", true, false},
+		{"longest schedule id", strings.Repeat("x", MaxScheduleIDBytes), fired, strings.Repeat("x", MaxScheduleIDBytes) + "@2026-12-07T09:00:00Z", true, false},
+		{"schedule id too long", strings.Repeat("x", MaxScheduleIDBytes+1), fired, "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, firing, err := DecodeMessage(s, s.Command(TypeSend, "c1"), body(tt.id), tt.h, stored)
+			if (err != nil) != tt.bad || cmd.ID != tt.want || firing != tt.firing || tt.bad && ClassOf(err) != ClassInvalid {
+				t.Errorf("DecodeMessage = %q, %v, %v; want %q, %v (invalid: %v)", cmd.ID, firing, err, tt.want, tt.firing, tt.bad)
+			}
+		})
+	}
+}
