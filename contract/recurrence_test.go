@@ -148,7 +148,9 @@ func TestDecodeMessageNamesFirings(t *testing.T) {
 	s := Subjects{}
 	stored := time.Date(2026, 12, 7, 9, 0, 0, 300e6, time.UTC)
 	fired := map[string][]string{HeaderScheduler: {"chat.schedules.send.c1.x"}, HeaderScheduleNext: {"2026-12-08T09:00:00Z"}, HeaderRecurrence: {"@every 24h0m0s"}}
-	body := func(id string) []byte { return []byte(`{"id":"` + id + `","type":"send","chat_id":"c1","content":"hi"}`) }
+	body := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","type":"send","chat_id":"c1","content":"hi"}`)
+	}
 	tests := []struct {
 		name   string
 		id     string
