@@ -77,7 +77,7 @@ func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 		return nil
 	}
 	cmd, _, err := contract.DecodeMessage(e.subjects, q.msg.Subject(), q.msg.Data(), q.msg.Headers(), meta.Timestamp)
-	if err != nil {
+	if err != nil || !cmd.QuietUntil(e.now()).IsZero() {
 		return nil
 	}
 	if e.gate != nil {

@@ -162,6 +162,18 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	e.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
+	// Quiet hours hold the command before it claims or spends anything; a
+	// deadline inside them expires it rather than let it arrive late.
+	now := e.now()
+	if until := cmd.QuietUntil(now); !until.IsZero() {
+		var err error = &quietError{delay: until.Sub(now)}
+		if !cmd.NotAfter.IsZero() && !cmd.NotAfter.After(until) {
+			err = contract.QuietExpired(cmd, until)
+		}
+		d.log.Debug("held by quiet hours", zap.Error(err))
+		return e.carryOut(d, nil, e.policy.decideUnclaimed(err, d.delivered()), err)
+	}
+
 	// A paused project's commands, and those that would wait long for
 	// their project's budget, go back before they claim anything.
 	if e.gate != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -31,6 +32,8 @@ type publishFlags struct {
 	bucket  string
 
 	when timing // --not-after, --at, --in, --every, --cron, --tz, --debounce, --replace
+
+	quiet, quietTZ string
 }
 
 func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
@@ -49,6 +52,8 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, the schedule with --at/--in/--every/--cron/--debounce, else the command as published")
 	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
 	p.when.register(fs)
+	fs.String(&p.quiet, "quiet-hours", "", "", "no API call in this window of the visitor's day, START-END on a 24-hour clock (21:00-08:00); the command waits until it ends")
+	fs.String(&p.quietTZ, "quiet-tz", "", "", "with --quiet-hours: the visitor's IANA time zone (Europe/London)")
 }
 
 func publishUsage(spec contract.Spec) string {
@@ -73,6 +78,14 @@ func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Comma
 	}
 	if cmd.ID == "" {
 		cmd.ID = contract.NewID()
+	}
+	switch start, end, ok := strings.Cut(p.quiet, "-"); {
+	case p.quiet == "" && p.quietTZ != "":
+		return cmd, plan{}, usageError{fmt.Errorf("--quiet-tz goes with --quiet-hours")}
+	case p.quiet != "" && (!ok || p.quietTZ == ""):
+		return cmd, plan{}, usageError{fmt.Errorf("--quiet-hours %q: want START-END (21:00-08:00) and the visitor's zone in --quiet-tz", p.quiet)}
+	case p.quiet != "":
+		cmd.QuietHours = &contract.QuietHours{Start: start, End: end, TZ: p.quietTZ}
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {

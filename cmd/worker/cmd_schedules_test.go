@@ -243,3 +243,31 @@ func TestDLQReplaySaysExpiredWillExpireAgain(t *testing.T) {
 		})
 	}
 }
+
+// --quiet-hours and --quiet-tz put the visitor's quiet window on the
+// command; half of it is a usage error.
+func TestQuietHoursFlags(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--quiet-hours", "21:00-08:00", "--quiet-tz", "Europe/London", "--json")
+	var cmd contract.Command
+	if err != nil || json.Unmarshal([]byte(out), &cmd) != nil || cmd.QuietHours == nil || *cmd.QuietHours != (contract.QuietHours{Start: "21:00", End: "08:00", TZ: "Europe/London"}) {
+		t.Fatalf("send --quiet-hours --json: %q, %v", out, err)
+	}
+	for _, args := range [][]string{
+		{"--quiet-hours", "21:00-08:00"},
+		{"--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00", "--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00-8am", "--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00-08:00", "--quiet-tz", "Europe/Londres"},
+	} {
+		_, _, err := runCLI(t, append([]string{"send", "--nats-url", url, "--chat", "c1", "--content", "hi"}, args...)...)
+		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "quiet") {
+			t.Errorf("%v: %v, want a usage error about the quiet hours", args, err)
+		}
+	}
+}
