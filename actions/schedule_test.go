@@ -131,7 +131,7 @@ func TestScheduleRecurring(t *testing.T) {
 	}
 	l := list(t, js)
 	if len(l) != 2 || l[0].Cron != "0 0 9 * * 1-5" || l[0].TZ != "Europe/London" || !l[0].At.Equal(want) || !l[0].Recurring() ||
-		l[1].Every != "24h0m0s" || l[1].At.Sub(time.Now()) < 23*time.Hour || l[1].Problem != "" {
+		l[1].Every != "24h0m0s" || time.Until(l[1].At) < 23*time.Hour || l[1].Problem != "" {
 		t.Fatalf("ListSchedules = %+v", l)
 	}
 	tests := []struct {

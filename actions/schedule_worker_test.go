@@ -128,13 +128,13 @@ func TestDebounceSendsOnlyTheLast(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rs := p.waitResults(t, contract.TypeSend, "c-cart", 1, 15*time.Second)
+	p.waitResults(t, contract.TypeSend, "c-cart", 1, 15*time.Second)
 	// Once the last has run nothing under the key is pending, so no
 	// other can follow.
 	if l, err := actions.ListSchedules(t.Context(), p.js, actions.Subjects{}); err != nil || len(l) != 0 {
 		t.Fatalf("after the debounced send: %+v, %v; want nothing pending", l, err)
 	}
-	if rs = p.results(t, contract.TypeSend, "c-cart"); len(rs) != 1 || rs[0].ID != "cart-4" {
+	if rs := p.results(t, contract.TypeSend, "c-cart"); len(rs) != 1 || rs[0].ID != "cart-4" {
 		t.Errorf("results %+v, want only cart-4's", rs)
 	}
 }

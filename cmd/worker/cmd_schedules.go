@@ -296,7 +296,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, p := range done {
 		if p.Recurring() {
 			fmt.Fprintf(stdout, "cancelled %s %s for chat %s (%s): no firing after %s\n", p.Type, printable(p.ID), printable(p.ChatID), printable(recurrenceOf(p)), p.At.Format(time.RFC3339))
-			if p.At.Sub(time.Now()) < actions.CancelMargin {
+			if time.Until(p.At) < actions.CancelMargin {
 				fmt.Fprintf(stderr, "the firing due at %s may still run\n", p.At.Format(time.RFC3339))
 			}
 			continue
