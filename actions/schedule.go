@@ -372,18 +372,9 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 	if err != nil {
 		return nil, err
 	}
-	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
+	found, err := schedulesOf(ctx, stream, s, id)
 	if err != nil {
 		return nil, err
-	}
-	debounced, err := scan(ctx, stream, s, s.DebounceFilter())
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range debounced {
-		if p.ID == id {
-			found = append(found, p)
-		}
 	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("%w has the id %q: it is unknown, already fired, or was cancelled", ErrNoSchedule, id)
@@ -413,6 +404,25 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 		return nil, fmt.Errorf("%w has the id %q: it fired or was cancelled a moment ago", ErrNoSchedule, id)
 	}
 	return cancelled, nil
+}
+
+// schedulesOf returns the pending schedules of the command id: under its
+// own subject, and debounced under a key (found by their bodies).
+func schedulesOf(ctx context.Context, stream jetstream.Stream, s Subjects, id string) ([]Pending, error) {
+	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
+	if err != nil {
+		return nil, err
+	}
+	debounced, err := scan(ctx, stream, s, s.DebounceFilter())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range debounced {
+		if p.ID == id {
+			found = append(found, p)
+		}
+	}
+	return found, nil
 }
 
 func findSchedules(ctx context.Context, js jetstream.JetStream, s Subjects, filter string) ([]Pending, error) {

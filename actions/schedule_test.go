@@ -241,6 +241,9 @@ func TestScheduleDebounced(t *testing.T) {
 	if len(l) != 2 || l[0].ID != "ev-4" || l[0].DebounceKey != "cart" || !l[0].At.Equal(last.At) || l[1].ID != other.ID {
 		t.Fatalf("after a burst of 5: %+v, want ev-4 for c1 and one for c2", l)
 	}
+	if st, err := actions.Status(ctx, js, "ev-4", s); err != nil || st.State != actions.StateScheduled || st.Schedule.DebounceKey != "cart" {
+		t.Errorf("status of the pending debounced command: %+v, %v; want scheduled under the key", st, err)
+	}
 	if _, err := actions.CancelSchedule(ctx, js, s, "other-chat"); err != nil {
 		t.Fatalf("cancel a debounced command by its id: %v", err)
 	}
