@@ -39,6 +39,9 @@ type DeadLetter = contract.DeadLetter
 // ErrorInfo is contract.ErrorInfo.
 type ErrorInfo = contract.ErrorInfo
 
+// QuietHours is contract.QuietHours.
+type QuietHours = contract.QuietHours
+
 // Class is contract.Class.
 type Class = contract.Class
 

@@ -54,12 +54,13 @@ func publish(ctx context.Context, js jetstream.JetStream, c Commander, s Subject
 	return cmd, ack.Sequence, nil
 }
 
-// Option adjusts Publish, PublishAndWait and Status to a deployment whose
-// stream or bucket names differ from the defaults.
+// Option adjusts Publish, PublishAndWait, Status and the schedules to a
+// deployment whose stream or bucket names differ from the defaults.
 type Option func(*options)
 
 type options struct {
 	bucket                         string
+	replace                        bool
 	commands, results, deadLetters string
 }
 
@@ -76,6 +77,13 @@ func newOptions(opts []Option) options {
 // recorded.
 func WithIdempotencyBucket(name string) Option {
 	return func(o *options) { o.bucket = name }
+}
+
+// WithReplace lets ScheduleAt and ScheduleRecurring replace a pending
+// schedule that has the command's id and a different body (another
+// content, type or chat), rather than refuse it.
+func WithReplace() Option {
+	return func(o *options) { o.replace = true }
 }
 
 // WithStreams names the commands, results and dead-letter streams (default

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/tracecontext"
@@ -49,37 +50,55 @@ var ErrNoSchedule = errors.New("no pending schedule")
 // cancellation could not be sure to stop it.
 var ErrTooLate = errors.New("too close to its time to cancel")
 
-// Pending is a schedule that has not fired.
+// Pending is a schedule that has not fired (or, recurring, not ended).
 type Pending struct {
-	ID     string    `json:"id"`
-	Type   Type      `json:"type"`
-	ChatID string    `json:"chat_id"`
-	At     time.Time `json:"at"`
+	ID     string `json:"id"`
+	Type   Type   `json:"type"`
+	ChatID string `json:"chat_id"`
+	// At is when it fires, or fires next when it recurs.
+	At time.Time `json:"at"`
 	// NotAfter is the command's deadline, when it has one.
 	NotAfter time.Time `json:"not_after,omitzero"`
-	Subject  string    `json:"subject"`
-	Seq      uint64    `json:"stream_seq"`
+	// Every, or Cron read in TZ, is how a recurring schedule repeats.
+	Every string `json:"every,omitempty"`
+	Cron  string `json:"cron,omitempty"`
+	TZ    string `json:"tz,omitempty"`
+	// DebounceKey names a debounced command: a newer one with the key (and
+	// the same type and chat) replaces it.
+	DebounceKey string `json:"debounce_key,omitempty"`
+	Subject     string `json:"subject"`
+	Seq         uint64 `json:"stream_seq"`
 	// Problem says why the schedule's body or header could not be read
 	// (published by hand, say); the fields above then come from its subject.
 	Problem string `json:"problem,omitempty"`
+
+	hash string // of the body, to compare a command scheduled again
 }
+
+// Recurring reports whether p repeats.
+func (p Pending) Recurring() bool { return p.Every != "" || p.Cron != "" }
+
+// Recurrence is contract.Recurrence.
+type Recurrence = contract.Recurrence
 
 // ScheduleAt stores c in NATS to be published to its command subject at
 // at, and returns the pending schedule. A time within a second is rounded
 // up to the next whole second (the server's schedules are in seconds), so a
-// command never runs before at. A time already past fires at once.
+// command never runs before at. A time already past fires at once; a
+// deadline (NotAfter) already past is refused, since the command could only
+// expire.
 //
-// Scheduling the same id again for the same type and chat replaces its
-// pending schedule (a new time, say): the server keeps one schedule per
-// subject. A command that runs twice anyway (scheduled again after it
-// fired) is a duplicate to the worker's idempotency store, not a second
-// API call.
-func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at time.Time, s Subjects) (Pending, error) {
-	cmd := c.Command()
-	if cmd.ID == "" {
-		cmd.ID = contract.NewID()
-	}
-	if err := cmd.Validate(); err != nil {
+// Scheduling the same command again (same id, type, chat and body) moves
+// its pending schedule to the new time: the server keeps one schedule per
+// subject. Scheduling the id again with a different body is refused with an
+// error wrapping ErrIDReused, as Publish refuses it, unless WithReplace is
+// given; so is an id the worker already took with a different body. A
+// command that runs twice anyway (scheduled again after it fired) is a
+// duplicate to the worker's idempotency store, not a second API call.
+func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at time.Time, s Subjects, opts ...Option) (Pending, error) {
+	o := newOptions(opts)
+	cmd, err := scheduled(c)
+	if err != nil {
 		return Pending{ID: cmd.ID}, err
 	}
 	if at.IsZero() {
@@ -92,26 +111,245 @@ func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at tim
 		return Pending{ID: cmd.ID}, contract.Invalidf("the schedule time %s is not before the command's not_after %s: it would expire without running",
 			at.UTC().Format(time.RFC3339), cmd.NotAfter.Format(time.RFC3339Nano))
 	}
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	return p, store(ctx, js, cmd, &p, s, o, nil, jetstream.WithScheduleAt(at))
+}
+
+// ScheduleRecurring stores c in NATS to be published at every firing of r
+// until it is cancelled (CancelSchedule), and returns the schedule with its
+// first firing. Each firing is its own command: the worker gives it the id
+// contract.FiringID(id, due time), so the idempotency store runs every
+// firing once. The id is therefore at most contract.MaxScheduleIDBytes, and
+// the command takes no NotAfter (every firing would share it). Scheduling
+// an id again is treated as ScheduleAt treats it.
+func ScheduleRecurring(ctx context.Context, js jetstream.JetStream, c Commander, r Recurrence, s Subjects, opts ...Option) (Pending, error) {
+	o := newOptions(opts)
+	cmd, err := scheduled(c)
+	if err != nil {
+		return Pending{ID: cmd.ID}, err
+	}
+	switch {
+	case len(cmd.ID) > contract.MaxScheduleIDBytes:
+		return Pending{ID: cmd.ID}, contract.Invalidf("the id of a recurring schedule is %d bytes; the limit is %d, so that each firing's id (id@time) stays within %d", len(cmd.ID), contract.MaxScheduleIDBytes, contract.MaxIDBytes)
+	case !cmd.NotAfter.IsZero():
+		return Pending{ID: cmd.ID}, contract.Invalidf("a recurring command takes no not_after: every firing would carry the same deadline")
+	}
+	if err := r.Validate(); err != nil {
+		return Pending{ID: cmd.ID}, err
+	}
+	now := time.Now()
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Cron: r.Cron, TZ: r.TZ, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	pub := []jetstream.PublishOpt{jetstream.WithScheduleCron(r.Pattern())}
+	if r.Every != 0 {
+		p.Every, p.At = r.Every.String(), r.NextEvery(now, now)
+	} else {
+		p.At = r.Next(now).UTC()
+	}
+	if r.TZ != "" {
+		pub = append(pub, jetstream.WithScheduleTimeZone(r.TZ))
+	}
+	// The worker reads the firing's due time from these: NATS strips
+	// Nats-Schedule* from what it fires (contract.Firing).
+	h := nats.Header{contract.HeaderRecurrence: []string{r.Pattern()}}
+	if r.TZ != "" {
+		h.Set(contract.HeaderRecurrenceTZ, r.TZ)
+	}
+	return p, store(ctx, js, cmd, &p, s, o, h, pub...)
+}
+
+// scheduled is c with an id, validated.
+func scheduled(c Commander) (Command, error) {
+	cmd := c.Command()
+	if cmd.ID == "" {
+		cmd.ID = contract.NewID()
+	}
+	if err := cmd.Validate(); err != nil {
+		return cmd, err
+	}
+	if !cmd.NotAfter.IsZero() && cmd.NotAfter.Before(time.Now()) {
+		return cmd, contract.Invalidf("the command's not_after %s has passed: it would expire without running", cmd.NotAfter.Format(time.RFC3339Nano))
+	}
+	return cmd, nil
+}
+
+// store publishes the schedule p of cmd, after refusing an id already
+// scheduled or taken with a different body; with WithReplace it then
+// removes the schedules the id had under other subjects.
+func store(ctx context.Context, js jetstream.JetStream, cmd Command, p *Pending, s Subjects, o options, h nats.Header, pub ...jetstream.PublishOpt) error {
+	others, err := sameID(ctx, js, cmd, p, s, o)
+	if err != nil {
+		return err
+	}
+	if err := publishSchedule(ctx, js, cmd, p, s, h, pub...); err != nil {
+		return err
+	}
+	for _, old := range others {
+		if err := old.stream.DeleteMsg(ctx, old.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("scheduled %s, but removing the schedule it replaces (%s, stream sequence %d) failed: %w; cancel that one with worker cancel", p.Subject, old.Subject, old.Seq, err)
+		}
+	}
+	return nil
+}
+
+func publishSchedule(ctx context.Context, js jetstream.JetStream, cmd Command, p *Pending, s Subjects, h nats.Header, pub ...jetstream.PublishOpt) error {
 	data, err := json.Marshal(cmd)
 	if err != nil {
-		return Pending{ID: cmd.ID}, fmt.Errorf("encode command: %w", err)
+		return fmt.Errorf("encode command: %w", err)
 	}
-	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	if h == nil {
+		h = nats.Header{}
+	}
+	h.Set(HeaderTTL, "never")
 	// No Nats-Msg-Id: the subject already makes a repeated publish replace,
 	// not add, and an id would make the stream drop a schedule set again
 	// within its duplicate window (after a cancel, or to move the time).
 	// The server copies the schedule's headers onto the command it fires,
 	// traceparent included: the command runs in the caller's trace.
-	msg := &nats.Msg{Subject: p.Subject, Data: data, Header: tracecontext.Inject(ctx, nats.Header{HeaderTTL: []string{"never"}})}
-	ack, err := js.PublishMsg(ctx, msg, jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(s.Command(cmd.Type, cmd.ChatID)))
+	msg := &nats.Msg{Subject: p.Subject, Data: data, Header: tracecontext.Inject(ctx, h)}
+	ack, err := js.PublishMsg(ctx, msg, append(pub, jetstream.WithScheduleTarget(s.Command(cmd.Type, cmd.ChatID)))...)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMessageSchedulesDisabled) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			err = fmt.Errorf("%w (the commands stream must capture %s and allow message schedules and message TTLs: run `worker provision` against nats-server 2.12 or later)", err, s.SchedulesFilter())
 		}
-		return p, fmt.Errorf("schedule %s command %s: %w", cmd.Type, cmd.ID, err)
+		return fmt.Errorf("schedule %s command %s: %w", cmd.Type, cmd.ID, err)
 	}
 	p.Seq = ack.Sequence
-	return p, nil
+	return nil
+}
+
+// ScheduleConflictError: the id is already scheduled, or was taken by the
+// worker, with a different body. errors.Is(err, ErrIDReused) is true.
+type ScheduleConflictError struct {
+	ID string
+	// Scheduled is the pending schedule with the id; nil when the worker
+	// already took a command with the id (Replaceable is then false).
+	Scheduled   *Pending
+	Replaceable bool
+}
+
+func (e *ScheduleConflictError) Error() string {
+	if e.Scheduled == nil {
+		return fmt.Sprintf("command id %q was already taken by the worker with a different body: scheduled again it would be a conflict dead letter, so it was not scheduled: use a new id", e.ID)
+	}
+	p := e.Scheduled
+	return fmt.Sprintf("command id %q is already scheduled with a different body (%s for chat %q, due %s), so this one was not scheduled: use a new id, or replace the pending one (--replace, actions.WithReplace)",
+		e.ID, p.Type, p.ChatID, p.At.Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrIDReused) true.
+func (e *ScheduleConflictError) Is(target error) bool { return target == ErrIDReused }
+
+type storedPending struct {
+	Pending
+	stream jetstream.Stream
+}
+
+// sameID finds the schedules with cmd's id. It refuses one with a different
+// body (unless o.replace) and an idempotency record with a different hash,
+// and returns those WithReplace must remove (on other subjects: the one on
+// p's subject is replaced by the publish). The checks read only what an
+// app may read; when they cannot read (permissions, say) the schedule is
+// stored as before they existed.
+func sameID(ctx context.Context, js jetstream.JetStream, cmd Command, p *Pending, s Subjects, o options) ([]storedPending, error) {
+	want := cmd.Hash()
+	if !p.Recurring() {
+		if rec, err := lookupRecord(ctx, js, o.bucket, cmd.ID); err == nil && rec != nil && rec.Hash != want {
+			return nil, &ScheduleConflictError{ID: cmd.ID}
+		}
+	}
+	stream, err := js.Stream(ctx, o.commands)
+	if err != nil {
+		return nil, nil
+	}
+	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(cmd.ID))
+	if err != nil {
+		return nil, nil
+	}
+	var others []storedPending
+	for _, old := range found {
+		if old.Subject == p.Subject && old.hash == want {
+			continue // the same command: a new time
+		}
+		if !o.replace {
+			return nil, &ScheduleConflictError{ID: cmd.ID, Scheduled: &old, Replaceable: true}
+		}
+		if old.Subject != p.Subject {
+			others = append(others, storedPending{old, stream})
+		}
+	}
+	return others, nil
+}
+
+// MaxDebounceKeyBytes bounds a debounce key, as MaxIDBytes bounds an id.
+const MaxDebounceKeyBytes = contract.MaxIDBytes
+
+// ScheduleDebounced stores c to be published after delay, replacing the
+// command pending under the same key (for the same type and chat), so that
+// of a burst only the last is sent, delay after the burst ends. It returns
+// the pending schedule.
+//
+// A deadline bounds how long a burst can put the command off: the earliest
+// NotAfter among the pending command and c is kept, and the command fires no
+// later than a second before it. So with delay 5m and a NotAfter 30 minutes
+// after the first event, a burst that never pauses is sent within 30
+// minutes of its start.
+func ScheduleDebounced(ctx context.Context, js jetstream.JetStream, c Commander, key string, delay time.Duration, s Subjects, opts ...Option) (Pending, error) {
+	o := newOptions(opts)
+	cmd, err := scheduled(c)
+	if err != nil {
+		return Pending{ID: cmd.ID}, err
+	}
+	switch {
+	case key == "" || len(key) > MaxDebounceKeyBytes || !utf8.ValidString(key):
+		return Pending{ID: cmd.ID}, contract.Invalidf("a debounce key has 1 to %d bytes of UTF-8", MaxDebounceKeyBytes)
+	case delay <= 0:
+		return Pending{ID: cmd.ID}, contract.Invalidf("a debounced command needs a positive delay")
+	}
+	stream, err := js.Stream(ctx, o.commands)
+	if err != nil {
+		return Pending{ID: cmd.ID}, fmt.Errorf("debounce %s command %s: find the commands stream %s: %w", cmd.Type, cmd.ID, o.commands, err)
+	}
+	subject := s.Debounce(cmd.Type, cmd.ChatID, key)
+	// The read and the publish race with other publishers of the key: the
+	// publish expects the pending one it read, and reads again if it lost.
+	const tries = 5
+	for try := 1; ; try++ {
+		var expect uint64
+		next := cmd
+		m, err := stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case err == nil:
+			expect = m.Sequence
+			if old := readPending(s, m, time.Now()); !old.NotAfter.IsZero() && (next.NotAfter.IsZero() || old.NotAfter.Before(next.NotAfter)) {
+				next.NotAfter = old.NotAfter
+			}
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return Pending{ID: cmd.ID}, fmt.Errorf("debounce %s command %s: read the pending one: %w", cmd.Type, cmd.ID, err)
+		}
+		now := time.Now()
+		at := now.Add(delay)
+		if r := at.Truncate(time.Second); r.Before(at) {
+			at = r.Add(time.Second)
+		}
+		if !next.NotAfter.IsZero() {
+			if !next.NotAfter.After(now) {
+				return Pending{ID: cmd.ID}, contract.Invalidf("the deadline %s of the debounced commands under key %q has passed: this one would expire without running", next.NotAfter.Format(time.RFC3339Nano), key)
+			}
+			if latest := next.NotAfter.Add(-time.Second).Truncate(time.Second); latest.Before(at) {
+				at = latest // a time past fires at once
+			}
+		}
+		p := Pending{ID: next.ID, Type: next.Type, ChatID: next.ChatID, At: at.UTC(), NotAfter: next.NotAfter, DebounceKey: key, Subject: subject}
+		err = publishSchedule(ctx, js, next, &p, s, nil, jetstream.WithScheduleAt(at), jetstream.WithExpectLastSequencePerSubject(expect))
+		if !wrongLastSequence(err) || try == tries {
+			return p, err
+		}
+	}
+}
+
+func wrongLastSequence(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // ListSchedules returns the pending schedules, oldest first.
@@ -119,11 +357,13 @@ func ListSchedules(ctx context.Context, js jetstream.JetStream, s Subjects) ([]P
 	return findSchedules(ctx, js, s, s.SchedulesFilter())
 }
 
-// CancelSchedule removes the pending schedules of the command id before they
-// fire, so the command never runs, and returns them. It returns an error
+// CancelSchedule removes the pending schedules of the command id (one-shot,
+// recurring or debounced) before they fire, so the command never runs, or a
+// recurring one runs no more, and returns them. It returns an error
 // wrapping ErrNoSchedule when there is none (unknown id, already fired or
-// cancelled), and ErrTooLate, cancelling nothing, when one is due within
-// CancelMargin.
+// cancelled), and ErrTooLate, cancelling nothing, when a one-shot one is
+// due within CancelMargin. A recurring one is removed however close its
+// next firing; that firing may still run.
 func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id string) ([]Pending, error) {
 	if id == "" || len(id) > contract.MaxIDBytes {
 		return nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
@@ -132,7 +372,7 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 	if err != nil {
 		return nil, err
 	}
-	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
+	found, err := schedulesOf(ctx, stream, s, id)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +381,9 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 	}
 	now := time.Now()
 	for _, p := range found {
-		if p.At.Sub(now) < CancelMargin {
+		// A series ends whenever it is cancelled; only its next firing
+		// may still run.
+		if !p.Recurring() && p.At.Sub(now) < CancelMargin {
 			return nil, fmt.Errorf("the %s command %q for chat %q is due at %s: %w (within %s), so it may run",
 				p.Type, id, p.ChatID, p.At.Format(time.RFC3339), ErrTooLate, CancelMargin)
 		}
@@ -162,6 +404,25 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 		return nil, fmt.Errorf("%w has the id %q: it fired or was cancelled a moment ago", ErrNoSchedule, id)
 	}
 	return cancelled, nil
+}
+
+// schedulesOf returns the pending schedules of the command id: under its
+// own subject, and debounced under a key (found by their bodies).
+func schedulesOf(ctx context.Context, stream jetstream.Stream, s Subjects, id string) ([]Pending, error) {
+	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
+	if err != nil {
+		return nil, err
+	}
+	debounced, err := scan(ctx, stream, s, s.DebounceFilter())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range debounced {
+		if p.ID == id {
+			found = append(found, p)
+		}
+	}
+	return found, nil
 }
 
 func findSchedules(ctx context.Context, js jetstream.JetStream, s Subjects, filter string) ([]Pending, error) {
@@ -197,32 +458,48 @@ func scan(ctx context.Context, stream jetstream.Stream, s Subjects, filter strin
 		if err != nil {
 			return out, fmt.Errorf("read schedules: %w", err)
 		}
-		out = append(out, readPending(s, m))
+		out = append(out, readPending(s, m, time.Now()))
 		seq = m.Sequence + 1
 	}
 }
 
-func readPending(s Subjects, m *jetstream.RawStreamMsg) Pending {
+func readPending(s Subjects, m *jetstream.RawStreamMsg, now time.Time) Pending {
 	p := Pending{Subject: m.Subject, Seq: m.Sequence}
-	// The subject names type, chat and id even when the body is unreadable.
+	// The subject names type, chat and id (or debounce key) even when the
+	// body is unreadable.
 	rest := strings.TrimPrefix(m.Subject, strings.TrimSuffix(s.SchedulesFilter(), ">"))
-	if parts := strings.Split(rest, "."); len(parts) == 3 {
+	switch parts := strings.Split(rest, "."); {
+	case len(parts) == 3:
 		p.Type = Type(parts[0])
 		p.ChatID, _ = contract.ParseToken(parts[1])
 		p.ID, _ = contract.ParseToken(parts[2])
+	case len(parts) == 4 && parts[2] == "debounce":
+		p.Type = Type(parts[0])
+		p.ChatID, _ = contract.ParseToken(parts[1])
+		p.DebounceKey, _ = contract.ParseToken(parts[3])
 	}
 	var problems []string
 	if cmd, err := contract.DecodeBody(m.Data); err != nil {
 		problems = append(problems, "body: "+err.Error())
 	} else {
-		p.ID, p.Type, p.ChatID, p.NotAfter = cmd.ID, cmd.Type, cmd.ChatID, cmd.NotAfter
+		p.ID, p.Type, p.ChatID, p.NotAfter, p.hash = cmd.ID, cmd.Type, cmd.ChatID, cmd.NotAfter, cmd.Hash()
 	}
-	when, ok := strings.CutPrefix(m.Header.Get(HeaderSchedule), "@at ")
-	at, err := time.Parse(time.RFC3339, when)
-	if !ok || err != nil {
-		problems = append(problems, fmt.Sprintf("%s header %q is not \"@at <RFC 3339 time>\"", HeaderSchedule, contract.Clip(m.Header.Get(HeaderSchedule))))
+	pattern := m.Header.Get(HeaderSchedule)
+	if when, ok := strings.CutPrefix(pattern, "@at "); ok {
+		if at, err := time.Parse(time.RFC3339, when); err == nil {
+			p.At = at.UTC()
+		} else {
+			problems = append(problems, fmt.Sprintf("%s header %q is not \"@at <RFC 3339 time>\"", HeaderSchedule, contract.Clip(pattern)))
+		}
+	} else if r, err := contract.ParseRecurrence(pattern, m.Header.Get(jetstream.ScheduleTimeZoneHeader)); err == nil {
+		p.Cron, p.TZ = r.Cron, r.TZ
+		if r.Every != 0 {
+			p.Every, p.At = r.Every.String(), r.NextEvery(m.Time, now)
+		} else {
+			p.At = r.Next(now).UTC()
+		}
 	} else {
-		p.At = at.UTC()
+		problems = append(problems, fmt.Sprintf("%s header %q is neither \"@at <RFC 3339 time>\" nor a recurrence: %v", HeaderSchedule, contract.Clip(pattern), err))
 	}
 	p.Problem = strings.Join(problems, "; ")
 	return p

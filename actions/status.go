@@ -147,7 +147,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	}
 	// Schedules live in the commands stream, under their own subjects.
 	if commands, err := js.Stream(ctx, o.commands); err == nil {
-		found, err := scan(ctx, commands, s, s.ScheduleIDFilter(id))
+		found, err := schedulesOf(ctx, commands, s, id)
 		if err != nil {
 			return st, err
 		}

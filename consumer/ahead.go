@@ -72,8 +72,12 @@ func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 	if contract.CheckHeaders(q.msg.Headers()) != nil {
 		return nil
 	}
-	cmd, err := contract.Decode(e.subjects, q.msg.Subject(), q.msg.Data())
+	meta, err := q.msg.Metadata()
 	if err != nil {
+		return nil
+	}
+	cmd, _, err := contract.DecodeMessage(e.subjects, q.msg.Subject(), q.msg.Data(), q.msg.Headers(), meta.Timestamp)
+	if err != nil || !cmd.QuietUntil(e.now()).IsZero() {
 		return nil
 	}
 	if e.gate != nil {

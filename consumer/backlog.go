@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"github.com/chatworker/worker/contract"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,21 +71,35 @@ func readBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *
 
 // oldestCommandAge is how long the first message on the commands' subjects
 // has waited: zero when there is none, and never negative when the server's
-// clock is ahead of ours. One direct read, from the stream's first sequence.
+// clock is ahead of ours. One direct read from the stream's first sequence,
+// and one more for each command ahead of it that the visitor's quiet hours
+// hold (up to maxHeldSkipped): like a schedule, a held command is not late.
 func oldestCommandAge(ctx context.Context, s jetstream.Stream, commands string, now time.Time) (time.Duration, error) {
 	st := s.CachedInfo().State
 	if st.Msgs == 0 {
 		return 0, nil
 	}
-	m, err := s.GetMsg(ctx, st.FirstSeq, jetstream.WithGetMsgSubject(commands))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil // only schedules are waiting
+	for seq, skipped := st.FirstSeq, 0; ; skipped++ {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(commands))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, nil // only schedules, or held commands, are waiting
+		}
+		if err != nil {
+			return 0, err
+		}
+		if skipped < maxHeldSkipped {
+			if cmd, err := contract.DecodeBody(m.Data); err == nil && !cmd.QuietUntil(now).IsZero() {
+				seq = m.Sequence + 1
+				continue
+			}
+		}
+		return max(now.Sub(m.Time), 0), nil
 	}
-	if err != nil {
-		return 0, err
-	}
-	return max(now.Sub(m.Time), 0), nil
 }
+
+// maxHeldSkipped bounds the reads of one look at the backlog. Behind more
+// held commands than this, the next command's age is reported, held or not.
+const maxHeldSkipped = 64
 
 // pendingSchedules counts the messages on the schedules' subjects: each
 // schedule has a subject of its own, so it is the number of those subjects.

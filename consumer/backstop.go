@@ -164,7 +164,7 @@ func (r *rescuer) deadLetterUndeliverable(runCtx context.Context, adv maxDeliver
 func (r *rescuer) delivery(raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) *delivery {
 	d := newDelivery(r.log, nil, raw.Subject, raw.Data, raw.Header)
 	d.meta = &jetstream.MsgMetadata{Stream: adv.Stream, Sequence: jetstream.SequencePair{Stream: adv.StreamSeq}, NumDelivered: adv.Deliveries}
-	if cmd, err := contract.Decode(r.topo.Subjects, raw.Subject, raw.Data); err == nil {
+	if cmd, _, err := contract.DecodeMessage(r.topo.Subjects, raw.Subject, raw.Data, raw.Header, raw.Time); err == nil {
 		d.cmd = cmd
 		d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
 	}

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"fmt"
 	"time"
 
 	"errors"
@@ -43,6 +44,14 @@ func (p *pausedError) Error() string {
 }
 
 func (p *pausedError) Unwrap() error { return p.err }
+
+// quietError: the visitor's quiet hours hold the command for delay (until
+// they end); it goes back to the stream without claiming or calling.
+type quietError struct{ delay time.Duration }
+
+func (q *quietError) Error() string {
+	return fmt.Sprintf("inside the visitor's quiet hours: held for %s", q.delay.Round(time.Second))
+}
 
 // storeError: the idempotency store could not be asked; the command is not
 // at fault.

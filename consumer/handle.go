@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -142,7 +143,15 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	err := contract.CheckHeaders(d.headers)
 	var cmd actions.Command
 	if err == nil {
-		cmd, err = contract.Decode(e.subjects, d.subject, d.data)
+		var firing bool
+		cmd, firing, err = contract.DecodeMessage(e.subjects, d.subject, d.data, d.headers, d.meta.Timestamp)
+		if firing {
+			// Its dead letter, and so a replay, carry the firing's id, not
+			// the schedule's.
+			if b, merr := json.Marshal(cmd); merr == nil {
+				d.data = b
+			}
+		}
 	}
 	if err != nil {
 		e.m.received("invalid")
@@ -152,6 +161,18 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	d.log.with(zap.String("id", cmd.ID), zap.String("type", string(cmd.Type)), zap.String("chat", contract.Token(cmd.ChatID)))
 	e.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
+
+	// Quiet hours hold the command before it claims or spends anything; a
+	// deadline inside them expires it rather than let it arrive late.
+	now := e.now()
+	if until := cmd.QuietUntil(now); !until.IsZero() {
+		var err error = &quietError{delay: until.Sub(now)}
+		if !cmd.NotAfter.IsZero() && !cmd.NotAfter.After(until) {
+			err = contract.QuietExpired(cmd, until)
+		}
+		d.log.Debug("held by quiet hours", zap.Error(err))
+		return e.carryOut(d, nil, e.policy.decideUnclaimed(err, d.delivered()), err)
+	}
 
 	// A paused project's commands, and those that would wait long for
 	// their project's budget, go back before they claim anything.

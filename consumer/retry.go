@@ -183,6 +183,7 @@ func classify(err error) (ev event, class actions.Class, hint time.Duration) {
 		store     *storeError
 		bz        *idempotency.BusyError
 		pause     *pausedError
+		quiet     *quietError
 		rate      *rateWaitError
 		p         *panicError
 	)
@@ -197,6 +198,8 @@ func classify(err error) (ev event, class actions.Class, hint time.Duration) {
 		return busy, "", bz.RetryIn
 	case errors.As(err, &pause):
 		return paused, "", pause.delay
+	case errors.As(err, &quiet):
+		return paused, "", quiet.delay
 	case errors.As(err, &rate):
 		return rateWait, "", rate.delay
 	case errors.As(err, &p):

@@ -48,6 +48,9 @@ type Command struct {
 	// call at or after it, and the command becomes a dead letter of class
 	// expired instead (contract v1.1, "Deadlines").
 	NotAfter time.Time `json:"not_after,omitzero"`
+	// QuietHours, when set, holds the command while the visitor's local
+	// time is inside the window (contract v1.2, "Quiet hours").
+	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
 }
 
 // wire mirrors Command with pointers, so Decode can tell an absent field from
@@ -61,6 +64,9 @@ type wire struct {
 	SiteToken *string         `json:"site_token"`
 	Metadata  json.RawMessage `json:"metadata"`
 	NotAfter  *string         `json:"not_after"`
+	// QuietHours is decoded strictly too: the decoder's refusal of
+	// unknown fields reaches into it.
+	QuietHours *QuietHours `json:"quiet_hours"`
 }
 
 // Decode parses and validates the command in data, received on subject. Any
@@ -156,6 +162,7 @@ func DecodeBody(data []byte) (Command, error) {
 		}
 		cmd.NotAfter = t
 	}
+	cmd.QuietHours = w.QuietHours
 	return cmd, cmd.Validate()
 }
 
@@ -209,6 +216,11 @@ func (c Command) Validate() error {
 	if y := c.NotAfter.Year(); !c.NotAfter.IsZero() && (y < 1 || y > 9999) {
 		return Invalidf("\"not_after\" is in the year %d: RFC 3339 has years 1 to 9999", y)
 	}
+	if c.QuietHours != nil {
+		if err := c.QuietHours.Validate(); err != nil {
+			return err
+		}
+	}
 	if len(c.Metadata) > 0 {
 		if t := bytes.TrimLeft(c.Metadata, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 			if !bytes.Equal(bytes.TrimSpace(c.Metadata), []byte("null")) {
@@ -223,8 +235,8 @@ func (c Command) Validate() error {
 // is a conflict. It covers every field in a fixed encoding, so the order of
 // fields and white space in the published JSON do not matter.
 //
-// NotAfter is left out on purpose: a deadline says when the effect may
-// happen, not what it is. The idempotency store keeps the hash of a failed
+// NotAfter and QuietHours are left out on purpose: a deadline says when
+// the effect may happen, not what it is. The idempotency store keeps the hash of a failed
 // command, so a hash that covered the deadline would turn the replay of an
 // expired command with a new deadline into a conflict, and a command
 // republished with a later deadline after it succeeded into a conflict
@@ -304,7 +316,7 @@ func jsonProblem(err error) string {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata, not_after)"
+		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata, not_after, quiet_hours; quiet_hours has start, end and tz)"
 	}
 	return strings.TrimPrefix(msg, "json: ")
 }

@@ -73,6 +73,13 @@ func TestCommandSchemaAgreesWithDecode(t *testing.T) {
 		{"type a number", "chat.commands.send.abc", `{"id":"1","type":3,"chat_id":"abc","content":"x"}`},
 		{"not_after not a time", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","not_after":"tomorrow"}`},
 		{"not_after a number", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","not_after":1767225600}`},
+		{"quiet hours", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"08:00","tz":"Europe/London"}}`},
+		{"quiet hours within a day", "chat.commands.archive.abc", `{"id":"1","type":"archive","chat_id":"abc","quiet_hours":{"start":"12:30","end":"13:45","tz":"Asia/Tokyo"}}`},
+		{"quiet hours at 24:00", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"24:00","tz":"UTC"}}`},
+		{"quiet hours in one digit", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"9:00","end":"10:00","tz":"UTC"}}`},
+		{"quiet hours without a zone", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"08:00"}}`},
+		{"quiet hours with days", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"08:00","tz":"UTC","days":[1]}}`},
+		{"quiet hours a string", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":"21:00-08:00"}`},
 		// Refused for reasons no schema sees: Decode refuses them, the schema
 		// need not.
 		{"type disagrees with the subject", "chat.commands.note.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x"}`},

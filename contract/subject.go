@@ -85,6 +85,17 @@ func (s Subjects) Schedule(t Type, chatID, id string) string {
 	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + "." + Token(id)
 }
 
+// Debounce returns the subject of the pending debounced command of type t
+// for chatID with the key: one per key, so publishing a newer command there
+// replaces the pending one. Its five tokens after the prefix (the id of a
+// schedule is the fourth) keep a key from ever naming a schedule's id.
+func (s Subjects) Debounce(t Type, chatID, key string) string {
+	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + ".debounce." + Token(key)
+}
+
+// DebounceFilter captures every pending debounced command.
+func (s Subjects) DebounceFilter() string { return s.prefix() + ".schedules.*.*.debounce.*" }
+
 // SchedulesFilter captures every schedule. The commands stream captures it
 // too, because the server requires a schedule's target to be in the
 // schedule's own stream.

@@ -137,6 +137,8 @@ type Send struct {
 	SiteToken string // optional: another project than the worker's default
 	Metadata  json.RawMessage
 	NotAfter  time.Time // optional: no API call at or after it (class expired)
+	// optional: no API call while the visitor's local time is in the window
+	QuietHours *QuietHours
 }
 
 // Note leaves a private note on a conversation.
@@ -144,6 +146,7 @@ type Note struct {
 	ID, ChatID, Content, SiteToken string
 	Metadata                       json.RawMessage
 	NotAfter                       time.Time
+	QuietHours                     *QuietHours
 }
 
 // Archive archives a conversation.
@@ -151,6 +154,7 @@ type Archive struct {
 	ID, ChatID, SiteToken string
 	Metadata              json.RawMessage
 	NotAfter              time.Time
+	QuietHours            *QuietHours
 }
 
 // Export exports one conversation to the worker's export target; its result
@@ -159,22 +163,23 @@ type Export struct {
 	ID, ChatID, SiteToken string
 	Metadata              json.RawMessage
 	NotAfter              time.Time
+	QuietHours            *QuietHours
 }
 
 func (x Export) Command() Command {
-	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata, NotAfter: x.NotAfter}
+	return Command{ID: x.ID, Type: TypeExport, ChatID: x.ChatID, SiteToken: x.SiteToken, Metadata: x.Metadata, NotAfter: x.NotAfter, QuietHours: x.QuietHours}
 }
 
 func (s Send) Command() Command {
-	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter}
+	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter, QuietHours: s.QuietHours}
 }
 
 func (n Note) Command() Command {
-	return Command{ID: n.ID, Type: TypeNote, ChatID: n.ChatID, Content: n.Content, SiteToken: n.SiteToken, Metadata: n.Metadata, NotAfter: n.NotAfter}
+	return Command{ID: n.ID, Type: TypeNote, ChatID: n.ChatID, Content: n.Content, SiteToken: n.SiteToken, Metadata: n.Metadata, NotAfter: n.NotAfter, QuietHours: n.QuietHours}
 }
 
 func (a Archive) Command() Command {
-	return Command{ID: a.ID, Type: TypeArchive, ChatID: a.ChatID, SiteToken: a.SiteToken, Metadata: a.Metadata, NotAfter: a.NotAfter}
+	return Command{ID: a.ID, Type: TypeArchive, ChatID: a.ChatID, SiteToken: a.SiteToken, Metadata: a.Metadata, NotAfter: a.NotAfter, QuietHours: a.QuietHours}
 }
 
 // Command lets a Command be published as it is.

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/schematest"
@@ -127,12 +128,16 @@ func TestOtherLanguageExamples(t *testing.T) {
 		{"python", "python3", []string{"-c"}, func(block string) string {
 			return "import json\n" + between(t, block, "# example:token:begin", "# example:token:end") +
 				"\ncommand_id = \"py-example\"\n" + dedent(between(t, block, "# example:command:begin", "# example:command:end")) +
-				"\nprint(json.dumps([chat_token(i) for i in json.loads(" + strconvQuote(string(probes)) + ")]))\nprint(subject)\nprint(body.decode(\"utf-8\"))\n"
+				"\nprint(json.dumps([chat_token(i) for i in json.loads(" + strconvQuote(string(probes)) + ")]))\nprint(subject)\nprint(body.decode(\"utf-8\"))\n" +
+				dedent(between(t, block, "# example:schedule:begin", "# example:schedule:end")) +
+				"\nprint(schedule_subject)\nprint(json.dumps(schedule_headers))\nprint(json.dumps(recurring))\nprint(debounce_subject)\nprint(json.dumps(debounce_headers))\n"
 		}},
 		{"js", "node", []string{"--input-type=module", "-e"}, func(block string) string {
 			return between(t, block, "// example:token:begin", "// example:token:end") +
 				"\nconst commandId = \"node-example\";\n" + between(t, block, "// example:command:begin", "// example:command:end") +
-				"\nconsole.log(JSON.stringify(" + string(probes) + ".map(chatToken)));\nconsole.log(subject);\nconsole.log(body);\n"
+				"\nconsole.log(JSON.stringify(" + string(probes) + ".map(chatToken)));\nconsole.log(subject);\nconsole.log(body);\n" +
+				between(t, block, "// example:schedule:begin", "// example:schedule:end") +
+				"\nconsole.log(scheduleSubject);\nconsole.log(JSON.stringify(scheduleHeaders));\nconsole.log(JSON.stringify(recurring));\nconsole.log(debounceSubject);\nconsole.log(JSON.stringify(debounceHeaders));\n"
 		}},
 	}
 	for _, tt := range tests {
@@ -150,9 +155,9 @@ func TestOtherLanguageExamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v\n%s\nscript:\n%s", tt.interpreter, err, out, script)
 			}
-			lines := strings.SplitN(strings.TrimRight(string(out), "\n"), "\n", 3)
-			if len(lines) != 3 {
-				t.Fatalf("output %q, want tokens, subject and body", out)
+			lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+			if len(lines) != 8 {
+				t.Fatalf("output %q, want tokens, subject and body, then the recurring schedule's subject, headers and body, and the debounced one's subject and headers", out)
 			}
 			var tokens []string
 			if err := json.Unmarshal([]byte(lines[0]), &tokens); err != nil || len(tokens) != len(tokenProbes) {
@@ -168,7 +173,44 @@ func TestOtherLanguageExamples(t *testing.T) {
 			if _, err := contract.Decode(contract.Subjects{}, subject, body); err != nil {
 				t.Errorf("the worker refuses what the example publishes on %s: %v\n%s", subject, err, body)
 			}
+			checkScheduleExamples(t, subject, body, lines[3:])
 		})
+	}
+}
+
+// checkScheduleExamples holds the recurring and debounced schedules an
+// example builds for the command it publishes on subject to what
+// actions.ScheduleRecurring and actions.ScheduleDebounced store.
+func checkScheduleExamples(t *testing.T, subject string, body []byte, lines []string) {
+	t.Helper()
+	s := contract.Subjects{}
+	cmd, err := contract.Decode(s, subject, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sh, dh map[string]string
+	if json.Unmarshal([]byte(lines[1]), &sh) != nil || json.Unmarshal([]byte(lines[4]), &dh) != nil {
+		t.Fatalf("headers %s and %s are not JSON objects of strings", lines[1], lines[4])
+	}
+	recurring, err := contract.DecodeBody([]byte(lines[2]))
+	if err != nil {
+		t.Fatalf("the recurring schedule's body: %v", err)
+	}
+	schematest.Command(t).Valid(t, []byte(lines[2]))
+	if want := s.Schedule(recurring.Type, recurring.ChatID, recurring.ID); lines[0] != want {
+		t.Errorf("recurring schedule subject %s, want %s", lines[0], want)
+	}
+	r, err := contract.ParseRecurrence(sh["Nats-Schedule"], sh["Nats-Schedule-Time-Zone"])
+	if err != nil || sh[contract.HeaderRecurrence] != r.Pattern() || sh[contract.HeaderRecurrenceTZ] != r.TZ ||
+		sh["Nats-Schedule-Target"] != s.Command(recurring.Type, recurring.ChatID) || sh["Nats-TTL"] != "never" {
+		t.Errorf("recurring schedule headers %v: %v", sh, err)
+	}
+	if want := s.Debounce(cmd.Type, cmd.ChatID, "cart-reminder"); lines[3] != want {
+		t.Errorf("debounce subject %s, want %s", lines[3], want)
+	}
+	at, ok := strings.CutPrefix(dh["Nats-Schedule"], "@at ")
+	if _, err := time.Parse(time.RFC3339, at); !ok || err != nil || strings.Contains(at, ".") || dh["Nats-Schedule-Target"] != subject || dh["Nats-TTL"] != "never" {
+		t.Errorf("debounce headers %v: want @at and a time in whole seconds, the command's subject as target, Nats-TTL never", dh)
 	}
 }
 

@@ -148,7 +148,40 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (scheduled for %s, not after %s)\n", sched.Type, sched.ChatID, sched.ID,
 		sched.At.Local().Format("15:04:05"), sched.NotAfter.Local().Format("15:04:05"))
 
-	want := len(samples) + 3
+	// A recurring command: a cron schedule in the visitor's zone that
+	// matches two seconds from now, so it fires twice; each firing is its
+	// own command, id <schedule id>@<due time>.
+	loc, err := time.LoadLocation("Asia/Kathmandu")
+	if err != nil {
+		return err
+	}
+	t1, t2 := time.Now().Add(2*time.Second).In(loc), time.Now().Add(3*time.Second).In(loc)
+	r := contract.Recurrence{Cron: fmt.Sprintf("%d,%d %d %d %d %d *", t1.Second(), t2.Second(), t1.Minute(), t1.Hour(), t1.Day(), t1.Month()), TZ: loc.String()}
+	if t2.Minute() != t1.Minute() {
+		r.Cron = fmt.Sprintf("%d %d %d %d %d *", t1.Second(), t1.Minute(), t1.Hour(), t1.Day(), t1.Month()) // one firing this year
+	}
+	recurring, err := actions.ScheduleRecurring(ctx, a.js, contract.Note{ChatID: "visitor-42", Content: "Daily check: anything open?"}, r, subjects)
+	if err != nil {
+		return err
+	}
+	defer func() { _, _ = actions.CancelSchedule(context.WithoutCancel(ctx), a.js, subjects, recurring.ID) }()
+	firings := 2
+	if t2.Minute() != t1.Minute() {
+		firings = 1
+	}
+	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (recurring: cron %q in %s, first at %s)\n", recurring.Type, recurring.ChatID, recurring.ID, r.Cron, r.TZ, recurring.At.Local().Format("15:04:05"))
+
+	// Quiet hours: the visitor's clock is inside 21:00-08:00 somewhere;
+	// the worker holds the command there until the window ends.
+	quiet := quietSomewhere(time.Now())
+	held, err := actions.Publish(ctx, a.js, contract.Send{ChatID: "visitor-9", Content: "Good morning! Your trial ends today.", QuietHours: &quiet}, subjects)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  %-7s %-22s id=%s (quiet hours %s-%s in %s: held until %s)\n", held.Type, held.ChatID, held.ID, quiet.Start, quiet.End, quiet.TZ,
+		quiet.Until(time.Now()).Local().Format("15:04"))
+
+	want := len(samples) + 3 + firings
 	fmt.Fprintf(stdout, "\nWhat became of them:\n")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for got := 0; got < want; got++ {
@@ -164,10 +197,25 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("demo: only %d of %d commands finished within %v", got, want, timeout)
 		}
 	}
+	if st, err := actions.Status(ctx, a.js, held.ID, subjects); err == nil {
+		fmt.Fprintf(stdout, "\nThe quiet-hours command is %s: it runs when the visitor's quiet hours end.\n", st.State)
+	}
 	st := sim.Stats()
-	fmt.Fprintf(stdout, "\nThe simulator applied %d effects for %d calls; every command has exactly one result or dead letter.\n", len(sim.Effects()), st.Requests)
+	fmt.Fprintf(stdout, "\nThe simulator applied %d effects for %d calls; every command that ran has exactly one result or dead letter.\n", len(sim.Effects()), st.Requests)
 	fmt.Fprintln(stdout, "Next: `worker run` with GOSQUARED_API_KEY and GOSQUARED_SITE_TOKEN for the real API; see README.md.")
 	return nil
+}
+
+// quietSomewhere is a 21:00-08:00 window in a zone where it is night at
+// now, so the demo shows a hold whatever the hour.
+func quietSomewhere(now time.Time) contract.QuietHours {
+	for _, tz := range []string{"Pacific/Kiritimati", "Asia/Tokyo", "Asia/Kolkata", "Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "Pacific/Pago_Pago"} {
+		q := contract.QuietHours{Start: "21:00", End: "08:00", TZ: tz}
+		if !q.Until(now).IsZero() {
+			return q
+		}
+	}
+	return contract.QuietHours{Start: "00:00", End: "23:59", TZ: "UTC"}
 }
 
 // describeRecord renders a result or dead letter as one tab-separated line.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -31,7 +32,9 @@ type publishFlags struct {
 	json    bool
 	bucket  string
 
-	when timing // --not-after, --at, --in
+	when timing // --not-after, --at, --in, --every, --cron, --tz, --debounce, --replace
+
+	quiet, quietTZ string
 }
 
 func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
@@ -47,9 +50,11 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	fs.String(&p.meta, "metadata", "", "", "JSON object echoed in the result")
 	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
 	fs.Duration(&p.timeout, "timeout", "", 60*time.Second, "with --wait: how long to wait")
-	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, else the command as published")
+	fs.Bool(&p.json, "json", "", false, "print JSON: the record with --wait, the schedule with --at/--in/--every/--cron/--debounce, else the command as published")
 	fs.String(&p.bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket, read when an id was already published")
 	p.when.register(fs)
+	fs.String(&p.quiet, "quiet-hours", "", "", "no API call in this window of the visitor's day, START-END on a 24-hour clock (21:00-08:00); the command waits until it ends")
+	fs.String(&p.quietTZ, "quiet-tz", "", "", "with --quiet-hours: the visitor's IANA time zone (Europe/London)")
 }
 
 func publishUsage(spec contract.Spec) string {
@@ -59,21 +64,29 @@ func publishUsage(spec contract.Spec) string {
 	return spec.Verb + " --chat ID --content TEXT [flags]"
 }
 
-// command builds the command the flags describe, validated, and the time
-// it is scheduled for (zero: publish now).
-func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Command, time.Time, error) {
+// command builds the command the flags describe, validated, and when it
+// is to be published.
+func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Command, plan, error) {
 	if p.chatID == "" {
-		return contract.Command{}, time.Time{}, usageError{fmt.Errorf("--chat is required")}
+		return contract.Command{}, plan{}, usageError{fmt.Errorf("--chat is required")}
 	}
 	cmd := contract.Command{ID: p.id, Type: typ, ChatID: p.chatID, Content: p.content, From: p.from, SiteToken: p.site}
 	if p.meta != "" {
 		if !json.Valid([]byte(p.meta)) {
-			return cmd, time.Time{}, usageError{fmt.Errorf("--metadata is not valid JSON")}
+			return cmd, plan{}, usageError{fmt.Errorf("--metadata is not valid JSON")}
 		}
 		cmd.Metadata = json.RawMessage(p.meta)
 	}
 	if cmd.ID == "" {
 		cmd.ID = contract.NewID()
+	}
+	switch start, end, ok := strings.Cut(p.quiet, "-"); {
+	case p.quiet == "" && p.quietTZ != "":
+		return cmd, plan{}, usageError{fmt.Errorf("--quiet-tz goes with --quiet-hours")}
+	case p.quiet != "" && (!ok || p.quietTZ == ""):
+		return cmd, plan{}, usageError{fmt.Errorf("--quiet-hours %q: want START-END (21:00-08:00) and the visitor's zone in --quiet-tz", p.quiet)}
+	case p.quiet != "":
+		cmd.QuietHours = &contract.QuietHours{Start: start, End: end, TZ: p.quietTZ}
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {
@@ -85,9 +98,9 @@ func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Comma
 	if p.wait && p.timeout <= 0 {
 		return cmd, at, usageError{fmt.Errorf("--timeout %v: want a positive duration such as 30s", p.timeout)}
 	}
-	if p.wait && !at.IsZero() {
+	if p.wait && !at.now() {
 		// A schedule may be hours away: waiting for it is worker status's job.
-		return cmd, at, usageError{fmt.Errorf("--wait waits for a command published now: drop it with --at/--in, and ask `worker status %s` once the command has run", cmd.ID)}
+		return cmd, at, usageError{fmt.Errorf("--wait waits for a command published now: drop it with --at/--in/--every/--cron/--debounce, and ask `worker status %s` once the command has run", cmd.ID)}
 	}
 	return cmd, at, nil
 }
@@ -146,8 +159,8 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 		return err
 	}
 	defer nc.Close()
-	if !at.IsZero() {
-		return schedule(ctx, js, cmd, at, n.subjects(), stdout, stderr)
+	if !at.now() {
+		return schedule(ctx, js, cmd, at, p.when.replace, p.json, n.subjects(), stdout, stderr)
 	}
 	opts := []actions.Option{actions.WithIdempotencyBucket(p.bucket)}
 	if !p.wait {

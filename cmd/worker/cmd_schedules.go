@@ -17,47 +17,110 @@ import (
 	"go.uber.org/zap"
 )
 
-// timing is the --not-after, --at and --in flags of send, note and archive.
+// timing is the --not-after, --at, --in, --every, --cron, --tz,
+// --debounce and --replace flags of send, note and archive.
 type timing struct {
-	notAfter, at string
-	in           time.Duration
+	notAfter, at       string
+	in, every          time.Duration
+	cron, tz, debounce string
+	replace            bool
 }
 
 func (t *timing) register(fs *flagSet) {
 	fs.String(&t.notAfter, "not-after", "", "", "deadline: an RFC 3339 time, or a duration (from the schedule's time with --at/--in, else from now); no API call at or after it")
 	fs.String(&t.at, "at", "", "", "schedule: publish the command at this RFC 3339 time (whole seconds, rounded up)")
 	fs.Duration(&t.in, "in", "", 0, "schedule: publish the command after this long (90s, 1h30m, 7d)")
+	fs.Duration(&t.every, "every", "", 0, "recurring: publish the command every this long (24h, 7d; whole seconds, at least 1s), each firing its own command, until worker cancel")
+	fs.String(&t.cron, "cron", "", "", "recurring: publish the command at the times of this cron expression, six fields, seconds first ('0 0 9 * * 1-5': 09:00 on weekdays)")
+	fs.String(&t.tz, "tz", "", "", "with --cron: read it in this IANA time zone (Europe/London; default UTC)")
+	fs.String(&t.debounce, "debounce", "", "", "with --in: replace the command pending under this key (same type and chat), so only the last of a burst is sent; --not-after bounds the delay")
+	fs.Bool(&t.replace, "replace", "", false, "schedule over a pending schedule with this id and a different body, rather than refuse")
 }
 
-// apply sets cmd's deadline and returns the schedule time (zero: publish
-// now).
-func (t *timing) apply(cmd *contract.Command, now time.Time) (time.Time, error) {
-	var at time.Time
+// plan is when a command is to be published: now (the zero plan), at a
+// time, at every firing of a recurrence, or debounced.
+type plan struct {
+	at       time.Time
+	recur    contract.Recurrence
+	debounce string
+	delay    time.Duration
+}
+
+func (p plan) now() bool {
+	return p.at.IsZero() && p.recur == (contract.Recurrence{}) && p.debounce == ""
+}
+
+// apply sets cmd's deadline and returns when to publish it. Times in the
+// past are refused: a schedule at one would fire at once, a deadline in one
+// would only expire.
+func (t *timing) apply(cmd *contract.Command, now time.Time) (plan, error) {
+	var (
+		p    plan
+		errs []error
+	)
+	recurring := t.every != 0 || t.cron != ""
 	switch {
 	case t.at != "" && t.in != 0:
-		return time.Time{}, errors.New("--at and --in both say when: give one")
+		errs = append(errs, errors.New("--at and --in both say when: give one"))
+	case recurring && (t.at != "" || t.in != 0) && t.debounce == "":
+		errs = append(errs, errors.New("--every and --cron repeat from now: drop --at/--in"))
+	case t.every != 0 && t.cron != "":
+		errs = append(errs, errors.New("--every and --cron both say how often: give one"))
 	case t.at != "":
 		var err error
-		if at, err = time.Parse(time.RFC3339Nano, t.at); err != nil {
-			return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time with a zone, such as 2026-11-25T09:00:00Z", t.at)
+		if p.at, err = time.Parse(time.RFC3339Nano, t.at); err != nil {
+			errs = append(errs, fmt.Errorf("--at %q: want an RFC 3339 time with a zone, such as 2026-11-25T09:00:00Z", t.at))
+		} else if p.at.Before(now.Truncate(time.Second)) {
+			errs = append(errs, fmt.Errorf("--at %s is in the past (it is %s): give a time to come, or publish now without --at", t.at, now.UTC().Format(time.RFC3339)))
 		}
 	case t.in < 0:
-		return time.Time{}, fmt.Errorf("--in %s: want a positive duration", t.in)
+		errs = append(errs, fmt.Errorf("--in %s: want a positive duration", t.in))
 	case t.in > 0:
-		at = now.Add(t.in)
+		p.at = now.Add(t.in)
+	}
+	switch {
+	case t.tz != "" && t.cron == "":
+		errs = append(errs, errors.New("--tz goes with --cron (an --every interval is the same in every zone)"))
+	case t.every < 0:
+		errs = append(errs, fmt.Errorf("--every %s: want a positive duration", t.every))
+	case recurring && t.debounce == "":
+		p.recur = contract.Recurrence{Every: t.every, Cron: t.cron, TZ: t.tz}
+		if err := p.recur.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--every/--cron/--tz: %w", err))
+		}
+		if t.notAfter != "" {
+			errs = append(errs, errors.New("--not-after with --every/--cron: every firing would share the one deadline; leave it out"))
+		}
+	}
+	if t.debounce != "" {
+		switch {
+		case t.in <= 0 || t.at != "" || recurring:
+			errs = append(errs, errors.New("--debounce KEY takes --in DURATION (how long after the last of a burst to send it), and no --at, --every or --cron"))
+		case t.replace:
+			errs = append(errs, errors.New("--debounce always replaces the command pending under its key: drop --replace"))
+		default:
+			p = plan{debounce: t.debounce, delay: t.in}
+		}
+	}
+	if t.replace && p.now() {
+		errs = append(errs, errors.New("--replace replaces a pending schedule: give --at, --in, --every or --cron"))
 	}
 	if t.notAfter != "" {
 		from := now
-		if !at.IsZero() {
-			from = at
+		if !p.at.IsZero() {
+			from = p.at
 		}
 		d, err := parseDeadline(t.notAfter, from)
-		if err != nil {
-			return time.Time{}, err
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !d.After(now):
+			errs = append(errs, fmt.Errorf("--not-after %s is in the past (it is %s): the command would expire without running", t.notAfter, now.UTC().Format(time.RFC3339)))
+		default:
+			cmd.NotAfter = d
 		}
-		cmd.NotAfter = d
 	}
-	return at, nil
+	return p, errors.Join(errs...)
 }
 
 // parseDeadline reads --not-after: an RFC 3339 time, or a duration after
@@ -76,25 +139,67 @@ func parseDeadline(v string, from time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// schedule stores cmd to run at at and prints its id, as publishing does.
-func schedule(ctx context.Context, js jetstream.JetStream, cmd contract.Command, at time.Time, s contract.Subjects, stdout, stderr io.Writer) error {
-	p, err := actions.ScheduleAt(ctx, js, cmd, at, s)
+// schedule stores cmd to run as planned and prints its id, as publishing
+// does, or with --json the schedule.
+func schedule(ctx context.Context, js jetstream.JetStream, cmd contract.Command, pl plan, replace, asJSON bool, s contract.Subjects, stdout, stderr io.Writer) error {
+	var opts []actions.Option
+	if replace {
+		opts = append(opts, actions.WithReplace())
+	}
+	var (
+		p   actions.Pending
+		err error
+	)
+	switch {
+	case pl.debounce != "":
+		p, err = actions.ScheduleDebounced(ctx, js, cmd, pl.debounce, pl.delay, s, opts...)
+	case pl.recur != (contract.Recurrence{}):
+		p, err = actions.ScheduleRecurring(ctx, js, cmd, pl.recur, s, opts...)
+	default:
+		p, err = actions.ScheduleAt(ctx, js, cmd, pl.at, s, opts...)
+	}
 	if contract.ClassOf(err) == contract.ClassInvalid {
 		return usageError{err}
 	}
 	if err != nil {
 		return err
 	}
+	if asJSON {
+		return printJSON(stdout, p)
+	}
 	fmt.Fprintln(stdout, p.ID)
-	fmt.Fprintf(stderr, "scheduled for %s (worker cancel %s removes it before then)\n", p.At.Format(time.RFC3339), p.ID)
+	switch {
+	case p.Recurring():
+		fmt.Fprintf(stderr, "scheduled %s, first at %s (each firing runs as %s@<time>; worker cancel %s ends it)\n", recurrenceOf(p), p.At.Format(time.RFC3339), p.ID, p.ID)
+	case p.DebounceKey != "":
+		fmt.Fprintf(stderr, "scheduled for %s under debounce key %q: a newer command with the key replaces it (worker cancel %s removes it)\n", p.At.Format(time.RFC3339), p.DebounceKey, p.ID)
+	default:
+		fmt.Fprintf(stderr, "scheduled for %s (worker cancel %s removes it before then)\n", p.At.Format(time.RFC3339), p.ID)
+	}
 	return nil
+}
+
+// recurrenceOf says how p repeats: "every 24h0m0s", "cron 0 0 9 * * 1-5
+// Europe/London".
+func recurrenceOf(p actions.Pending) string {
+	switch {
+	case p.Every != "":
+		return "every " + p.Every
+	case p.TZ != "":
+		return "cron " + p.Cron + " " + p.TZ
+	case p.Cron != "":
+		return "cron " + p.Cron
+	}
+	return ""
 }
 
 const schedulesUsage = `schedules ls [--json]
 
-Lists the scheduled commands that have not run yet: id, type, chat and time.
-Schedule with send, note or archive and --at TIME or --in DURATION; remove
-one with worker cancel ID.
+Lists the scheduled commands that have not run yet: id, type, chat, time
+(the next firing of a recurring one), deadline, and how it recurs or its
+debounce key. Schedule with send, note or archive and --at TIME, --in
+DURATION, --every DURATION, --cron EXPR [--tz ZONE] or --debounce KEY --in
+DURATION; remove one, or end a series, with worker cancel ID.
 `
 
 // runSchedules lists pending schedules.
@@ -141,7 +246,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tCHAT\tAT\tNOT AFTER")
+	fmt.Fprintln(tw, "ID\tTYPE\tCHAT\tAT (NEXT)\tNOT AFTER\tREPEATS")
 	for _, p := range list {
 		at, deadline := "?", "-"
 		if !p.At.IsZero() {
@@ -150,9 +255,16 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if !p.NotAfter.IsZero() {
 			deadline = p.NotAfter.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(p.ID), p.Type, printable(p.ChatID), at, deadline)
+		repeats := recurrenceOf(p)
+		if p.DebounceKey != "" {
+			repeats = "debounce " + p.DebounceKey
+		}
+		if repeats == "" {
+			repeats = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), p.Type, printable(p.ChatID), at, deadline, printable(repeats))
 		if p.Problem != "" {
-			fmt.Fprintf(tw, "\t(%s)\t\t\t\n", printable(p.Problem))
+			fmt.Fprintf(tw, "\t(%s)\t\t\t\t\n", printable(p.Problem))
 		}
 	}
 	return tw.Flush()
@@ -186,6 +298,13 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.Cancel, Which: pos[0], Count: len(done)})
 	}
 	for _, p := range done {
+		if p.Recurring() {
+			fmt.Fprintf(stdout, "cancelled %s %s for chat %s (%s): no firing after %s\n", p.Type, printable(p.ID), printable(p.ChatID), printable(recurrenceOf(p)), p.At.Format(time.RFC3339))
+			if time.Until(p.At) < actions.CancelMargin {
+				fmt.Fprintf(stderr, "the firing due at %s may still run\n", p.At.Format(time.RFC3339))
+			}
+			continue
+		}
 		fmt.Fprintf(stdout, "cancelled %s %s for chat %s, due %s: it will not run\n", p.Type, printable(p.ID), printable(p.ChatID), p.At.Format(time.RFC3339))
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,11 +112,103 @@ func TestTimingFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var cmd contract.Command
-			at, err := tt.tm.apply(&cmd, now)
-			if err != nil || !at.Equal(tt.wantAt) || !cmd.NotAfter.Equal(tt.want) {
-				t.Errorf("apply = %s, not_after %s, %v; want %s, %s", at, cmd.NotAfter, err, tt.wantAt, tt.want)
+			pl, err := tt.tm.apply(&cmd, now)
+			if err != nil || !pl.at.Equal(tt.wantAt) || !cmd.NotAfter.Equal(tt.want) {
+				t.Errorf("apply = %s, not_after %s, %v; want %s, %s", pl.at, cmd.NotAfter, err, tt.wantAt, tt.want)
 			}
 		})
+	}
+}
+
+// Each mistake in the timing flags is refused with a sentence that names
+// the flag; times in the past are mistakes.
+func TestTimingFlagsRefused(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		tm      timing
+		problem string
+	}{
+		{"at in the past", timing{at: "2026-11-25T07:59:00Z"}, "--at 2026-11-25T07:59:00Z is in the past (it is 2026-11-25T08:00:00Z)"},
+		{"deadline in the past", timing{notAfter: "2026-11-25T07:00:00Z"}, "--not-after 2026-11-25T07:00:00Z is in the past"},
+		{"deadline now", timing{notAfter: "2026-11-25T08:00:00Z"}, "is in the past"},
+		{"every and cron", timing{every: time.Hour, cron: "@daily"}, "give one"},
+		{"every with at", timing{every: time.Hour, at: "2026-11-25T09:00:00Z"}, "drop --at/--in"},
+		{"tz without cron", timing{every: time.Hour, tz: "Europe/London"}, "--tz goes with --cron"},
+		{"unknown zone", timing{cron: "@daily", tz: "Europe/Londres"}, "not an IANA zone"},
+		{"cron of five fields", timing{cron: "0 9 * * 1-5"}, "want 6"},
+		{"every under a second", timing{every: 500 * time.Millisecond}, "at least 1s"},
+		{"recurring with a deadline", timing{every: time.Hour, notAfter: "15m"}, "share the one deadline"},
+		{"debounce without in", timing{debounce: "k"}, "--debounce KEY takes --in"},
+		{"debounce with at", timing{debounce: "k", at: "2026-11-25T09:00:00Z"}, "--debounce KEY takes --in"},
+		{"debounce with replace", timing{debounce: "k", in: time.Minute, replace: true}, "drop --replace"},
+		{"replace now", timing{replace: true}, "--replace replaces a pending schedule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cmd contract.Command
+			if _, err := tt.tm.apply(&cmd, now); err == nil || !strings.Contains(err.Error(), tt.problem) {
+				t.Errorf("apply = %v, want an error mentioning %q", err, tt.problem)
+			}
+		})
+	}
+	var cmd contract.Command
+	pl, err := (&timing{debounce: "cart", in: 5 * time.Minute, notAfter: "30m"}).apply(&cmd, now)
+	if err != nil || pl.debounce != "cart" || pl.delay != 5*time.Minute || !cmd.NotAfter.Equal(now.Add(30*time.Minute)) {
+		t.Errorf("--debounce cart --in 5m --not-after 30m: %+v, not_after %s, %v; want the deadline from now", pl, cmd.NotAfter, err)
+	}
+}
+
+// Recurring, debounced and replaced schedules from the command line, with
+// --json printing the schedule.
+func TestSchedulesCommandLineRecurringAndDebounce(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--at", at.Format(time.RFC3339), "--id", "s-1", "--json")
+	var p actions.Pending
+	if err != nil || json.Unmarshal([]byte(out), &p) != nil || p.ID != "s-1" || !p.At.Equal(at) || p.Subject == "" {
+		t.Fatalf("send --at --json: %q, %v; want the schedule as JSON", out, err)
+	}
+	_, _, err = runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "bye", "--at", at.Format(time.RFC3339), "--id", "s-1")
+	if !errors.Is(err, actions.ErrIDReused) || !strings.Contains(err.Error(), "--replace") {
+		t.Fatalf("send --at with s-1's id and another body: %v, want it refused, naming --replace", err)
+	}
+	if _, _, err = runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "bye", "--in", "2h", "--id", "s-1", "--replace"); err != nil {
+		t.Fatalf("--replace: %v", err)
+	}
+
+	out, stderr, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "Good morning", "--cron", "0 0 9 * * 1-5", "--tz", "Europe/London", "--id", "daily", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &p) != nil || p.Cron != "0 0 9 * * 1-5" || p.TZ != "Europe/London" || p.At.Before(time.Now()) {
+		t.Fatalf("send --cron --tz --json: %q, %v %s", out, err, stderr)
+	}
+	if _, stderr, err = runCLI(t, "archive", "--nats-url", url, "--chat", "c2", "--every", "7d", "--id", "weekly"); err != nil || !strings.Contains(stderr, "weekly@<time>") {
+		t.Fatalf("archive --every 7d: %v %s", err, stderr)
+	}
+	for i := range 3 {
+		if _, _, err := runCLI(t, "note", "--nats-url", url, "--chat", "c3", "--content", fmt.Sprint("event ", i), "--debounce", "k", "--in", "5m", "--id", fmt.Sprint("ev-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err = runCLI(t, "schedules", "ls", "--nats-url", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cron 0 0 9 * * 1-5 Europe/London", "every 168h0m0s", "debounce k", "ev-2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("schedules ls lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "ev-0") || strings.Contains(out, "ev-1") || strings.Count(out, "s-1") != 1 {
+		t.Errorf("schedules ls keeps replaced commands:\n%s", out)
+	}
+	out, _, err = runCLI(t, "cancel", "--nats-url", url, "daily")
+	if err != nil || !strings.Contains(out, "no firing after") {
+		t.Errorf("cancel daily: %q, %v", out, err)
 	}
 }
 
@@ -148,5 +241,33 @@ func TestDLQReplaySaysExpiredWillExpireAgain(t *testing.T) {
 				t.Errorf("replay --dry-run %v: %v; warning shown: %v, want %v\n%s", tt.args, err, !tt.warn, tt.warn, out)
 			}
 		})
+	}
+}
+
+// --quiet-hours and --quiet-tz put the visitor's quiet window on the
+// command; half of it is a usage error.
+func TestQuietHoursFlags(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--quiet-hours", "21:00-08:00", "--quiet-tz", "Europe/London", "--json")
+	var cmd contract.Command
+	if err != nil || json.Unmarshal([]byte(out), &cmd) != nil || cmd.QuietHours == nil || *cmd.QuietHours != (contract.QuietHours{Start: "21:00", End: "08:00", TZ: "Europe/London"}) {
+		t.Fatalf("send --quiet-hours --json: %q, %v", out, err)
+	}
+	for _, args := range [][]string{
+		{"--quiet-hours", "21:00-08:00"},
+		{"--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00", "--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00-8am", "--quiet-tz", "Europe/London"},
+		{"--quiet-hours", "21:00-08:00", "--quiet-tz", "Europe/Londres"},
+	} {
+		_, _, err := runCLI(t, append([]string{"send", "--nats-url", url, "--chat", "c1", "--content", "hi"}, args...)...)
+		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "quiet") {
+			t.Errorf("%v: %v, want a usage error about the quiet hours", args, err)
+		}
 	}
 }

@@ -86,6 +86,12 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	// A recurring schedule's firing runs under its own id; a quiet-hours
+	// command is held.
+	if !regexp.MustCompile(`note +visitor-42 +succeeded .*id=[0-9a-f-]+@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`).MatchString(out) ||
+		!strings.Contains(out, "The quiet-hours command is waiting") {
+		t.Errorf("demo output lacks a recurring firing or the quiet-hours hold:\n%s", out)
+	}
 	// Two injected 503s, and perhaps random ones: at least three calls.
 	if !regexp.MustCompile(`visitor-503 +succeeded +attempts=([3-9]|\d\d)`).MatchString(out) {
 		t.Errorf("demo output lacks a retried command (visitor-503, attempts >= 3):\n%s", out)

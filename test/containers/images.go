@@ -35,6 +35,7 @@ type imageSpec struct {
 	dockerfile string            // relative to the module root
 	files      map[string]string // context name -> path relative to the module root
 	dirs       []string          // empty directories to create in the context
+	tags       []string          // go build -tags
 }
 
 var (
@@ -48,6 +49,10 @@ var (
 			"cluster.conf":     "deploy/nats/cluster.conf",
 		},
 		dirs: []string{"data"},
+		// The image has no /usr/share/zoneinfo: a schedule's time zone
+		// (Nats-Schedule-Time-Zone) loads from the zone data this tag
+		// embeds, as deploy/nats/Dockerfile's build line has it.
+		tags: []string{"timetzdata"},
 	}
 	workerSpec = imageSpec{
 		ref:        "chatworker-worker:test",
@@ -130,7 +135,7 @@ func buildImage(spec imageSpec) (*built, error) {
 
 	b := &built{}
 	start := time.Now()
-	if err := goBuild(ctx, root, spec.pkg, filepath.Join(dir, spec.binary)); err != nil {
+	if err := goBuild(ctx, root, spec.pkg, filepath.Join(dir, spec.binary), spec.tags); err != nil {
 		return nil, err
 	}
 	b.goBuild = time.Since(start)
@@ -211,8 +216,8 @@ func labelOf(img client.ImageInspectResult) string {
 // goBuild compiles a static linux binary for the daemon's usual architecture
 // (the host's). -trimpath and -buildvcs=false keep the output identical for
 // identical sources, which is what lets the content label find a cache hit.
-func goBuild(ctx context.Context, root, pkg, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", out, pkg)
+func goBuild(ctx context.Context, root, pkg, out string, tags []string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-tags", strings.Join(tags, ","), "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if b, err := cmd.CombinedOutput(); err != nil {
