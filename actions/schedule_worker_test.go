@@ -9,9 +9,29 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/workertest"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// pipeline is the shared harness with no worker until start, for tests
+// that schedule before a worker runs.
+type pipeline struct {
+	*workertest.Harness
+	js jetstream.JetStream
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	h := workertest.New(t, workertest.NoWorker(), workertest.WithConfig(func(c *consumer.Config) { c.Concurrency = 4 }))
+	return &pipeline{Harness: h, js: h.JS}
+}
+
+func (p *pipeline) start(t *testing.T) {
+	t.Helper()
+	p.Start(p.Executor)
+}
 
 // results returns the results stored for chatID's commands of type t.
 func (p *pipeline) results(t *testing.T, typ contract.Type, chatID string) []contract.Result {
@@ -41,17 +61,14 @@ func (p *pipeline) results(t *testing.T, typ contract.Type, chatID string) []con
 // waitResults polls until chatID has n results, or fails after limit.
 func (p *pipeline) waitResults(t *testing.T, typ contract.Type, chatID string, n int, limit time.Duration) []contract.Result {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		rs := p.results(t, typ, chatID)
-		if len(rs) >= n {
-			return rs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d results for %s in %s, want %d: %+v", len(rs), chatID, limit, n, rs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var rs []contract.Result
+	got := 0
+	workertest.Eventually(t, limit, func() bool {
+		rs = p.results(t, typ, chatID)
+		got = len(rs)
+		return got >= n
+	}, "results for %s: %d, want %d", chatID, &got, n)
+	return rs
 }
 
 // A recurring schedule fires several times, and each firing is its own

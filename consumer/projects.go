@@ -329,6 +329,14 @@ func (g *projectGate) check(project string) error {
 func (g *projectGate) checkDefault() {
 	defer g.checkedOnce.Do(func() { close(g.checked) })
 	err := g.check(g.def)
+	if g.states != nil && errors.Is(err, chat.ErrUnavailable) {
+		// One 5xx or timeout says little: ask once more before pausing.
+		select {
+		case <-time.After(pauseCheckMin):
+			err = g.check(g.def)
+		case <-g.ctx.Done():
+		}
+	}
 	switch {
 	case err == nil:
 		g.log.Info("Chat API credentials of the default project accepted")

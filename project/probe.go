@@ -30,8 +30,9 @@ type Prober struct {
 }
 
 type probeTurn struct {
-	at    time.Time
-	delay time.Duration
+	at      time.Time     // when the next check is due
+	delay   time.Duration // the last wait between checks
+	renewed time.Time     // when this worker last renewed its turn
 }
 
 const probeTimeout = 10 * time.Second
@@ -47,12 +48,13 @@ func (p *Prober) bounds() (lo, hi time.Duration) {
 	return lo, hi
 }
 
-// lease is how long a turn holds without renewal: longer than the longest
-// wait between two checks and a check itself, so a live prober keeps it.
-func (p *Prober) lease() time.Duration {
-	_, hi := p.bounds()
-	return 2*hi + probeTimeout
-}
+// probeLease is how long a prober's turn holds without renewal. The holder
+// renews it every third of that, whatever its checks' backoff, so a replica
+// that crashed or lost NATS hands the probing of its paused projects to
+// another within about this long.
+const probeLease = 15 * time.Second
+
+func (p *Prober) lease() time.Duration { return probeLease }
 
 // Run checks paused projects until ctx ends.
 func (p *Prober) Run(ctx context.Context) {
@@ -69,7 +71,8 @@ func (p *Prober) Run(ctx context.Context) {
 	}
 }
 
-// round checks each project whose turn has come.
+// round renews this worker's turns, takes over ended ones, and checks each
+// project whose check is due.
 func (p *Prober) round(ctx context.Context) {
 	now := time.Now()
 	lo, hi := p.bounds()
@@ -78,41 +81,53 @@ func (p *Prober) round(ctx context.Context) {
 	}
 	paused := map[string]bool{}
 	for _, st := range p.View.Paused() {
-		if st.Health == nil {
+		h := st.Health
+		if h == nil {
 			continue
 		}
 		paused[st.Project] = true
 		turn, seen := p.next[st.Project]
-		if seen && now.Before(turn.at) {
+		mine := h.Prober == p.Me && now.Before(h.ProbeUntil)
+		ended := !now.Before(h.ProbeUntil)
+		due := !seen || !now.Before(turn.at)
+		renew := mine && now.Sub(turn.renewed) > probeLease/3
+		if !(due && (mine || ended)) && !renew {
 			continue
 		}
-		ok, err := p.Store.TakeProbe(ctx, st.Project, p.Me, p.lease())
+		ok, err := p.Store.TakeProbe(ctx, st.Project, p.Me, probeLease)
 		if err != nil {
 			p.Log.Warn("project check: could not take the turn", zap.String("project", st.Project), zap.Error(err))
 		}
+		if ok {
+			turn.renewed = now
+		}
+		if !ok || !due {
+			p.next[st.Project] = turn
+			continue
+		}
 		delay := lo
-		if seen {
+		if seen && turn.delay > 0 {
 			delay = min(2*turn.delay, hi)
 		}
-		if ok {
-			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
-			err = p.Check(cctx, st.Project)
-			cancel()
-			if err == nil {
-				if err := p.Store.ResumeHealth(ctx, st.Project); err != nil {
-					p.Log.Warn("project check passed, but the project could not be resumed", zap.String("project", st.Project), zap.Error(err))
-				} else {
-					p.Log.Debug("project check passed: resuming it", zap.String("project", st.Project), zap.String("was", st.Health.Reason))
-					delete(paused, st.Project)
-					continue
-				}
+		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err = p.Check(cctx, st.Project)
+		cancel()
+		if err == nil {
+			if err := p.Store.ResumeHealth(ctx, st.Project); err != nil {
+				p.Log.Warn("project check passed, but the project could not be resumed", zap.String("project", st.Project), zap.Error(err))
 			} else {
-				p.Log.Info("project still paused: its check failed", zap.String("project", st.Project),
-					zap.String("cause", string(st.Health.Cause)), zap.Error(err), zap.Duration("next_check", delay))
+				p.Log.Debug("project check passed: resuming it", zap.String("project", st.Project), zap.String("was", h.Reason))
+				delete(p.next, st.Project)
+				delete(paused, st.Project)
+				continue
 			}
+		} else {
+			p.Log.Info("project still paused: its check failed", zap.String("project", st.Project),
+				zap.String("cause", string(h.Cause)), zap.Error(err), zap.Duration("next_check", delay))
 		}
 		jitter := time.Duration(rand.Int64N(int64(delay)/5 + 1))
-		p.next[st.Project] = probeTurn{at: now.Add(delay + jitter), delay: delay}
+		turn.at, turn.delay = now.Add(delay+jitter), delay
+		p.next[st.Project] = turn
 	}
 	// A project no longer paused starts from the short delay next time.
 	for project := range p.next {
