@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -18,6 +19,7 @@ type Metrics struct {
 	deadLetters *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	inflight    prometheus.Gauge
+	inflightN   atomic.Int64 // the gauge's value, for InFlight
 	apiCalls    *prometheus.CounterVec
 	apiLatency  *prometheus.HistogramVec
 	limiterWait prometheus.Histogram
@@ -142,7 +144,18 @@ func (m *Metrics) retried(class actions.Class) {
 func (m *Metrics) inFlight(delta float64) {
 	if m != nil {
 		m.inflight.Add(delta)
+		m.inflightN.Add(int64(delta))
 	}
+}
+
+// InFlight is the number of commands being handled now (the
+// chatworker_commands_in_flight gauge), for the replica's record that
+// operators see in the console.
+func (m *Metrics) InFlight() int {
+	if m == nil {
+		return 0
+	}
+	return int(m.inflightN.Load())
 }
 
 func (m *Metrics) orderCheck(skipped bool) {

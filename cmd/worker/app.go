@@ -197,7 +197,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		return nil, err
 	}
 	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas},
-		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, nil, log)
+		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, metrics.InFlight, log)
 	if err != nil {
 		a.close()
 		return nil, err
