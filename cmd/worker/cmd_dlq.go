@@ -143,9 +143,7 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 		if sel.Entries == nil {
 			sel.Entries = []dlq.Entry{}
 		}
-		enc := json.NewEncoder(d.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sel.Entries)
+		return printIndented(d.stdout, sel.Entries)
 	}
 	if len(sel.Entries) == 0 {
 		fmt.Fprintln(d.stderr, emptyError(ctx, q, f))
@@ -200,9 +198,7 @@ func (d *dlqCmd) show(ctx context.Context, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(d.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(e)
+		return printIndented(d.stdout, e)
 	}
 	printEntry(d.stdout, q.Stream(), e)
 	return nil

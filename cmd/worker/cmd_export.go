@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,9 +113,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	warns.print(stderr)
 
 	if f.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
+		if err := printIndented(stdout, sum); err != nil {
 			return err
 		}
 	} else {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,9 +108,7 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return printIndented(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stderr, "every project is active")

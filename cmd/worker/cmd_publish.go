@@ -205,6 +205,14 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	return nil
 }
 
+// printIndented writes v as indented JSON, for the --json of the listing
+// commands.
+func printIndented(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)

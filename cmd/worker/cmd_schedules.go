@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -237,9 +236,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if list == nil {
 			list = []actions.Pending{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		return printIndented(stdout, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stderr, "no pending schedules")
