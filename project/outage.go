@@ -2,6 +2,7 @@ package project
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,6 +43,10 @@ type Detector struct {
 	rule OutageRule
 	now  func() time.Time
 
+	// anyFailing is len(failing), read without the lock: every answered
+	// call asks, and almost always nothing is failing.
+	anyFailing atomic.Int64
+
 	mu sync.Mutex
 	// failing holds, by project, when each of its commands last failed
 	// for a reason not its own since the project's last answered call.
@@ -57,9 +62,13 @@ func NewDetector(rule OutageRule) *Detector {
 // but unavailability (a success, or a refusal that is the call's own): the
 // API is up for it, so its failures so far were not an outage.
 func (d *Detector) Answered(project string) {
+	if d.anyFailing.Load() == 0 {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.failing, project)
+	d.anyFailing.Store(int64(len(d.failing)))
 }
 
 // Unavailable records that command's call for project failed for a reason
@@ -73,6 +82,7 @@ func (d *Detector) Unavailable(project, command string) (down bool) {
 	if f == nil {
 		f = map[string]time.Time{}
 		d.failing[project] = f
+		d.anyFailing.Store(int64(len(d.failing)))
 	}
 	f[command] = now
 	for id, at := range f {
@@ -84,5 +94,6 @@ func (d *Detector) Unavailable(project, command string) (down bool) {
 		return false
 	}
 	delete(d.failing, project)
+	d.anyFailing.Store(int64(len(d.failing)))
 	return true
 }
