@@ -2,6 +2,8 @@ package main
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -74,5 +76,56 @@ func TestKeysResolveNamesAndTokens(t *testing.T) {
 	}
 	if c, ok := k.Lookup("main"); !ok || c.APIKey != "sk-D" {
 		t.Errorf("Lookup(main) = %v %v", c.SiteToken, ok)
+	}
+}
+
+// The projects file is read again once it changed: a project added to it
+// or removed from it is in the next Names, without a restart; a file that
+// cannot be parsed leaves the projects as they were.
+func TestKeysFollowTheProjectsFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "projects")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("shop:GSN-S=sk-S\n")
+	t.Setenv("GOSQUARED_API_KEY", "sk-D")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "GSN-D")
+	t.Setenv("GOSQUARED_PROJECTS_FILE", file)
+	def, err := apiCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	projects, err := apiProjects(def, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKeys(def, "default", projects)
+	var errs []error
+	k.onError = func(err error) { errs = append(errs, err) }
+	for _, step := range []struct {
+		file string
+		want []string
+		errs int
+	}{
+		{"", []string{"default", "shop"}, 0},
+		{"shop:GSN-S=sk-S\nblog:GSN-B=sk-B\n", []string{"default", "blog", "shop"}, 0},
+		{"blog:GSN-B=sk-B\n", []string{"default", "blog"}, 0},
+		{"blog:GSN-B=sk-B\nBAD NAME:GSN-X=sk-X\n", []string{"default", "blog"}, 1},
+	} {
+		if step.file != "" {
+			write(step.file)
+		}
+		if got := k.Names(); !slices.Equal(got, step.want) {
+			t.Errorf("after %q: names %v, want %v", step.file, got, step.want)
+		}
+		if len(errs) != step.errs {
+			t.Errorf("after %q: errors %v", step.file, errs)
+		}
+	}
+	if name, ok := k.Named("GSN-B"); !ok || name != "blog" {
+		t.Errorf("Named(GSN-B) = %q, %v", name, ok)
 	}
 }
