@@ -66,17 +66,36 @@ func (l *fetchLoop) durable(t Topology) string {
 	return ProjectDurable(t, l.project)
 }
 
-// open starts pulling from cons.
-func (w *Worker) open(project string, cons jetstream.Consumer) (*fetchLoop, error) {
-	// A short pull expiry and a heartbeat every second notice a lost NATS
-	// connection, or a pull request the server does not hold, within two
-	// seconds and pull again (docs/performance-notes.md: the overload stall).
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second),
-		jetstream.PullHeartbeat(time.Second))
+// open starts pulling from cons; projects is how many projects the worker
+// serves (see pullTiming).
+func (w *Worker) open(project string, cons jetstream.Consumer, projects int) (*fetchLoop, error) {
+	expiry, heartbeat := pullTiming(project, projects)
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(expiry),
+		jetstream.PullHeartbeat(heartbeat))
 	if err != nil {
 		return nil, err
 	}
 	return &fetchLoop{project: project, cons: cons, it: it}, nil
+}
+
+// pullTiming is how long a loop's pull request lasts and how often the
+// server says it still holds it while no command comes. A short expiry and
+// a heartbeat every second notice a lost NATS connection, or a pull request
+// the server does not hold, within two seconds and pull again
+// (docs/performance-notes.md: the overload stall): the v1 loop's, and
+// every loop's while the worker serves at most 50 projects. Beyond, an
+// idle project's loop costs its share of the heartbeats and the pulls, so
+// they stretch with the projects, up to a minute and 12 s: at 1,000
+// projects, 83 heartbeats and 17 pulls a second rather than 1,200
+// (docs/sizing.md). A loop with commands to fetch pulls again as it takes
+// them, whatever its expiry: only an idle project notices a lost pull
+// request later, within two heartbeats.
+func pullTiming(project string, projects int) (expiry, heartbeat time.Duration) {
+	expiry = 5 * time.Second
+	if project != "" {
+		expiry = min(time.Minute, expiry*time.Duration(max(1, projects/50)))
+	}
+	return expiry, expiry / 5
 }
 
 // projectLoops runs the fetch loops of the projects served.
@@ -88,6 +107,7 @@ type projectLoops struct {
 	pool         *runners
 
 	mu     sync.Mutex
+	want   int // the projects served, as last asked
 	loops  map[string]*fetchLoop
 	closed bool
 	wg     sync.WaitGroup
@@ -131,14 +151,19 @@ func (w *Worker) startProjects(ctx, workCtx context.Context, pool *runners) *pro
 func (pl *projectLoops) sync() {
 	want := pl.names.Names()
 	pl.mu.Lock()
+	pl.want = len(want)
 	var added []string
 	for _, name := range want {
 		if _, ok := pl.loops[name]; !ok {
 			added = append(added, name)
 		}
 	}
+	wanted := make(map[string]bool, len(want))
+	for _, name := range want {
+		wanted[name] = true
+	}
 	for name, l := range pl.loops {
-		if !slices.Contains(want, name) {
+		if !wanted[name] {
 			delete(pl.loops, name)
 			l.removed.Store(true)
 			l.it.Stop()
@@ -173,7 +198,7 @@ func (pl *projectLoops) add(name string) {
 		}
 		return
 	}
-	l, err := pl.w.open(name, cons)
+	l, err := pl.w.open(name, cons, pl.count())
 	if err != nil {
 		pl.w.log.Error("consuming a project's commands: its commands wait until it works", zap.String("project", name), zap.Error(err))
 		return
@@ -195,6 +220,13 @@ func (pl *projectLoops) add(name string) {
 		}
 		pl.mu.Unlock()
 	})
+}
+
+// count is the number of projects served.
+func (pl *projectLoops) count() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.want
 }
 
 // drain stops every loop's pulling; what they hold goes back.

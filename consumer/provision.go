@@ -62,6 +62,11 @@ const (
 	DefaultDuplicateWindow   = 10 * time.Minute
 )
 
+// CommandsMaxConsumers bounds the consumers of the commands stream: the
+// durables of up to about 10,000 projects (docs/sizing.md). nats-server
+// gives a stream 1,000 unless it sets its own limit.
+const CommandsMaxConsumers = 10050
+
 // MaxAckPendingFor is the consumer's MaxAckPending for a worker making
 // concurrency API calls at once: sixteen times as many, at least 10,000.
 // Commands handed back with a delay (a paused project, one waiting for its
@@ -226,6 +231,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 			MaxAge:      t.CommandsMaxAge,
 			MaxMsgSize:  MaxCommandMsgSize,
 			Duplicates:  t.DuplicateWindow,
+			// One durable per project served (ProvisionProject), besides the
+			// v1 one and the tools': above the server's default of 1,000
+			// consumers a stream.
+			MaxConsumers: CommandsMaxConsumers,
 			// Scheduled commands (schedules.go).
 			AllowMsgSchedules: true,
 			AllowMsgTTL:       true,

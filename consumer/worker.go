@@ -139,7 +139,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.gate.Start(ctx)
 		defer w.gate.Stop()
 	}
-	v1, err := w.open("", w.cons)
+	v1, err := w.open("", w.cons, 0)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Topology.CommandsStream, err)
 	}
