@@ -219,9 +219,12 @@ func (k *keyLimiter) part() float64 {
 // that long and keeps the reservation), then makes the call with a context
 // from WithReservation, so the call does not wait in the limiter again.
 //
-// Reservations keep their order: the next one is booked after the last, at
-// the pace learned so far. A pace learned later applies to calls booked
-// later; a 429 delays every reservation of the key until its Retry-After.
+// A reservation for the next 100 ms holds a place in the key's budget; a
+// later one holds a place in a queue behind the others, at the pace learned
+// so far, and takes its place in the budget when its time comes (Delay),
+// at the pace of then, before the reservations made since. A new
+// reservation goes first only when the budget has room at once. A 429
+// delays every reservation of the key until its Retry-After.
 type Reservation struct {
 	k      *keyLimiter // nil: no limiter (rate limiting off)
 	booked bool        // false while the key's budget is unknown and its probe call is out
