@@ -84,6 +84,9 @@ type keyLimiter struct {
 	// tail is the end of the queue of tentative reservations: the next one
 	// is booked there, and each one moves it on by one call at the pace.
 	tail time.Time
+
+	spent spent  // units spent per second, over the last minute
+	last  Budget // what the last response with the headers said
 }
 
 // wait blocks until a call may be made. It returns how long it waited and a
@@ -184,7 +187,11 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 			k.blockedUntil = until
 		}
 	}
+	if status != 429 {
+		k.spent.add(time.Now(), max(rl.Cost, 1))
+	}
 	if rl.Known {
+		k.last = Budget{Known: true, Limit: rl.Limit, Remaining: rl.Remaining}
 		cost := max(rl.Cost, 1)
 		share := k.part()
 		perSec := float64(rl.Limit) / 60 * share
