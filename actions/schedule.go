@@ -116,7 +116,7 @@ func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at tim
 		return Pending{ID: cmd.ID}, contract.Invalidf("the schedule time %s is not before the command's not_after %s: it would expire without running",
 			at.UTC().Format(time.RFC3339), cmd.NotAfter.Format(time.RFC3339Nano))
 	}
-	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Project: s.Project, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
 	return p, store(ctx, js, cmd, &p, s, o, nil, jetstream.WithScheduleAt(at))
 }
 
@@ -143,7 +143,7 @@ func ScheduleRecurring(ctx context.Context, js jetstream.JetStream, c Commander,
 		return Pending{ID: cmd.ID}, err
 	}
 	now := time.Now()
-	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Cron: r.Cron, TZ: r.TZ, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Project: s.Project, Cron: r.Cron, TZ: r.TZ, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
 	pub := []jetstream.PublishOpt{jetstream.WithScheduleCron(r.Pattern())}
 	if r.Every != 0 {
 		p.Every, p.At = r.Every.String(), r.NextEvery(now, now)
@@ -344,7 +344,7 @@ func ScheduleDebounced(ctx context.Context, js jetstream.JetStream, c Commander,
 				at = latest // a time past fires at once
 			}
 		}
-		p := Pending{ID: next.ID, Type: next.Type, ChatID: next.ChatID, At: at.UTC(), NotAfter: next.NotAfter, DebounceKey: key, Subject: subject}
+		p := Pending{ID: next.ID, Type: next.Type, ChatID: next.ChatID, Project: s.Project, At: at.UTC(), NotAfter: next.NotAfter, DebounceKey: key, Subject: subject}
 		err = publishSchedule(ctx, js, next, &p, s, nil, jetstream.WithScheduleAt(at), jetstream.WithExpectLastSequencePerSubject(expect))
 		if !wrongLastSequence(err) || try == tries {
 			return p, err
