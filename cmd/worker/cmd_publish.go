@@ -35,6 +35,8 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in, --every, --cron, --tz, --debounce, --replace
 
 	quiet, quietTZ string
+
+	project projectFlag
 }
 
 func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
@@ -46,6 +48,7 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
 	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
+	p.project.register(fs, false)
 	fs.String(&p.site, "site-token", "", "", "another project than the worker's default")
 	fs.String(&p.meta, "metadata", "", "", "JSON object echoed in the result")
 	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
@@ -160,11 +163,11 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	}
 	defer nc.Close()
 	if !at.now() {
-		return schedule(ctx, js, cmd, at, p.when.replace, p.json, n.subjects(), stdout, stderr)
+		return schedule(ctx, js, cmd, at, p.when.replace, p.json, p.project.subjects(n), stdout, stderr)
 	}
 	opts := []actions.Option{actions.WithIdempotencyBucket(p.bucket)}
 	if !p.wait {
-		published, err := actions.Publish(ctx, js, cmd, n.subjects(), opts...)
+		published, err := actions.Publish(ctx, js, cmd, p.project.subjects(n), opts...)
 		if errors.Is(err, actions.ErrAlreadyPublished) {
 			fmt.Fprintf(stderr, "already published: %v\n", err)
 		} else if err != nil {
@@ -178,12 +181,12 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	}
 	wctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	published, settled, err := actions.PublishAndWait(wctx, js, cmd, n.subjects(), opts...)
+	published, settled, err := actions.PublishAndWait(wctx, js, cmd, p.project.subjects(n), opts...)
 	switch {
 	case errors.Is(err, actions.ErrNotSettled) && ctx.Err() == nil:
 		why := ""
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if st, err := actions.Status(sctx, js, published.ID, n.subjects()); err == nil && st.Paused != nil {
+		if st, err := actions.Status(sctx, js, published.ID, p.project.subjects(n)); err == nil && st.Paused != nil {
 			why = "; it waits because " + pausedWhy(st)
 		}
 		cancel()
