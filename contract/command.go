@@ -54,6 +54,12 @@ type Command struct {
 	// FrequencyCap, send only, bounds the automated sends to the chat
 	// (contract v1.3, "Frequency caps").
 	FrequencyCap *FrequencyCap `json:"frequency_cap,omitempty"`
+
+	// Project is the project's name when the command came on a v2 subject
+	// (chat.commands.<project>.<type>.<chat>), empty on a v1 subject. It is
+	// never in the body: the subject, which NATS permissions can confine,
+	// says it.
+	Project string `json:"-"`
 }
 
 // wire mirrors Command with pointers, so Decode can tell an absent field from
@@ -76,7 +82,7 @@ type wire struct {
 // Decode parses and validates the command in data, received on subject. Any
 // problem is an *Error of class invalid whose message says what to fix.
 func Decode(s Subjects, subject string, data []byte) (Command, error) {
-	typ, token, err := s.ParseCommand(subject)
+	r, err := s.ParseCommand(subject)
 	if err != nil {
 		return Command{}, err
 	}
@@ -84,12 +90,13 @@ func Decode(s Subjects, subject string, data []byte) (Command, error) {
 	if err != nil {
 		return Command{}, err
 	}
-	if cmd.Type != typ {
-		return Command{}, Invalidf("the body says type %q but the subject %q says %q", cmd.Type, subject, typ)
+	if cmd.Type != r.Type {
+		return Command{}, Invalidf("the body says type %q but the subject %q says %q", cmd.Type, subject, r.Type)
 	}
-	if Token(cmd.ChatID) != token {
-		return Command{}, Invalidf("the body's chat_id has the token %q but the subject %q carries %q", Token(cmd.ChatID), subject, token)
+	if Token(cmd.ChatID) != r.Chat {
+		return Command{}, Invalidf("the body's chat_id has the token %q but the subject %q carries %q", Token(cmd.ChatID), subject, r.Chat)
 	}
+	cmd.Project = r.Project
 	return cmd, nil
 }
 
