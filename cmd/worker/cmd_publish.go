@@ -35,6 +35,7 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in, --every, --cron, --tz, --debounce, --replace
 
 	quiet, quietTZ string
+	freqCap        string
 
 	project projectFlag
 }
@@ -58,6 +59,9 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	p.when.register(fs)
 	fs.String(&p.quiet, "quiet-hours", "", "", "no API call in this window of the visitor's day, START-END on a 24-hour clock (21:00-08:00); the command waits until it ends")
 	fs.String(&p.quietTZ, "quiet-tz", "", "", "with --quiet-hours: the visitor's IANA time zone (Europe/London)")
+	if spec.Type == contract.TypeSend {
+		fs.String(&p.freqCap, "frequency-cap", "", "", "at most MAX automated sends to the chat per window, MAX/PER (3/24h; PER in m, h or d, up to 30d); over it the send is a capped dead letter")
+	}
 }
 
 func publishUsage(spec contract.Spec) string {
@@ -90,6 +94,13 @@ func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Comma
 		return cmd, plan{}, usageError{fmt.Errorf("--quiet-hours %q: want START-END (21:00-08:00) and the visitor's zone in --quiet-tz", p.quiet)}
 	case p.quiet != "":
 		cmd.QuietHours = &contract.QuietHours{Start: start, End: end, TZ: p.quietTZ}
+	}
+	if p.freqCap != "" {
+		c, err := contract.ParseFrequencyCap(p.freqCap)
+		if err != nil {
+			return cmd, plan{}, usageError{fmt.Errorf("--frequency-cap: %w", err)}
+		}
+		cmd.FrequencyCap = &c
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {
@@ -282,6 +293,9 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("idempotency bucket: %w", err)
 	}
 	if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
+		return err
+	}
+	if _, err := consumer.OpenChatCaps(ctx, js, consumer.CapsConfig{Replicas: n.replicas}); err != nil {
 		return err
 	}
 	if _, err := audit.Open(ctx, js, audit.Config{Subjects: n.subjects(), Replicas: n.replicas}); err != nil {
