@@ -222,6 +222,7 @@ func TestHelpListsTheFlagsUsed(t *testing.T) {
 		{[]string{"demo"}, []string{"http-addr", "log-format", "log-level", "timeout"}},
 		{[]string{"status"}, with(subjects, []string{"idempotency-bucket", "json", "timeout"})},
 		{[]string{"schedules", "ls"}, with(subjects, []string{"json"})},
+		{[]string{"schedules", "run"}, with(subjects, []string{"json"})},
 		{[]string{"cancel"}, subjects},
 		{[]string{"dlq", "ls"}, with(subjects, filters, []string{"json"})},
 		{[]string{"dlq", "show"}, with(subjects, []string{"json"})},
