@@ -61,7 +61,7 @@ func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v
 	// trip's wait instead of two. Both finish before the ack, and a
 	// result stored without its record is no worse than a crash just
 	// after the API call: the record is what a redelivery consults.
-	subject := c.subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	subject := c.subjects.For(d.cmd.Project).Result(d.cmd.Type, d.cmd.ChatID)
 	recordCtx, span := c.tr.record(ctx, "record result", subject)
 	var h nats.Header
 	v.result.Traceparent, h = c.tr.recordTrace(recordCtx, d.traceparent)
@@ -220,10 +220,10 @@ func (c *completer) releaseDead(ctx context.Context, claim *idempotency.Claim, s
 func (c *completer) deadLetterSubject(d *delivery) string {
 	s := c.subjects
 	if d.cmd.Type != "" {
-		return s.DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
+		return s.For(d.cmd.Project).DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
 	}
-	if typ, token, err := s.ParseCommand(d.subject); err == nil {
-		return s.DeadLetter(typ, token)
+	if r, err := s.ParseCommand(d.subject); err == nil {
+		return r.Subjects(s).DeadLetter(r.Type, r.Chat)
 	}
 	return s.InvalidDeadLetter(d.subject)
 }
