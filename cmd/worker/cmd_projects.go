@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/audit"
+	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/project"
 	"go.uber.org/zap"
 )
@@ -144,17 +146,31 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	// The replicas' records say which projects they serve and how much of
+	// each budget they spent: every served project is listed, paused or not.
+	members, err := fleet.List(ctx, js, fleet.DefaultBucket)
+	if err != nil {
+		return err
+	}
+	rows := projectRows(list, settings, fleet.BudgetUse(members))
 	if asJSON {
-		return printIndented(stdout, projectRows(list, settings))
+		return printIndented(stdout, rows)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stderr, "every project is active")
-	} else {
+	}
+	if len(list) > 0 || len(members) > 0 {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROJECT\tSTATE\tSINCE\tBY\tREASON")
-		for _, st := range list {
-			p := st.Pause()
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Project, st.Name(), p.Since.UTC().Format(time.RFC3339), printable(p.By), printable(p.Reason))
+		fmt.Fprintln(tw, "PROJECT\tSTATE\tSINCE\tBY\tREASON\tBUDGET USED (LAST MINUTE)")
+		for _, r := range rows {
+			if r.Active() && r.Budget == nil {
+				continue // settings only: the table below
+			}
+			since, by, reason := "-", "-", "-"
+			if p := r.Pause(); p != nil {
+				since, by, reason = p.Since.UTC().Format(time.RFC3339), printable(p.By), printable(p.Reason)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Project, r.Name(), since, by, reason, budgetUse(r.Budget))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -187,20 +203,29 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 type projectRow struct {
 	project.State
 	Settings *project.Settings `json:"settings,omitempty"`
+	// Budget is what the live replicas spent of the project's rate budget
+	// in the last minute, against the API's limit (fleet.BudgetUse).
+	Budget *chat.Budget `json:"budget,omitempty"`
 }
 
-func projectRows(states []project.State, settings []project.Settings) []projectRow {
+func projectRows(states []project.State, settings []project.Settings, budgets map[string]chat.Budget) []projectRow {
 	rows := make([]projectRow, 0, len(states))
 	for _, st := range states {
 		rows = append(rows, projectRow{State: st})
 	}
-	for _, s := range settings {
-		i := slices.IndexFunc(rows, func(r projectRow) bool { return r.Project == s.Project })
+	row := func(name string) *projectRow {
+		i := slices.IndexFunc(rows, func(r projectRow) bool { return r.Project == name })
 		if i < 0 {
-			rows = append(rows, projectRow{State: project.State{Project: s.Project}})
+			rows = append(rows, projectRow{State: project.State{Project: name}})
 			i = len(rows) - 1
 		}
-		rows[i].Settings = &s
+		return &rows[i]
+	}
+	for _, s := range settings {
+		row(s.Project).Settings = &s
+	}
+	for name, b := range budgets {
+		row(name).Budget = &b
 	}
 	slices.SortFunc(rows, func(a, b projectRow) int { return strings.Compare(a.Project, b.Project) })
 	return rows
@@ -268,6 +293,19 @@ func (f *settingsFlags) apply(old project.Settings) project.Settings {
 		old.FrequencyCap = st.FrequencyCap
 	}
 	return old
+}
+
+// budgetUse says how much of a project's budget the replicas spent in the
+// last minute: "120/600 (20%)", "120" while the API has not said its limit,
+// "-" when no replica serves the project.
+func budgetUse(b *chat.Budget) string {
+	switch {
+	case b == nil:
+		return "-"
+	case !b.Known || b.Limit <= 0:
+		return fmt.Sprint(b.Used)
+	}
+	return fmt.Sprintf("%d/%d (%d%%)", b.Used, b.Limit, b.Used*100/b.Limit)
 }
 
 // usageOrError makes a refused name or reason a usage error (exit 2).

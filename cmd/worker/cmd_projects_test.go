@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
+	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/project"
+	"go.uber.org/zap"
 )
 
 // Pause, list and resume from the command line, against a bucket that
@@ -133,5 +137,35 @@ func TestStatusSaysWhyACommandWaits(t *testing.T) {
 	_, _, err = runCLI(t, "note", "--nats-url", url, "--chat", "c1", "--content", "hi", "--id", "held-2", "--wait", "--timeout", "1s")
 	if !errors.As(err, &exit) || exit.code != exitTimeout || !strings.Contains(err.Error(), "paused by an operator") {
 		t.Fatalf("--wait on a paused project: %v, want exit %d saying why", err, exitTimeout)
+	}
+}
+
+// projects ls lists every project the live replicas serve, with what they
+// spent of its budget in the last minute, paused or not.
+func TestProjectsListShowsBudgetUse(t *testing.T) {
+	srv := natstest.RunServer(t)
+	url := srv.ClientURL()
+	_, js := natstest.Connect(t, srv)
+	if _, _, err := runCLI(t, "provision", "--nats-url", url); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]map[string]chat.Budget{
+		"pod-a": {"default": {Known: true, Limit: 600, Remaining: 100, Used: 200}, "shop": {Used: 3}},
+		"pod-b": {"default": {Known: true, Limit: 600, Remaining: 90, Used: 250}},
+	} {
+		f, err := fleet.Join(t.Context(), js, fleet.Config{Budgets: func() map[string]chat.Budget { return b }}, fleet.Member{Name: name}, nil, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Leave(context.Background()) })
+	}
+	out, _, err := runCLI(t, "projects", "ls", "--nats-url", url)
+	if err != nil || !regexp.MustCompile(`(?m)^default +active .* 450/600 \(75%\)$`).MatchString(out) || !regexp.MustCompile(`(?m)^shop +active .* 3$`).MatchString(out) {
+		t.Fatalf("projects ls: %q, %v; want default at 450/600 (75%%) and shop at 3", out, err)
+	}
+	out, _, err = runCLI(t, "projects", "ls", "--nats-url", url, "--json")
+	var rows []projectRow
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 || rows[0].Budget == nil || rows[0].Budget.Used != 450 {
+		t.Fatalf("projects ls --json: %q, %v", out, err)
 	}
 }
