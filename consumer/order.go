@@ -306,7 +306,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		if w.cfg.ClaimAhead {
 			settling = func() { next = w.prepare(ctx, l, q, state) }
 		}
-		if w.handleIn(cmdCtx, span, q.msg, q.meta, claim, settling) {
+		if w.handleIn(cmdCtx, span, q.msg, q.meta, true, claim, settling) {
 			w.lanes.settledHead(l, q)
 		} else {
 			w.lanes.forget(l)
