@@ -119,8 +119,10 @@ type executor struct {
 	now      func() time.Time
 	stopping <-chan struct{} // closed when the worker begins to drain
 	// claimless: a first delivery at its chat's head runs on a tentative
-	// claim (Config.Claimless; see "First deliveries" below).
+	// claim (Config.Claimless; see "First deliveries" below), while awake
+	// says the worker did not stall.
 	claimless bool
+	awake     func() bool
 }
 
 // draining reports whether the worker is shutting down.
@@ -223,7 +225,8 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 // it leaves the stream (order.go), and a command with the same id and the
 // same body is a command of the same chat (the hash covers the chat); the
 // message itself is delivered again only after AckWait without a word
-// from this worker, which keeps it alive while it works. So the first
+// from this worker, which keeps it alive while it works (and a worker
+// whose keep-alive stalled, claims: orderer.awake). So the first
 // delivery reads the record (a read, not a write): none means the id never
 // ran, and it calls the API on a tentative claim, which stores nothing.
 // The outcome is then created (a create that fails if the id has any
@@ -245,7 +248,7 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 // head whose id has no record, returns a tentative claim (see "First
 // deliveries" above).
 func (e *executor) claim(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
-	if e.claimless && d.head && d.msg != nil && d.delivered() == 1 {
+	if e.claimless && d.head && d.msg != nil && d.delivered() == 1 && e.awake() {
 		lookupCtx, span := e.tr.start(ctx, "lookup", trace.SpanKindInternal)
 		_, err := e.store.Lookup(lookupCtx, d.cmd.ID)
 		endWith(span, ignoreNotFound(err))

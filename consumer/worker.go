@@ -89,6 +89,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		m: cfg.Metrics, latency: cfg.Latency, log: cfg.Logger, now: time.Now}
 	w.order = &orderer{js: js, topo: topo, lanes: w.lanes, m: cfg.Metrics, log: cfg.Logger, tr: w.tr,
 		waitMax: orderWaitFor(topo.AckWait), concurrency: cfg.Concurrency, stopping: w.stopping}
+	w.exec.awake = w.order.awake
 	w.rescuer = &rescuer{js: js, topo: topo, store: store, records: recs, done: w.done, tr: w.tr, m: cfg.Metrics, log: cfg.Logger}
 	w.lag = lagWatcher{cons: cons, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
 	return w, nil
