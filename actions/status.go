@@ -124,13 +124,13 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 		// the very message whose dead letter was just stored: the worker
 		// removes it from the stream only after storing its dead letter.
 		// Look for that on the chat's own dead-letter subject.
-		typ, token, err := s.ParseCommand(subject)
+		r, err := s.ParseCommand(subject)
 		if err != nil {
 			st.State, st.Sequence = StateWaiting, seq
 			whyWaiting(ctx, js, o.commands, &st)
 			return st, nil
 		}
-		dlqFilter = s.DeadLetter(typ, token)
+		dlqFilter = r.Subjects(s).DeadLetter(r.Type, r.Chat)
 	}
 	m, err := findRecord(ctx, js, o.deadLetters, dlqFilter, id, nil, false)
 	if err != nil {

@@ -59,7 +59,7 @@ func (w *Worker) prepare(ctx context.Context, l *lane, prev queued, state chatSt
 	after := chatState{settled: max(state.settled, prev.meta.Sequence.Stream), proof: proofOf(prev)}
 	go func() {
 		defer close(a.done)
-		if a.head = w.order.checkHead(a.ctx, l.token, after, q); a.head {
+		if a.head = w.order.checkHead(a.ctx, l.chat, after, q); a.head {
 			a.claim = w.exec.claimAhead(a.ctx, q)
 		}
 	}()

@@ -178,7 +178,7 @@ func (r *rescuer) publishResult(ctx context.Context, d *delivery, rec idempotenc
 	status := res.Status
 	var h nats.Header
 	res.Traceparent, h = r.tr.recordTrace(ctx, d.traceparent)
-	if err := r.done.publish(ctx, r.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, res, h); err != nil {
+	if err := r.done.publish(ctx, r.topo.Subjects.For(d.cmd.Project).Result(d.cmd.Type, d.cmd.ChatID), d.cmd.ID, seq, res, h); err != nil {
 		return err
 	}
 	r.m.succeeded(string(d.cmd.Type), status)

@@ -28,7 +28,7 @@ import (
 // head). An earlier command that is running elsewhere, waiting for a retry,
 // or stranded on a crashed worker holds back the later ones until it is
 // settled; a dead letter releases its chat. The check is one get: the first
-// message at or after a sequence on <prefix>.commands.*.<chat token> (see
+// message at or after a sequence on <prefix>.commands.[<project>.]*.<chat token> (see
 // isHead for which replica may answer it).
 //
 // Inside one worker, a lane per chat runs that chat's commands one after
@@ -98,7 +98,10 @@ func (p headProof) covers(q queued) bool {
 
 // lane is the commands of one chat held by this worker, oldest first.
 type lane struct {
-	token string
+	// chat is the filter of the chat's commands in the stream
+	// (Subjects.ChatCommandsFilter of its project, or of v1 subjects): it
+	// names the lane and finds the chat's head.
+	chat  string
 	queue []queued
 	chatState
 }
@@ -144,7 +147,7 @@ func (ls *lanes) add(token string, q queued) *lane {
 		l.insert(q)
 		return nil
 	}
-	l := &lane{token: token, queue: []queued{q}, chatState: ls.recent[token]}
+	l := &lane{chat: token, queue: []queued{q}, chatState: ls.recent[token]}
 	delete(ls.recent, token)
 	ls.byChat[token] = l
 	return l
@@ -182,12 +185,12 @@ func (ls *lanes) next(l *lane) (queued, chatState, bool) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if len(l.queue) == 0 {
-		delete(ls.byChat, l.token)
+		delete(ls.byChat, l.chat)
 		if l.settled > 0 || l.proof.ok {
 			if len(ls.recent) >= 1<<14 {
 				clear(ls.recent)
 			}
-			ls.recent[l.token] = l.chatState
+			ls.recent[l.chat] = l.chatState
 		}
 		return queued{}, chatState{}, false
 	}
@@ -327,18 +330,18 @@ func (w *Worker) takeUp(ctx context.Context, l *lane, state chatState, q queued,
 	case a == nil:
 		// The delivery's span starts here, so that it holds the order check.
 		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
-		head = w.order.checkHead(cmdCtx, l.token, state, q)
+		head = w.order.checkHead(cmdCtx, l.chat, state, q)
 	case a.q.msg != q.msg:
 		// An older command of the chat arrived in the lane after a was
 		// made ready; a is still queued, behind it.
 		w.exec.releaseAhead(ctx, a.claim)
 		endOutcome(a.span, outcomeRequeued)
 		cmdCtx, span = w.tr.command(ctx, q.msg.Subject(), q.msg.Headers())
-		head = w.order.checkHead(cmdCtx, l.token, state, q)
+		head = w.order.checkHead(cmdCtx, l.chat, state, q)
 	case a.stale:
 		w.exec.releaseAhead(ctx, a.claim)
 		cmdCtx, span = a.ctx, a.span
-		head = w.order.checkHead(cmdCtx, l.token, state, q)
+		head = w.order.checkHead(cmdCtx, l.chat, state, q)
 	default:
 		cmdCtx, span, head, claim = a.ctx, a.span, a.head, a.claim
 	}
@@ -377,16 +380,16 @@ func (o *orderer) open(ctx context.Context) error {
 // checkHead reports whether q is its chat's head, by the lane's proof or by
 // asking the stream (searching from after state.settled); it says no when
 // it cannot tell.
-func (o *orderer) checkHead(ctx context.Context, token string, state chatState, q queued) bool {
+func (o *orderer) checkHead(ctx context.Context, chat string, state chatState, q queued) bool {
 	head := state.proof.covers(q)
 	o.m.orderCheck(head)
 	if head {
 		return true
 	}
 	checkCtx, check := o.tr.start(ctx, "order check", trace.SpanKindInternal)
-	head, err := o.isHead(checkCtx, token, state.settled+1, q.meta.Sequence.Stream)
+	head, err := o.isHead(checkCtx, chat, state.settled+1, q.meta.Sequence.Stream)
 	if err != nil {
-		o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", token), zap.Error(err))
+		o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", chat), zap.Error(err))
 	}
 	if check.IsRecording() {
 		check.SetAttributes(attribute.Bool("chatworker.order.head", head))
@@ -405,10 +408,9 @@ func (o *orderer) checkHead(ctx context.Context, token string, state chatState, 
 // this command yet (it lags the leader), and would miss an older one too:
 // then the stream leader answers (test/system checks per-chat order on a
 // three-node cluster).
-func (o *orderer) isHead(ctx context.Context, token string, from, seq uint64) (bool, error) {
+func (o *orderer) isHead(ctx context.Context, filter string, from, seq uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	filter := o.topo.Subjects.ChatCommandsFilter(token)
 	first, err := o.commands.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
 	switch {
 	case err == nil && first.Sequence <= seq:

@@ -63,7 +63,7 @@ func (rs *records) originalResult(ctx context.Context, d *delivery, rec idempote
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	stream := rs.topo.ResultsStream
-	subject := rs.topo.Subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	subject := rs.topo.Subjects.For(d.cmd.Project).Result(d.cmd.Type, d.cmd.ChatID)
 	msgID := actions.RecordID(d.cmd.ID, rec.Sequence)
 	// The result is stored while the record completes; a minute's margin
 	// covers stream leaders whose clocks disagree.

@@ -35,7 +35,7 @@ func (rs *records) result(d *delivery, status string, attempts int, out contract
 	return &actions.Result{
 		ID: d.cmd.ID, Type: d.cmd.Type, ChatID: d.cmd.ChatID, Status: status, Attempts: attempts,
 		APIStatus: out.APIStatus, Response: resp, CompletedAt: rs.now().UTC(), Metadata: d.cmd.Metadata,
-		Traceparent: d.traceparent,
+		Traceparent: d.traceparent, Project: d.cmd.Project,
 	}
 }
 
@@ -68,6 +68,11 @@ func (rs *records) deadLetter(d *delivery, rec *idempotency.Record, class action
 		dl.Error.APIStatus, dl.Error.APICode = apiErr.StatusCode, apiErr.Code
 	}
 	dl.Command, dl.Raw = deadLetterBody(d.data)
+	// The subject names the project even when the body cannot be read.
+	dl.Project = d.cmd.Project
+	if r, err := rs.topo.Subjects.ParseCommand(d.subject); err == nil {
+		dl.Project = r.Project
+	}
 	if rec != nil {
 		dl.Attempts = rec.Attempts
 		if !rec.FirstAttemptAt.IsZero() {

@@ -57,7 +57,7 @@ func (c *completer) settle(ctx context.Context, d *delivery, v verdict) bool {
 // settleResult stores a success's result and records the success, then
 // acknowledges the message.
 func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
-	subject := c.subjects.Result(d.cmd.Type, d.cmd.ChatID)
+	subject := c.subjects.For(d.cmd.Project).Result(d.cmd.Type, d.cmd.ChatID)
 	recordCtx, span := c.tr.record(ctx, "record result", subject)
 	completed, recorded := false, false
 	if v.claim != nil && !v.claim.Stored() {
@@ -259,10 +259,10 @@ func (c *completer) releaseDead(ctx context.Context, claim *idempotency.Claim, s
 func (c *completer) deadLetterSubject(d *delivery) string {
 	s := c.subjects
 	if d.cmd.Type != "" {
-		return s.DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
+		return s.For(d.cmd.Project).DeadLetter(d.cmd.Type, contract.Token(d.cmd.ChatID))
 	}
-	if typ, token, err := s.ParseCommand(d.subject); err == nil {
-		return s.DeadLetter(typ, token)
+	if r, err := s.ParseCommand(d.subject); err == nil {
+		return r.Subjects(s).DeadLetter(r.Type, r.Chat)
 	}
 	return s.InvalidDeadLetter(d.subject)
 }

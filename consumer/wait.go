@@ -87,10 +87,10 @@ func (o *orderer) waitForHead(ctx context.Context, l *lane, state chatState, q q
 		}
 		checks++
 		o.m.orderRecheck()
-		head, err := o.isHead(ctx, l.token, state.settled+1, q.meta.Sequence.Stream)
+		head, err := o.isHead(ctx, l.chat, state.settled+1, q.meta.Sequence.Stream)
 		switch {
 		case err != nil:
-			o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.token), zap.Error(err))
+			o.log.Warn("checking the chat's order failed: trying again later", zap.String("chat", l.chat), zap.Error(err))
 			return outcome
 		case head:
 			outcome = becameHead

@@ -244,15 +244,20 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	}
 }
 
-// orderToken returns the chat token of a command subject when commands are
-// kept in per-chat order; a subject that cannot be parsed needs no order
-// (it becomes a dead letter).
+// orderToken returns the filter of a command's chat (its project's, or v1
+// subjects') when commands are kept in per-chat order: it names the chat's
+// lane. A subject that cannot be parsed needs no order (it becomes a dead
+// letter).
 func (w *Worker) orderToken(subject string) (string, bool) {
 	if w.lanes == nil {
 		return "", false
 	}
-	_, token, err := w.cfg.Topology.Subjects.ParseCommand(subject)
-	return token, err == nil
+	s := w.cfg.Topology.Subjects
+	r, err := s.ParseCommand(subject)
+	if err != nil {
+		return "", false
+	}
+	return r.Subjects(s).ChatCommandsFilter(r.Chat), true
 }
 
 // sleepCtx waits for d, or until ctx is done: then it reports false.

@@ -51,6 +51,12 @@ type Command struct {
 	// QuietHours, when set, holds the command while the visitor's local
 	// time is inside the window (contract v1.2, "Quiet hours").
 	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
+
+	// Project is the project's name when the command came on a v2 subject
+	// (chat.commands.<project>.<type>.<chat>), empty on a v1 subject. It is
+	// never in the body: the subject, which NATS permissions can confine,
+	// says it.
+	Project string `json:"-"`
 }
 
 // wire mirrors Command with pointers, so Decode can tell an absent field from
@@ -72,7 +78,7 @@ type wire struct {
 // Decode parses and validates the command in data, received on subject. Any
 // problem is an *Error of class invalid whose message says what to fix.
 func Decode(s Subjects, subject string, data []byte) (Command, error) {
-	typ, token, err := s.ParseCommand(subject)
+	r, err := s.ParseCommand(subject)
 	if err != nil {
 		return Command{}, err
 	}
@@ -80,12 +86,13 @@ func Decode(s Subjects, subject string, data []byte) (Command, error) {
 	if err != nil {
 		return Command{}, err
 	}
-	if cmd.Type != typ {
-		return Command{}, Invalidf("the body says type %q but the subject %q says %q", cmd.Type, subject, typ)
+	if cmd.Type != r.Type {
+		return Command{}, Invalidf("the body says type %q but the subject %q says %q", cmd.Type, subject, r.Type)
 	}
-	if Token(cmd.ChatID) != token {
-		return Command{}, Invalidf("the body's chat_id has the token %q but the subject %q carries %q", Token(cmd.ChatID), subject, token)
+	if Token(cmd.ChatID) != r.Chat {
+		return Command{}, Invalidf("the body's chat_id has the token %q but the subject %q carries %q", Token(cmd.ChatID), subject, r.Chat)
 	}
+	cmd.Project = r.Project
 	return cmd, nil
 }
 

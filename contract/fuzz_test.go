@@ -84,9 +84,9 @@ func FuzzToken(f *testing.F) {
 		if err != nil || back != id {
 			t.Fatalf("ParseToken(Token(%q)) = %q, %v", id, back, err)
 		}
-		typ, tok2, err := Subjects{}.ParseCommand(Subjects{}.Command(TypeSend, id))
-		if err != nil || typ != TypeSend || tok2 != tok {
-			t.Fatalf("ParseCommand(Command(send, %q)) = %q, %q, %v", id, typ, tok2, err)
+		r, err := Subjects{}.ParseCommand(Subjects{}.Command(TypeSend, id))
+		if err != nil || r.Type != TypeSend || r.Chat != tok || r.Project != "" {
+			t.Fatalf("ParseCommand(Command(send, %q)) = %+v, %v", id, r, err)
 		}
 	})
 }
@@ -96,24 +96,25 @@ func FuzzToken(f *testing.F) {
 func FuzzParseSubject(f *testing.F) {
 	for _, s := range []string{"chat.commands.send.abc", "chat.commands.send.email%3Ajo%40example%2Ecom", "chat.commands.send.%2e",
 		"chat.commands.send.a%41", "chat.commands.send.a.b", "chat.commands.frob.a", "chat.commands.send.", "chat.commands.send.%", "chat.commands.send.%0",
-		"chat.commands.archive.%2F%2E%2E%2F", "other.commands.send.a", "chat.commands.send.a b", "chat.commands.send.\x00"} {
+		"chat.commands.archive.%2F%2E%2E%2F", "other.commands.send.a", "chat.commands.send.a b", "chat.commands.send.\x00",
+		"chat.commands.acme.send.abc", "chat.commands.Acme.send.abc", "chat.commands.send.send.abc", "chat.commands.a-1.note.x%2Ey", "chat.commands.1a.send.x"} {
 		f.Add(s)
 	}
 	s := Subjects{}
 	f.Fuzz(func(t *testing.T, subject string) {
-		typ, tok, err := s.ParseCommand(subject)
+		r, err := s.ParseCommand(subject)
 		if err != nil {
 			if ClassOf(err) != ClassInvalid {
 				t.Fatalf("error of class %q: %v", ClassOf(err), err)
 			}
 			return
 		}
-		id, err := ParseToken(tok)
+		id, err := ParseToken(r.Chat)
 		if err != nil {
-			t.Fatalf("ParseCommand accepted the token %q that ParseToken refuses: %v", tok, err)
+			t.Fatalf("ParseCommand accepted the token %q that ParseToken refuses: %v", r.Chat, err)
 		}
-		if got := s.Command(typ, id); got != subject {
-			t.Fatalf("ParseCommand(%q) gave %q, %q, which builds %q", subject, typ, id, got)
+		if got := r.Subjects(s).Command(r.Type, id); got != subject {
+			t.Fatalf("ParseCommand(%q) gave %+v, which builds %q", subject, r, got)
 		}
 	})
 }

@@ -34,6 +34,9 @@ type Result struct {
 	// ResponseDigest of the original response, to compare with a copy
 	// the app kept.
 	ResponseDigest string `json:"response_digest,omitempty"`
+	// Project is the project's name when the command came on a v2 subject
+	// (contract v2); a v1 command's result has none.
+	Project string `json:"project,omitempty"`
 }
 
 // ResponseDigest identifies a response without keeping it: the first 16
@@ -80,6 +83,9 @@ type DeadLetter struct {
 	// DeadAt is when the worker gave up (extension).
 	DeadAt      time.Time `json:"dead_at"`
 	Traceparent string    `json:"traceparent,omitempty"`
+	// Project is the project's name when the command came on a v2 subject
+	// (contract v2), also when its body could not be read.
+	Project string `json:"project,omitempty"`
 }
 
 // ErrorInfo says why a command is a dead letter. Message is written for a

@@ -6,9 +6,22 @@ import "strings"
 const DefaultPrefix = "chat"
 
 // Subjects names the subjects of one deployment. The zero value uses
-// DefaultPrefix.
+// DefaultPrefix and the v1 subjects, which carry no project.
+//
+// With Project set (contract v2) every subject of a command, its result, its
+// dead letter and its schedule carries the project's name after its kind:
+// chat.commands.<project>.<type>.<chat>. The filters then capture that
+// project's subjects only.
 type Subjects struct {
-	Prefix string
+	Prefix  string
+	Project string
+}
+
+// For returns s for the project named (v2), or for v1 subjects when name is
+// empty.
+func (s Subjects) For(name string) Subjects {
+	s.Project = name
+	return s
 }
 
 func (s Subjects) prefix() string {
@@ -18,93 +31,237 @@ func (s Subjects) prefix() string {
 	return s.Prefix
 }
 
+// head is "<prefix>.<kind>." followed, in v2, by "<project>.".
+func (s Subjects) head(kind string) string {
+	h := s.prefix() + "." + kind + "."
+	if s.Project != "" {
+		h += s.Project + "."
+	}
+	return h
+}
+
 // Command is the subject a command of type t for chatID is published on.
 func (s Subjects) Command(t Type, chatID string) string {
-	return s.prefix() + ".commands." + string(t) + "." + Token(chatID)
+	return s.head("commands") + string(t) + "." + Token(chatID)
 }
 
 // Result is the subject of the result of a command of type t for chatID.
 func (s Subjects) Result(t Type, chatID string) string {
-	return s.prefix() + ".results." + string(t) + "." + Token(chatID)
+	return s.head("results") + string(t) + "." + Token(chatID)
 }
 
 // DeadLetter is the subject of a dead letter for a command of type t whose
 // subject carried chatToken. Use InvalidDeadLetter when no type can be read.
 func (s Subjects) DeadLetter(t Type, chatToken string) string {
-	return s.prefix() + ".dlq." + string(t) + "." + chatToken
+	return s.head("dlq") + string(t) + "." + chatToken
 }
 
 // InvalidDeadLetter is the subject of a dead letter for a message whose
 // subject could not be parsed: chat.dlq.invalid.<the rest of its subject>.
+// When the subject names a project (v2), the dead letter stays among that
+// project's: chat.dlq.<project>.invalid.<the rest>, so an app confined to
+// its project sees it.
 func (s Subjects) InvalidDeadLetter(subject string) string {
-	rest := strings.TrimPrefix(subject, s.prefix()+".commands.")
+	s.Project = ""
+	rest := strings.TrimPrefix(subject, s.head("commands"))
 	if rest == "" || rest == subject {
-		rest = "unknown"
+		return s.head("dlq") + "invalid.unknown"
 	}
-	return s.prefix() + ".dlq.invalid." + rest
+	if name, tail, ok := strings.Cut(rest, "."); ok && tail != "" && CheckProjectName(name) == nil {
+		if n := strings.Count(tail, "."); n >= 1 {
+			return s.For(name).head("dlq") + "invalid." + tail
+		}
+	}
+	return s.head("dlq") + "invalid." + rest
 }
 
 // CommandsFilter, ResultsFilter and DeadLettersFilter capture every subject
-// of their kind; they are the subjects of the three streams.
-func (s Subjects) CommandsFilter() string    { return s.prefix() + ".commands.>" }
-func (s Subjects) ResultsFilter() string     { return s.prefix() + ".results.>" }
-func (s Subjects) DeadLettersFilter() string { return s.prefix() + ".dlq.>" }
+// of their kind (of the project, with Project set); without a project they
+// are the subjects of the three streams.
+func (s Subjects) CommandsFilter() string    { return s.head("commands") + ">" }
+func (s Subjects) ResultsFilter() string     { return s.head("results") + ">" }
+func (s Subjects) DeadLettersFilter() string { return s.head("dlq") + ">" }
+
+// ConsumeFilter captures the commands one durable consumer delivers: the
+// project's (v2), or, without a project, the v1 subjects only (one token
+// fewer, so no v2 subject matches).
+func (s Subjects) ConsumeFilter() string { return s.head("commands") + "*.*" }
 
 // ChatCommandsFilter captures the commands of every type for the chat
-// whose token is chatToken.
+// whose token is chatToken (in the project, with Project set; v1 subjects
+// only without).
 func (s Subjects) ChatCommandsFilter(chatToken string) string {
-	return s.prefix() + ".commands.*." + chatToken
+	return s.head("commands") + "*." + chatToken
 }
 
-// ParseCommand splits a command subject into its type and chat token. The
-// token is returned as it stands in the subject; compare it with
-// Token(cmd.ChatID).
-func (s Subjects) ParseCommand(subject string) (Type, string, error) {
-	head := s.prefix() + ".commands."
+// A Route is what a command subject says: its project (empty on a v1
+// subject), its type and its chat token, as it stands in the subject.
+type Route struct {
+	Project string
+	Type    Type
+	Chat    string
+}
+
+// Subjects returns s for the route's project (v1 when it has none).
+func (r Route) Subjects(s Subjects) Subjects { return s.For(r.Project) }
+
+// ParseCommand splits a command subject into its route: a v1 subject
+// (<prefix>.commands.<type>.<chat>) or a v2 one
+// (<prefix>.commands.<project>.<type>.<chat>). The chat token is returned as
+// it stands in the subject; compare it with Token(cmd.ChatID). s.Project is
+// ignored: any project's subject parses.
+func (s Subjects) ParseCommand(subject string) (Route, error) {
+	s.Project = ""
+	head := s.head("commands")
 	rest, ok := strings.CutPrefix(subject, head)
 	if !ok {
-		return "", "", Invalidf("subject %q is not a command subject: it should start with %q", subject, head)
+		return Route{}, Invalidf("subject %q is not a command subject: it should start with %q", subject, head)
 	}
-	typ, token, ok := strings.Cut(rest, ".")
-	if !ok || typ == "" || token == "" || strings.Contains(token, ".") {
-		return "", "", Invalidf("subject %q should be %s<type>.<chat token>", subject, head)
+	parts := strings.Split(rest, ".")
+	var r Route
+	switch len(parts) {
+	case 2:
+		r.Type, r.Chat = Type(parts[0]), parts[1]
+	case 3:
+		if reservedName(parts[0]) {
+			// A v1 subject whose chat token has a dot, most likely.
+			return Route{}, Invalidf("subject %q should be %s<type>.<chat token> or %s<project>.<type>.<chat token>, and a chat token has no dot", subject, head, head)
+		}
+		if err := CheckProjectName(parts[0]); err != nil {
+			return Route{}, Invalidf("subject %q: %s", subject, err.Error())
+		}
+		r.Project, r.Type, r.Chat = parts[0], Type(parts[1]), parts[2]
+	default:
+		return Route{}, Invalidf("subject %q should be %s<type>.<chat token> or %s<project>.<type>.<chat token>", subject, head, head)
 	}
-	t := Type(typ)
-	if !t.Known() {
-		return "", "", Invalidf("unknown command type %q in subject %q: want one of %s", typ, subject, typeList)
+	if r.Type == "" || r.Chat == "" {
+		return Route{}, Invalidf("subject %q should be %s<type>.<chat token> or %s<project>.<type>.<chat token>", subject, head, head)
 	}
-	if _, err := ParseToken(token); err != nil {
-		return "", "", err
+	if !r.Type.Known() {
+		return Route{}, Invalidf("unknown command type %q in subject %q: want one of %s", r.Type, subject, typeList)
 	}
-	return t, token, nil
+	if _, err := ParseToken(r.Chat); err != nil {
+		return Route{}, err
+	}
+	return r, nil
 }
 
 // Schedule returns the subject of the schedule of the command of type t for
 // chatID with the given id.
 func (s Subjects) Schedule(t Type, chatID, id string) string {
-	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + "." + Token(id)
+	return s.head("schedules") + string(t) + "." + Token(chatID) + "." + Token(id)
 }
 
 // Debounce returns the subject of the pending debounced command of type t
 // for chatID with the key: one per key, so publishing a newer command there
-// replaces the pending one. Its five tokens after the prefix (the id of a
-// schedule is the fourth) keep a key from ever naming a schedule's id.
+// replaces the pending one. The literal "debounce" where a schedule has its
+// id, and the key after it, keep a key from ever naming a schedule's id.
 func (s Subjects) Debounce(t Type, chatID, key string) string {
-	return s.prefix() + ".schedules." + string(t) + "." + Token(chatID) + ".debounce." + Token(key)
+	return s.head("schedules") + string(t) + "." + Token(chatID) + ".debounce." + Token(key)
 }
 
-// DebounceFilter captures every pending debounced command.
-func (s Subjects) DebounceFilter() string { return s.prefix() + ".schedules.*.*.debounce.*" }
+// DebounceFilter captures every pending debounced command (of the project,
+// with Project set; of v1 subjects without).
+func (s Subjects) DebounceFilter() string { return s.head("schedules") + "*.*.debounce.*" }
 
-// SchedulesFilter captures every schedule. The commands stream captures it
-// too, because the server requires a schedule's target to be in the
-// schedule's own stream.
-func (s Subjects) SchedulesFilter() string { return s.prefix() + ".schedules.>" }
+// SchedulesFilter captures every schedule (of the project, with Project
+// set). The commands stream captures it too, because the server requires a
+// schedule's target to be in the schedule's own stream.
+func (s Subjects) SchedulesFilter() string { return s.head("schedules") + ">" }
 
 // ScheduleIDFilter captures the schedules of the command id, whatever its
-// type and chat.
+// type and chat (in the project, with Project set; v1 subjects without).
 func (s Subjects) ScheduleIDFilter(id string) string {
-	return s.prefix() + ".schedules.*.*." + Token(id)
+	return s.head("schedules") + "*.*." + Token(id)
+}
+
+// A ScheduleRoute is what a schedule subject says: the route of the command
+// it will publish, and its id or, for a debounced command, its key.
+type ScheduleRoute struct {
+	Route
+	ID          string
+	DebounceKey string
+}
+
+// ParseSchedule reads a schedule subject of either version:
+// <prefix>.schedules.[<project>.]<type>.<chat>.<id> or
+// <prefix>.schedules.[<project>.]<type>.<chat>.debounce.<key>. A v1 subject
+// begins with a type after "schedules", a v2 one with a project name (which
+// is never a type's name: see CheckProjectName).
+func (s Subjects) ParseSchedule(subject string) (ScheduleRoute, error) {
+	s.Project = ""
+	head := s.head("schedules")
+	rest, ok := strings.CutPrefix(subject, head)
+	if !ok {
+		return ScheduleRoute{}, Invalidf("subject %q is not a schedule subject: it should start with %q", subject, head)
+	}
+	parts := strings.Split(rest, ".")
+	var r ScheduleRoute
+	if len(parts) > 0 && !Type(parts[0]).Known() {
+		if err := CheckProjectName(parts[0]); err != nil {
+			return ScheduleRoute{}, Invalidf("schedule subject %q: %s", subject, err.Error())
+		}
+		r.Project, parts = parts[0], parts[1:]
+	}
+	var last string
+	switch {
+	case len(parts) == 3:
+		last = parts[2]
+	case len(parts) == 4 && parts[2] == "debounce":
+		last = parts[3]
+	default:
+		return ScheduleRoute{}, Invalidf("schedule subject %q should be %s[<project>.]<type>.<chat token>.<id token>", subject, head)
+	}
+	r.Type, r.Chat = Type(parts[0]), parts[1]
+	if !r.Type.Known() {
+		return ScheduleRoute{}, Invalidf("unknown command type %q in schedule subject %q", r.Type, subject)
+	}
+	if _, err := ParseToken(r.Chat); err != nil {
+		return ScheduleRoute{}, err
+	}
+	v, err := ParseToken(last)
+	if err != nil {
+		return ScheduleRoute{}, err
+	}
+	if len(parts) == 4 {
+		r.DebounceKey = v
+	} else {
+		r.ID = v
+	}
+	return r, nil
+}
+
+// DefaultProject is the name of the worker's default project (contract v2)
+// unless its configuration names it otherwise.
+const DefaultProject = "default"
+
+// MaxProjectNameBytes bounds a project's name (contract v2).
+const MaxProjectNameBytes = 32
+
+// reservedNames cannot name a project: a command type's name or "invalid"
+// right after a subject's kind would make v1 and v2 subjects ambiguous.
+func reservedName(name string) bool { return name == "invalid" || Type(name).Known() }
+
+// CheckProjectName reports whether name can name a project (contract v2):
+// 1 to 32 bytes of a-z, 0-9 and -, starting with a letter, and not a
+// command type's name or "invalid". Its error is of class invalid.
+func CheckProjectName(name string) error {
+	if name == "" || len(name) > MaxProjectNameBytes {
+		return Invalidf("a project name is 1 to %d bytes, not %d", MaxProjectNameBytes, len(name))
+	}
+	if name[0] < 'a' || name[0] > 'z' {
+		return Invalidf("project name %q should start with a letter a-z", Clip(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return Invalidf("project name %q has %q: use only a-z, 0-9 and -", Clip(name), c)
+		}
+	}
+	if reservedName(name) {
+		return Invalidf("%q cannot name a project: it is reserved (a command type, or \"invalid\")", name)
+	}
+	return nil
 }
 
 const upperHex = "0123456789ABCDEF"

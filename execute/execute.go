@@ -35,6 +35,9 @@ type Executor struct {
 // once however often the worker retries.
 func (e *Executor) Execute(ctx context.Context, cmd contract.Command) (contract.Outcome, error) {
 	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
+	if cmd.Project != "" && cmd.Project != contract.DefaultProject {
+		return contract.Outcome{}, contract.Permanentf("the subject names the project %q, which this worker is not configured for", cmd.Project)
+	}
 	creds, ok := e.credentials(cmd.SiteToken)
 	if !ok {
 		return contract.Outcome{}, contract.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")

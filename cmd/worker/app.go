@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/chat"
@@ -198,7 +199,14 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, err
 	}
-	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas},
+	// The fleet record carries the budgets the executor, made below, knows.
+	var budgets atomic.Pointer[execute.Executor]
+	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas, Budgets: func() map[string]chat.Budget {
+		if e := budgets.Load(); e != nil {
+			return e.Budgets()
+		}
+		return nil
+	}},
 		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, metrics.InFlight, log)
 	if err != nil {
 		a.close()
@@ -226,6 +234,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
 	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects, Keys: newKeys(creds, f.projects)}
+	budgets.Store(exec)
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
 		if err != nil {
