@@ -246,29 +246,24 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 
 // claim claims the command's id, or, for a first delivery at its chat's
 // head whose id has no record, returns a tentative claim (see "First
-// deliveries" above).
+// deliveries" above); the span covers either.
 func (e *executor) claim(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
+	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
+	claim, err := e.claimIn(claimCtx, d)
+	traceClaim(span, claim, err)
+	return claim, err
+}
+
+func (e *executor) claimIn(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
 	if e.claimless && d.head && d.msg != nil && d.delivered() == 1 && e.awake() {
-		lookupCtx, span := e.tr.start(ctx, "lookup", trace.SpanKindInternal)
-		_, err := e.store.Lookup(lookupCtx, d.cmd.ID)
-		endWith(span, ignoreNotFound(err))
+		_, err := e.store.Lookup(ctx, d.cmd.ID)
 		if errors.Is(err, idempotency.ErrNotFound) {
 			return e.store.Tentative(d.cmd.ID, d.cmd.Hash())
 		}
 		// A record (the id ran before, or runs elsewhere) or no answer:
 		// the claim decides, as for any delivery.
 	}
-	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
-	claim, err := e.store.Claim(claimCtx, d.cmd.ID, d.cmd.Hash())
-	traceClaim(span, err)
-	return claim, err
-}
-
-func ignoreNotFound(err error) error {
-	if errors.Is(err, idempotency.ErrNotFound) {
-		return nil
-	}
-	return err
+	return e.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
 }
 
 // notClaimed answers a command whose claim the store refused: an id that
