@@ -65,6 +65,10 @@ type Config struct {
 	// (package project). Without it a configuration pause is this worker's
 	// alone and outages are not detected.
 	ProjectStates *project.Store
+	// Caps, when set, counts the sends under a frequency cap of each chat
+	// for every replica (caps.go); without it Run opens the bucket
+	// DefaultCapsBucket itself.
+	Caps *ChatCaps
 	// Outage is the rule that pauses a project for an outage (with
 	// ProjectStates); zero fields take project's defaults.
 	Outage project.OutageRule

@@ -67,6 +67,9 @@ type delivery struct {
 	// rate budget for the next call.
 	project string
 	res     *chat.Reservation
+	// rules are the command's quiet hours and frequency cap, its own or
+	// its project's (caps.go).
+	rules rules
 	// claimed is the claim made ahead of this delivery, while the command
 	// before it in its chat was being stored (ahead.go); process takes it
 	// instead of claiming, or releases it if it stops before the claim.
@@ -112,6 +115,7 @@ type executor struct {
 	ackWait  time.Duration // the keep-alive renews every third of it
 	slots    *slots
 	gate     *projectGate // nil without Config.Projects
+	caps     *capGate
 	releaser claimReleaser
 	records  *records
 	tr       tracer
@@ -170,13 +174,17 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	e.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
-	// Quiet hours hold the command before it claims or spends anything; a
-	// deadline inside them expires it rather than let it arrive late.
+	// Quiet hours (the command's, else its project's for a send) hold the
+	// command before it claims or spends anything; a deadline inside them
+	// expires it rather than let it arrive late.
+	d.rules = e.caps.rulesFor(cmd)
 	now := e.now()
-	if until := cmd.QuietUntil(now); !until.IsZero() {
+	held := cmd
+	held.QuietHours = d.rules.quiet
+	if until := held.QuietUntil(now); !until.IsZero() {
 		var err error = &quietError{delay: until.Sub(now)}
 		if !cmd.NotAfter.IsZero() && !cmd.NotAfter.After(until) {
-			err = contract.QuietExpired(cmd, until)
+			err = contract.QuietExpired(held, until)
 		}
 		d.log.Debug("held by quiet hours", zap.Error(err))
 		return e.carryOut(d, nil, e.policy.decideUnclaimed(err, d.delivered()), err)
@@ -212,6 +220,12 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	}
 	if err != nil {
 		return e.notClaimed(ctx, d, err)
+	}
+	// A send over its chat's frequency cap stops here, after its claim (a
+	// duplicate has had its result) and before its call.
+	if err := e.caps.check(ctx, d, d.rules, e.now()); err != nil {
+		d.log.Debug("held by its frequency cap", zap.Error(err))
+		return e.failed(ctx, d, claim, e.policy.decide(e.situation(ctx, d, claim, err)), err)
 	}
 	return e.execute(ctx, d, claim)
 }
@@ -312,6 +326,7 @@ func (e *executor) execute(ctx context.Context, d *delivery, claim *idempotency.
 		out, err := e.call(ctx, d, claim)
 		switch {
 		case err == nil:
+			e.caps.count(ctx, d, d.rules, e.now())
 			return verdict{result: e.records.result(d, contract.StatusSucceeded, claim.Attempts, out), claim: claim, out: out}
 		case errors.Is(err, errLateSlot):
 			continue // no call made: the check above dead-letters it

@@ -379,6 +379,15 @@ func (g *projectGate) budget(ctx context.Context, project string, seq uint64) (*
 	return g.budgets.budget(ctx, project, seq)
 }
 
+// settings are the defaults of the project labelled label, as the shared
+// states hold them (none without them).
+func (g *projectGate) settings(label string) project.Settings {
+	if g.states == nil {
+		return project.Settings{Project: label}
+	}
+	return g.states.Settings(label)
+}
+
 // label names a project in logs and metrics: the default project's site
 // token is a credential.
 func (g *projectGate) label(project string) string {

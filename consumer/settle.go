@@ -148,6 +148,9 @@ func (c *completer) settleDead(ctx context.Context, d *delivery, seq uint64, v v
 	}
 	c.releaseDead(ctx, v.release, true)
 	c.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+	if v.dead.Error.Class == contract.ClassCapped {
+		c.m.capped(d.rules.label)
+	}
 	c.observeLatency(d, d.outcome)
 	d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
 	if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {

@@ -35,6 +35,7 @@ type Executor interface {
 //   - lag: the consumer's lag in the metrics (lag.go).
 type Worker struct {
 	cons jetstream.Consumer
+	js   jetstream.JetStream
 	cfg  Config
 	log  *zap.Logger
 	m    *Metrics
@@ -71,7 +72,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		store = noStore{}
 	}
 	topo := cfg.Topology
-	w := &Worker{cons: cons, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, tr: newTracer(cfg.Tracer), stopping: make(chan struct{})}
+	w := &Worker{cons: cons, js: js, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, tr: newTracer(cfg.Tracer), stopping: make(chan struct{})}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
@@ -81,9 +82,13 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		w.gate.store, w.gate.outage, w.gate.me = cfg.ProjectStates, cfg.Outage, cfg.Name
 	}
 	w.releaser = &releaser{store: store, log: cfg.Logger}
+	caps := &capGate{counts: cfg.Caps, gate: w.gate, log: cfg.Logger}
+	if w.gate != nil {
+		caps.settings = w.gate.settings
+	}
 	recs := &records{js: js, topo: topo, name: cfg.Name, now: time.Now}
 	w.exec = &executor{exec: exec, store: store, policy: cfg.Retry, subjects: topo.Subjects, ackWait: topo.AckWait,
-		slots: newSlots(cfg.Concurrency), gate: w.gate, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
+		slots: newSlots(cfg.Concurrency), gate: w.gate, caps: caps, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
 		now: time.Now, stopping: w.stopping, claimless: cfg.Claimless && !cfg.Unordered}
 	w.done = &completer{js: js, store: store, policy: cfg.Retry, subjects: topo.Subjects, releaser: w.releaser, tr: w.tr,
 		m: cfg.Metrics, latency: cfg.Latency, log: cfg.Logger, now: time.Now}
@@ -131,6 +136,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err := w.order.open(ctx); err != nil {
 			return err
 		}
+	}
+	if w.exec.caps.counts == nil {
+		// Without the bucket, sends under a cap wait (as for a store
+		// outage) rather than go out uncounted.
+		counts, err := OpenChatCaps(ctx, w.js, CapsConfig{Replicas: w.cfg.Topology.Replicas, Storage: w.cfg.Topology.Storage})
+		if err != nil {
+			w.log.Error("frequency caps: the bucket of counts cannot be opened: sends under a cap wait until a restart", zap.Error(err))
+		}
+		w.exec.caps.counts = counts
 	}
 	if err := w.rescuer.Start(ctx); err != nil {
 		return err

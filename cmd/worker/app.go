@@ -199,6 +199,11 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, err
 	}
+	caps, err := consumer.OpenChatCaps(ctx, a.js, consumer.CapsConfig{Replicas: f.nats.replicas})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
 	// The fleet record carries the budgets the executor, made below, knows.
 	var budgets atomic.Pointer[execute.Executor]
 	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas, Budgets: func() map[string]chat.Budget {
@@ -246,7 +251,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
 		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Claimless: f.claimless, Tracer: tracerIfOn(tp),
-		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states, Outage: f.outage,
+		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states, Outage: f.outage, Caps: caps,
 	})
 	if err != nil {
 		a.close()

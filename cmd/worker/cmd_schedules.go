@@ -212,10 +212,12 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var (
 		n      natsFlags
+		proj   projectFlag
 		asJSON bool
 	)
-	fs := newFlagSet("schedules ls", "schedules ls [--json]", stderr)
+	fs := newFlagSet("schedules ls", "schedules ls [--project NAME] [--json]", stderr)
 	n.registerConn(fs)
+	proj.register(fs, true)
 	fs.Bool(&asJSON, "json", "", false, "print a JSON array")
 	if err := fs.parse(args[1:]); err != nil {
 		return err
@@ -228,7 +230,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer nc.Close()
-	list, err := actions.ListSchedules(ctx, js, n.subjects())
+	list, err := actions.ListSchedules(ctx, js, proj.subjects(n))
 	if err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tCHAT\tAT (NEXT)\tNOT AFTER\tREPEATS")
+	fmt.Fprintln(tw, "ID\tPROJECT\tTYPE\tCHAT\tAT (NEXT)\tNOT AFTER\tREPEATS")
 	for _, p := range list {
 		at, deadline := "?", "-"
 		if !p.At.IsZero() {
@@ -259,9 +261,9 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if repeats == "" {
 			repeats = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), p.Type, printable(p.ChatID), at, deadline, printable(repeats))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), dashIfEmpty(p.Project), p.Type, printable(p.ChatID), at, deadline, printable(repeats))
 		if p.Problem != "" {
-			fmt.Fprintf(tw, "\t(%s)\t\t\t\t\n", printable(p.Problem))
+			fmt.Fprintf(tw, "\t\t(%s)\t\t\t\t\n", printable(p.Problem))
 		}
 	}
 	return tw.Flush()
@@ -269,9 +271,13 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // runCancel removes a pending schedule.
 func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var n natsFlags
-	fs := newFlagSet("cancel", "cancel ID", stderr)
+	var (
+		n    natsFlags
+		proj projectFlag
+	)
+	fs := newFlagSet("cancel", "cancel ID [--project NAME]", stderr)
 	n.registerConn(fs)
+	proj.register(fs, true)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -284,7 +290,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	done, err := actions.CancelSchedule(ctx, js, n.subjects(), pos[0])
+	done, err := actions.CancelSchedule(ctx, js, proj.subjects(n), pos[0])
 	if contract.ClassOf(err) == contract.ClassInvalid {
 		return usageError{err}
 	}

@@ -271,3 +271,28 @@ func TestQuietHoursFlags(t *testing.T) {
 		}
 	}
 }
+
+// --frequency-cap puts a cap on a send; a malformed one, or one on a note,
+// is a usage error.
+func TestFrequencyCapFlag(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", "3/24h", "--json")
+	var cmd contract.Command
+	if err != nil || json.Unmarshal([]byte(out), &cmd) != nil || cmd.FrequencyCap == nil || *cmd.FrequencyCap != (contract.FrequencyCap{Max: 3, Per: "24h"}) {
+		t.Fatalf("send --frequency-cap --json: %q, %v", out, err)
+	}
+	for _, v := range []string{"3", "0/24h", "3/24", "3/31d", "three/1h"} {
+		_, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", v)
+		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "frequency") {
+			t.Errorf("--frequency-cap %s: %v, want a usage error about the cap", v, err)
+		}
+	}
+	if _, _, err := runCLI(t, "note", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", "3/24h"); !errors.As(err, new(usageError)) {
+		t.Errorf("note --frequency-cap: %v, want a usage error (no such flag)", err)
+	}
+}
