@@ -223,6 +223,7 @@ func TestHelpListsTheFlagsUsed(t *testing.T) {
 		{[]string{"demo"}, []string{"http-addr", "log-format", "log-level", "timeout"}},
 		{[]string{"status"}, with(subjects, project, []string{"idempotency-bucket", "json", "timeout"})},
 		{[]string{"schedules", "ls"}, with(subjects, project, []string{"json"})},
+		{[]string{"schedules", "run"}, with(subjects, project, []string{"json"})},
 		{[]string{"cancel"}, with(subjects, project)},
 		{[]string{"dlq", "ls"}, with(subjects, project, filters, []string{"json"})},
 		{[]string{"dlq", "show"}, with(subjects, project, []string{"json"})},

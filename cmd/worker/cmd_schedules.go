@@ -193,34 +193,56 @@ func recurrenceOf(p actions.Pending) string {
 }
 
 const schedulesUsage = `schedules ls [--json]
+       schedules run ID [--json]
 
-Lists the scheduled commands that have not run yet: id, type, chat, time
-(the next firing of a recurring one), deadline, and how it recurs or its
-debounce key. Schedule with send, note or archive and --at TIME, --in
+ls lists the scheduled commands that have not run yet: id, type, chat,
+time (the next firing of a recurring one), deadline, and how it recurs or
+its debounce key. Schedule with send, note or archive and --at TIME, --in
 DURATION, --every DURATION, --cron EXPR [--tz ZONE] or --debounce KEY --in
 DURATION; remove one, or end a series, with worker cancel ID.
+
+run publishes the command of the schedule ID now and removes the schedule;
+a recurring one fires one firing now (id ID@<now>) and keeps its series. If
+the removal fails after the publish, the schedule still fires at its time
+and the worker answers that second command with a duplicate result, without
+a second API call.
 `
 
-// runSchedules lists pending schedules.
+// runSchedules lists pending schedules, or runs one now.
 func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "ls" && args[0] != "list") {
-		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprint(stdout, "usage: worker "+schedulesUsage)
-			return nil
-		}
-		return usageError{helpHint{errors.New("schedules: want ls"), "schedules"}}
+	verb := ""
+	if len(args) > 0 {
+		verb = args[0]
+	}
+	switch verb {
+	case "ls", "list", "run":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, "usage: worker "+schedulesUsage)
+		return nil
+	default:
+		return usageError{helpHint{errors.New("schedules: want ls or run"), "schedules"}}
 	}
 	var (
 		n      natsFlags
 		proj   projectFlag
 		asJSON bool
 	)
-	fs := newFlagSet("schedules ls", "schedules ls [--project NAME] [--json]", stderr)
+	usage := "schedules ls [--project NAME] [--json]"
+	if verb == "run" {
+		usage = "schedules run ID [--project NAME] [--json]"
+	}
+	fs := newFlagSet("schedules "+verb, usage, stderr)
 	n.registerConn(fs)
 	proj.register(fs, true)
 	fs.Bool(&asJSON, "json", "", false, "print a JSON array")
 	if err := fs.parse(args[1:]); err != nil {
 		return err
+	}
+	if verb == "run" {
+		if fs.NArg() != 1 {
+			return usageError{errors.New("schedules run: give the id of one scheduled command (worker schedules ls lists them)")}
+		}
+		return runScheduleNow(ctx, n, proj.subjects(n), fs.Arg(0), asJSON, stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("schedules ls: unexpected argument %q", fs.Arg(0))}
@@ -267,6 +289,55 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	return tw.Flush()
+}
+
+// runScheduleNow runs the schedule id now (actions.RunNow).
+func runScheduleNow(ctx context.Context, n natsFlags, s actions.Subjects, id string, asJSON bool, stdout, stderr io.Writer) error {
+	nc, js, err := n.connect(ctx, "chatworker schedules", nil, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ran, err := actions.RunNow(ctx, js, s, id)
+	if len(ran) > 0 {
+		// Recorded even when a later step failed: the commands were published.
+		auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.RunNow, Which: id, Count: len(ran), Detail: ranDetail(ran)})
+	}
+	if contract.ClassOf(err) == contract.ClassInvalid {
+		return usageError{err}
+	}
+	if asJSON && err == nil {
+		return printIndented(stdout, ran)
+	}
+	for _, r := range ran {
+		fmt.Fprintf(stdout, "%s\n", ranLine(r))
+	}
+	return err
+}
+
+// ranLine says what running r now did, for the command line and the
+// console.
+func ranLine(r actions.Ran) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "published %s %s for chat %s now", r.Type, printable(r.Command), printable(r.ChatID))
+	if r.Duplicate {
+		b.WriteString(" (the stream already held a command with this id: that one runs)")
+	}
+	if r.Kept {
+		fmt.Fprintf(&b, "; the series (%s) goes on, next at %s", printable(recurrenceOf(r.Pending)), r.At.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(&b, "; its schedule for %s is removed", r.At.Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// ranDetail is the audit entry's detail of a run-now: the ids published.
+func ranDetail(ran []actions.Ran) string {
+	ids := make([]string, len(ran))
+	for i, r := range ran {
+		ids[i] = r.Command
+	}
+	return "published " + strings.Join(ids, ", ")
 }
 
 // runCancel removes a pending schedule.
