@@ -94,7 +94,7 @@ func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 	}
 	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
 	c, err := e.store.Claim(claimCtx, cmd.ID, cmd.Hash())
-	traceClaim(span, err)
+	traceClaim(span, c, err)
 	return &claimed{claim: c, err: err}
 }
 

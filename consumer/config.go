@@ -42,8 +42,16 @@ type Config struct {
 	// second decode, which a backlog at low API latency pays in throughput
 	// (docs/performance.md, "Against the first release").
 	ClaimAhead bool
-	Logger     *zap.Logger
-	Metrics    *Metrics // optional
+	// Claimless lets the first delivery of a command run without claiming
+	// its id in the idempotency store first, when per-chat order is on:
+	// its chat's lane already makes it the only delivery of its id in
+	// flight. One fewer store write per command; the outcome record is then
+	// created after the call, and redeliveries still claim (see "First
+	// deliveries" in handle.go). Off in the zero Config; `worker run` turns
+	// it on.
+	Claimless bool
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
 	// Tracer, when set, traces every delivery of a command (see
 	// tracing.go); nil starts no span at all.
 	Tracer trace.TracerProvider

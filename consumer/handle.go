@@ -74,6 +74,9 @@ type delivery struct {
 	// before it in its chat was being stored (ahead.go); process takes it
 	// instead of claiming, or releases it if it stops before the claim.
 	claimed *claimed
+	// head: its chat's lane found the command its chat's head, and runs
+	// nothing else of the chat until it is settled (runLane).
+	head bool
 }
 
 func newDelivery(log *zap.Logger, msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
@@ -119,6 +122,11 @@ type executor struct {
 	m        *Metrics
 	now      func() time.Time
 	stopping <-chan struct{} // closed when the worker begins to drain
+	// claimless: a first delivery at its chat's head runs on a tentative
+	// claim (Config.Claimless; see "First deliveries" below), while awake
+	// says the worker did not stall.
+	claimless bool
+	awake     func() bool
 }
 
 // draining reports whether the worker is shutting down.
@@ -208,9 +216,7 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 		d.claimed = nil
 		claim, err = c.claim, c.err
 	} else {
-		claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
-		claim, err = e.store.Claim(claimCtx, cmd.ID, cmd.Hash())
-		traceClaim(span, err)
+		claim, err = e.claim(ctx, d)
 	}
 	if err != nil {
 		return e.notClaimed(ctx, d, err)
@@ -222,6 +228,56 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 		return e.failed(ctx, d, claim, e.policy.decide(e.situation(ctx, d, claim, err)), err)
 	}
 	return e.execute(ctx, d, claim)
+}
+
+// First deliveries
+//
+// A claim costs a store write before the API call, and the write that
+// replaces it with the outcome afterwards. With per-chat order on, the
+// first delivery of a command does not need it to be alone: the command
+// is its chat's head, so no other command of the chat runs anywhere until
+// it leaves the stream (order.go), and a command with the same id and the
+// same body is a command of the same chat (the hash covers the chat); the
+// message itself is delivered again only after AckWait without a word
+// from this worker, which keeps it alive while it works (and a worker
+// whose keep-alive stalled, claims: orderer.awake). So the first
+// delivery reads the record (a read, not a write): none means the id never
+// ran, and it calls the API on a tentative claim, which stores nothing.
+// The outcome is then created (a create that fails if the id has any
+// record), and the result is stored only after it: whoever creates or
+// holds the record is the one delivery that reports the outcome. A
+// delivery that finds a record, a redelivery, and every delivery with
+// order off claim as before.
+//
+// If the worker stops or stalls past AckWait mid-way, the redelivery
+// finds no record and claims the id; if the stalled worker wakes up, its
+// create fails and it leaves the message to the redelivery without a
+// result, an acknowledgement or a hand-back (settleTentative). A call
+// that lasts a third of AckWait takes the lease (the keep-alive's Extend
+// creates the claim), as a claimed delivery holds it. A first attempt that
+// fails stores its attempt when the command goes back (Release creates the
+// record). The argument in full: docs/idempotency.md.
+
+// claim claims the command's id, or, for a first delivery at its chat's
+// head whose id has no record, returns a tentative claim (see "First
+// deliveries" above); the span covers either.
+func (e *executor) claim(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
+	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
+	claim, err := e.claimIn(claimCtx, d)
+	traceClaim(span, claim, err)
+	return claim, err
+}
+
+func (e *executor) claimIn(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
+	if e.claimless && d.head && d.msg != nil && d.delivered() == 1 && e.awake() {
+		_, err := e.store.Lookup(ctx, d.cmd.ID)
+		if errors.Is(err, idempotency.ErrNotFound) {
+			return e.store.Tentative(d.cmd.ID, d.cmd.Hash())
+		}
+		// A record (the id ran before, or runs elsewhere) or no answer:
+		// the claim decides, as for any delivery.
+	}
+	return e.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
 }
 
 // notClaimed answers a command whose claim the store refused: an id that

@@ -89,11 +89,12 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 	recs := &records{js: js, topo: topo, name: cfg.Name, now: time.Now}
 	w.exec = &executor{exec: exec, store: store, policy: cfg.Retry, subjects: topo.Subjects, ackWait: topo.AckWait,
 		slots: newSlots(cfg.Concurrency), gate: w.gate, caps: caps, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
-		now: time.Now, stopping: w.stopping}
+		now: time.Now, stopping: w.stopping, claimless: cfg.Claimless && !cfg.Unordered}
 	w.done = &completer{js: js, store: store, policy: cfg.Retry, subjects: topo.Subjects, releaser: w.releaser, tr: w.tr,
 		m: cfg.Metrics, latency: cfg.Latency, log: cfg.Logger, now: time.Now}
 	w.order = &orderer{js: js, topo: topo, lanes: w.lanes, m: cfg.Metrics, log: cfg.Logger, tr: w.tr,
 		waitMax: orderWaitFor(topo.AckWait), concurrency: cfg.Concurrency, stopping: w.stopping}
+	w.exec.awake = w.order.awake
 	w.rescuer = &rescuer{js: js, topo: topo, store: store, records: recs, done: w.done, tr: w.tr, m: cfg.Metrics, log: cfg.Logger}
 	w.lag = lagWatcher{cons: cons, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
 	return w, nil
@@ -293,16 +294,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // or terminated) rather than being handed back.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	ctx, span := w.tr.command(ctx, msg.Subject(), msg.Headers())
-	return w.handleIn(ctx, span, msg, meta, nil, nil)
+	return w.handleIn(ctx, span, msg, meta, false, nil, nil)
 }
 
-// handleIn is handle within the delivery's span, which it ends. claim, if
-// not nil, is the command's claim made ahead (ahead.go), which the executor
+// handleIn is handle within the delivery's span, which it ends. head says
+// that a lane found the command its chat's head (runLane). claim, if not
+// nil, is the command's claim made ahead (ahead.go), which the executor
 // uses or releases; settling, if not nil, is called once the command has a
 // result, before the result is stored.
-func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, claim *claimed, settling func()) bool {
+func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, head bool, claim *claimed, settling func()) bool {
 	d := newDelivery(w.log, msg, msg.Subject(), msg.Data(), msg.Headers())
-	d.meta, d.span, d.claimed = meta, span, claim
+	d.meta, d.span, d.head, d.claimed = meta, span, head, claim
 	defer endCommand(d)
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)
