@@ -42,6 +42,9 @@ type ErrorInfo = contract.ErrorInfo
 // QuietHours is contract.QuietHours.
 type QuietHours = contract.QuietHours
 
+// FrequencyCap is contract.FrequencyCap.
+type FrequencyCap = contract.FrequencyCap
+
 // Class is contract.Class.
 type Class = contract.Class
 

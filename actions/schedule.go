@@ -17,10 +17,12 @@ import (
 
 // Scheduled commands use JetStream's message schedules (nats-server 2.12
 // and later). A schedule is a message on
-// <prefix>.schedules.<type>.<chat token>.<id token> in the commands stream,
-// with the command as its body and the headers below; at its time the
-// server publishes the body to the command's subject in the same stream
-// and removes the schedule. docs/schedules.md says why it is built so.
+// <prefix>.schedules.<type>.<chat token>.<id token> (contract v2:
+// <prefix>.schedules.<project>.<type>.<chat token>.<id token>) in the
+// commands stream, with the command as its body and the headers below; at
+// its time the server publishes the body to the command's subject of the
+// same version and project in the same stream and removes the schedule.
+// docs/schedules.md says why it is built so.
 const (
 	// HeaderSchedule holds "@at <RFC 3339 time>", in whole seconds.
 	HeaderSchedule = jetstream.ScheduleHeader // Nats-Schedule
@@ -55,6 +57,9 @@ type Pending struct {
 	ID     string `json:"id"`
 	Type   Type   `json:"type"`
 	ChatID string `json:"chat_id"`
+	// Project is the project its subject names (contract v2); empty on a
+	// v1 subject.
+	Project string `json:"project,omitempty"`
 	// At is when it fires, or fires next when it recurs.
 	At time.Time `json:"at"`
 	// NotAfter is the command's deadline, when it has one.
@@ -111,7 +116,7 @@ func ScheduleAt(ctx context.Context, js jetstream.JetStream, c Commander, at tim
 		return Pending{ID: cmd.ID}, contract.Invalidf("the schedule time %s is not before the command's not_after %s: it would expire without running",
 			at.UTC().Format(time.RFC3339), cmd.NotAfter.Format(time.RFC3339Nano))
 	}
-	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Project: s.Project, At: at.UTC(), NotAfter: cmd.NotAfter, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
 	return p, store(ctx, js, cmd, &p, s, o, nil, jetstream.WithScheduleAt(at))
 }
 
@@ -138,7 +143,7 @@ func ScheduleRecurring(ctx context.Context, js jetstream.JetStream, c Commander,
 		return Pending{ID: cmd.ID}, err
 	}
 	now := time.Now()
-	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Cron: r.Cron, TZ: r.TZ, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
+	p := Pending{ID: cmd.ID, Type: cmd.Type, ChatID: cmd.ChatID, Project: s.Project, Cron: r.Cron, TZ: r.TZ, Subject: s.Schedule(cmd.Type, cmd.ChatID, cmd.ID)}
 	pub := []jetstream.PublishOpt{jetstream.WithScheduleCron(r.Pattern())}
 	if r.Every != 0 {
 		p.Every, p.At = r.Every.String(), r.NextEvery(now, now)
@@ -339,7 +344,7 @@ func ScheduleDebounced(ctx context.Context, js jetstream.JetStream, c Commander,
 				at = latest // a time past fires at once
 			}
 		}
-		p := Pending{ID: next.ID, Type: next.Type, ChatID: next.ChatID, At: at.UTC(), NotAfter: next.NotAfter, DebounceKey: key, Subject: subject}
+		p := Pending{ID: next.ID, Type: next.Type, ChatID: next.ChatID, Project: s.Project, At: at.UTC(), NotAfter: next.NotAfter, DebounceKey: key, Subject: subject}
 		err = publishSchedule(ctx, js, next, &p, s, nil, jetstream.WithScheduleAt(at), jetstream.WithExpectLastSequencePerSubject(expect))
 		if !wrongLastSequence(err) || try == tries {
 			return p, err
@@ -406,20 +411,170 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id 
 	return cancelled, nil
 }
 
+// Ran is a schedule that RunNow ran.
+type Ran struct {
+	// Pending is the schedule as it was found.
+	Pending
+	// Command is the id the command was published under: the schedule's,
+	// or for a recurring one the firing's, contract.FiringID(id, now).
+	Command string `json:"command_id"`
+	// Duplicate: the commands stream already held a command with that id,
+	// published within its duplicate window, so this copy was dropped and
+	// the earlier one is the one that runs.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Kept: the schedule is still pending. A recurring one keeps its
+	// series; At is its next firing.
+	Kept bool `json:"kept,omitempty"`
+}
+
+// RunNow publishes the command of each pending schedule of id (one-shot,
+// recurring or debounced, as CancelSchedule finds them) to its command
+// subject at once, with Nats-Msg-Id set to its id, and returns them. A
+// one-shot or debounced schedule is then removed, so the command runs now
+// instead of at its time. A recurring one fires one extra firing now, with
+// the id contract.FiringID(id, now to the second), and keeps its series:
+// its next firing runs as it would have.
+//
+// Publishing comes before removing, so that a failure between the two
+// never loses the command: the schedule is then still pending and fires at
+// its time as a second command with the same id, which the worker's
+// idempotency store answers with a result of status duplicate, without a
+// second API call. The same happens when the server fires a schedule due
+// in the moment RunNow runs it.
+//
+// It returns an error wrapping ErrNoSchedule when id has no pending
+// schedule, and refuses, running nothing, when a schedule's body cannot be
+// read (Pending.Problem): that command could only be dead-lettered.
+func RunNow(ctx context.Context, js jetstream.JetStream, s Subjects, id string) ([]Ran, error) {
+	if id == "" || len(id) > contract.MaxIDBytes {
+		return nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
+	}
+	stream, err := schedulesStream(ctx, js, s)
+	if err != nil {
+		return nil, err
+	}
+	found, err := schedulesOf(ctx, stream, s, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%w has the id %q: it is unknown, already fired, or was cancelled", ErrNoSchedule, id)
+	}
+	for _, p := range found {
+		if p.Problem != "" {
+			return nil, contract.Invalidf("the schedule %s (stream sequence %d) cannot run: %s; cancel it with worker cancel", p.Subject, p.Seq, p.Problem)
+		}
+	}
+	var ran []Ran
+	for _, p := range found {
+		r, err := runNow(ctx, js, stream, s, p)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // fired or cancelled since the scan
+		}
+		if err != nil {
+			return ran, err
+		}
+		ran = append(ran, r)
+	}
+	if len(ran) == 0 {
+		return nil, fmt.Errorf("%w has the id %q: it fired or was cancelled a moment ago", ErrNoSchedule, id)
+	}
+	return ran, nil
+}
+
+// runNow publishes the command of the schedule p, then removes a one-shot
+// p. It returns ErrMsgNotFound when p is gone before its command was read.
+func runNow(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, s Subjects, p Pending) (Ran, error) {
+	r := Ran{Pending: p}
+	m, err := stream.GetMsg(ctx, p.Seq)
+	if err != nil {
+		return r, err
+	}
+	cmd, err := contract.DecodeBody(m.Data)
+	if err != nil {
+		return r, contract.Invalidf("the schedule %s (stream sequence %d) cannot run: body: %v", p.Subject, p.Seq, err)
+	}
+	data := m.Data
+	if p.Recurring() {
+		cmd.ID = contract.FiringID(cmd.ID, time.Now())
+		if data, err = json.Marshal(cmd); err != nil {
+			return r, fmt.Errorf("encode command: %w", err)
+		}
+	}
+	r.Command = cmd.ID
+	// The command continues the caller's trace, or else the scheduler's,
+	// as the server's firing would.
+	h := nats.Header{}
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v := m.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	// The schedule's own project: s may be every project's (no --project).
+	msg := &nats.Msg{Subject: s.For(p.Project).Command(cmd.Type, cmd.ChatID), Data: data, Header: tracecontext.Inject(ctx, h)}
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(cmd.ID))
+	if err != nil {
+		return r, fmt.Errorf("run %s command %s now: publish: %w (the schedule %s is still pending)", cmd.Type, cmd.ID, err, p.Subject)
+	}
+	r.Duplicate = ack.Duplicate
+	if p.Recurring() {
+		r.Kept = true
+		return r, nil
+	}
+	if err := stream.DeleteMsg(ctx, p.Seq); err != nil {
+		// Gone since (fired, or replaced by a newer debounced command):
+		// what is left to run is not this schedule.
+		if _, gerr := stream.GetMsg(ctx, p.Seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return r, nil
+		}
+		return r, fmt.Errorf("ran %s command %s now, but removing its schedule %s (stream sequence %d) failed: %w; at its time it runs again as a duplicate of this one, unless cancelled with worker cancel %s",
+			cmd.Type, cmd.ID, p.Subject, p.Seq, err, cmd.ID)
+	}
+	return r, nil
+}
+
 // schedulesOf returns the pending schedules of the command id: under its
-// own subject, and debounced under a key (found by their bodies).
+// own subject, and debounced under a key (found by their bodies). With
+// s.Project set it looks among that project's subjects; without, among the
+// v1 subjects and every project's, so that nothing is hidden.
 func schedulesOf(ctx context.Context, stream jetstream.Stream, s Subjects, id string) ([]Pending, error) {
-	found, err := scan(ctx, stream, s, s.ScheduleIDFilter(id))
-	if err != nil {
-		return nil, err
+	idFilters, debounceFilters := []string{s.ScheduleIDFilter(id)}, []string{s.DebounceFilter()}
+	if s.Project == "" {
+		// A v2 subject has one token more, for its project.
+		every := s.For("*")
+		idFilters, debounceFilters = append(idFilters, every.ScheduleIDFilter(id)), append(debounceFilters, every.DebounceFilter())
 	}
-	debounced, err := scan(ctx, stream, s, s.DebounceFilter())
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range debounced {
-		if p.ID == id {
+	var found []Pending
+	seen := map[uint64]bool{}
+	add := func(p Pending) {
+		if !seen[p.Seq] {
+			seen[p.Seq] = true
 			found = append(found, p)
+		}
+	}
+	for i, filter := range idFilters {
+		ps, err := scan(ctx, stream, s, filter)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			// The v2 filter also matches a v1 debounced command whose key
+			// reads as the id: that one is found by its body below.
+			if i > 0 && p.DebounceKey != "" {
+				continue
+			}
+			add(p)
+		}
+	}
+	for _, filter := range debounceFilters {
+		debounced, err := scan(ctx, stream, s, filter)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range debounced {
+			if p.ID == id {
+				add(p)
+			}
 		}
 	}
 	return found, nil
@@ -465,18 +620,11 @@ func scan(ctx context.Context, stream jetstream.Stream, s Subjects, filter strin
 
 func readPending(s Subjects, m *jetstream.RawStreamMsg, now time.Time) Pending {
 	p := Pending{Subject: m.Subject, Seq: m.Sequence}
-	// The subject names type, chat and id (or debounce key) even when the
-	// body is unreadable.
-	rest := strings.TrimPrefix(m.Subject, strings.TrimSuffix(s.SchedulesFilter(), ">"))
-	switch parts := strings.Split(rest, "."); {
-	case len(parts) == 3:
-		p.Type = Type(parts[0])
-		p.ChatID, _ = contract.ParseToken(parts[1])
-		p.ID, _ = contract.ParseToken(parts[2])
-	case len(parts) == 4 && parts[2] == "debounce":
-		p.Type = Type(parts[0])
-		p.ChatID, _ = contract.ParseToken(parts[1])
-		p.DebounceKey, _ = contract.ParseToken(parts[3])
+	// The subject names project (v2), type, chat and id (or debounce key)
+	// even when the body is unreadable.
+	if r, err := s.ParseSchedule(m.Subject); err == nil {
+		p.Project, p.Type, p.ID, p.DebounceKey = r.Project, r.Type, r.ID, r.DebounceKey
+		p.ChatID, _ = contract.ParseToken(r.Chat)
 	}
 	var problems []string
 	if cmd, err := contract.DecodeBody(m.Data); err != nil {

@@ -61,7 +61,8 @@ type CommandStatus struct {
 	Sequence uint64 `json:"stream_seq,omitempty"`
 	// Project and Paused say why a waiting command waits when its project
 	// is paused (by an operator, for its configuration or for an outage of
-	// the Chat API): project is "default" or the command's site token.
+	// the Chat API): project is the name its subject gives (contract v2),
+	// else "default" or the command's site token.
 	Project string         `json:"project,omitempty"`
 	Paused  *project.Pause `json:"paused,omitempty"`
 }
@@ -127,7 +128,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 		r, err := s.ParseCommand(subject)
 		if err != nil {
 			st.State, st.Sequence = StateWaiting, seq
-			whyWaiting(ctx, js, o.commands, &st)
+			whyWaiting(ctx, js, s, o.commands, &st)
 			return st, nil
 		}
 		dlqFilter = r.Subjects(s).DeadLetter(r.Type, r.Chat)
@@ -138,7 +139,7 @@ func status(ctx context.Context, js jetstream.JetStream, id string, s Subjects, 
 	}
 	if seq > 0 && (m == nil || !deadLetterOf(m, o.commands, seq)) {
 		st.State, st.Sequence = StateWaiting, seq
-		whyWaiting(ctx, js, o.commands, &st)
+		whyWaiting(ctx, js, s, o.commands, &st)
 		return st, nil
 	}
 	if m != nil {
@@ -317,7 +318,7 @@ func msgIDOf(h, id string) bool {
 // whyWaiting fills in st's Project and Paused when the waiting command's
 // project is paused. It is best effort: a command it cannot read, or a
 // project state it may not read, leaves them empty.
-func whyWaiting(ctx context.Context, js jetstream.JetStream, stream string, st *CommandStatus) {
+func whyWaiting(ctx context.Context, js jetstream.JetStream, s Subjects, stream string, st *CommandStatus) {
 	commands, err := js.Stream(ctx, stream)
 	if err != nil {
 		return
@@ -326,14 +327,7 @@ func whyWaiting(ctx context.Context, js jetstream.JetStream, stream string, st *
 	if err != nil {
 		return
 	}
-	var body struct {
-		SiteToken string `json:"site_token"`
-	}
-	_ = json.Unmarshal(m.Data, &body)
-	name := "default"
-	if body.SiteToken != "" {
-		name = body.SiteToken
-	}
+	name := projectOf(s, m)
 	states, err := project.Bind(ctx, js, "")
 	if err != nil {
 		return
@@ -343,4 +337,21 @@ func whyWaiting(ctx context.Context, js jetstream.JetStream, stream string, st *
 		return
 	}
 	st.Project, st.Paused = name, ps.Pause()
+}
+
+// projectOf names the project of the command message m: the one its
+// subject names (contract v2), else its body's site token, else the
+// default project.
+func projectOf(s Subjects, m *jetstream.RawStreamMsg) string {
+	if r, err := s.ParseCommand(m.Subject); err == nil && r.Project != "" {
+		return r.Project
+	}
+	var body struct {
+		SiteToken string `json:"site_token"`
+	}
+	_ = json.Unmarshal(m.Data, &body)
+	if body.SiteToken != "" {
+		return body.SiteToken
+	}
+	return contract.DefaultProject
 }

@@ -26,12 +26,16 @@ const (
 	Cancel = "cancel"
 	Pause  = "pause"
 	Resume = "resume"
+	// Settings: a project's defaults set (worker projects set).
+	Settings = "settings"
+	// RunNow: a scheduled command published ahead of its time.
+	RunNow = "run-now"
 )
 
 // Entry is one operator action.
 type Entry struct {
 	Who    string `json:"who"`
-	Action string `json:"action"` // replay, purge, cancel, pause, resume
+	Action string `json:"action"` // replay, purge, cancel, run-now, pause, resume, settings
 	// Which names what it was done to: a filter, a command id, a project.
 	Which string `json:"which"`
 	// Count is how many things it changed.

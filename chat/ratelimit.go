@@ -24,10 +24,25 @@ import (
 //   - A 429 blocks every caller of that key until its Retry-After.
 //   - A response without the headers leaves the key unlimited (apart from
 //     honouring 429s), since there is nothing to learn from.
+//   - A client that spends the budget with others (WithShare: replicas of a
+//     worker) paces at its share, and its burst is at most its share of what
+//     remains, so replicas that start together cannot spend the server's
+//     bucket n times over.
+//
+// Reservations (Client.Reserve) are firm only for the near future: a call
+// that may go within firmHorizon gets a place in the limiter. A later one is
+// a place in a queue (tentative), which holds no budget: its time is when
+// the budget should have room for it, and when it comes back then it takes a
+// firm place. A worker hands a command with a tentative reservation back to
+// the stream, and the stream may deliver it to another replica; had the
+// place been firm, it would have gone unused on this replica, and so would
+// the budget it held. And a change of pace (a replica joining or leaving)
+// applies to every call more than firmHorizon away.
 const (
 	maxBurstCalls = 4
 	minPace       = 0.25
 	lowWindow     = 2 * time.Second
+	firmHorizon   = 100 * time.Millisecond
 )
 
 type limiterSet struct {
@@ -66,6 +81,12 @@ type keyLimiter struct {
 	cost         int
 	maxRemaining int            // largest Remaining seen: about the bucket's size
 	share        func() float64 // this client's part of the budget (WithShare); nil: all
+	// tail is the end of the queue of tentative reservations: the next one
+	// is booked there, and each one moves it on by one call at the pace.
+	tail time.Time
+
+	spent spent  // units spent per second, over the last minute
+	last  Budget // what the last response with the headers said
 }
 
 // wait blocks until a call may be made. It returns how long it waited and a
@@ -166,26 +187,36 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 			k.blockedUntil = until
 		}
 	}
+	if status != 429 {
+		k.spent.add(time.Now(), max(rl.Cost, 1))
+	}
 	if rl.Known {
+		k.last = Budget{Known: true, Limit: rl.Limit, Remaining: rl.Remaining}
 		cost := max(rl.Cost, 1)
-		perSec := float64(rl.Limit) / 60
-		if k.share != nil {
-			if f := k.share(); f > 0 && f < 1 {
-				perSec *= f
-			}
-		}
+		share := k.part()
+		perSec := float64(rl.Limit) / 60 * share
 		k.maxRemaining = max(k.maxRemaining, rl.Remaining)
 		low := max(float64(2*cost), min(perSec*lowWindow.Seconds(), float64(k.maxRemaining)/4))
 		pace := perSec * min(1, max(minPace, float64(rl.Remaining)/low))
 		if status == 429 {
 			pace = perSec * minPace
 		}
-		burst := min(max(rl.Remaining, cost), maxBurstCalls*cost)
+		burst := min(max(int(float64(rl.Remaining)*share), cost), maxBurstCalls*cost)
 		k.cost = cost
 		k.lim.SetLimit(rate.Limit(pace))
 		k.lim.SetBurst(burst)
 	}
 	k.learned.Store(true)
+}
+
+// part is this client's share of the budget, in (0, 1].
+func (k *keyLimiter) part() float64 {
+	if k.share != nil {
+		if f := k.share(); f > 0 && f < 1 {
+			return f
+		}
+	}
+	return 1
 }
 
 // Reservation is a place booked in an API key's budget for one call, taken
@@ -195,16 +226,24 @@ func (k *keyLimiter) observe(status int, rl RateLimit, retryAfter time.Duration)
 // that long and keeps the reservation), then makes the call with a context
 // from WithReservation, so the call does not wait in the limiter again.
 //
-// Reservations keep their order: the next one is booked after the last, at
-// the pace learned so far. A pace learned later applies to calls booked
-// later; a 429 delays every reservation of the key until its Retry-After.
+// A reservation for the next 100 ms holds a place in the key's budget; a
+// later one holds a place in a queue behind the others, at the pace learned
+// so far, and takes its place in the budget when its time comes (Delay),
+// at the pace of then, before the reservations made since. A new
+// reservation goes first only when the budget has room at once. A 429
+// delays every reservation of the key until its Retry-After.
 type Reservation struct {
 	k      *keyLimiter // nil: no limiter (rate limiting off)
-	r      *rate.Reservation
-	at     time.Time
-	booked bool // false while the key's budget is unknown and its probe call is out
-	probe  bool // holds the key's probe slot: the one call allowed while unlearned
+	booked bool        // false while the key's budget is unknown and its probe call is out
+	probe  bool        // holds the key's probe slot: the one call allowed while unlearned
 	done   atomic.Bool
+
+	// Under k.mu once booked: a tentative reservation becomes firm when
+	// its time comes (DelayFrom).
+	r         *rate.Reservation
+	at        time.Time
+	tentative bool          // a place in the queue, not yet in the limiter
+	step      time.Duration // how far a tentative one moved the queue's tail
 }
 
 // unlimited is every reservation of a client without rate limiting: booked,
@@ -246,17 +285,56 @@ func (k *keyLimiter) reserve(now time.Time) *Reservation {
 		<-k.probe // learned meanwhile
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	// Booked under k.mu, so reservations of one key keep their order.
+	r := &Reservation{k: k, booked: true}
+	k.book(r, now, false)
+	return r
+}
+
+// book gives r a place from now on: a firm one if its call may go within
+// firmHorizon, else a tentative one. A new reservation waits behind the
+// tentative ones unless the limiter has room at once (room unused is budget
+// lost, so a command delivered here takes it); one that comes back at its
+// time (again) goes first. It runs under k.mu.
+func (k *keyLimiter) book(r *Reservation, now time.Time, again bool) {
 	at, cost := now, k.cost
 	if k.blockedUntil.After(at) {
 		at = k.blockedUntil
 	}
-	// Booked under k.mu, so reservations of one key keep their order.
-	r := k.lim.ReserveN(at, cost)
-	k.mu.Unlock()
-	if !r.OK() {
-		return &Reservation{k: k, at: at, booked: true}
+	free := at // when the limiter has room for the call
+	if lim := k.lim.Limit(); lim != rate.Inf && lim > 0 {
+		if short := float64(cost) - k.lim.TokensAt(at); short > 0 {
+			free = at.Add(time.Duration(short / float64(lim) * float64(time.Second)))
+		}
 	}
-	return &Reservation{k: k, r: r, at: at.Add(r.DelayFrom(at)), booked: true}
+	queued := k.tail.After(at)
+	if free.Sub(at) <= firmHorizon && (again || !queued || !free.After(at)) {
+		r.tentative, r.step = false, 0
+		r.r = k.lim.ReserveN(at, cost)
+		if !r.r.OK() {
+			r.r = nil
+			r.at = at
+			return
+		}
+		r.at = at.Add(r.r.DelayFrom(at))
+		return
+	}
+	r.tentative, r.r = true, nil
+	if again {
+		r.at, r.step = free, 0
+		return
+	}
+	step := time.Duration(0)
+	if lim := k.lim.Limit(); lim != rate.Inf && lim > 0 {
+		step = time.Duration(float64(cost) / float64(lim) * float64(time.Second))
+	}
+	r.at = free
+	if k.tail.After(r.at) {
+		r.at = k.tail
+	}
+	r.step = step
+	k.tail = r.at.Add(step)
 }
 
 // Booked reports whether the reservation holds a place; when it does not,
@@ -264,18 +342,23 @@ func (k *keyLimiter) reserve(now time.Time) *Reservation {
 func (r *Reservation) Booked() bool { return r.booked }
 
 // Delay is how long from now until the call may be made: the booked time,
-// or later if a 429 has blocked the key since.
+// or later if a 429 has blocked the key since. A tentative reservation whose
+// time has come takes its place in the limiter here, or a new time.
 func (r *Reservation) Delay() time.Duration { return r.DelayFrom(time.Now()) }
 
 // DelayFrom is Delay as of now.
 func (r *Reservation) DelayFrom(now time.Time) time.Duration {
+	if r.k == nil {
+		return max(0, r.at.Sub(now))
+	}
+	r.k.mu.Lock()
+	defer r.k.mu.Unlock()
+	if r.tentative && r.booked && !r.done.Load() && !r.at.After(now.Add(firmHorizon)) {
+		r.k.book(r, now, true)
+	}
 	at := r.at
-	if r.k != nil {
-		r.k.mu.Lock()
-		if r.k.blockedUntil.After(at) {
-			at = r.k.blockedUntil
-		}
-		r.k.mu.Unlock()
+	if r.k.blockedUntil.After(at) {
+		at = r.k.blockedUntil
 	}
 	return max(0, at.Sub(now))
 }
@@ -287,9 +370,14 @@ func (r *Reservation) Cancel() {
 	if r.k == nil || !r.done.CompareAndSwap(false, true) {
 		return
 	}
+	r.k.mu.Lock()
 	if r.r != nil {
 		r.r.Cancel()
 	}
+	if r.tentative && r.step > 0 && r.k.tail.Equal(r.at.Add(r.step)) {
+		r.k.tail = r.at // the last in the queue: its place goes back
+	}
+	r.k.mu.Unlock()
 	if r.probe {
 		<-r.k.probe
 	}
@@ -308,7 +396,19 @@ func WithReservation(ctx context.Context, r *Reservation) context.Context {
 // this key's, still unused and booked. It returns what wait returns.
 func (k *keyLimiter) take(ctx context.Context) (time.Duration, func(), error) {
 	r, _ := ctx.Value(reservationKey{}).(*Reservation)
-	if r == nil || r.k != k || !r.booked || !r.done.CompareAndSwap(false, true) {
+	if r == nil || r.k != k || !r.booked {
+		return k.wait(ctx)
+	}
+	// A tentative reservation still tentative holds no place: the call
+	// waits in the limiter like one without.
+	r.Delay()
+	k.mu.Lock()
+	tentative := r.tentative
+	k.mu.Unlock()
+	if !r.done.CompareAndSwap(false, true) {
+		return k.wait(ctx)
+	}
+	if tentative {
 		return k.wait(ctx)
 	}
 	release := func() {}

@@ -125,3 +125,79 @@ func TestShareSpacesCallsByTheClientsPart(t *testing.T) {
 		t.Fatalf("with a share above 1, calls are %v apart, want 100ms", d)
 	}
 }
+
+// TestTentativeReservationsHoldNoBudget: reservations beyond the near future
+// are places in a queue, not budget. A worker hands their commands back to
+// the stream, which may deliver them to another replica; if those places
+// had been booked in the limiter they would go unused, and so would the
+// budget they held (a fleet of four replicas used 38 % of it that way).
+func TestTentativeReservationsHoldNoBudget(t *testing.T) {
+	k := learned(600) // 10 calls a second
+	now := time.Now()
+	var far []*Reservation
+	for range 40 {
+		if r := k.reserve(now); r.DelayFrom(now) > 100*time.Millisecond {
+			far = append(far, r)
+		}
+	}
+	if len(far) < 30 {
+		t.Fatalf("%d of 40 reservations at once are far, want most", len(far))
+	}
+	// None of them comes back (their commands went to other replicas):
+	// two seconds on, the limiter has room at once for a new command.
+	later := now.Add(2 * time.Second)
+	if d := k.reserve(later).DelayFrom(later); d != 0 {
+		t.Fatalf("two seconds after 40 reservations none of which was used, a new call waits %v, want 0", d)
+	}
+}
+
+// TestTentativeReservationTakesItsPlaceWhenItComes: a reservation in the
+// queue gets its firm place when its time comes, at the pace of that moment.
+// Forty calls booked at 10 a second, then three replicas join: whatever was
+// booked, the calls keep to a quarter of the budget from then on.
+func TestTentativeReservationTakesItsPlaceWhenItComes(t *testing.T) {
+	share := 1.0
+	k := newLimiterSet(func() float64 { return share }).get("k")
+	k.observe(200, RateLimit{Known: true, Cost: 1, Limit: 600, Remaining: 600}, 0)
+	now := time.Now()
+	var rs []*Reservation
+	for range 40 {
+		rs = append(rs, k.reserve(now))
+	}
+	share = 0.25 // 2.5 calls a second
+	k.observe(200, RateLimit{Known: true, Cost: 1, Limit: 600, Remaining: 600}, 0)
+	span := now.Add(4 * time.Second)
+	calls := 0
+	for _, r := range rs {
+		for at := now; ; {
+			at = at.Add(r.DelayFrom(at)) // back at its time
+			if !r.tentative {
+				break
+			}
+		}
+		if !r.at.After(span) {
+			calls++
+		}
+	}
+	// The two booked before the join, a burst of four, then 2.5 a second.
+	if most := 2 + 4 + 4*2.5 + 1; float64(calls) > most {
+		t.Fatalf("%d of the 40 calls booked before three replicas joined go within 4 s, want at most %v", calls, most)
+	}
+}
+
+// TestShareScalesTheBurst: replicas that start together may each spend only
+// their share of what the API says remains.
+func TestShareScalesTheBurst(t *testing.T) {
+	k := newLimiterSet(func() float64 { return 0.25 }).get("k")
+	k.observe(200, RateLimit{Known: true, Cost: 1, Limit: 600, Remaining: 8}, 0)
+	now := time.Now().Add(time.Second) // the burst has filled
+	at := 0
+	for range 10 {
+		if k.reserve(now).DelayFrom(now) == 0 {
+			at++
+		}
+	}
+	if at != 2 {
+		t.Fatalf("with 8 units left and a quarter share, %d calls may go at once, want 2", at)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,8 +59,8 @@ func runWorker(t *testing.T, h *workertest.Harness) {
 }
 
 // TestBrowser drives the console in a headless Chromium as an operator
-// would: replay a dead letter until its command succeeds, cancel a
-// schedule, pause and resume a project; and checks that a read-only
+// would: replay a dead letter until its command succeeds, run a one-shot
+// and a recurring schedule now, cancel a schedule, pause and resume a project; and checks that a read-only
 // console, a cross-site form and a missing password change nothing.
 func TestBrowser(t *testing.T) {
 	execPath := browser(t)
@@ -83,7 +84,13 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	workertest.Eventually(t, 10*time.Second, func() bool { n, _ := q.Count(t.Context()); return n == 2 }, "two dead letters")
-	if _, err := actions.ScheduleAt(t.Context(), js, actions.Note{ID: "reminder-1", ChatID: "chat-9", Content: "see you"}, time.Now().Add(2*time.Hour), actions.Subjects{}); err != nil {
+	for _, id := range []string{"reminder-1", "reminder-2"} {
+		if _, err := actions.ScheduleAt(t.Context(), js, actions.Note{ID: id, ChatID: "chat-9", Content: "see you"}, time.Now().Add(2*time.Hour), actions.Subjects{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	series, err := actions.ScheduleRecurring(t.Context(), js, actions.Send{ID: "digest-daily", ChatID: "chat-7", Content: "your daily digest"}, actions.Recurrence{Cron: "0 0 9 * * *", TZ: "Europe/London"}, actions.Subjects{})
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -175,14 +182,37 @@ func TestBrowser(t *testing.T) {
 	}
 	run("purge confirmation", chromedp.Navigate(base+"/dlq/purge?scope=all&class=expired"), chromedp.WaitVisible(`button.danger`, chromedp.ByQuery), shot("purge-confirm"))
 
+	// Run a schedule now: its command succeeds and the schedule is gone.
+	// Run a recurring one now: one firing succeeds, the series goes on.
 	// Cancel a schedule.
 	run("schedules", chromedp.Navigate(base+"/schedules"), chromedp.WaitVisible(`button.danger`, chromedp.ByQuery), shot("schedules"),
-		chromedp.Click(`button.danger`, chromedp.ByQuery), afterRedirect, chromedp.Text(`.msg`, &msg, chromedp.ByQuery))
+		chromedp.Click(`button[aria-label="run reminder-2 now"]`, chromedp.ByQuery), afterRedirect, chromedp.Text(`.msg`, &msg, chromedp.ByQuery))
+	if !strings.Contains(msg, "published note reminder-2 now and removed its schedule") {
+		t.Fatalf("after run now the page says %q", msg)
+	}
+	succeeds := func(id string) {
+		t.Helper()
+		workertest.Eventually(t, 10*time.Second, func() bool {
+			st, err := actions.Status(t.Context(), js, id, actions.Subjects{})
+			return err == nil && st.State == actions.StateSucceeded
+		}, "the command %s run now did not succeed", id)
+	}
+	succeeds("reminder-2")
+	// Each action from a freshly loaded page: the page after the last
+	// redirect has msg= in its address too, which afterRedirect would take
+	// for the next one's.
+	run("run a series now", chromedp.Navigate(base+"/schedules"), chromedp.Click(`button[aria-label="run digest-daily now"]`, chromedp.ByQuery), afterRedirect, chromedp.Text(`.msg`, &msg, chromedp.ByQuery))
+	firing := regexp.MustCompile(`published send (digest-daily@\S+Z) now \(the series goes on`).FindStringSubmatch(msg)
+	if firing == nil {
+		t.Fatalf("after run now of the series the page says %q", msg)
+	}
+	succeeds(firing[1])
+	run("cancel", chromedp.Navigate(base+"/schedules"), chromedp.Click(`button[aria-label="cancel reminder-1"]`, chromedp.ByQuery), afterRedirect, chromedp.Text(`.msg`, &msg, chromedp.ByQuery))
 	if !strings.Contains(msg, "cancelled 1") {
 		t.Fatalf("after cancel the page says %q", msg)
 	}
-	if list, _ := actions.ListSchedules(t.Context(), js, actions.Subjects{}); len(list) != 0 {
-		t.Fatalf("the schedule is still there: %+v", list)
+	if list, _ := actions.ListSchedules(t.Context(), js, actions.Subjects{}); len(list) != 1 || list[0].ID != "digest-daily" || !list[0].At.Equal(series.At) {
+		t.Fatalf("want the series alone left, next at %s: %+v", series.At, list)
 	}
 
 	// Pause a project, see it on the overview, resume it.
@@ -205,7 +235,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("not resumed; the page says %q", msg)
 	}
 	run("audit", chromedp.Navigate(base+"/audit"), chromedp.Text(`table`, &msg, chromedp.ByQuery), shot("audit"))
-	for _, a := range []string{"replay", "cancel", "pause", "resume"} {
+	for _, a := range []string{"replay", "run-now", "cancel", "pause", "resume"} {
 		if !strings.Contains(msg, a) {
 			t.Errorf("the audit page does not list %s:\n%s", a, msg)
 		}
@@ -219,7 +249,7 @@ func TestBrowser(t *testing.T) {
 	if forms != 0 {
 		t.Errorf("the read-only console offers %d action forms", forms)
 	}
-	for _, path := range []string{"/dlq/replay", "/dlq/purge", "/schedules/cancel", "/projects/pause", "/projects/resume"} {
+	for _, path := range []string{"/dlq/replay", "/dlq/purge", "/schedules/cancel", "/schedules/run", "/projects/pause", "/projects/resume"} {
 		post := fmt.Sprintf(`(() => { const f = document.createElement("form"); f.method = "post"; f.action = %q;
 			for (const [k, v] of [["scope", "all"], ["confirm", "yes"], ["project", "acme-shop"], ["reason", "x"], ["id", "reminder-1"]]) {
 				const i = document.createElement("input"); i.name = k; i.value = v; f.appendChild(i); }

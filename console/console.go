@@ -93,6 +93,7 @@ func New(cfg Config) (*Console, error) {
 	mux.HandleFunc("POST /dlq/purge", c.action(c.purge))
 	mux.HandleFunc("GET /schedules", c.schedules)
 	mux.HandleFunc("POST /schedules/cancel", c.action(c.cancel))
+	mux.HandleFunc("POST /schedules/run", c.action(c.runNow))
 	mux.HandleFunc("GET /command", c.command)
 	mux.HandleFunc("GET /projects", c.projects)
 	mux.HandleFunc("POST /projects/pause", c.action(c.pause))

@@ -304,6 +304,52 @@ func TestCancelSchedule(t *testing.T) {
 	}
 }
 
+// Run now publishes the schedule's command under its id and removes a
+// one-shot schedule; a recurring one fires once and keeps its series. Both
+// are audited. (No worker runs here: the browser test sees the command
+// succeed.)
+func TestRunScheduleNow(t *testing.T) {
+	f := newFixture(t, nil)
+	series, err := actions.ScheduleRecurring(t.Context(), f.js, actions.Send{ID: "daily-1", ChatID: "chat-d", Content: "digest"}, actions.Recurrence{Every: 24 * time.Hour}, actions.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, h := f.do("POST", "/schedules/run", url.Values{"id": {"later-1"}})
+	if code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "published+note+later-1+now+and+removed+its+schedule") {
+		t.Fatalf("run now: %d %s", code, h.Get("Location"))
+	}
+	code, _, h = f.do("POST", "/schedules/run", url.Values{"id": {"daily-1"}})
+	if code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "the+series+goes+on") {
+		t.Fatalf("run now of a series: %d %s", code, h.Get("Location"))
+	}
+	st, err := f.js.Stream(t.Context(), contract.DefaultCommandsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, prefix := range map[string]string{actions.Subjects{}.Command("note", "chat-s"): "later-1", actions.Subjects{}.Command("send", "chat-d"): "daily-1@"} {
+		m, err := st.GetLastMsgForSubject(t.Context(), subject)
+		if err != nil {
+			t.Fatalf("nothing published to %s: %v", subject, err)
+		}
+		if id := m.Header.Get("Nats-Msg-Id"); !strings.HasPrefix(id, prefix) {
+			t.Errorf("%s: Nats-Msg-Id %q, want %s…", subject, id, prefix)
+		}
+	}
+	list, err := actions.ListSchedules(t.Context(), f.js, actions.Subjects{})
+	if err != nil || len(list) != 1 || list[0].ID != "daily-1" || !list[0].At.Equal(series.At) {
+		t.Fatalf("schedules after run now: %+v %v; want daily-1 next at %s", list, err, series.At)
+	}
+	a := f.audit()
+	if len(a) != 2 || a[0].Action != audit.RunNow || a[0].Which != "daily-1" || a[1].Which != "later-1" || a[1].Via != "console" {
+		t.Fatalf("audit: %+v", a)
+	}
+	// Gone now: said, and nothing audited.
+	code, _, h = f.do("POST", "/schedules/run", url.Values{"id": {"later-1"}})
+	if code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "no+pending+schedule") || len(f.audit()) != 2 {
+		t.Fatalf("run now again: %d %s", code, h.Get("Location"))
+	}
+}
+
 func TestPauseAndResume(t *testing.T) {
 	f := newFixture(t, func(c *console.Config) { c.Auth.Header = "X-Forwarded-User" })
 	as := []string{"X-Forwarded-User", "bob"}
@@ -339,6 +385,7 @@ var actionsTried = []struct {
 	{"/dlq/replay", url.Values{"seq": {"1"}, "scope": {"selected"}}},
 	{"/dlq/purge", url.Values{"seq": {"1"}, "confirm": {"yes"}}},
 	{"/schedules/cancel", url.Values{"id": {"later-1"}}},
+	{"/schedules/run", url.Values{"id": {"later-1"}}},
 	{"/projects/pause", url.Values{"project": {"acme"}, "reason": {"x"}}},
 	{"/projects/resume", url.Values{"project": {"acme"}}},
 }

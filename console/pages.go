@@ -386,6 +386,38 @@ func (c *Console) cancel(w http.ResponseWriter, r *http.Request) {
 	done(w, r, "/schedules", nil, msg)
 }
 
+// runNow publishes a schedule's command at once (actions.RunNow).
+func (c *Console) runNow(w http.ResponseWriter, r *http.Request) {
+	id := r.Form.Get("id")
+	ran, err := actions.RunNow(r.Context(), c.cfg.JS, c.cfg.Subjects, id)
+	var said []string
+	for _, x := range ran {
+		s := fmt.Sprintf("published %s %s now", x.Type, x.Command)
+		switch {
+		case x.Duplicate:
+			s += " (a command with this id was already in the stream: that one runs)"
+		case x.Kept:
+			s += fmt.Sprintf(" (the series goes on: next at %s)", ts(x.At))
+		default:
+			s += " and removed its schedule"
+		}
+		said = append(said, s)
+	}
+	msg := strings.Join(said, "; ")
+	if len(ran) > 0 {
+		// Recorded even when a later step failed: commands were published.
+		ids := make([]string, len(ran))
+		for i, x := range ran {
+			ids[i] = x.Command
+		}
+		msg += c.record(r, audit.Entry{Action: audit.RunNow, Which: id, Count: len(ran), Detail: "published " + strings.Join(ids, ", ")})
+	}
+	if err != nil {
+		msg = strings.TrimPrefix(msg+"; run "+id+" now: "+err.Error(), "; ")
+	}
+	done(w, r, "/schedules", nil, msg)
+}
+
 type commandData struct {
 	ID       string
 	Status   actions.CommandStatus

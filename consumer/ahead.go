@@ -77,7 +77,12 @@ func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 		return nil
 	}
 	cmd, _, err := contract.DecodeMessage(e.subjects, q.msg.Subject(), q.msg.Data(), q.msg.Headers(), meta.Timestamp)
-	if err != nil || !cmd.QuietUntil(e.now()).IsZero() {
+	if err != nil {
+		return nil
+	}
+	held := cmd
+	held.QuietHours = e.caps.rulesFor(cmd).quiet
+	if !held.QuietUntil(e.now()).IsZero() {
 		return nil
 	}
 	if e.gate != nil {
@@ -89,7 +94,7 @@ func (e *executor) claimAhead(ctx context.Context, q queued) *claimed {
 	}
 	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
 	c, err := e.store.Claim(claimCtx, cmd.ID, cmd.Hash())
-	traceClaim(span, err)
+	traceClaim(span, c, err)
 	return &claimed{claim: c, err: err}
 }
 

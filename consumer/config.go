@@ -42,8 +42,16 @@ type Config struct {
 	// second decode, which a backlog at low API latency pays in throughput
 	// (docs/performance.md, "Against the first release").
 	ClaimAhead bool
-	Logger     *zap.Logger
-	Metrics    *Metrics // optional
+	// Claimless lets the first delivery of a command run without claiming
+	// its id in the idempotency store first, when per-chat order is on:
+	// its chat's lane already makes it the only delivery of its id in
+	// flight. One fewer store write per command; the outcome record is then
+	// created after the call, and redeliveries still claim (see "First
+	// deliveries" in handle.go). Off in the zero Config; `worker run` turns
+	// it on.
+	Claimless bool
+	Logger    *zap.Logger
+	Metrics   *Metrics // optional
 	// Tracer, when set, traces every delivery of a command (see
 	// tracing.go); nil starts no span at all.
 	Tracer trace.TracerProvider
@@ -57,6 +65,10 @@ type Config struct {
 	// (package project). Without it a configuration pause is this worker's
 	// alone and outages are not detected.
 	ProjectStates *project.Store
+	// Caps, when set, counts the sends under a frequency cap of each chat
+	// for every replica (caps.go); without it Run opens the bucket
+	// DefaultCapsBucket itself.
+	Caps *ChatCaps
 	// Outage is the rule that pauses a project for an outage (with
 	// ProjectStates); zero fields take project's defaults.
 	Outage project.OutageRule

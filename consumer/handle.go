@@ -67,10 +67,16 @@ type delivery struct {
 	// rate budget for the next call.
 	project string
 	res     *chat.Reservation
+	// rules are the command's quiet hours and frequency cap, its own or
+	// its project's (caps.go).
+	rules rules
 	// claimed is the claim made ahead of this delivery, while the command
 	// before it in its chat was being stored (ahead.go); process takes it
 	// instead of claiming, or releases it if it stops before the claim.
 	claimed *claimed
+	// head: its chat's lane found the command its chat's head, and runs
+	// nothing else of the chat until it is settled (runLane).
+	head bool
 }
 
 func newDelivery(log *zap.Logger, msg jetstream.Msg, subject string, data []byte, headers nats.Header) *delivery {
@@ -109,12 +115,18 @@ type executor struct {
 	ackWait  time.Duration // the keep-alive renews every third of it
 	slots    *slots
 	gate     *projectGate // nil without Config.Projects
+	caps     *capGate
 	releaser claimReleaser
 	records  *records
 	tr       tracer
 	m        *Metrics
 	now      func() time.Time
 	stopping <-chan struct{} // closed when the worker begins to drain
+	// claimless: a first delivery at its chat's head runs on a tentative
+	// claim (Config.Claimless; see "First deliveries" below), while awake
+	// says the worker did not stall.
+	claimless bool
+	awake     func() bool
 }
 
 // draining reports whether the worker is shutting down.
@@ -162,13 +174,17 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 	e.m.received(string(cmd.Type))
 	traceDecoded(d.span, cmd, d.meta.NumDelivered)
 
-	// Quiet hours hold the command before it claims or spends anything; a
-	// deadline inside them expires it rather than let it arrive late.
+	// Quiet hours (the command's, else its project's for a send) hold the
+	// command before it claims or spends anything; a deadline inside them
+	// expires it rather than let it arrive late.
+	d.rules = e.caps.rulesFor(cmd)
 	now := e.now()
-	if until := cmd.QuietUntil(now); !until.IsZero() {
+	held := cmd
+	held.QuietHours = d.rules.quiet
+	if until := held.QuietUntil(now); !until.IsZero() {
 		var err error = &quietError{delay: until.Sub(now)}
 		if !cmd.NotAfter.IsZero() && !cmd.NotAfter.After(until) {
-			err = contract.QuietExpired(cmd, until)
+			err = contract.QuietExpired(held, until)
 		}
 		d.log.Debug("held by quiet hours", zap.Error(err))
 		return e.carryOut(d, nil, e.policy.decideUnclaimed(err, d.delivered()), err)
@@ -200,14 +216,68 @@ func (e *executor) process(ctx context.Context, d *delivery) verdict {
 		d.claimed = nil
 		claim, err = c.claim, c.err
 	} else {
-		claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
-		claim, err = e.store.Claim(claimCtx, cmd.ID, cmd.Hash())
-		traceClaim(span, err)
+		claim, err = e.claim(ctx, d)
 	}
 	if err != nil {
 		return e.notClaimed(ctx, d, err)
 	}
+	// A send over its chat's frequency cap stops here, after its claim (a
+	// duplicate has had its result) and before its call.
+	if err := e.caps.check(ctx, d, d.rules, e.now()); err != nil {
+		d.log.Debug("held by its frequency cap", zap.Error(err))
+		return e.failed(ctx, d, claim, e.policy.decide(e.situation(ctx, d, claim, err)), err)
+	}
 	return e.execute(ctx, d, claim)
+}
+
+// First deliveries
+//
+// A claim costs a store write before the API call, and the write that
+// replaces it with the outcome afterwards. With per-chat order on, the
+// first delivery of a command does not need it to be alone: the command
+// is its chat's head, so no other command of the chat runs anywhere until
+// it leaves the stream (order.go), and a command with the same id and the
+// same body is a command of the same chat (the hash covers the chat); the
+// message itself is delivered again only after AckWait without a word
+// from this worker, which keeps it alive while it works (and a worker
+// whose keep-alive stalled, claims: orderer.awake). So the first
+// delivery reads the record (a read, not a write): none means the id never
+// ran, and it calls the API on a tentative claim, which stores nothing.
+// The outcome is then created (a create that fails if the id has any
+// record), and the result is stored only after it: whoever creates or
+// holds the record is the one delivery that reports the outcome. A
+// delivery that finds a record, a redelivery, and every delivery with
+// order off claim as before.
+//
+// If the worker stops or stalls past AckWait mid-way, the redelivery
+// finds no record and claims the id; if the stalled worker wakes up, its
+// create fails and it leaves the message to the redelivery without a
+// result, an acknowledgement or a hand-back (settleTentative). A call
+// that lasts a third of AckWait takes the lease (the keep-alive's Extend
+// creates the claim), as a claimed delivery holds it. A first attempt that
+// fails stores its attempt when the command goes back (Release creates the
+// record). The argument in full: docs/idempotency.md.
+
+// claim claims the command's id, or, for a first delivery at its chat's
+// head whose id has no record, returns a tentative claim (see "First
+// deliveries" above); the span covers either.
+func (e *executor) claim(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
+	claimCtx, span := e.tr.start(ctx, "claim", trace.SpanKindInternal)
+	claim, err := e.claimIn(claimCtx, d)
+	traceClaim(span, claim, err)
+	return claim, err
+}
+
+func (e *executor) claimIn(ctx context.Context, d *delivery) (*idempotency.Claim, error) {
+	if e.claimless && d.head && d.msg != nil && d.delivered() == 1 && e.awake() {
+		_, err := e.store.Lookup(ctx, d.cmd.ID)
+		if errors.Is(err, idempotency.ErrNotFound) {
+			return e.store.Tentative(d.cmd.ID, d.cmd.Hash())
+		}
+		// A record (the id ran before, or runs elsewhere) or no answer:
+		// the claim decides, as for any delivery.
+	}
+	return e.store.Claim(ctx, d.cmd.ID, d.cmd.Hash())
 }
 
 // notClaimed answers a command whose claim the store refused: an id that
@@ -256,6 +326,7 @@ func (e *executor) execute(ctx context.Context, d *delivery, claim *idempotency.
 		out, err := e.call(ctx, d, claim)
 		switch {
 		case err == nil:
+			e.caps.count(ctx, d, d.rules, e.now())
 			return verdict{result: e.records.result(d, contract.StatusSucceeded, claim.Attempts, out), claim: claim, out: out}
 		case errors.Is(err, errLateSlot):
 			continue // no call made: the check above dead-letters it

@@ -17,6 +17,7 @@ type Metrics struct {
 	receivedC   *prometheus.CounterVec
 	results     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	cappedC     *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	inflight    prometheus.Gauge
 	inflightN   atomic.Int64 // the gauge's value, for InFlight
@@ -42,6 +43,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Results published, by type and status (succeeded or duplicate)."}, []string{"type", "status"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_dead_lettered_total",
 			Help: "Dead letters published, by type and class."}, []string{"type", "class"}),
+		cappedC: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_capped_total",
+			Help: "Send commands over their chat's frequency cap (dead letters of class capped), by project."}, []string{"project"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "command_attempts_failed_total",
 			Help: "Failed API attempts, by error class."}, []string{"class"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "commands_in_flight",
@@ -66,15 +69,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		[]string{"check"})
 	m.orderAsked, m.orderSkipped = orderChecks.WithLabelValues("asked"), orderChecks.WithLabelValues("skipped")
 	m.orderRechecked = orderChecks.WithLabelValues("rechecked")
-	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.retries, m.inflight, m.apiCalls, m.apiLatency,
+	reg.MustRegister(m.receivedC, m.results, m.deadLetters, m.cappedC, m.retries, m.inflight, m.apiCalls, m.apiLatency,
 		m.limiterWait, m.Pending, m.AckPending, m.Redelivered, m.orderWaits, orderChecks)
 	m.zero()
 	return m
 }
 
 // deadLetterClasses are the classes a dead letter can have.
-var deadLetterClasses = []contract.Class{contract.ClassInvalid, contract.ClassPermanent, contract.ClassExhausted,
-	contract.ClassConflict, contract.ClassExpired}
+var deadLetterClasses = contract.DeadLetterClasses()
 
 // zero creates the counters' series for every known label value at 0, so
 // that they exist from the start: an alert on increase() or rate() over a
@@ -82,6 +84,7 @@ var deadLetterClasses = []contract.Class{contract.ClassInvalid, contract.ClassPe
 // restarted worker's counters would vanish until then.
 func (m *Metrics) zero() {
 	m.receivedC.WithLabelValues("invalid")
+	m.cappedC.WithLabelValues("default")
 	for _, t := range contract.Types() {
 		m.receivedC.WithLabelValues(string(t))
 		for _, status := range []string{contract.StatusSucceeded, contract.StatusDuplicate} {
@@ -132,6 +135,12 @@ func (m *Metrics) deadLettered(typ, class string) {
 			typ = "invalid"
 		}
 		m.deadLetters.WithLabelValues(typ, class).Inc()
+	}
+}
+
+func (m *Metrics) capped(project string) {
+	if m != nil {
+		m.cappedC.WithLabelValues(project).Inc()
 	}
 }
 

@@ -23,7 +23,8 @@ func TestCountersExistAtZero(t *testing.T) {
 		metric string
 		want   int
 	}{
-		{"chatworker_commands_dead_lettered_total", 4 * 5},
+		{"chatworker_commands_dead_lettered_total", 4 * 6},
+		{"chatworker_commands_capped_total", 1},
 		{"chatworker_commands_succeeded_total", 4 * 2},
 		{"chatworker_commands_received_total", 4 + 1},
 		{"chatworker_command_attempts_failed_total", 3},

@@ -18,6 +18,10 @@ func (noStore) Claim(_ context.Context, id, hash string) (*idempotency.Claim, er
 	return &idempotency.Claim{Record: idempotency.Record{ID: id, Hash: hash, State: idempotency.StatePending}}, nil
 }
 
+func (s noStore) Tentative(id, hash string) (*idempotency.Claim, error) {
+	return s.Claim(context.Background(), id, hash)
+}
+
 func (noStore) Complete(_ context.Context, c *idempotency.Claim, out contract.Outcome) (idempotency.Record, error) {
 	r := c.Record
 	r.State, r.APIStatus, r.Response, r.CompletedAt = idempotency.StateSucceeded, out.APIStatus, out.Response, time.Now()

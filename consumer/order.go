@@ -309,7 +309,7 @@ func (w *Worker) runLane(ctx context.Context, l *lane) {
 		if w.cfg.ClaimAhead {
 			settling = func() { next = w.prepare(ctx, l, q, state) }
 		}
-		if w.handleIn(cmdCtx, span, q.msg, q.meta, claim, settling) {
+		if w.handleIn(cmdCtx, span, q.msg, q.meta, true, claim, settling) {
 			w.lanes.settledHead(l, q)
 		} else {
 			w.lanes.forget(l)
@@ -365,6 +365,7 @@ type orderer struct {
 	waiting     atomic.Int64
 	concurrency int
 	stopping    <-chan struct{} // closed when the worker begins to drain
+	alive       continuity      // the keep-alive's rounds (awake)
 }
 
 // open finds the commands stream that the checks read.
@@ -465,8 +466,10 @@ func orderDelay(delivered uint64) time.Duration {
 
 // keepQueuedAlive tells JetStream that commands waiting in lanes are being
 // worked on, so they are not redelivered to another worker meanwhile, until
-// ctx is done.
+// ctx is done. Its rounds also tell whether the worker has run without a
+// stall (awake).
 func (o *orderer) keepQueuedAlive(ctx context.Context) {
+	o.alive.round(time.Now(), o.topo.AckWait)
 	t := time.NewTicker(o.topo.AckWait / 3)
 	defer t.Stop()
 	var msgs []jetstream.Msg
@@ -475,9 +478,44 @@ func (o *orderer) keepQueuedAlive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			o.alive.round(time.Now(), o.topo.AckWait)
 			msgs = o.keepQueuedAliveOnce(msgs[:0])
 		}
 	}
+}
+
+// awake reports whether the commands this worker holds can still be its
+// alone: the keep-alive's rounds came on time, with no stall in the last
+// AckWait. A worker that stalled past AckWait (stopped, starved of CPU)
+// may hold deliveries that JetStream has since given to another worker:
+// their first delivery must claim (see "First deliveries" in handle.go).
+func (o *orderer) awake() bool { return o.alive.awake(time.Now(), o.topo.AckWait) }
+
+// continuity follows the keep-alive's rounds, one every third of AckWait.
+// A round later than half AckWait after the one before means the worker
+// stalled: the commands it held may have been redelivered meanwhile.
+type continuity struct {
+	mu    sync.Mutex
+	last  time.Time // the last round
+	stall time.Time // the last round that came late; zero if none
+}
+
+func (c *continuity) round(now time.Time, ackWait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.IsZero() && now.Sub(c.last) > ackWait/2 {
+		c.stall = now
+	}
+	c.last = now
+}
+
+// awake: the last round is recent, and no stall in the last AckWait (the
+// deliveries a stalled worker still holds, queued or buffered, are handed
+// out by then).
+func (c *continuity) awake(now time.Time, ackWait time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.last.IsZero() && now.Sub(c.last) <= ackWait/2 && (c.stall.IsZero() || now.Sub(c.stall) > ackWait)
 }
 
 // keepQueuedAliveOnce tells JetStream once about every queued command; buf

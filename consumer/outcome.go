@@ -22,6 +22,10 @@ const (
 	outcomeHandedBack outcome = "handed_back" // handed back at once: shutting down, or the record was not stored
 	outcomeWaiting    outcome = "waiting_for_order"
 	outcomeRequeued   outcome = "requeued" // an older command of its chat arrived in the worker: it runs after that one
+	// A first delivery without a claim found, once its call was made, that
+	// another delivery of the id had taken it: it leaves the message to
+	// that one, neither acknowledged nor handed back (settleTentative).
+	outcomeYielded outcome = "yielded"
 )
 
 // Outcomes of a command, the values of chatworker_command_latency_seconds'

@@ -369,3 +369,12 @@ func (g *projectGate) notReady() string {
 func (g *projectGate) budget(ctx context.Context, project string, seq uint64) (*chat.Reservation, error) {
 	return g.budgets.budget(ctx, project, seq)
 }
+
+// settings are the defaults of the project named name, as the shared
+// states hold them (none without them).
+func (g *projectGate) settings(name string) project.Settings {
+	if g.states == nil {
+		return project.Settings{Project: name}
+	}
+	return g.states.Settings(name)
+}

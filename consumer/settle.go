@@ -57,26 +57,31 @@ func (c *completer) settle(ctx context.Context, d *delivery, v verdict) bool {
 // settleResult stores a success's result and records the success, then
 // acknowledges the message.
 func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
-	// The result is stored while the success is recorded: one round
-	// trip's wait instead of two. Both finish before the ack, and a
-	// result stored without its record is no worse than a crash just
-	// after the API call: the record is what a redelivery consults.
 	subject := c.subjects.For(d.cmd.Project).Result(d.cmd.Type, d.cmd.ChatID)
 	recordCtx, span := c.tr.record(ctx, "record result", subject)
+	completed, recorded := false, false
+	if v.claim != nil && !v.claim.Stored() {
+		// A first delivery without a claim: the record first, the result
+		// only once it is created (see "First deliveries" in handle.go).
+		recorded = true
+		v.claim.Sequence = seq
+		err := c.complete(recordCtx, v.claim, v.out)
+		if errors.Is(err, idempotency.ErrLeaseLost) {
+			endWith(span, nil)
+			return c.yield(d, v)
+		}
+		completed = c.recorded(d, err)
+	}
+	// Otherwise the result is stored while the success is recorded: one
+	// round trip's wait instead of two. Both finish before the ack, and a
+	// result stored without its record is no worse than a crash just
+	// after the API call: the record is what a redelivery consults.
 	var h nats.Header
 	v.result.Traceparent, h = c.tr.recordTrace(recordCtx, d.traceparent)
 	pending, err := c.publishAsync(subject, d.cmd.ID, seq, v.result, h)
-	completed := false
-	if v.claim != nil {
+	if v.claim != nil && !recorded {
 		v.claim.Sequence = seq // so this message's redelivery gets "succeeded"
-		if err := c.complete(recordCtx, v.claim, v.out); err != nil {
-			// The effect happened: report it and acknowledge anyway. A
-			// republish of this id within the record's TTL could then
-			// run again, which the Idempotency-Key header still guards.
-			d.log.Error("recording the outcome failed", zap.Error(err))
-		} else {
-			completed = true
-		}
+		completed = c.recorded(d, c.complete(recordCtx, v.claim, v.out))
 	}
 	if err == nil {
 		err = waitStored(ctx, pending)
@@ -107,6 +112,28 @@ func (c *completer) settleResult(ctx context.Context, d *delivery, seq uint64, v
 	return true
 }
 
+// recorded reports whether the success was recorded (err is nil), and logs
+// why not.
+func (c *completer) recorded(d *delivery, err error) bool {
+	if err != nil {
+		// The effect happened: report it and acknowledge anyway. A
+		// republish of this id within the record's TTL could then run
+		// again, which the Idempotency-Key header still guards.
+		d.log.Error("recording the outcome failed", zap.Error(err))
+	}
+	return err == nil
+}
+
+// yield leaves a first delivery's message to the delivery that took its id
+// while it ran without a claim (this worker stalled past AckWait, say):
+// that one reports the outcome and settles the message, so this one
+// stores nothing and neither acknowledges nor hands the message back.
+func (c *completer) yield(d *delivery, v verdict) bool {
+	d.attempts, d.outcome = v.result.Attempts, outcomeYielded
+	d.log.Warn("another delivery took this command's id while it ran without a claim: leaving the message to it, no result stored")
+	return false
+}
+
 // settleDead stores a dead letter and releases its claim, then terminates
 // the message.
 func (c *completer) settleDead(ctx context.Context, d *delivery, seq uint64, v verdict) bool {
@@ -121,6 +148,9 @@ func (c *completer) settleDead(ctx context.Context, d *delivery, seq uint64, v v
 	}
 	c.releaseDead(ctx, v.release, true)
 	c.m.deadLettered(string(d.cmd.Type), string(v.dead.Error.Class))
+	if v.dead.Error.Class == contract.ClassCapped {
+		c.m.capped(d.rules.label)
+	}
 	c.observeLatency(d, d.outcome)
 	d.log.Warn("command dead-lettered", zap.String("class", string(v.dead.Error.Class)), zap.String("reason", v.dead.Error.Message), zap.String("subject", d.subject))
 	if err := d.msg.TermWithReason("dead-lettered: " + string(v.dead.Error.Class)); err != nil {
@@ -182,6 +212,7 @@ func (c *completer) storeDeadLetter(ctx context.Context, d *delivery, seq uint64
 // what stops a republished command from running again.
 func (c *completer) complete(ctx context.Context, claim *idempotency.Claim, out contract.Outcome) error {
 	ctx = context.WithoutCancel(ctx)
+	tentative := !claim.Stored()
 	record := func() error {
 		_, err := c.store.Complete(ctx, claim, out)
 		return err
@@ -196,10 +227,21 @@ func (c *completer) complete(ctx context.Context, claim *idempotency.Claim, out 
 	return backoff.Retry(ctx, 3, backoff.Exponential{Initial: 50 * time.Millisecond, Max: time.Second}, func() error {
 		err := record()
 		if errors.Is(err, idempotency.ErrLeaseLost) {
+			if tentative && c.landed(ctx, claim) {
+				return nil // the failed create had landed after all
+			}
 			return backoff.Permanent(err)
 		}
 		return err
 	})
+}
+
+// landed reports whether the store holds claim's success for this very
+// message: a tentative claim's create that failed without an answer and
+// had landed, which the retry then finds.
+func (c *completer) landed(ctx context.Context, claim *idempotency.Claim) bool {
+	rec, err := c.store.Lookup(ctx, claim.ID)
+	return err == nil && rec.State == idempotency.StateSucceeded && rec.Hash == claim.Hash && rec.Sequence == claim.Sequence
 }
 
 // releaseDead releases a dead letter's claim (a failure is never final in

@@ -105,7 +105,7 @@ func endWith(span trace.Span, err error) {
 }
 
 // traceClaim ends the claim's span with what the store answered.
-func traceClaim(span trace.Span, err error) {
+func traceClaim(span trace.Span, claim *idempotency.Claim, err error) {
 	defer span.End()
 	if !span.IsRecording() {
 		return
@@ -116,6 +116,8 @@ func traceClaim(span trace.Span, err error) {
 		answer = "claimed"
 	)
 	switch {
+	case err == nil && !claim.Stored():
+		answer = "tentative" // a first delivery without a claim (handle.go)
 	case errors.As(err, &dup):
 		answer = "duplicate"
 	case errors.As(err, &bz):

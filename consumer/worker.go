@@ -81,14 +81,19 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		w.gate.store, w.gate.outage, w.gate.me = cfg.ProjectStates, cfg.Outage, cfg.Name
 	}
 	w.releaser = &releaser{store: store, log: cfg.Logger}
+	caps := &capGate{counts: cfg.Caps, gate: w.gate, log: cfg.Logger}
+	if w.gate != nil {
+		caps.settings = w.gate.settings
+	}
 	recs := &records{js: js, topo: topo, name: cfg.Name, now: time.Now}
 	w.exec = &executor{exec: exec, store: store, policy: cfg.Retry, subjects: topo.Subjects, ackWait: topo.AckWait,
-		slots: newSlots(cfg.Concurrency), gate: w.gate, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
-		now: time.Now, stopping: w.stopping}
+		slots: newSlots(cfg.Concurrency), gate: w.gate, caps: caps, releaser: w.releaser, records: recs, tr: w.tr, m: cfg.Metrics,
+		now: time.Now, stopping: w.stopping, claimless: cfg.Claimless && !cfg.Unordered}
 	w.done = &completer{js: js, store: store, policy: cfg.Retry, subjects: topo.Subjects, releaser: w.releaser, tr: w.tr,
 		m: cfg.Metrics, latency: cfg.Latency, log: cfg.Logger, now: time.Now}
 	w.order = &orderer{js: js, topo: topo, lanes: w.lanes, m: cfg.Metrics, log: cfg.Logger, tr: w.tr,
 		waitMax: orderWaitFor(topo.AckWait), concurrency: cfg.Concurrency, stopping: w.stopping}
+	w.exec.awake = w.order.awake
 	w.rescuer = &rescuer{js: js, topo: topo, store: store, records: recs, done: w.done, tr: w.tr, m: cfg.Metrics, log: cfg.Logger}
 	w.lag = lagWatcher{js: js, topo: topo, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
 	return w, nil
@@ -130,6 +135,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err := w.order.open(ctx); err != nil {
 			return err
 		}
+	}
+	if w.exec.caps.counts == nil {
+		// Without the bucket, sends under a cap wait (as for a store
+		// outage) rather than go out uncounted.
+		counts, err := OpenChatCaps(ctx, w.js, CapsConfig{Replicas: w.cfg.Topology.Replicas, Storage: w.cfg.Topology.Storage})
+		if err != nil {
+			w.log.Error("frequency caps: the bucket of counts cannot be opened: sends under a cap wait until a restart", zap.Error(err))
+		}
+		w.exec.caps.counts = counts
 	}
 	if err := w.rescuer.Start(ctx); err != nil {
 		return err
@@ -286,16 +300,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // or terminated) rather than being handed back.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
 	ctx, span := w.tr.command(ctx, msg.Subject(), msg.Headers())
-	return w.handleIn(ctx, span, msg, meta, nil, nil)
+	return w.handleIn(ctx, span, msg, meta, false, nil, nil)
 }
 
-// handleIn is handle within the delivery's span, which it ends. claim, if
-// not nil, is the command's claim made ahead (ahead.go), which the executor
+// handleIn is handle within the delivery's span, which it ends. head says
+// that a lane found the command its chat's head (runLane). claim, if not
+// nil, is the command's claim made ahead (ahead.go), which the executor
 // uses or releases; settling, if not nil, is called once the command has a
 // result, before the result is stored.
-func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, claim *claimed, settling func()) bool {
+func (w *Worker) handleIn(ctx context.Context, span trace.Span, msg jetstream.Msg, meta *jetstream.MsgMetadata, head bool, claim *claimed, settling func()) bool {
 	d := newDelivery(w.log, msg, msg.Subject(), msg.Data(), msg.Headers())
-	d.meta, d.span, d.claimed = meta, span, claim
+	d.meta, d.span, d.head, d.claimed = meta, span, head, claim
 	defer endCommand(d)
 	w.m.inFlight(1)
 	defer w.m.inFlight(-1)

@@ -51,6 +51,9 @@ type Command struct {
 	// QuietHours, when set, holds the command while the visitor's local
 	// time is inside the window (contract v1.2, "Quiet hours").
 	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
+	// FrequencyCap, send only, bounds the automated sends to the chat
+	// (contract v1.3, "Frequency caps").
+	FrequencyCap *FrequencyCap `json:"frequency_cap,omitempty"`
 
 	// Project is the project's name when the command came on a v2 subject
 	// (chat.commands.<project>.<type>.<chat>), empty on a v1 subject. It is
@@ -72,7 +75,8 @@ type wire struct {
 	NotAfter  *string         `json:"not_after"`
 	// QuietHours is decoded strictly too: the decoder's refusal of
 	// unknown fields reaches into it.
-	QuietHours *QuietHours `json:"quiet_hours"`
+	QuietHours   *QuietHours   `json:"quiet_hours"`
+	FrequencyCap *FrequencyCap `json:"frequency_cap"`
 }
 
 // Decode parses and validates the command in data, received on subject. Any
@@ -170,6 +174,7 @@ func DecodeBody(data []byte) (Command, error) {
 		cmd.NotAfter = t
 	}
 	cmd.QuietHours = w.QuietHours
+	cmd.FrequencyCap = w.FrequencyCap
 	return cmd, cmd.Validate()
 }
 
@@ -228,6 +233,14 @@ func (c Command) Validate() error {
 			return err
 		}
 	}
+	if c.FrequencyCap != nil {
+		if c.Type != TypeSend {
+			return Invalidf("\"frequency_cap\" is only for send commands, not %s: it bounds the messages a chat is sent", c.Type)
+		}
+		if err := c.FrequencyCap.Validate(); err != nil {
+			return err
+		}
+	}
 	if len(c.Metadata) > 0 {
 		if t := bytes.TrimLeft(c.Metadata, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 			if !bytes.Equal(bytes.TrimSpace(c.Metadata), []byte("null")) {
@@ -242,7 +255,7 @@ func (c Command) Validate() error {
 // is a conflict. It covers every field in a fixed encoding, so the order of
 // fields and white space in the published JSON do not matter.
 //
-// NotAfter and QuietHours are left out on purpose: a deadline says when
+// NotAfter, QuietHours and FrequencyCap are left out on purpose: a deadline says when
 // the effect may happen, not what it is. The idempotency store keeps the hash of a failed
 // command, so a hash that covered the deadline would turn the replay of an
 // expired command with a new deadline into a conflict, and a command
@@ -323,7 +336,7 @@ func jsonProblem(err error) string {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata, not_after, quiet_hours; quiet_hours has start, end and tz)"
+		return "unknown field " + f + " (fields are id, type, chat_id, content, from, site_token, metadata, not_after, quiet_hours, frequency_cap; quiet_hours has start, end and tz; frequency_cap has max and per)"
 	}
 	return strings.TrimPrefix(msg, "json: ")
 }

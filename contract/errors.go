@@ -32,6 +32,10 @@ const (
 	// call is made at or after the deadline; never retried. Like exhausted,
 	// only the consumer assigns it.
 	ClassExpired Class = "expired"
+	// ClassCapped: a send command over its chat's frequency cap (its own
+	// or its project's): no API call was made. Never retried; a replay
+	// sends it anyway. Like expired, only the consumer assigns it.
+	ClassCapped Class = "capped"
 	// ClassInternal: anything unknown. Treated like a retryable failure, since
 	// the cause may be on the worker's side.
 	ClassInternal Class = "internal"
@@ -39,7 +43,7 @@ const (
 
 // DeadLetterClasses are the classes a dead letter can have.
 func DeadLetterClasses() []Class {
-	return []Class{ClassInvalid, ClassPermanent, ClassExhausted, ClassConflict, ClassExpired}
+	return []Class{ClassInvalid, ClassPermanent, ClassExhausted, ClassConflict, ClassExpired, ClassCapped}
 }
 
 // Error is a failure with a class and a message safe to show a person: it

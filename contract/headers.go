@@ -11,6 +11,12 @@ const (
 	MaxHeaderBytes = 8 << 10
 )
 
+// ReplayedFromHeader marks a command republished from a dead letter
+// ("CHAT_DLQ:42"), by `worker dlq replay` and the console. Such a command is
+// an operator's decision to send it: the worker does not hold it to a
+// frequency cap (it still counts against the cap of later commands).
+const ReplayedFromHeader = "Chat-Replayed-From"
+
 // CheckHeaders refuses a header block over MaxHeaders lines or
 // MaxHeaderBytes bytes with an error of class invalid. It takes a plain map
 // so this package needs no NATS client; a nats.Header is one.

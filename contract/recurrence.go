@@ -197,6 +197,9 @@ func DecodeMessage(s Subjects, subject string, data []byte, h map[string][]strin
 	if err != nil {
 		return cmd, false, err
 	}
+	if err := checkScheduler(s, cmd, h); err != nil {
+		return Command{}, false, err
+	}
 	due, ok := Firing(h, stored)
 	if !ok {
 		return cmd, false, nil
@@ -206,6 +209,26 @@ func DecodeMessage(s Subjects, subject string, data []byte, h map[string][]strin
 	}
 	cmd.ID = FiringID(cmd.ID, due)
 	return cmd, true, nil
+}
+
+// checkScheduler refuses a command that a schedule of another project (or
+// a v2 schedule into a v1 subject, which names its project in the body)
+// published. NATS permissions confine an app to its project's schedule
+// subjects, but the server lets a schedule target any subject of its
+// stream (the Nats-Schedule-Target header, which permissions cannot see),
+// so the worker holds a fired command to its schedule's project. The
+// server sets Nats-Scheduler on every message a schedule publishes, and
+// refuses it from a client except beside a purge.
+func checkScheduler(s Subjects, cmd Command, h map[string][]string) error {
+	v := h[HeaderScheduler]
+	if len(v) == 0 || v[0] == "" {
+		return nil
+	}
+	r, err := s.ParseSchedule(v[0])
+	if err != nil || r.Project != cmd.Project {
+		return Invalidf("the command was published by the schedule %q, which is not among its project's schedules: a schedule may publish only into its own project", Clip(v[0]))
+	}
+	return nil
 }
 
 // The cron dialect is NATS's (and robfig/cron's): six fields, seconds

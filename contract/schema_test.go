@@ -80,6 +80,17 @@ func TestCommandSchemaAgreesWithDecode(t *testing.T) {
 		{"quiet hours without a zone", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"08:00"}}`},
 		{"quiet hours with days", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":{"start":"21:00","end":"08:00","tz":"UTC","days":[1]}}`},
 		{"quiet hours a string", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","quiet_hours":"21:00-08:00"}`},
+		{"frequency cap", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":3,"per":"24h"}}`},
+		{"frequency cap of 30 days", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":100,"per":"30d"}}`},
+		{"frequency cap in minutes", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"43200m"}}`},
+		{"frequency cap over 30 days", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"721h"}}`},
+		{"frequency cap of 0", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":0,"per":"1h"}}`},
+		{"frequency cap over 100", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":101,"per":"1h"}}`},
+		{"frequency cap without a unit", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"24"}}`},
+		{"frequency cap in seconds", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"60s"}}`},
+		{"frequency cap with a leading zero", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"024h"}}`},
+		{"frequency cap without per", "chat.commands.send.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x","frequency_cap":{"max":1}}`},
+		{"frequency cap on a note", "chat.commands.note.abc", `{"id":"1","type":"note","chat_id":"abc","content":"x","frequency_cap":{"max":1,"per":"1h"}}`},
 		// Refused for reasons no schema sees: Decode refuses them, the schema
 		// need not.
 		{"type disagrees with the subject", "chat.commands.note.abc", `{"id":"1","type":"send","chat_id":"abc","content":"x"}`},

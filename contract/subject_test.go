@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestToken(t *testing.T) {
@@ -189,5 +190,40 @@ func TestDecodeV2SetsProject(t *testing.T) {
 	}
 	if cmd, err = Decode(Subjects{}, "chat.commands.send.c", body); err != nil || cmd.Project != "" {
 		t.Fatalf("Decode(v1) = %+v, %v; want no project", cmd, err)
+	}
+}
+
+// TestScheduleStaysInItsProject: the server lets a schedule target any
+// subject of its stream, so a confined app could schedule into another
+// project; the worker refuses a command fired by another project's
+// schedule.
+func TestScheduleStaysInItsProject(t *testing.T) {
+	body := []byte(`{"id":"1","type":"send","chat_id":"c","content":"hi"}`)
+	fired := func(schedule string) map[string][]string {
+		return map[string][]string{HeaderScheduler: {schedule}, HeaderScheduleNext: {"purge"}}
+	}
+	tests := []struct {
+		subject, schedule string
+		ok                bool
+	}{
+		{"chat.commands.b.send.c", "chat.schedules.b.send.c.1", true},
+		{"chat.commands.send.c", "chat.schedules.send.c.1", true},
+		{"chat.commands.b.send.c", "chat.schedules.b.send.c.debounce.k", true},
+		{"chat.commands.b.send.c", "chat.schedules.a.send.c.1", false},
+		{"chat.commands.send.c", "chat.schedules.a.send.c.1", false},
+		{"chat.commands.a.send.c", "chat.schedules.send.c.1", false},
+		{"chat.commands.a.send.c", "not.a.schedule", false},
+	}
+	for _, tt := range tests {
+		_, _, err := DecodeMessage(Subjects{}, tt.subject, body, fired(tt.schedule), time.Now())
+		if tt.ok && err != nil {
+			t.Errorf("%s fired by %s: %v, want accepted", tt.subject, tt.schedule, err)
+		}
+		if !tt.ok && (err == nil || ClassOf(err) != ClassInvalid) {
+			t.Errorf("%s fired by %s: %v, want refused as invalid", tt.subject, tt.schedule, err)
+		}
+	}
+	if _, _, err := DecodeMessage(Subjects{}, "chat.commands.a.send.c", body, nil, time.Now()); err != nil {
+		t.Errorf("a command published directly: %v", err)
 	}
 }

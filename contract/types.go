@@ -139,6 +139,8 @@ type Send struct {
 	NotAfter  time.Time // optional: no API call at or after it (class expired)
 	// optional: no API call while the visitor's local time is in the window
 	QuietHours *QuietHours
+	// optional: at most Max sends under a cap to the chat per Per (class capped)
+	FrequencyCap *FrequencyCap
 }
 
 // Note leaves a private note on a conversation.
@@ -171,7 +173,7 @@ func (x Export) Command() Command {
 }
 
 func (s Send) Command() Command {
-	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter, QuietHours: s.QuietHours}
+	return Command{ID: s.ID, Type: TypeSend, ChatID: s.ChatID, Content: s.Content, From: s.From, SiteToken: s.SiteToken, Metadata: s.Metadata, NotAfter: s.NotAfter, QuietHours: s.QuietHours, FrequencyCap: s.FrequencyCap}
 }
 
 func (n Note) Command() Command {

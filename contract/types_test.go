@@ -102,6 +102,7 @@ func TestSchemaMatchesSpecs(t *testing.T) {
 	}{
 		{"content", func(s Spec) bool { return s.Content }},
 		{"from", func(s Spec) bool { return s.From }},
+		{"frequency_cap", func(s Spec) bool { return s.Type == TypeSend }},
 	} {
 		want := typesWhere(f.takes)
 		if got := allowed[f.field]; !slices.Equal(got, want) {

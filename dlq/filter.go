@@ -15,6 +15,10 @@ import (
 // ChatID narrow the subjects read from the stream; the rest is checked on
 // each dead letter.
 type Filter struct {
+	// Project: only the dead letters of this project's commands (contract
+	// v2, under chat.dlq.<project>.>); empty: every project's and the v1
+	// ones.
+	Project string
 	Classes []contract.Class // any of these; empty: any class
 	Types   []string         // subject <type> tokens (a command type, or invalid); empty: any
 	ChatID  string           // exact chat ID
@@ -27,6 +31,7 @@ type Filter struct {
 // Values are a Filter as typed on a command line. ParseFilter checks them.
 type Values struct {
 	Class, Type, Chat, ID, Since, Until string
+	Project                             string
 	Limit                               int
 }
 
@@ -45,6 +50,12 @@ func deadTypes() []string {
 // wants.
 func ParseFilter(v Values, now time.Time) (Filter, error) {
 	var f Filter
+	if v.Project != "" {
+		if err := contract.CheckProjectName(v.Project); err != nil {
+			return Filter{}, fmt.Errorf("--project: %v", err)
+		}
+		f.Project = v.Project
+	}
 	for _, c := range splitList(v.Class) {
 		if !slices.Contains(contract.DeadLetterClasses(), contract.Class(c)) {
 			return Filter{}, fmt.Errorf("--class %q: want one of %s (comma separated for several)", c, joinClasses())
@@ -140,6 +151,9 @@ func parseTime(flag, s string, now time.Time) (time.Time, error) {
 // match --class exhausted".
 func (f Filter) String() string {
 	var parts []string
+	if f.Project != "" {
+		parts = append(parts, "--project "+f.Project)
+	}
 	if len(f.Classes) > 0 {
 		s := make([]string, len(f.Classes))
 		for i, c := range f.Classes {
@@ -171,8 +185,26 @@ func (f Filter) String() string {
 	return strings.Join(parts, " ")
 }
 
-// subjects are the stream subjects that can hold a matching dead letter.
+// subjects are the stream subjects that can hold a matching dead letter:
+// the project's, or without one the v1 subjects and every project's.
 func (f Filter) subjects(s contract.Subjects) []string {
+	if f.Project != "" {
+		return f.subjectsIn(s.For(f.Project))
+	}
+	s = s.For("")
+	if len(f.Types) == 0 && f.ChatID == "" || slices.Contains(f.Types, "invalid") && f.ChatID == "" {
+		// Every dead letter; match narrows to the types. The server refuses
+		// overlapping filters, such as chat.dlq.invalid.> beside
+		// chat.dlq.*.invalid.>.
+		return []string{s.DeadLettersFilter()}
+	}
+	// A v2 subject has one token more, for its project.
+	return append(f.subjectsIn(s), f.subjectsIn(s.For("*"))...)
+}
+
+// subjectsIn are the subjects of one version (and project) that can hold a
+// matching dead letter.
+func (f Filter) subjectsIn(s contract.Subjects) []string {
 	base := strings.TrimSuffix(s.DeadLettersFilter(), ">")
 	chat := "*"
 	if f.ChatID != "" {
@@ -198,6 +230,12 @@ func (f Filter) subjects(s contract.Subjects) []string {
 
 // match checks what the subjects could not.
 func (f Filter) match(e Entry) bool {
+	switch {
+	case f.Project != "" && e.Project != f.Project,
+		len(f.Types) > 0 && !slices.Contains(f.Types, e.Type),
+		f.ChatID != "" && e.ChatID != f.ChatID:
+		return false
+	}
 	if len(f.Classes) > 0 && !slices.Contains(f.Classes, e.Class()) {
 		return false
 	}

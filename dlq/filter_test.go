@@ -32,6 +32,9 @@ func TestParseFilter(t *testing.T) {
 		{name: "negative", in: Values{Until: "-5m"}, wantErr: "must be positive"},
 		{name: "reversed", in: Values{Since: "1h", Until: "2h"}, wantErr: "is not before --until"},
 		{name: "limit", in: Values{Limit: -1}, wantErr: "--limit -1"},
+		{name: "project", in: Values{Project: "acme"}, want: Filter{Project: "acme"}},
+		{name: "bad project", in: Values{Project: "Acme"}, wantErr: "--project: project name"},
+		{name: "reserved project", in: Values{Project: "send"}, wantErr: "reserved"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,7 +48,7 @@ func TestParseFilter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got.Classes, tt.want.Classes) || !slices.Equal(got.Types, tt.want.Types) || !got.Since.Equal(tt.want.Since) || !got.Until.Equal(tt.want.Until) {
+			if !slices.Equal(got.Classes, tt.want.Classes) || !slices.Equal(got.Types, tt.want.Types) || !got.Since.Equal(tt.want.Since) || !got.Until.Equal(tt.want.Until) || got.Project != tt.want.Project {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -59,13 +62,36 @@ func TestFilterSubjects(t *testing.T) {
 		want []string
 	}{
 		{Filter{}, []string{"chat.dlq.>"}},
-		{Filter{ChatID: "email:jo@example.com"}, []string{"chat.dlq.*.email%3Ajo%40example%2Ecom"}},
-		{Filter{Types: []string{"send", "invalid"}}, []string{"chat.dlq.send.*", "chat.dlq.invalid.>"}},
-		{Filter{Types: []string{"note"}, ChatID: "abc"}, []string{"chat.dlq.note.abc"}},
+		// Without a project, the v1 subjects and every project's (one token
+		// more) are read.
+		{Filter{ChatID: "email:jo@example.com"}, []string{"chat.dlq.*.email%3Ajo%40example%2Ecom", "chat.dlq.*.*.email%3Ajo%40example%2Ecom"}},
+		{Filter{Types: []string{"send", "note"}}, []string{"chat.dlq.send.*", "chat.dlq.note.*", "chat.dlq.*.send.*", "chat.dlq.*.note.*"}},
+		// chat.dlq.invalid.> and chat.dlq.*.invalid.> overlap, which a
+		// consumer's filters may not: all are read, and matched.
+		{Filter{Types: []string{"send", "invalid"}}, []string{"chat.dlq.>"}},
+		{Filter{Types: []string{"note"}, ChatID: "abc"}, []string{"chat.dlq.note.abc", "chat.dlq.*.note.abc"}},
+		{Filter{Project: "acme"}, []string{"chat.dlq.acme.>"}},
+		{Filter{Project: "acme", Types: []string{"send", "invalid"}}, []string{"chat.dlq.acme.send.*", "chat.dlq.acme.invalid.>"}},
+		{Filter{Project: "acme", ChatID: "abc"}, []string{"chat.dlq.acme.*.abc"}},
 	}
 	for _, tt := range tests {
 		if got := tt.f.subjects(s); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.f, got, tt.want)
+		}
+	}
+}
+
+func TestSplitDeadSubject(t *testing.T) {
+	for _, tt := range []struct{ subject, project, typ, token string }{
+		{"chat.dlq.send.abc", "", "send", "abc"},
+		{"chat.dlq.invalid.frob.a", "", "invalid", "frob.a"},
+		{"chat.dlq.invalid.unknown", "", "invalid", "unknown"},
+		{"chat.dlq.acme.send.abc", "acme", "send", "abc"},
+		{"chat.dlq.acme.invalid.frob.a", "acme", "invalid", "frob.a"},
+	} {
+		p, typ, tok := splitDeadSubject(contract.Subjects{}, tt.subject)
+		if p != tt.project || typ != tt.typ || tok != tt.token {
+			t.Errorf("%s: %q %q %q, want %q %q %q", tt.subject, p, typ, tok, tt.project, tt.typ, tt.token)
 		}
 	}
 }

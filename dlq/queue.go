@@ -80,10 +80,11 @@ func (q *Queue) Count(ctx context.Context) (uint64, error) {
 
 // Entry is one dead letter as stored in the stream.
 type Entry struct {
-	Seq      uint64              `json:"seq"`       // in the dead-letter stream
-	Subject  string              `json:"subject"`   // chat.dlq.<type>.<chat>
-	StoredAt time.Time           `json:"stored_at"` // when the stream stored it
-	Type     string              `json:"type"`      // the subject's <type>
+	Seq      uint64              `json:"seq"`               // in the dead-letter stream
+	Subject  string              `json:"subject"`           // chat.dlq.[<project>.]<type>.<chat>
+	StoredAt time.Time           `json:"stored_at"`         // when the stream stored it
+	Project  string              `json:"project,omitempty"` // the subject's <project> (contract v2)
+	Type     string              `json:"type"`              // the subject's <type>
 	ChatID   string              `json:"chat_id,omitempty"`
 	ID       string              `json:"id,omitempty"` // the command id, when readable
 	Letter   contract.DeadLetter `json:"dead_letter"`
@@ -105,9 +106,8 @@ func (e Entry) Time() time.Time {
 
 func (q *Queue) entry(subject string, seq uint64, stored time.Time, data []byte) Entry {
 	e := Entry{Seq: seq, Subject: subject, StoredAt: stored.UTC()}
-	rest := strings.TrimPrefix(subject, strings.TrimSuffix(q.cfg.Subjects.DeadLettersFilter(), ">"))
-	typ, token, _ := strings.Cut(rest, ".")
-	e.Type = typ
+	var token string
+	e.Project, e.Type, token = splitDeadSubject(q.cfg.Subjects, subject)
 	if id, err := contract.ParseToken(token); err == nil {
 		e.ChatID = id
 	}
@@ -131,6 +131,21 @@ func (q *Queue) entry(subject string, seq uint64, stored time.Time, data []byte)
 		e.ID = publishedID(e.Letter.Headers)
 	}
 	return e
+}
+
+// splitDeadSubject reads a dead letter's subject of either version:
+// <prefix>.dlq.<type>.<chat token> or <prefix>.dlq.<project>.<type>.<chat
+// token>, where <type> may be "invalid" followed by what could not be read.
+// A v1 subject never begins with a project's name: a type's name and
+// "invalid" cannot name one.
+func splitDeadSubject(s contract.Subjects, subject string) (project, typ, token string) {
+	rest := strings.TrimPrefix(subject, strings.TrimSuffix(s.For("").DeadLettersFilter(), ">"))
+	typ, token, _ = strings.Cut(rest, ".")
+	if token != "" && contract.CheckProjectName(typ) == nil {
+		project = typ
+		typ, token, _ = strings.Cut(token, ".")
+	}
+	return project, typ, token
 }
 
 // publishedID is the id a command without a readable one was published
@@ -259,20 +274,29 @@ func (q *Queue) scan(ctx context.Context, f Filter, fn func(Entry)) error {
 // Get returns the dead letter with stream sequence ref, or else the latest
 // dead letter of the command whose id is ref.
 func (q *Queue) Get(ctx context.Context, ref string) (Entry, error) {
+	return q.GetIn(ctx, "", ref)
+}
+
+// GetIn is Get among the dead letters of one project (contract v2), or of
+// all when project is empty.
+func (q *Queue) GetIn(ctx context.Context, project, ref string) (Entry, error) {
 	if seq, err := strconv.ParseUint(ref, 10, 64); err == nil && seq > 0 {
 		gctx, cancel := withTimeout(ctx)
 		m, err := q.stream.GetMsg(gctx, seq)
 		cancel()
 		switch {
 		case err == nil:
-			return q.entry(m.Subject, m.Sequence, m.Time, m.Data), nil
+			if e := q.entry(m.Subject, m.Sequence, m.Time, m.Data); project == "" || e.Project == project {
+				return e, nil
+			}
 		case !errors.Is(err, jetstream.ErrMsgNotFound):
 			return Entry{}, fmt.Errorf("read %s sequence %d: %w", q.cfg.Stream, seq, err)
 		}
-		// Not a sequence in the stream: perhaps an all-digit command id.
+		// Not a sequence in the stream (or not the project's): perhaps an
+		// all-digit command id.
 	}
 	var found *Entry
-	err := q.scan(ctx, Filter{ID: ref}, func(e Entry) { found = &e })
+	err := q.scan(ctx, Filter{ID: ref, Project: project}, func(e Entry) { found = &e })
 	if err != nil {
 		return Entry{}, err
 	}

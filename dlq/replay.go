@@ -16,8 +16,9 @@ import (
 )
 
 // ReplayedFromHeader marks a republished command with the dead letter it
-// came from ("CHAT_DLQ:42"), so a command that dies again can be traced.
-const ReplayedFromHeader = "Chat-Replayed-From"
+// came from ("CHAT_DLQ:42"), so a command that dies again can be traced; a
+// replayed command is not held to a frequency cap.
+const ReplayedFromHeader = contract.ReplayedFromHeader
 
 // ReplayOptions control a replay.
 type ReplayOptions struct {

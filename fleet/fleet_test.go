@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/chatworker/worker/workertest"
 	"go.uber.org/zap"
@@ -59,5 +60,33 @@ func TestReplicasSeeEachOtherJoinAndLeave(t *testing.T) {
 	defer d.Leave(context.Background())
 	if n := d.Live(); n != 1 {
 		t.Fatalf("a replica joining after the others went counts %d", n)
+	}
+}
+
+// TestBudgetUseAddsUpTheReplicas: each replica writes what it spent of each
+// project's budget; the fleet's use is their sum, against the limit the
+// newest record heard from the API.
+func TestBudgetUseAddsUpTheReplicas(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.RunServer(t))
+	ctx := t.Context()
+	join := func(name string, b map[string]chat.Budget) *Fleet {
+		t.Helper()
+		cfg := Config{Heartbeat: 50 * time.Millisecond, Budgets: func() map[string]chat.Budget { return b }}
+		f, err := Join(ctx, js, cfg, Member{Name: name}, nil, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Leave(context.Background()) })
+		return f
+	}
+	join("a", map[string]chat.Budget{"default": {Known: true, Limit: 600, Remaining: 100, Used: 200}, "shop": {Used: 1}})
+	b := join("b", map[string]chat.Budget{"default": {Known: true, Limit: 600, Remaining: 80, Used: 250}})
+	workertest.Eventually(t, 10*time.Second, func() bool { return len(b.Members()) == 2 && b.Members()[0].Budgets != nil }, "both records with budgets")
+	use := BudgetUse(b.Members())
+	if d := use["default"]; d.Used != 450 || !d.Known || d.Limit != 600 {
+		t.Fatalf("default project's use = %+v, want 450 of 600 used", d)
+	}
+	if s := use["shop"]; s.Used != 1 || s.Known {
+		t.Fatalf("shop's use = %+v, want 1 used, limit unknown", s)
 	}
 }

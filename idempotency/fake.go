@@ -11,12 +11,13 @@ import (
 // matching function field; a nil field makes the method fail with an error
 // naming it, so a test sees at once which call it did not expect.
 type Fake struct {
-	ClaimFunc    func(ctx context.Context, id, hash string) (*Claim, error)
-	CompleteFunc func(ctx context.Context, c *Claim, out contract.Outcome) (Record, error)
-	KeepFunc     func(ctx context.Context, c *Claim, out contract.Outcome) error
-	ReleaseFunc  func(ctx context.Context, c *Claim) error
-	ExtendFunc   func(ctx context.Context, c *Claim) error
-	LookupFunc   func(ctx context.Context, id string) (Record, error)
+	ClaimFunc     func(ctx context.Context, id, hash string) (*Claim, error)
+	TentativeFunc func(id, hash string) (*Claim, error)
+	CompleteFunc  func(ctx context.Context, c *Claim, out contract.Outcome) (Record, error)
+	KeepFunc      func(ctx context.Context, c *Claim, out contract.Outcome) error
+	ReleaseFunc   func(ctx context.Context, c *Claim) error
+	ExtendFunc    func(ctx context.Context, c *Claim) error
+	LookupFunc    func(ctx context.Context, id string) (Record, error)
 }
 
 var _ Store = (*Fake)(nil)
@@ -26,6 +27,13 @@ func (f *Fake) Claim(ctx context.Context, id, hash string) (*Claim, error) {
 		return nil, errors.New("idempotency.Fake: unexpected call to Claim")
 	}
 	return f.ClaimFunc(ctx, id, hash)
+}
+
+func (f *Fake) Tentative(id, hash string) (*Claim, error) {
+	if f.TentativeFunc == nil {
+		return nil, errors.New("idempotency.Fake: unexpected call to Tentative")
+	}
+	return f.TentativeFunc(id, hash)
 }
 
 func (f *Fake) Complete(ctx context.Context, c *Claim, out contract.Outcome) (Record, error) {

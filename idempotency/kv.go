@@ -199,6 +199,18 @@ func (s *KV) Claim(ctx context.Context, id, hash string) (*Claim, error) {
 	return nil, &BusyError{RetryIn: time.Second} // the record kept changing: others are at work
 }
 
+// Tentative implements Store: no round trip.
+func (s *KV) Tentative(id, hash string) (*Claim, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	if hash == "" {
+		return nil, errors.New("idempotency: empty body hash")
+	}
+	rec := Record{ID: id, Hash: hash, State: StatePending, Owner: s.owner}
+	return &Claim{Record: rec, key: keyFor(id), tentative: true}, nil
+}
+
 // errExists: create found a value under the key.
 var errExists = errors.New("idempotency: key exists")
 
@@ -270,6 +282,11 @@ func (s *KV) Release(ctx context.Context, c *Claim) error {
 	if err := usable(c); err != nil {
 		return err
 	}
+	if c.tentative && c.Attempts == 0 {
+		// Nothing stored, nothing to keep: the id stays free.
+		c.done = true
+		return nil
+	}
 	rec := c.Record
 	rec.Owner = ""
 	rec.LeaseExpires = time.Time{}
@@ -308,14 +325,23 @@ func (s *KV) Lookup(ctx context.Context, id string) (Record, error) {
 // update writes rec over the revision c holds and, on success, makes rec and
 // the new revision c's. After an error other than ErrLeaseLost the write may
 // or may not have landed (a timeout, say); c is left as it was, so a later
-// write fails with ErrLeaseLost rather than overwrite anything.
+// write fails with ErrLeaseLost rather than overwrite anything. A tentative
+// claim's write creates the record: any value under the key, a live
+// claim, a released one or an outcome, means another delivery has the id.
 func (s *KV) update(ctx context.Context, c *Claim, rec Record) error {
 	data, err := encode(rec)
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Update(ctx, c.key, data, c.revision)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	var rev uint64
+	if c.tentative {
+		// Create, not Update at revision 0: a key deleted by hand keeps a
+		// marker, which Create writes over and Update would take for a value.
+		rev, err = s.kv.Create(ctx, c.key, data)
+	} else {
+		rev, err = s.kv.Update(ctx, c.key, data, c.revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("%w (id %q)", ErrLeaseLost, rec.ID)
 	}
 	if err != nil {
@@ -323,6 +349,7 @@ func (s *KV) update(ctx context.Context, c *Claim, rec Record) error {
 	}
 	c.Record = rec
 	c.revision = rev
+	c.tentative = false
 	return nil
 }
 

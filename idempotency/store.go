@@ -30,7 +30,14 @@ type Claim struct {
 	key      string // the KV key of the id
 	revision uint64 // the revision we wrote last; every write is checked against it
 	done     bool   // completed or released: no further writes
+	// tentative: nothing is stored yet (Tentative). The first write creates
+	// the record and fails with ErrLeaseLost when the id has one.
+	tentative bool
 }
+
+// Stored reports whether the claim's record is in the store: false for a
+// claim from Tentative until its first write lands.
+func (c *Claim) Stored() bool { return !c.tentative }
 
 // Store is the worker's idempotency key store. *KV is the NATS implementation
 // and *Fake a stand-in for unit tests.
@@ -40,6 +47,14 @@ type Store interface {
 	// with that hash, ErrConflict when id was used with another hash, and a
 	// *BusyError (ErrBusy) while another claim's lease is live.
 	Claim(ctx context.Context, id, hash string) (*Claim, error)
+	// Tentative returns a claim on id that is not stored, without a round
+	// trip: for a caller that knows no other delivery of the command runs
+	// meanwhile (see the consumer's first deliveries). Its first write
+	// (Complete, Extend, or Release with attempts to keep) creates the
+	// record, and fails with ErrLeaseLost when the id has one by then: then
+	// another delivery took the id, and this one must report nothing.
+	// Release of a tentative claim that made no attempt writes nothing.
+	Tentative(id, hash string) (*Claim, error)
 	// Complete records a success as final and returns the stored record. The
 	// record keeps the response's digest, not the response: the result
 	// carries that. ErrLeaseLost means the claim was taken over: do not

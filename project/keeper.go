@@ -69,6 +69,10 @@ func StartKeeper(ctx context.Context, store *Store, cfg KeeperConfig) (*Keeper, 
 // State is project's state as this replica knows it (no round trip).
 func (k *Keeper) State(project string) State { return k.view.State(project) }
 
+// Settings are project's defaults as this replica knows them (no round
+// trip).
+func (k *Keeper) Settings(project string) Settings { return k.view.Settings(project) }
+
 // Paused lists the paused projects.
 func (k *Keeper) Paused() []State { return k.view.Paused() }
 

@@ -16,8 +16,9 @@ type View struct {
 	w        jetstream.KeyWatcher
 	onChange func(State)
 
-	mu     sync.RWMutex
-	states map[string]State
+	mu       sync.RWMutex
+	states   map[string]State
+	settings map[string]Settings
 
 	done chan struct{}
 }
@@ -30,7 +31,7 @@ func (s *Store) Watch(ctx context.Context, onChange func(State)) (*View, error) 
 	if err != nil {
 		return nil, fmt.Errorf("project: watch states: %w", err)
 	}
-	v := &View{w: w, onChange: onChange, states: map[string]State{}, done: make(chan struct{})}
+	v := &View{w: w, onChange: onChange, states: map[string]State{}, settings: map[string]Settings{}, done: make(chan struct{})}
 	// The stored states arrive first, then a nil entry.
 	for {
 		select {
@@ -65,6 +66,10 @@ func (v *View) follow() {
 // apply records one entry of the bucket and returns its project's new state,
 // and whether a person would see a change.
 func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
+	if name, ok := settingsName(e.Key()); ok {
+		v.applySettings(name, e)
+		return State{}, false
+	}
 	project, kind, ok := splitKey(e.Key())
 	if !ok {
 		return State{}, false
@@ -92,6 +97,36 @@ func (v *View) apply(e jetstream.KeyValueEntry) (State, bool) {
 		v.states[project] = st
 	}
 	return st, old.Name() != st.Name() || reason(old) != reason(st)
+}
+
+// applySettings records one entry of a project's settings. Settings that
+// do not decode leave the project's as they were.
+func (v *View) applySettings(project string, e jetstream.KeyValueEntry) {
+	st := Settings{Project: project}
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		if st, err = decodeSettings(project, e.Value()); err != nil {
+			return
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if st.Empty() {
+		delete(v.settings, project)
+	} else {
+		v.settings[project] = st
+	}
+}
+
+// Settings returns project's settings as this replica knows them (Empty
+// when it has none).
+func (v *View) Settings(project string) Settings {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if st, ok := v.settings[project]; ok {
+		return st
+	}
+	return Settings{Project: project}
 }
 
 // reason is what a person is told of st: a probe's renewal changes nothing

@@ -129,6 +129,7 @@ func TestOtherLanguageExamples(t *testing.T) {
 			return "import json\n" + between(t, block, "# example:token:begin", "# example:token:end") +
 				"\ncommand_id = \"py-example\"\n" + dedent(between(t, block, "# example:command:begin", "# example:command:end")) +
 				"\nprint(json.dumps([chat_token(i) for i in json.loads(" + strconvQuote(string(probes)) + ")]))\nprint(subject)\nprint(body.decode(\"utf-8\"))\n" +
+				"print(subject_of(\"commands\", None, command[\"type\"], chat_token(command[\"chat_id\"])))\n" +
 				dedent(between(t, block, "# example:schedule:begin", "# example:schedule:end")) +
 				"\nprint(schedule_subject)\nprint(json.dumps(schedule_headers))\nprint(json.dumps(recurring))\nprint(debounce_subject)\nprint(json.dumps(debounce_headers))\n"
 		}},
@@ -136,6 +137,7 @@ func TestOtherLanguageExamples(t *testing.T) {
 			return between(t, block, "// example:token:begin", "// example:token:end") +
 				"\nconst commandId = \"node-example\";\n" + between(t, block, "// example:command:begin", "// example:command:end") +
 				"\nconsole.log(JSON.stringify(" + string(probes) + ".map(chatToken)));\nconsole.log(subject);\nconsole.log(body);\n" +
+				"console.log(subjectOf(\"commands\", null, command.type, chatToken(command.chat_id)));\n" +
 				between(t, block, "// example:schedule:begin", "// example:schedule:end") +
 				"\nconsole.log(scheduleSubject);\nconsole.log(JSON.stringify(scheduleHeaders));\nconsole.log(JSON.stringify(recurring));\nconsole.log(debounceSubject);\nconsole.log(JSON.stringify(debounceHeaders));\n"
 		}},
@@ -156,8 +158,8 @@ func TestOtherLanguageExamples(t *testing.T) {
 				t.Fatalf("%s: %v\n%s\nscript:\n%s", tt.interpreter, err, out, script)
 			}
 			lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-			if len(lines) != 8 {
-				t.Fatalf("output %q, want tokens, subject and body, then the recurring schedule's subject, headers and body, and the debounced one's subject and headers", out)
+			if len(lines) != 9 {
+				t.Fatalf("output %q, want tokens, subject, body and the v1 subject, then the recurring schedule's subject, headers and body, and the debounced one's subject and headers", out)
 			}
 			var tokens []string
 			if err := json.Unmarshal([]byte(lines[0]), &tokens); err != nil || len(tokens) != len(tokenProbes) {
@@ -170,10 +172,19 @@ func TestOtherLanguageExamples(t *testing.T) {
 			}
 			subject, body := lines[1], []byte(lines[2])
 			schematest.Command(t).Valid(t, body)
-			if _, err := contract.Decode(contract.Subjects{}, subject, body); err != nil {
-				t.Errorf("the worker refuses what the example publishes on %s: %v\n%s", subject, err, body)
+			cmd, err := contract.Decode(contract.Subjects{}, subject, body)
+			if err != nil {
+				t.Fatalf("the worker refuses what the example publishes on %s: %v\n%s", subject, err, body)
 			}
-			checkScheduleExamples(t, subject, body, lines[3:])
+			// The examples speak contract v2, and build v1 subjects without
+			// a project.
+			if cmd.Project == "" {
+				t.Errorf("the example publishes on %s, a v1 subject: want its project's (v2)", subject)
+			}
+			if want := (contract.Subjects{}).Command(cmd.Type, cmd.ChatID); lines[3] != want {
+				t.Errorf("the example's v1 subject is %s, want %s", lines[3], want)
+			}
+			checkScheduleExamples(t, subject, body, lines[4:])
 		})
 	}
 }
@@ -183,11 +194,12 @@ func TestOtherLanguageExamples(t *testing.T) {
 // actions.ScheduleRecurring and actions.ScheduleDebounced store.
 func checkScheduleExamples(t *testing.T, subject string, body []byte, lines []string) {
 	t.Helper()
-	s := contract.Subjects{}
-	cmd, err := contract.Decode(s, subject, body)
+	cmd, err := contract.Decode(contract.Subjects{}, subject, body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The schedules are the command's project's (v1 ones without).
+	s := contract.Subjects{}.For(cmd.Project)
 	var sh, dh map[string]string
 	if json.Unmarshal([]byte(lines[1]), &sh) != nil || json.Unmarshal([]byte(lines[4]), &dh) != nil {
 		t.Fatalf("headers %s and %s are not JSON objects of strings", lines[1], lines[4])

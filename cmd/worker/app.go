@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/chat"
@@ -45,6 +46,7 @@ type workerFlags struct {
 	idemLease    time.Duration
 	grace        time.Duration
 	perChatOrder bool
+	claimless    bool
 	outage       project.OutageRule
 	exportBucket string
 	retry        consumer.RetryPolicy
@@ -72,6 +74,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Duration(&f.grace, "shutdown-grace", "WORKER_SHUTDOWN_GRACE", consumer.DefaultShutdownGrace, "on SIGTERM, how long in-flight commands may take to finish")
 	fs.String(&f.exportBucket, "export-bucket", "WORKER_EXPORT_BUCKET", "", "Object Store bucket for export commands (empty: export commands are refused)")
 	fs.Bool(&f.perChatOrder, "per-chat-order", "WORKER_PER_CHAT_ORDER", true, "execute each chat's commands in publish order (false: one fewer JetStream round trip per command, no order)")
+	fs.Bool(&f.claimless, "claimless-first-delivery", "WORKER_CLAIMLESS_FIRST_DELIVERY", true, "with per-chat order, run a command's first delivery without claiming its id first: one store write fewer per command (false: every delivery claims)")
 	fs.Int(&f.outage.Commands, "outage-commands", "WORKER_OUTAGE_COMMANDS", project.DefaultOutageCommands, "a project pauses for an outage when this many different commands fail for no fault of their own (5xx, timeouts, refused connections) ...")
 	fs.Duration(&f.outage.Window, "outage-window", "WORKER_OUTAGE_WINDOW", project.DefaultOutageWindow, "... within this long, with no call of the project answered in between")
 	fs.check(func() []error {
@@ -207,7 +210,19 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, err
 	}
-	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas},
+	caps, err := consumer.OpenChatCaps(ctx, a.js, consumer.CapsConfig{Replicas: f.nats.replicas})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	// The fleet record carries the budgets the executor, made below, knows.
+	var budgets atomic.Pointer[execute.Executor]
+	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas, Budgets: func() map[string]chat.Budget {
+		if e := budgets.Load(); e != nil {
+			return e.Budgets()
+		}
+		return nil
+	}},
 		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, metrics.InFlight, log)
 	if err != nil {
 		a.close()
@@ -239,6 +254,7 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		log.Error("the projects file changed but cannot be read: the projects stay as they were", zap.Error(err))
 	}
 	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Default: f.defaultProject, Projects: f.projects, Keys: keys}
+	budgets.Store(exec)
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)
 		if err != nil {
@@ -249,8 +265,8 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	}
 	a.worker, err = consumer.New(a.js, cons, exec, store, consumer.Config{
 		Topology: a.topo, Retry: f.retry, Concurrency: f.concurrency, ShutdownGrace: f.grace,
-		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Tracer: tracerIfOn(tp),
-		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states, Outage: f.outage,
+		Name: name, Logger: log, Metrics: metrics, Unordered: !f.perChatOrder, Claimless: f.claimless, Tracer: tracerIfOn(tp),
+		Projects: exec, ProjectMetrics: a.oncall, Latency: a.oncall, ProjectStates: a.states, Outage: f.outage, Caps: caps,
 	})
 	if err != nil {
 		a.close()

@@ -212,6 +212,7 @@ func TestHelpListsTheFlagsUsed(t *testing.T) {
 	conn := []string{"nats-creds", "nats-nkey", "nats-url", "nats-user", "tls-ca", "tls-cert", "tls-key"}
 	subjects := append([]string{"subject-prefix"}, conn...)
 	filters := []string{"chat", "class", "id", "limit", "since", "type", "until"}
+	project := []string{"project"} // contract v2: every command that publishes or reads records
 	retention := []string{"commands-max-age", "dlq-max-age", "dlq-max-bytes", "dlq-max-msgs", "duplicate-window", "results-max-age"}
 	consumer := []string{"ack-wait", "concurrency", "max-deliver"}
 	with := func(groups ...[]string) []string { return slices.Concat(groups...) }
@@ -220,13 +221,14 @@ func TestHelpListsTheFlagsUsed(t *testing.T) {
 		flags []string
 	}{
 		{[]string{"demo"}, []string{"http-addr", "log-format", "log-level", "timeout"}},
-		{[]string{"status"}, with(subjects, []string{"idempotency-bucket", "json", "timeout"})},
-		{[]string{"schedules", "ls"}, with(subjects, []string{"json"})},
-		{[]string{"cancel"}, subjects},
-		{[]string{"dlq", "ls"}, with(subjects, filters, []string{"json"})},
-		{[]string{"dlq", "show"}, with(subjects, []string{"json"})},
-		{[]string{"dlq", "replay"}, with(subjects, filters, []string{"dry-run", "include-invalid", "not-after", "rate"})},
-		{[]string{"dlq", "purge"}, with(subjects, filters, []string{"yes"})},
+		{[]string{"status"}, with(subjects, project, []string{"idempotency-bucket", "json", "timeout"})},
+		{[]string{"schedules", "ls"}, with(subjects, project, []string{"json"})},
+		{[]string{"schedules", "run"}, with(subjects, project, []string{"json"})},
+		{[]string{"cancel"}, with(subjects, project)},
+		{[]string{"dlq", "ls"}, with(subjects, project, filters, []string{"json"})},
+		{[]string{"dlq", "show"}, with(subjects, project, []string{"json"})},
+		{[]string{"dlq", "replay"}, with(subjects, project, filters, []string{"dry-run", "include-invalid", "not-after", "rate"})},
+		{[]string{"dlq", "purge"}, with(subjects, project, filters, []string{"yes"})},
 		{[]string{"export"}, with(conn, []string{"bucket", "chat-api-url", "checkpoint-bucket", "concurrency", "json", "out", "replicas", "since", "until"})},
 		{[]string{"provision"}, with(subjects, retention, consumer, []string{"idempotency-bucket", "idempotency-ttl", "nats-connect-timeout", "projects-bucket", "replicas"})},
 		{[]string{"projects", "ls"}, with(subjects, []string{"json", "projects-bucket"})},

@@ -25,7 +25,7 @@ Commands:
   replay   republish dead letters to their command subjects, then remove them
   purge    delete dead letters (asks first; --yes to skip the question)
 
-Filters (ls, replay, purge): --class, --type, --chat, --id, --since, --until, --limit.
+Filters (ls, replay, purge): --project, --class, --type, --chat, --id, --since, --until, --limit.
 Run 'worker dlq <command> -h' for a command's flags.
 `
 
@@ -61,12 +61,14 @@ type dlqCmd struct {
 	stdout, stderr io.Writer
 	nats           natsFlags
 	filter         dlq.Values
+	project        projectFlag
 	js             jetstream.JetStream // set by open, for the audit log
 }
 
 func (d *dlqCmd) flags(name, usage string, withFilter bool) *flagSet {
 	fs := newFlagSet("dlq "+name, "dlq "+usage, d.stderr)
 	d.nats.registerConn(fs)
+	d.project.register(fs, true)
 	if withFilter {
 		fs.String(&d.filter.Class, "class", "", "", "only these classes: "+dlq.ClassList()+" (comma separated)")
 		fs.String(&d.filter.Type, "type", "", "", "only these command types: "+dlq.TypeList()+" (comma separated)")
@@ -96,6 +98,7 @@ func (d *dlqCmd) open(ctx context.Context) (*dlq.Queue, func(), error) {
 
 // selection opens the queue and lists what the filter selects.
 func (d *dlqCmd) selection(ctx context.Context) (*dlq.Queue, dlq.Selection, dlq.Filter, func(), error) {
+	d.filter.Project = d.project.name
 	f, err := dlq.ParseFilter(d.filter, time.Now())
 	if err != nil {
 		return nil, dlq.Selection{}, f, nil, usageError{err}
@@ -150,13 +153,13 @@ func (d *dlqCmd) ls(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(d.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tDEAD AT (UTC)\tCLASS\tTYPE\tCHAT\tID\tATTEMPTS\tERROR")
+	fmt.Fprintln(tw, "SEQ\tDEAD AT (UTC)\tCLASS\tPROJECT\tTYPE\tCHAT\tID\tATTEMPTS\tERROR")
 	for _, e := range sel.Entries {
 		class := string(e.Class())
 		if e.Malformed != "" {
 			class = "?"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time().UTC().Format("2006-01-02 15:04:05"), dashIfEmpty(class), dashIfEmpty(e.Type),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.Seq, e.Time().UTC().Format("2006-01-02 15:04:05"), dashIfEmpty(class), dashIfEmpty(e.Project), dashIfEmpty(e.Type),
 			dashIfEmpty(short(e.ChatID, 32)), dashIfEmpty(short(e.ID, 36)), e.Letter.Attempts, short(errText(e), 60))
 	}
 	if err := tw.Flush(); err != nil {
@@ -193,7 +196,7 @@ func (d *dlqCmd) show(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	e, err := q.Get(ctx, pos[0])
+	e, err := q.GetIn(ctx, d.project.name, pos[0])
 	if err != nil {
 		return err
 	}
@@ -217,6 +220,9 @@ func printEntry(w io.Writer, stream string, e dlq.Entry) {
 		row("Malformed", "%s", e.Malformed)
 	}
 	row("Command id", "%s", dashIfEmpty(e.ID))
+	if e.Project != "" {
+		row("Project", "%s", e.Project)
+	}
 	row("Type", "%s", dashIfEmpty(e.Type))
 	row("Chat", "%s", dashIfEmpty(e.ChatID))
 	row("Class", "%s", dashIfEmpty(string(l.Error.Class)))

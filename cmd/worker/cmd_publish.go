@@ -35,6 +35,9 @@ type publishFlags struct {
 	when timing // --not-after, --at, --in, --every, --cron, --tz, --debounce, --replace
 
 	quiet, quietTZ string
+	freqCap        string
+
+	project projectFlag
 }
 
 func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
@@ -46,6 +49,7 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 		fs.String(&p.from, "from", "", "", "client, agent or bot (default: the API's default, client)")
 	}
 	fs.String(&p.id, "id", "", "", "command id, the idempotency key (default: a new UUID)")
+	p.project.register(fs, false)
 	fs.String(&p.site, "site-token", "", "", "another project than the worker's default")
 	fs.String(&p.meta, "metadata", "", "", "JSON object echoed in the result")
 	fs.Bool(&p.wait, "wait", "", false, "wait for the command's result or dead letter and print it (exit 0 result, 3 dead letter, 4 timeout)")
@@ -55,6 +59,9 @@ func (p *publishFlags) register(fs *flagSet, spec contract.Spec) {
 	p.when.register(fs)
 	fs.String(&p.quiet, "quiet-hours", "", "", "no API call in this window of the visitor's day, START-END on a 24-hour clock (21:00-08:00); the command waits until it ends")
 	fs.String(&p.quietTZ, "quiet-tz", "", "", "with --quiet-hours: the visitor's IANA time zone (Europe/London)")
+	if spec.Type == contract.TypeSend {
+		fs.String(&p.freqCap, "frequency-cap", "", "", "at most MAX automated sends to the chat per window, MAX/PER (3/24h; PER in m, h or d, up to 30d); over it the send is a capped dead letter")
+	}
 }
 
 func publishUsage(spec contract.Spec) string {
@@ -87,6 +94,13 @@ func (p *publishFlags) command(typ contract.Type, now time.Time) (contract.Comma
 		return cmd, plan{}, usageError{fmt.Errorf("--quiet-hours %q: want START-END (21:00-08:00) and the visitor's zone in --quiet-tz", p.quiet)}
 	case p.quiet != "":
 		cmd.QuietHours = &contract.QuietHours{Start: start, End: end, TZ: p.quietTZ}
+	}
+	if p.freqCap != "" {
+		c, err := contract.ParseFrequencyCap(p.freqCap)
+		if err != nil {
+			return cmd, plan{}, usageError{fmt.Errorf("--frequency-cap: %w", err)}
+		}
+		cmd.FrequencyCap = &c
 	}
 	at, err := p.when.apply(&cmd, now)
 	if err != nil {
@@ -160,11 +174,11 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	}
 	defer nc.Close()
 	if !at.now() {
-		return schedule(ctx, js, cmd, at, p.when.replace, p.json, n.subjects(), stdout, stderr)
+		return schedule(ctx, js, cmd, at, p.when.replace, p.json, p.project.subjects(n), stdout, stderr)
 	}
 	opts := []actions.Option{actions.WithIdempotencyBucket(p.bucket)}
 	if !p.wait {
-		published, err := actions.Publish(ctx, js, cmd, n.subjects(), opts...)
+		published, err := actions.Publish(ctx, js, cmd, p.project.subjects(n), opts...)
 		if errors.Is(err, actions.ErrAlreadyPublished) {
 			fmt.Fprintf(stderr, "already published: %v\n", err)
 		} else if err != nil {
@@ -178,12 +192,12 @@ func runPublish(ctx context.Context, spec contract.Spec, args []string, stdout, 
 	}
 	wctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	published, settled, err := actions.PublishAndWait(wctx, js, cmd, n.subjects(), opts...)
+	published, settled, err := actions.PublishAndWait(wctx, js, cmd, p.project.subjects(n), opts...)
 	switch {
 	case errors.Is(err, actions.ErrNotSettled) && ctx.Err() == nil:
 		why := ""
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if st, err := actions.Status(sctx, js, published.ID, n.subjects()); err == nil && st.Paused != nil {
+		if st, err := actions.Status(sctx, js, published.ID, p.project.subjects(n)); err == nil && st.Paused != nil {
 			why = "; it waits because " + pausedWhy(st)
 		}
 		cancel()
@@ -279,6 +293,9 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("idempotency bucket: %w", err)
 	}
 	if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
+		return err
+	}
+	if _, err := consumer.OpenChatCaps(ctx, js, consumer.CapsConfig{Replicas: n.replicas}); err != nil {
 		return err
 	}
 	if _, err := audit.Open(ctx, js, audit.Config{Subjects: n.subjects(), Replicas: n.replicas}); err != nil {

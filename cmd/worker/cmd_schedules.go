@@ -193,32 +193,56 @@ func recurrenceOf(p actions.Pending) string {
 }
 
 const schedulesUsage = `schedules ls [--json]
+       schedules run ID [--json]
 
-Lists the scheduled commands that have not run yet: id, type, chat, time
-(the next firing of a recurring one), deadline, and how it recurs or its
-debounce key. Schedule with send, note or archive and --at TIME, --in
+ls lists the scheduled commands that have not run yet: id, type, chat,
+time (the next firing of a recurring one), deadline, and how it recurs or
+its debounce key. Schedule with send, note or archive and --at TIME, --in
 DURATION, --every DURATION, --cron EXPR [--tz ZONE] or --debounce KEY --in
 DURATION; remove one, or end a series, with worker cancel ID.
+
+run publishes the command of the schedule ID now and removes the schedule;
+a recurring one fires one firing now (id ID@<now>) and keeps its series. If
+the removal fails after the publish, the schedule still fires at its time
+and the worker answers that second command with a duplicate result, without
+a second API call.
 `
 
-// runSchedules lists pending schedules.
+// runSchedules lists pending schedules, or runs one now.
 func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "ls" && args[0] != "list") {
-		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprint(stdout, "usage: worker "+schedulesUsage)
-			return nil
-		}
-		return usageError{helpHint{errors.New("schedules: want ls"), "schedules"}}
+	verb := ""
+	if len(args) > 0 {
+		verb = args[0]
+	}
+	switch verb {
+	case "ls", "list", "run":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, "usage: worker "+schedulesUsage)
+		return nil
+	default:
+		return usageError{helpHint{errors.New("schedules: want ls or run"), "schedules"}}
 	}
 	var (
 		n      natsFlags
+		proj   projectFlag
 		asJSON bool
 	)
-	fs := newFlagSet("schedules ls", "schedules ls [--json]", stderr)
+	usage := "schedules ls [--project NAME] [--json]"
+	if verb == "run" {
+		usage = "schedules run ID [--project NAME] [--json]"
+	}
+	fs := newFlagSet("schedules "+verb, usage, stderr)
 	n.registerConn(fs)
+	proj.register(fs, true)
 	fs.Bool(&asJSON, "json", "", false, "print a JSON array")
 	if err := fs.parse(args[1:]); err != nil {
 		return err
+	}
+	if verb == "run" {
+		if fs.NArg() != 1 {
+			return usageError{errors.New("schedules run: give the id of one scheduled command (worker schedules ls lists them)")}
+		}
+		return runScheduleNow(ctx, n, proj.subjects(n), fs.Arg(0), asJSON, stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("schedules ls: unexpected argument %q", fs.Arg(0))}
@@ -228,7 +252,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer nc.Close()
-	list, err := actions.ListSchedules(ctx, js, n.subjects())
+	list, err := actions.ListSchedules(ctx, js, proj.subjects(n))
 	if err != nil {
 		return err
 	}
@@ -243,7 +267,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tCHAT\tAT (NEXT)\tNOT AFTER\tREPEATS")
+	fmt.Fprintln(tw, "ID\tPROJECT\tTYPE\tCHAT\tAT (NEXT)\tNOT AFTER\tREPEATS")
 	for _, p := range list {
 		at, deadline := "?", "-"
 		if !p.At.IsZero() {
@@ -259,19 +283,72 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if repeats == "" {
 			repeats = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), p.Type, printable(p.ChatID), at, deadline, printable(repeats))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), dashIfEmpty(p.Project), p.Type, printable(p.ChatID), at, deadline, printable(repeats))
 		if p.Problem != "" {
-			fmt.Fprintf(tw, "\t(%s)\t\t\t\t\n", printable(p.Problem))
+			fmt.Fprintf(tw, "\t\t(%s)\t\t\t\t\n", printable(p.Problem))
 		}
 	}
 	return tw.Flush()
 }
 
+// runScheduleNow runs the schedule id now (actions.RunNow).
+func runScheduleNow(ctx context.Context, n natsFlags, s actions.Subjects, id string, asJSON bool, stdout, stderr io.Writer) error {
+	nc, js, err := n.connect(ctx, "chatworker schedules", nil, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ran, err := actions.RunNow(ctx, js, s, id)
+	if len(ran) > 0 {
+		// Recorded even when a later step failed: the commands were published.
+		auditCLI(ctx, js, n.subjects(), stderr, audit.Entry{Action: audit.RunNow, Which: id, Count: len(ran), Detail: ranDetail(ran)})
+	}
+	if contract.ClassOf(err) == contract.ClassInvalid {
+		return usageError{err}
+	}
+	if asJSON && err == nil {
+		return printIndented(stdout, ran)
+	}
+	for _, r := range ran {
+		fmt.Fprintf(stdout, "%s\n", ranLine(r))
+	}
+	return err
+}
+
+// ranLine says what running r now did, for the command line and the
+// console.
+func ranLine(r actions.Ran) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "published %s %s for chat %s now", r.Type, printable(r.Command), printable(r.ChatID))
+	if r.Duplicate {
+		b.WriteString(" (the stream already held a command with this id: that one runs)")
+	}
+	if r.Kept {
+		fmt.Fprintf(&b, "; the series (%s) goes on, next at %s", printable(recurrenceOf(r.Pending)), r.At.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(&b, "; its schedule for %s is removed", r.At.Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// ranDetail is the audit entry's detail of a run-now: the ids published.
+func ranDetail(ran []actions.Ran) string {
+	ids := make([]string, len(ran))
+	for i, r := range ran {
+		ids[i] = r.Command
+	}
+	return "published " + strings.Join(ids, ", ")
+}
+
 // runCancel removes a pending schedule.
 func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var n natsFlags
-	fs := newFlagSet("cancel", "cancel ID", stderr)
+	var (
+		n    natsFlags
+		proj projectFlag
+	)
+	fs := newFlagSet("cancel", "cancel ID [--project NAME]", stderr)
 	n.registerConn(fs)
+	proj.register(fs, true)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -284,7 +361,7 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	done, err := actions.CancelSchedule(ctx, js, n.subjects(), pos[0])
+	done, err := actions.CancelSchedule(ctx, js, proj.subjects(n), pos[0])
 	if contract.ClassOf(err) == contract.ClassInvalid {
 		return usageError{err}
 	}

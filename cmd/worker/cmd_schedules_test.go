@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/actions"
+	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/internal/natstest"
@@ -269,5 +270,99 @@ func TestQuietHoursFlags(t *testing.T) {
 		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "quiet") {
 			t.Errorf("%v: %v, want a usage error about the quiet hours", args, err)
 		}
+	}
+}
+
+// --frequency-cap puts a cap on a send; a malformed one, or one on a note,
+// is a usage error.
+func TestFrequencyCapFlag(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	out, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", "3/24h", "--json")
+	var cmd contract.Command
+	if err != nil || json.Unmarshal([]byte(out), &cmd) != nil || cmd.FrequencyCap == nil || *cmd.FrequencyCap != (contract.FrequencyCap{Max: 3, Per: "24h"}) {
+		t.Fatalf("send --frequency-cap --json: %q, %v", out, err)
+	}
+	for _, v := range []string{"3", "0/24h", "3/24", "3/31d", "three/1h"} {
+		_, _, err := runCLI(t, "send", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", v)
+		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "frequency") {
+			t.Errorf("--frequency-cap %s: %v, want a usage error about the cap", v, err)
+		}
+	}
+	if _, _, err := runCLI(t, "note", "--nats-url", url, "--chat", "c1", "--content", "hi", "--frequency-cap", "3/24h"); !errors.As(err, new(usageError)) {
+		t.Errorf("note --frequency-cap: %v, want a usage error (no such flag)", err)
+	}
+}
+
+// schedules run publishes a schedule's command now and removes the
+// schedule; a recurring one keeps its series. No worker runs: the test
+// looks at the commands stream.
+func TestSchedulesRunCommandLine(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.ClientURL()
+	for _, args := range [][]string{
+		{"send", "--chat", "c1", "--content", "hi", "--in", "1h", "--id", "later"},
+		{"note", "--chat", "c2", "--content", "report", "--every", "24h", "--id", "daily"},
+	} {
+		if _, _, err := runCLI(t, append(args, "--nats-url", url)...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	out, _, err := runCLI(t, "schedules", "run", "--nats-url", url, "later")
+	if err != nil || !strings.Contains(out, "published send later for chat c1 now; its schedule for") {
+		t.Fatalf("schedules run later: %q, %v", out, err)
+	}
+	out, _, err = runCLI(t, "schedules", "run", "--nats-url", url, "daily", "--json")
+	var ran []actions.Ran
+	if err != nil || json.Unmarshal([]byte(out), &ran) != nil || len(ran) != 1 || !ran[0].Kept || !strings.HasPrefix(ran[0].Command, "daily@") {
+		t.Fatalf("schedules run daily --json: %q, %v", out, err)
+	}
+
+	stream, err := js.Stream(t.Context(), contract.DefaultCommandsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for subject, id := range map[string]string{"chat.commands.send.c1": "later", "chat.commands.note.c2": ran[0].Command} {
+		m, err := stream.GetLastMsgForSubject(t.Context(), subject)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		if cmd, err := contract.DecodeBody(m.Data); err != nil || cmd.ID != id || m.Header.Get("Nats-Msg-Id") != id {
+			t.Errorf("%s holds %s (Nats-Msg-Id %q), %v; want %s", subject, m.Data, m.Header.Get("Nats-Msg-Id"), err, id)
+		}
+	}
+	list, err := actions.ListSchedules(t.Context(), js, actions.Subjects{})
+	if err != nil || len(list) != 1 || list[0].ID != "daily" {
+		t.Errorf("after run: schedules %+v, %v; want daily alone", list, err)
+	}
+	entries, err := audit.New(js, audit.Config{}).Recent(t.Context(), 10)
+	if err != nil || len(entries) != 2 || entries[0].Action != audit.RunNow || entries[0].Via != "cli" {
+		t.Errorf("audit entries %+v, %v; want two run-now from the cli", entries, err)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		usage   bool
+		problem string
+	}{
+		{"run again", []string{"schedules", "run", "--nats-url", url, "later"}, false, "no pending schedule"},
+		{"run without id", []string{"schedules", "run", "--nats-url", url}, true, "give the id"},
+		{"unknown verb", []string{"schedules", "fire", "--nats-url", url}, true, "want ls or run"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := runCLI(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.problem) || errors.As(err, new(usageError)) != tt.usage {
+				t.Errorf("err = %v (usage error: %v), want one mentioning %q (usage error: %v)", err, errors.As(err, new(usageError)), tt.problem, tt.usage)
+			}
+		})
 	}
 }

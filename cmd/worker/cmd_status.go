@@ -19,9 +19,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		bucket  string
 		asJSON  bool
 		timeout time.Duration
+		proj    projectFlag
 	)
 	fs := newFlagSet("status", "status ID [flags]", stderr)
 	n.registerConn(fs)
+	proj.register(fs, true)
 	fs.String(&bucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", contract.DefaultIdempotencyBucket, "the worker's idempotency bucket")
 	fs.Bool(&asJSON, "json", "", false, "print the status as JSON")
 	fs.Duration(&timeout, "timeout", "", time.Minute, "give up looking after this long")
@@ -42,7 +44,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	st, err := actions.Status(ctx, js, id, n.subjects(), actions.WithIdempotencyBucket(bucket))
+	st, err := actions.Status(ctx, js, id, proj.subjects(n), actions.WithIdempotencyBucket(bucket))
 	if err != nil {
 		return err
 	}

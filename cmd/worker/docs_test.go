@@ -11,8 +11,8 @@ import (
 
 // everyCommand is every command that takes flags, as typed.
 var everyCommand = [][]string{
-	{"run"}, {"demo"}, {"sim"}, {"send"}, {"note"}, {"archive"}, {"status"}, {"schedules", "ls"}, {"cancel"},
-	{"provision"}, {"projects", "ls"}, {"projects", "pause"}, {"projects", "resume"}, {"console"}, {"dlq", "ls"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"export"}, {"bench"},
+	{"run"}, {"demo"}, {"sim"}, {"send"}, {"note"}, {"archive"}, {"status"}, {"schedules", "ls"}, {"schedules", "run"}, {"cancel"},
+	{"provision"}, {"projects", "ls"}, {"projects", "pause"}, {"projects", "resume"}, {"projects", "set"}, {"console"}, {"dlq", "ls"}, {"dlq", "show"}, {"dlq", "replay"}, {"dlq", "purge"}, {"export"}, {"bench"},
 }
 
 var (

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/chatworker/worker/contract"
 )
 
 // flagSet is a flag.FlagSet built per command from the flags it uses. Its
@@ -376,3 +378,32 @@ func secret(name string) (string, error) {
 	}
 	return v, nil
 }
+
+// projectFlag is --project (contract v2): the project whose subjects a
+// command publishes on or reads. Without it, a command publishes on the v1
+// subjects (the default project, or the one --site-token names), as it did
+// before projects had names, and a command that reads reads the v1
+// subjects and every project's, so that nothing is hidden.
+type projectFlag struct{ name string }
+
+// register registers --project; reads says the command reads records
+// rather than publishing.
+func (p *projectFlag) register(fs *flagSet, reads bool) {
+	usage := "publish on this project's subjects (contract v2: " + contract.DefaultPrefix + ".commands.NAME.<type>.<chat>); without it, on the v1 subjects, read by every worker release"
+	if reads {
+		usage = "only this project's (contract v2) commands, results, dead letters and schedules; without it, every project's and the v1 ones"
+	}
+	fs.String(&p.name, "project", "WORKER_PROJECT", "", usage)
+	fs.check(func() []error {
+		if p.name == "" {
+			return nil
+		}
+		if err := contract.CheckProjectName(p.name); err != nil {
+			return []error{fmt.Errorf("--project: %v", err)}
+		}
+		return nil
+	})
+}
+
+// subjects are n's subjects for the project (v1 ones without it).
+func (p projectFlag) subjects(n natsFlags) contract.Subjects { return n.subjects().For(p.name) }

@@ -76,7 +76,7 @@ Commands:
               (each of these: --wait for the result or dead letter;
                --not-after TIME|DURATION sets a deadline; --at TIME or --in DURATION schedules)
   status      what became of a command id: waiting, running, succeeded, dead-lettered or scheduled
-  schedules   list scheduled commands that have not run (ls [--json])
+  schedules   list scheduled commands that have not run, or run one now (ls [--json], run ID)
   cancel      remove a scheduled command before it runs: cancel ID
   dlq         inspect and replay dead letters (ls, show, replay, purge)
   console     serve the operator's console in the browser (127.0.0.1:8090)

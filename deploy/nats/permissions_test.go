@@ -148,10 +148,12 @@ func TestWorkerPermissions(t *testing.T) {
 }
 
 // startConfServer starts nats-server from worker-permissions.conf, with the
-// users' passwords w-pw (worker), a-pw (app) and o-pw (operator).
+// users' passwords w-pw (worker), a-pw (app and app-a), b-pw (app-b), c-pw
+// (console) and o-pw (operator).
 func startConfServer(t *testing.T) *server.Server {
 	t.Helper()
-	for name, pw := range map[string]string{"CHATWORKER_NATS_PASSWORD": "w-pw", "CHATWORKER_APP_PASSWORD": "a-pw", "CHATWORKER_OPERATOR_PASSWORD": "o-pw"} {
+	for name, pw := range map[string]string{"CHATWORKER_NATS_PASSWORD": "w-pw", "CHATWORKER_APP_PASSWORD": "a-pw", "CHATWORKER_OPERATOR_PASSWORD": "o-pw",
+		"CHATWORKER_APP_A_PASSWORD": "a-pw", "CHATWORKER_APP_B_PASSWORD": "b-pw", "CHATWORKER_CONSOLE_PASSWORD": "c-pw"} {
 		t.Setenv(name, pw)
 	}
 	opts, err := server.ProcessConfigFile("worker-permissions.conf")

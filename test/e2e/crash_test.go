@@ -47,6 +47,25 @@ func TestKilledWorkersLoseNothingAndDoubleNothing(t *testing.T) {
 	}
 }
 
+// Kills landing mid-call: every call takes 10-30 ms, so a killed worker
+// is nearly always in the middle of first deliveries that run without a
+// claim (worker run's default), with more of their chats queued behind
+// them. Their redeliveries claim; the Idempotency-Key answers the calls a
+// killed worker may have made; nothing is lost, doubled or reordered.
+func TestKilledWorkersMidClaimlessFirstDeliveries(t *testing.T) {
+	o := runScenario(t, scenario{
+		honourKey: true,
+		faults:    chatsim.Faults{Latency: 10 * time.Millisecond, LatencyJitter: 20 * time.Millisecond},
+		commands:  1000, chats: 40, kills: 6,
+	})
+	if o.duplicateEffects != 0 {
+		t.Errorf("%d duplicate effects with an API that honours Idempotency-Key, want 0", o.duplicateEffects)
+	}
+	if o.outOfOrder != 0 {
+		t.Errorf("%d effects out of their chat's publish order", o.outOfOrder)
+	}
+}
+
 // Without the API's help, the crash window between the API applying an
 // effect and the worker recording it can double an effect; everything else
 // holds. The count is reported, not asserted (README: Idempotency).

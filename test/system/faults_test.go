@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,7 +42,7 @@ import (
 func TestGuaranteesUnderFaults(t *testing.T) {
 	containers.RequireDocker(t)
 	began := time.Now()
-	h := newHarness(t)
+	h := newHarness(t, nil)
 	t.Logf("setup (3 NATS nodes, sim, 3 workers): %v", time.Since(began).Round(time.Millisecond))
 
 	var rows []row
@@ -107,11 +108,14 @@ type harness struct {
 	records *records
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts the cluster, the simulator and three workers with
+// workerTimings, overridden by env.
+func newHarness(t *testing.T, env map[string]string) *harness {
 	t.Helper()
 	h := &harness{top: t, cluster: containers.StartNATSCluster(t, 3), honour: true, records: newRecords()}
 	h.sim = containers.StartSim(t, h.cluster.Network, append([]string{"--honour-idempotency-key"}, simArgs...)...)
 	h.env = maps.Clone(workerTimings)
+	maps.Copy(h.env, env)
 	h.env["NATS_URL"] = h.cluster.InternalURLs()
 	h.env["CHAT_API_URL"] = containers.SimAPIURL(h.sim)
 	for range 3 {
@@ -202,6 +206,9 @@ type scenario struct {
 	fault func(t *testing.T, h *harness, f *flow) string
 	// before runs ahead of the batch.
 	before func(t *testing.T, h *harness)
+	// pace is the pause after every 20 commands published (100ms when
+	// zero: about 200 commands a second).
+	pace time.Duration
 }
 
 // flow is a batch being published.
@@ -249,7 +256,7 @@ func (h *harness) run(t *testing.T, sc scenario) row {
 	defer cancel()
 	go func() {
 		defer close(f.done)
-		f.err = h.publish(ctx, prefix, sc.commands, sc.chats, &f.published)
+		f.err = h.publish(ctx, prefix, sc.commands, sc.chats, cmp.Or(sc.pace, 100*time.Millisecond), &f.published)
 	}()
 	f.waitPublished(t, sc.commands/5)
 	did := sc.fault(t, h, f)
@@ -267,11 +274,11 @@ func (h *harness) run(t *testing.T, sc scenario) row {
 	return r
 }
 
-// publish sends n commands over chats chats, at most about 200 a second, so
-// that the faults land while commands flow. Each chat's content counts 0, 1,
+// publish sends n commands over chats chats, 20 at a time with a pause of
+// pace after each, so that the faults land while commands flow. Each chat's content counts 0, 1,
 // 2, ... in publish order. A failed publish is retried with the same id: the
 // stream drops the copy if the first try was stored after all.
-func (h *harness) publish(ctx context.Context, prefix string, n, chats int, published *atomic.Int64) error {
+func (h *harness) publish(ctx context.Context, prefix string, n, chats int, pace time.Duration, published *atomic.Int64) error {
 	rng := rand.New(rand.NewPCG(uint64(len(prefix)), uint64(n)))
 	next := make([]int, chats)
 	for i := range n {
@@ -293,7 +300,7 @@ func (h *harness) publish(ctx context.Context, prefix string, n, chats int, publ
 		next[c]++
 		published.Add(1)
 		if i%20 == 19 {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(pace)
 		}
 	}
 	return nil
