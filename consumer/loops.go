@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,16 +240,3 @@ func (pl *projectLoops) drain() {
 
 // wait waits for the loops and the follower to end (after drain).
 func (pl *projectLoops) wait() { pl.wg.Wait() }
-
-// running lists the projects whose loops run.
-func (pl *projectLoops) running() []string {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return slices.Sorted(func(yield func(string) bool) {
-		for name := range pl.loops {
-			if !yield(name) {
-				return
-			}
-		}
-	})
-}
