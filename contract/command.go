@@ -281,6 +281,15 @@ func (c Command) Hash() string {
 			b = append(b, c.Metadata...)
 		}
 	}
+	if c.Project != "" {
+		// A v2 command's project, from its subject: the same id and body in
+		// two projects are two commands, and the second is a conflict, not
+		// a duplicate carrying the first project's response. A NUL never
+		// ends compact JSON, so this cannot be mistaken for metadata; v1
+		// hashes are unchanged.
+		b = append(b, "\x00project:"...)
+		b = append(b, c.Project...)
+	}
 	sum := sha256.Sum256(b)
 	var out [2 * sha256.Size]byte
 	hex.Encode(out[:], sum[:])

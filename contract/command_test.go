@@ -204,3 +204,19 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// The same id and body in two projects (v2) are two commands: their hashes
+// differ, so the idempotency store makes the second a conflict rather than
+// a duplicate carrying the first project's response. A v1 command's hash
+// does not change.
+func TestHashCoversTheProject(t *testing.T) {
+	c := Command{ID: "8c0f3a52-1", Type: TypeSend, ChatID: "visitor-1", Content: "Hello <b>&</b> 👋", From: FromAgent}
+	a, b := c, c
+	a.Project, b.Project = "shop-a", "shop-b"
+	if a.Hash() == b.Hash() || a.Hash() == c.Hash() {
+		t.Fatalf("hashes of one command in projects a, b and v1: %s, %s, %s; want three", a.Hash(), b.Hash(), c.Hash())
+	}
+	if got := c.Hash(); got != "0407dbf3f4e9d15d1642e317335a2cd046d186c0a76dba4ff6cb3c6f46e7f5c9" {
+		t.Fatalf("a v1 command's hash changed: %s", got)
+	}
+}
