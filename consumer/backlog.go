@@ -1,10 +1,15 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"github.com/chatworker/worker/contract"
+	"maps"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/chatworker/worker/contract"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -53,6 +58,11 @@ func readBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *
 			m.OldestCommandAge.Set(age.Seconds())
 		} else if ctx.Err() == nil {
 			log.Debug("reading the oldest command", zap.Error(err))
+		}
+		if byProject, err := unservedCommands(ctx, s, topo); err == nil {
+			setUnserved(m, byProject)
+		} else if ctx.Err() == nil {
+			log.Debug("counting the commands of projects no worker serves", zap.Error(err))
 		}
 		if n, err := pendingSchedules(ctx, s, topo.Subjects.SchedulesFilter()); err == nil {
 			m.SchedulesPending.Set(float64(n))
@@ -109,4 +119,67 @@ func pendingSchedules(ctx context.Context, s jetstream.Stream, schedules string)
 		return 0, err
 	}
 	return len(info.State.Subjects), nil
+}
+
+// unservedCommands counts, by project, the v2 commands in the stream of
+// the projects no worker consumes: those without a project durable, or
+// whose durable has neither a pull request waiting nor a command delivered
+// (no worker's fetch loop on it). One read of the stream's v2 subjects and
+// one listing of its consumers: the first costs in proportion to the chats
+// with commands waiting (docs/sizing.md).
+func unservedCommands(ctx context.Context, s jetstream.Stream, topo Topology) (map[string]uint64, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(topo.Subjects.For("*").ConsumeFilter()))
+	if err != nil {
+		return nil, err
+	}
+	byProject := map[string]uint64{}
+	for subject, n := range info.State.Subjects {
+		if r, err := topo.Subjects.ParseCommand(subject); err == nil && r.Project != "" {
+			byProject[r.Project] += n
+		}
+	}
+	if len(byProject) == 0 {
+		return byProject, nil
+	}
+	list := s.ListConsumers(ctx)
+	for c := range list.Info() {
+		name, ok := strings.CutPrefix(c.Name, topo.Durable+"-p-")
+		if ok && (c.NumWaiting > 0 || c.NumAckPending > 0) {
+			delete(byProject, name)
+		}
+	}
+	return byProject, list.Err()
+}
+
+// maxUnservedLabels bounds the project label of unserved_commands: an app
+// allowed to publish on any project's subjects could name any number.
+const maxUnservedLabels = 50
+
+// setUnserved replaces the unserved_commands series: the largest
+// maxUnservedLabels projects by name, the others' sum as "_other" (no
+// project can be named so).
+func setUnserved(m *OnCallMetrics, byProject map[string]uint64) {
+	names := slices.SortedFunc(maps.Keys(byProject), func(a, b string) int {
+		return cmp.Or(cmp.Compare(byProject[b], byProject[a]), cmp.Compare(a, b))
+	})
+	shown := map[string]uint64{}
+	for i, name := range names {
+		if i < maxUnservedLabels {
+			shown[name] = byProject[name]
+		} else {
+			shown["_other"] += byProject[name]
+		}
+	}
+	// Series are replaced, not reset: an alert's expression never sees
+	// none between two reads.
+	for name := range m.unservedShown {
+		if _, ok := shown[name]; !ok {
+			m.UnservedCommands.DeleteLabelValues(name)
+		}
+	}
+	m.unservedShown = map[string]bool{}
+	for name, n := range shown {
+		m.UnservedCommands.WithLabelValues(name).Set(float64(n))
+		m.unservedShown[name] = true
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/chatworker/worker/actions"
@@ -68,12 +69,16 @@ type recordStore interface {
 // was busy, or a store failed) is tried again while ctx lasts.
 func (r *rescuer) Start(ctx context.Context) error {
 	t := r.topo
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", t.CommandsStream, t.Durable)
+	// The v1 durable's advisories and every project's (ProjectDurable).
+	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.*", t.CommandsStream)
 	sub, err := r.js.Conn().QueueSubscribe(subject, t.Durable+"-backstop", func(m *nats.Msg) {
 		var adv maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data, &adv); err != nil {
 			r.log.Warn("unreadable max-deliveries advisory", zap.Error(err))
 			return
+		}
+		if adv.Consumer != t.Durable && !strings.HasPrefix(adv.Consumer, t.Durable+"-p-") {
+			return // another consumer's, not the worker's
 		}
 		r.deadLetterUndeliverable(ctx, adv)
 	})

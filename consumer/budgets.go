@@ -13,7 +13,6 @@ import (
 type budgets struct {
 	src     Projects
 	metrics ProjectMetrics
-	label   func(project string) string
 	now     func() time.Time
 	// holdFor is how long past its booked time a command handed back to
 	// wait for its budget keeps its booking (AckWait).
@@ -116,6 +115,6 @@ func (b *budgets) budget(ctx context.Context, project string, seq uint64) (*chat
 
 func (b *budgets) observeWait(project string, d time.Duration) {
 	if b.metrics != nil {
-		b.metrics.ObserveProjectRateLimitWait(b.label(project), d)
+		b.metrics.ObserveProjectRateLimitWait(project, d)
 	}
 }

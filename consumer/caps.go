@@ -209,15 +209,16 @@ func (g *capGate) rulesFor(cmd actions.Command) rules {
 }
 
 // label names cmd's project: by its v2 name when its subject carries one,
-// else as the project gate does, and without one "default" for the
-// worker's own project and the site token for another.
+// else as the project gate resolves it (a configured project's name), and
+// without a gate "default" for the worker's own project and the site token
+// for another.
 func (g *capGate) label(cmd actions.Command) string {
 	if cmd.Project != "" {
 		return cmd.Project
 	}
 	if g.gate != nil {
 		p, _ := g.gate.project(cmd)
-		return g.gate.label(p)
+		return p
 	}
 	if cmd.SiteToken == "" {
 		return "default"

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,14 +102,32 @@ type keySet struct {
 	reloads  int
 }
 
-func (k *keySet) Lookup(site string) (chat.Credentials, bool) {
+// Lookup takes a project's name: the default one is contract.DefaultProject,
+// the others are named by their site tokens.
+func (k *keySet) Lookup(name string) (chat.Credentials, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if name == contract.DefaultProject {
+		return k.def, true
+	}
+	c, ok := k.projects[name]
+	return c, ok
+}
+
+func (k *keySet) Named(site string) (string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if site == "" || site == k.def.SiteToken {
-		return k.def, true
+		return contract.DefaultProject, true
 	}
-	c, ok := k.projects[site]
-	return c, ok
+	_, ok := k.projects[site]
+	return site, ok
+}
+
+func (k *keySet) Names() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string{contract.DefaultProject}, slices.Sorted(maps.Keys(k.projects))...)
 }
 
 func (k *keySet) Reload() error {

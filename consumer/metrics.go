@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		limiterWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "rate_limiter_wait_seconds",
 			Help: "Time calls waited for the client-side rate limiter.", Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}),
 		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_pending",
-			Help: "Commands in the stream not yet delivered to the worker's consumer."}),
+			Help: "Commands in the stream not yet delivered, summed over the worker's consumers (v1 subjects and every project's)."}),
 		AckPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_ack_pending",
 			Help: "Commands delivered but not yet acknowledged."}),
 		Redelivered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_redelivered",

@@ -17,6 +17,9 @@ type OnCallMetrics struct {
 	OldestCommandAge  prometheus.Gauge
 	DeadLettersStored prometheus.Gauge
 	SchedulesPending  prometheus.Gauge
+	// UnservedCommands, by project, is read from the stream by WatchBacklog.
+	UnservedCommands *prometheus.GaugeVec
+	unservedShown    map[string]bool // the project labels set last (WatchBacklog's alone)
 
 	commandLatency *prometheus.HistogramVec
 	projectPaused  *prometheus.GaugeVec
@@ -32,6 +35,8 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 			Help: "Age of the oldest command still in the commands stream (waiting or being handled); 0 when none is. A scheduled command counts from when it fires, not from when it was scheduled."}),
 		SchedulesPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "schedules_pending",
 			Help: "Scheduled commands that have not fired yet (recurring ones count once)."}),
+		UnservedCommands: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "unserved_commands",
+			Help: "v2 commands waiting in the commands stream for a project no worker consumes (no worker has it in its projects); they run once a worker is configured for it. At most 50 projects by name, the rest as project=\"_other\"."}, []string{"project"}),
 		DeadLettersStored: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "dead_letters_stored",
 			Help: "Dead letters held in the dead-letter stream."}),
 		// Buckets from 5 ms (the worker's own overhead) to about 45 min
@@ -40,14 +45,14 @@ func NewOnCallMetrics(reg prometheus.Registerer) *OnCallMetrics {
 			Help:    "Time from a command's publish (its stream timestamp) to its result or dead letter being stored, by type and outcome (result or dead_letter).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 12)}, []string{"type", "outcome"}),
 		projectPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "project_paused",
-			Help: "1 while the worker holds back a project's commands because the Chat API refused its configuration (key or base URL), else 0; project is default or a site token."}, []string{"project"}),
+			Help: "1 while the worker holds back a project's commands because the Chat API refused its configuration (key or base URL), else 0; project is a configured project's name."}, []string{"project"}),
 		projectState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "project_state",
-			Help: "1 for the state each project is in, as every replica shares it: active, paused-operator, paused-configuration or paused-outage; project is default or a site token."}, []string{"project", "state"}),
+			Help: "1 for the state each project is in, as every replica shares it: active, paused-operator, paused-configuration or paused-outage; project is a configured project's name."}, []string{"project", "state"}),
 		projectWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "project_rate_limit_wait_seconds",
-			Help:    "Time calls for a project waited because of the API's rate limit; project is default or a site token.",
+			Help:    "Time calls for a project waited because of the API's rate limit; project is a configured project's name.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"project"}),
 	}
-	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.SchedulesPending, m.commandLatency, m.projectPaused, m.projectState, m.projectWait)
+	reg.MustRegister(m.OldestCommandAge, m.DeadLettersStored, m.SchedulesPending, m.UnservedCommands, m.commandLatency, m.projectPaused, m.projectState, m.projectWait)
 	return m
 }
 

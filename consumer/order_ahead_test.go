@@ -21,7 +21,7 @@ func (r *orderRig) queueAll(msgs ...jetstream.Msg) {
 	r.t.Helper()
 	var run func()
 	for _, m := range msgs {
-		r.w.dispatch(r.t.Context(), m, func(f func()) bool { run = f; return true })
+		r.w.dispatch(r.t.Context(), m, func(f func()) bool { run = f; return true }, &r.runs)
 	}
 	if run == nil {
 		r.t.Fatal("no lane to run")

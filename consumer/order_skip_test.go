@@ -69,6 +69,7 @@ type orderRig struct {
 	reg   *prometheus.Registry
 	exec  *recordingExecutor
 	store *idempotency.KV // the worker's store
+	runs  deliveryRuns    // the fetch loop's, as a loop keeps them
 }
 
 type recordingExecutor struct {
@@ -151,7 +152,7 @@ func (r *orderRig) deliver() jetstream.Msg {
 
 // dispatch hands msg to the worker and runs its lane to the end.
 func (r *orderRig) dispatch(msg jetstream.Msg) {
-	r.w.dispatch(r.t.Context(), msg, func(f func()) bool { f(); return true })
+	r.w.dispatch(r.t.Context(), msg, func(f func()) bool { f(); return true }, &r.runs)
 }
 
 func (r *orderRig) checks(kind string) float64 {

@@ -52,11 +52,11 @@ func TestOrderWaitEndsWhenAnOlderCommandArrives(t *testing.T) {
 	r.w.order.waitMax = time.Minute
 	second, again := r.redeliveredAfterTheNext()
 	done := make(chan struct{})
-	r.w.dispatch(t.Context(), second, r.runAsync(done))
+	r.w.dispatch(t.Context(), second, r.runAsync(done), &r.runs)
 	for testutil.ToFloat64(r.w.m.orderRechecked) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	r.w.dispatch(t.Context(), again, r.runAsync(done))
+	r.w.dispatch(t.Context(), again, r.runAsync(done), &r.runs)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -74,7 +74,7 @@ func TestOrderWaitEndsWhenDraining(t *testing.T) {
 	r.w.order.waitMax = time.Minute
 	held, second := r.deliver(), r.deliver()
 	done := make(chan struct{})
-	r.w.dispatch(t.Context(), second, r.runAsync(done))
+	r.w.dispatch(t.Context(), second, r.runAsync(done), &r.runs)
 	for testutil.ToFloat64(r.w.m.orderRechecked) == 0 {
 		time.Sleep(time.Millisecond)
 	}

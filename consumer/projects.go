@@ -17,8 +17,10 @@ import (
 
 // Projects
 //
-// A project is a site token: the worker's default one and those of its
-// allow-list, each with its own API key and so its own rate budget. Two
+// A project is one the worker is configured for, by name (contract v2): the
+// default one and those of its project list, each with its own site token
+// and API key and so its own rate budget. The name is what metrics, logs
+// and the shared project states show; never the key, nor the site token. Two
 // things are decided per project, before a command takes anything shared:
 //
 //   - Paused: an answer that blames the worker's configuration (a refused
@@ -47,10 +49,8 @@ type Projects interface {
 
 var _ Projects = (*execute.Executor)(nil)
 
-// ProjectMetrics records the per-project state. project is "default" for
-// the default project, whose site token is a credential (GOSQUARED_SITE_TOKEN)
-// and never shown, and otherwise a site token of the allow-list, which
-// commands name themselves: the label's values stay bounded.
+// ProjectMetrics records the per-project state. project is a configured
+// project's name: the label's values stay bounded.
 type ProjectMetrics interface {
 	SetProjectPaused(project string, paused bool)
 	ObserveProjectRateLimitWait(project string, d time.Duration)
@@ -104,9 +104,9 @@ type projectGate struct {
 func newProjectGate(src Projects, def string, log *zap.Logger, m ProjectMetrics, holdFor time.Duration) *projectGate {
 	g := &projectGate{src: src, def: def, log: log, metrics: m, now: time.Now, paused: map[string]*projectState{},
 		ctx: context.Background(), checked: make(chan struct{})}
-	g.budgets = &budgets{src: src, metrics: m, label: g.label, now: time.Now, holdFor: holdFor, held: map[uint64]heldReservation{}}
+	g.budgets = &budgets{src: src, metrics: m, now: time.Now, holdFor: holdFor, held: map[uint64]heldReservation{}}
 	if m != nil {
-		m.SetProjectPaused(g.label(def), false) // the series exists before any pause
+		m.SetProjectPaused(def, false) // the series exists before any pause
 	}
 	return g
 }
@@ -120,7 +120,7 @@ func (g *projectGate) Start(ctx context.Context) {
 		k, err := project.StartKeeper(ctx, g.store, project.KeeperConfig{
 			Me: g.me, Outage: g.outage, Log: g.log, OnChange: g.changed,
 			ProbeMin: pauseCheckMin, ProbeMax: pauseCheckMax,
-			Check: func(ctx context.Context, label string) error { return g.src.Check(ctx, g.unlabel(label)) },
+			Check: g.src.Check,
 		})
 		if err != nil {
 			// Without the shared states the worker still pauses on its own.
@@ -129,9 +129,9 @@ func (g *projectGate) Start(ctx context.Context) {
 			g.states = k
 			// The states stored before this worker started (a pause
 			// that outlived a restart) are reported as changes are.
-			g.report(k.State(g.label(g.def)))
+			g.report(k.State(g.def))
 			for _, st := range k.Paused() {
-				if st.Project != g.label(g.def) {
+				if st.Project != g.def {
 					g.report(st)
 				}
 			}
@@ -202,7 +202,7 @@ func (g *projectGate) pausedFor(project string) (time.Duration, bool) {
 // does not return in one burst. A short pause's commands come back soon
 // after it ends; a long one's cost the stream few redeliveries.
 func (g *projectGate) sharedPausedFor(project string) (time.Duration, bool) {
-	st := g.states.State(g.label(project))
+	st := g.states.State(project)
 	p := st.Pause()
 	if p == nil {
 		return 0, false
@@ -218,17 +218,16 @@ func (g *projectGate) observe(ctx context.Context, project, command string, err 
 	if g.states == nil {
 		return false
 	}
-	label := g.label(project)
 	switch {
 	case err == nil, execute.ConfigFault(err):
-		g.states.Answered(label)
+		g.states.Answered(project)
 		return false
 	case errors.Is(err, chat.ErrUnavailable):
-		return g.states.Unavailable(ctx, label, command, err)
+		return g.states.Unavailable(ctx, project, command, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, errStopping):
 		return false
 	}
-	g.states.Answered(label) // the API answered: the call's own failure
+	g.states.Answered(project) // the API answered: the call's own failure
 	return false
 }
 
@@ -240,15 +239,7 @@ func (g *projectGate) confirmDown(ctx context.Context, project string) (down boo
 	if g.states == nil {
 		return false
 	}
-	return g.states.Confirm(ctx, g.label(project), func(err error) bool { return errors.Is(err, chat.ErrUnavailable) })
-}
-
-// unlabel is label's inverse.
-func (g *projectGate) unlabel(label string) string {
-	if label == "default" {
-		return g.def
-	}
-	return label
+	return g.states.Confirm(ctx, project, func(err error) bool { return errors.Is(err, chat.ErrUnavailable) })
 }
 
 // pause pauses project because of err (a configuration fault), once: the
@@ -256,7 +247,7 @@ func (g *projectGate) unlabel(label string) string {
 // shared states, for every replica, whose probe the keeper runs.
 func (g *projectGate) pause(project string, err error) {
 	if g.states != nil {
-		g.states.PauseForConfiguration(g.ctx, g.label(project), err)
+		g.states.PauseForConfiguration(g.ctx, project, err)
 		return
 	}
 	g.mu.Lock()
@@ -266,9 +257,9 @@ func (g *projectGate) pause(project string, err error) {
 	}
 	g.paused[project] = &projectState{cause: err.Error(), nextCheck: g.now().Add(pauseCheckMin)}
 	g.log.Error("project paused: the Chat API refused the worker's configuration; its commands wait in the stream until a check passes",
-		zap.String("project", g.label(project)), zap.Error(err))
+		zap.String("project", project), zap.Error(err))
 	if g.metrics != nil {
-		g.metrics.SetProjectPaused(g.label(project), true)
+		g.metrics.SetProjectPaused(project, true)
 	}
 	g.probes.Add(1)
 	go g.probe(project)
@@ -279,9 +270,9 @@ func (g *projectGate) resume(project string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.paused, project)
-	g.log.Info("project resumed: the Chat API accepted its configuration", zap.String("project", g.label(project)))
+	g.log.Info("project resumed: the Chat API accepted its configuration", zap.String("project", project))
 	if g.metrics != nil {
-		g.metrics.SetProjectPaused(g.label(project), false)
+		g.metrics.SetProjectPaused(project, false)
 	}
 }
 
@@ -313,7 +304,7 @@ func (g *projectGate) probe(project string) {
 			st.cause = err.Error()
 		}
 		g.mu.Unlock()
-		g.log.Debug("paused project still failing its check", zap.String("project", g.label(project)), zap.Duration("next_check", wait), zap.Error(err))
+		g.log.Debug("paused project still failing its check", zap.String("project", project), zap.Duration("next_check", wait), zap.Error(err))
 	}
 }
 
@@ -344,7 +335,7 @@ func (g *projectGate) checkDefault() {
 		g.pause(g.def, err)
 	case g.states != nil && errors.Is(err, chat.ErrUnavailable):
 		g.log.Error("the Chat API cannot be reached for the default project: pausing it until a check passes", zap.Error(err))
-		g.states.PauseForOutage(g.ctx, g.label(g.def), err)
+		g.states.PauseForOutage(g.ctx, g.def, err)
 	default:
 		g.log.Warn("checking the default project's credentials failed; commands will retry as usual", zap.Error(err))
 	}
@@ -360,7 +351,7 @@ func (g *projectGate) notReady() string {
 		return "checking the Chat API credentials of the default project"
 	}
 	if g.states != nil {
-		if st := g.states.State(g.label(g.def)); !st.Active() {
+		if st := g.states.State(g.def); !st.Active() {
 			return "the default project is " + st.String()
 		}
 		return ""
@@ -379,20 +370,11 @@ func (g *projectGate) budget(ctx context.Context, project string, seq uint64) (*
 	return g.budgets.budget(ctx, project, seq)
 }
 
-// settings are the defaults of the project labelled label, as the shared
+// settings are the defaults of the project named name, as the shared
 // states hold them (none without them).
-func (g *projectGate) settings(label string) project.Settings {
+func (g *projectGate) settings(name string) project.Settings {
 	if g.states == nil {
-		return project.Settings{Project: label}
+		return project.Settings{Project: name}
 	}
-	return g.states.Settings(label)
-}
-
-// label names a project in logs and metrics: the default project's site
-// token is a credential.
-func (g *projectGate) label(project string) string {
-	if project == g.def {
-		return "default"
-	}
-	return project
+	return g.states.Settings(name)
 }

@@ -62,6 +62,11 @@ const (
 	DefaultDuplicateWindow   = 10 * time.Minute
 )
 
+// CommandsMaxConsumers bounds the consumers of the commands stream: the
+// durables of up to about 10,000 projects (docs/sizing.md). nats-server
+// gives a stream 1,000 unless it sets its own limit.
+const CommandsMaxConsumers = 10050
+
 // MaxAckPendingFor is the consumer's MaxAckPending for a worker making
 // concurrency API calls at once: sixteen times as many, at least 10,000.
 // Commands handed back with a delay (a paused project, one waiting for its
@@ -207,8 +212,9 @@ func short(d time.Duration) string {
 	return d.String()
 }
 
-// Provision creates the three streams and the durable consumer, or updates
-// them to this configuration. It never deletes a stream, so an existing
+// Provision creates the three streams and the durable consumer of v1
+// subjects, or updates them to this configuration (each project's durable
+// consumer is ProvisionProject's). It never deletes a stream, so an existing
 // deployment keeps its data; a change JetStream cannot make in place (such
 // as the commands stream's retention policy) is reported, not forced.
 func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstream.Consumer, error) {
@@ -225,6 +231,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 			MaxAge:      t.CommandsMaxAge,
 			MaxMsgSize:  MaxCommandMsgSize,
 			Duplicates:  t.DuplicateWindow,
+			// One durable per project served (ProvisionProject), besides the
+			// v1 one and the tools': above the server's default of 1,000
+			// consumers a stream.
+			MaxConsumers: CommandsMaxConsumers,
 			// Scheduled commands (schedules.go).
 			AllowMsgSchedules: true,
 			AllowMsgTTL:       true,
@@ -265,10 +275,38 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 			return nil, err
 		}
 	}
+	// The v1 durable keeps its name, so an upgrade keeps its pending
+	// state; its filter narrows to v1 subjects (from the whole commands
+	// filter of earlier releases) before any project's durable exists: a
+	// work queue refuses two consumers whose filters overlap.
+	return createConsumer(ctx, js, t, t.Durable, t.Subjects.For("").ConsumeFilter(), "chat command worker: v1 subjects")
+}
+
+// ProjectDurable is the name of the durable consumer of the v2 commands of
+// the project named name: the v1 durable's name, "-p-" and the project's
+// name (valid in a durable's name: no dots, no wildcards, no spaces).
+func ProjectDurable(t Topology, name string) string {
+	return t.WithDefaults().Durable + "-p-" + name
+}
+
+// ProvisionProject creates, or updates to t, the durable consumer of the
+// project named name (contract v2): its own MaxAckPending, so that its
+// commands are delivered whatever other projects' backlogs. Provision must
+// have run first. The worker calls it for every project it serves, at start
+// and when one is added to its configuration.
+func ProvisionProject(ctx context.Context, js jetstream.JetStream, t Topology, name string) (jetstream.Consumer, error) {
+	if err := contract.CheckProjectName(name); err != nil {
+		return nil, err
+	}
+	t = t.WithDefaults()
+	return createConsumer(ctx, js, t, ProjectDurable(t, name), t.Subjects.For(name).ConsumeFilter(), "chat command worker: project "+name)
+}
+
+func createConsumer(ctx context.Context, js jetstream.JetStream, t Topology, durable, filter, description string) (jetstream.Consumer, error) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, t.CommandsStream, jetstream.ConsumerConfig{
-		Durable:       t.Durable,
-		Description:   "chat command worker",
-		FilterSubject: t.Subjects.CommandsFilter(),
+		Durable:       durable,
+		Description:   description,
+		FilterSubject: filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       t.AckWait,
 		MaxDeliver:    t.MaxDeliver,
@@ -277,7 +315,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, t Topology) (jetstre
 		Replicas:      t.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create or update consumer %s on %s: %w", t.Durable, t.CommandsStream, explain(err))
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", durable, t.CommandsStream, explain(err))
 	}
 	return cons, nil
 }

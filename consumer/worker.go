@@ -34,15 +34,14 @@ type Executor interface {
 //   - releaser: releases of claims, and retries of refused ones (release.go);
 //   - lag: the consumer's lag in the metrics (lag.go).
 type Worker struct {
-	cons jetstream.Consumer
 	js   jetstream.JetStream
+	cons jetstream.Consumer // the v1 subjects' (projects' are loops.go's)
 	cfg  Config
 	log  *zap.Logger
 	m    *Metrics
 	tr   tracer
 
-	lanes    *lanes       // nil when commands keep no order
-	runs     deliveryRuns // used by the fetch loop only
+	lanes    *lanes // nil when commands keep no order
 	exec     *executor
 	done     *completer
 	order    *orderer
@@ -72,7 +71,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		store = noStore{}
 	}
 	topo := cfg.Topology
-	w := &Worker{cons: cons, js: js, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, tr: newTracer(cfg.Tracer), stopping: make(chan struct{})}
+	w := &Worker{js: js, cons: cons, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, tr: newTracer(cfg.Tracer), stopping: make(chan struct{})}
 	if !cfg.Unordered {
 		w.lanes = newLanes()
 	}
@@ -96,7 +95,7 @@ func New(js jetstream.JetStream, cons jetstream.Consumer, exec Executor, store i
 		waitMax: orderWaitFor(topo.AckWait), concurrency: cfg.Concurrency, stopping: w.stopping}
 	w.exec.awake = w.order.awake
 	w.rescuer = &rescuer{js: js, topo: topo, store: store, records: recs, done: w.done, tr: w.tr, m: cfg.Metrics, log: cfg.Logger}
-	w.lag = lagWatcher{cons: cons, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
+	w.lag = lagWatcher{js: js, topo: topo, m: cfg.Metrics, log: cfg.Logger, every: 10 * time.Second}
 	return w, nil
 }
 
@@ -154,20 +153,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.gate.Start(ctx)
 		defer w.gate.Stop()
 	}
-	// A short pull expiry and a heartbeat every second notice a lost NATS
-	// connection, or a pull request the server does not hold, within two
-	// seconds and pull again (docs/performance-notes.md: the overload stall).
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second),
-		jetstream.PullHeartbeat(time.Second))
+	v1, err := w.open("", w.cons, 0)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.cfg.Topology.CommandsStream, err)
 	}
 	// In-flight work outlives ctx by up to the grace period.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	pool := startRunners(2*w.cfg.Concurrency, w.cfg.Concurrency)
+	projects := w.startProjects(ctx, workCtx, pool)
 	stopWatch := context.AfterFunc(ctx, func() {
 		w.stopOnce.Do(func() { close(w.stopping) })
-		it.Drain()
+		v1.it.Drain()
+		projects.drain()
 	})
 	defer stopWatch()
 
@@ -181,8 +179,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		background.Go(func() { w.order.keepQueuedAlive(keepAliveCtx) })
 	}
 
-	pool := startRunners(2*w.cfg.Concurrency, w.cfg.Concurrency)
-	if err := w.fetch(ctx, workCtx, it, pool); err != nil {
+	err = w.fetch(ctx, workCtx, v1, pool)
+	if err != nil {
+		// The v1 consumer is gone: the worker stops, its projects' loops too.
+		projects.drain()
+	}
+	projects.wait()
+	if err != nil {
 		pool.stop()
 		return err
 	}
@@ -194,10 +197,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// fetch hands each message the iterator yields to dispatch, until the
-// iterator is drained (ctx ended) or the consumer is gone. Messages fetched
-// once ctx ended go back to the stream at once.
-func (w *Worker) fetch(ctx, workCtx context.Context, it jetstream.MessagesContext, pool *runners) error {
+// fetch hands each message l's iterator yields to dispatch, until the
+// iterator is drained (ctx ended), stopped (its project was removed) or the
+// consumer is gone. Messages fetched once ctx ended, or once the project
+// was removed, go back to the stream at once.
+func (w *Worker) fetch(ctx, workCtx context.Context, l *fetchLoop, pool *runners) error {
+	it := l.it
 	start := func(f func()) bool { return pool.start(ctx, f) }
 	failures := 0
 	for {
@@ -207,7 +212,7 @@ func (w *Worker) fetch(ctx, workCtx context.Context, it jetstream.MessagesContex
 		}
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			it.Stop()
-			return fmt.Errorf("consumer %s is gone: run `worker provision` (or restart the worker) to create it again: %w", w.cfg.Topology.Durable, err)
+			return fmt.Errorf("consumer %s is gone: run `worker provision` (or restart the worker) to create it again: %w", l.durable(w.cfg.Topology), err)
 		}
 		if err != nil {
 			// Missed heartbeats and similar: the iterator recovers by itself
@@ -218,18 +223,19 @@ func (w *Worker) fetch(ctx, workCtx context.Context, it jetstream.MessagesContex
 			continue
 		}
 		failures = 0
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || l.removed.Load() {
 			w.done.handBack(msg, 0, nil)
 			continue
 		}
-		w.dispatch(workCtx, msg, start)
+		w.dispatch(workCtx, msg, start, &l.runs)
 	}
 }
 
 // dispatch starts work on msg: in its chat's lane when commands keep
 // per-chat order, on its own otherwise. start runs a function in a free
-// slot, or reports false when the worker is shutting down.
-func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func(func()) bool) {
+// slot, or reports false when the worker is shutting down. runs are the
+// delivery runs of msg's consumer: a chat's commands all come through one.
+func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func(func()) bool, runs *deliveryRuns) {
 	token, ordered := w.orderToken(msg.Subject())
 	if !ordered {
 		run := func() {
@@ -246,7 +252,7 @@ func (w *Worker) dispatch(workCtx context.Context, msg jetstream.Msg, start func
 	}
 	q := queued{msg: msg}
 	if meta, err := msg.Metadata(); err == nil {
-		q.meta, q.run = meta, w.runs.observe(meta.Sequence.Consumer)
+		q.meta, q.run = meta, runs.observe(meta.Sequence.Consumer)
 	}
 	if l := w.lanes.add(token, q); l != nil {
 		if !start(func() { w.runLane(workCtx, l) }) {

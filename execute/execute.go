@@ -12,12 +12,16 @@ import (
 // Executor carries out commands against the Chat API.
 type Executor struct {
 	Client *chat.Client
-	// SiteToken is the project of the client's default credentials.
+	// SiteToken is the site token of the client's default credentials: the
+	// default project's.
 	SiteToken string
-	// Projects are the other projects a command may name in site_token,
-	// each with its own credentials. A command naming any other project is
-	// refused (class permanent), so an app cannot reach a business's other
-	// projects through the worker.
+	// Default names the default project; "" is contract.DefaultProject.
+	Default string
+	// Projects are the other projects, by name, each with its own
+	// credentials: a v2 command names one in its subject, a v1 command by
+	// its site_token. A command naming any other project is refused (class
+	// permanent), so an app cannot reach a business's other projects
+	// through the worker.
 	Projects map[string]chat.Credentials
 	// Keys, when set, supplies the credentials of every project instead of
 	// the client's defaults and Projects, read again when a paused project
@@ -35,14 +39,11 @@ type Executor struct {
 // once however often the worker retries.
 func (e *Executor) Execute(ctx context.Context, cmd contract.Command) (contract.Outcome, error) {
 	opts := []chat.CallOption{chat.WithIdempotencyKey(cmd.ID)}
-	if cmd.Project != "" && cmd.Project != contract.DefaultProject {
-		return contract.Outcome{}, contract.Permanentf("the subject names the project %q, which this worker is not configured for", cmd.Project)
+	name, err := e.resolve(cmd)
+	if err != nil {
+		return contract.Outcome{}, err
 	}
-	creds, ok := e.credentials(cmd.SiteToken)
-	if !ok {
-		return contract.Outcome{}, contract.Permanentf("the command's site_token names a project this worker is not configured for; add it to the worker's project list (GOSQUARED_PROJECTS) with its API key, or leave site_token out")
-	}
-	if creds != nil {
+	if creds, _ := e.credentials(name); creds != nil {
 		opts = append(opts, chat.WithCallCredentials(*creds))
 	}
 	call, ok := calls[cmd.Type]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/execute"
 	"github.com/chatworker/worker/export"
 	"github.com/chatworker/worker/fleet"
@@ -49,8 +50,11 @@ type workerFlags struct {
 	outage       project.OutageRule
 	exportBucket string
 	retry        consumer.RetryPolicy
-	// projects are the other projects commands may name in site_token, with
-	// their keys (from GOSQUARED_PROJECTS, never a flag).
+	// defaultProject names the default project (GOSQUARED_SITE_TOKEN and
+	// GOSQUARED_API_KEY) in v2 subjects, metrics and project states.
+	defaultProject string
+	// projects are the other projects, by name, with their keys (from
+	// GOSQUARED_PROJECTS, never a flag).
 	projects map[string]chat.Credentials
 }
 
@@ -63,6 +67,7 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.String(&f.dataDir, "data-dir", "WORKER_DATA_DIR", "./data", "data directory of the embedded NATS server")
 	fs.String(&f.embeddedAddr, "embedded-listen", "WORKER_EMBEDDED_LISTEN", "127.0.0.1:4222", "where the embedded NATS server listens")
 	fs.String(&f.idemBucket, "idempotency-bucket", "WORKER_IDEMPOTENCY_BUCKET", idempotency.DefaultBucket, "key-value bucket of the idempotency store")
+	fs.String(&f.defaultProject, "default-project", "WORKER_DEFAULT_PROJECT", contract.DefaultProject, "the name of the default project (GOSQUARED_SITE_TOKEN): v2 commands name it in their subjects (chat.commands.NAME.TYPE.CHAT), metrics and pauses show it")
 	fs.String(&f.statesBucket, "projects-bucket", "WORKER_PROJECTS_BUCKET", project.DefaultBucket, "key-value bucket of the project states (pauses)")
 	fs.Duration(&f.idemTTL, "idempotency-ttl", "WORKER_IDEMPOTENCY_TTL", idempotency.DefaultTTL, "how long a succeeded command id is remembered")
 	fs.Duration(&f.idemLease, "idempotency-lease", "WORKER_IDEMPOTENCY_LEASE", idempotency.DefaultLease, "how long a claim on a command id holds off other workers")
@@ -72,6 +77,12 @@ func (f *workerFlags) register(fs *flagSet) {
 	fs.Bool(&f.claimless, "claimless-first-delivery", "WORKER_CLAIMLESS_FIRST_DELIVERY", true, "with per-chat order, run a command's first delivery without claiming its id first: one store write fewer per command (false: every delivery claims)")
 	fs.Int(&f.outage.Commands, "outage-commands", "WORKER_OUTAGE_COMMANDS", project.DefaultOutageCommands, "a project pauses for an outage when this many different commands fail for no fault of their own (5xx, timeouts, refused connections) ...")
 	fs.Duration(&f.outage.Window, "outage-window", "WORKER_OUTAGE_WINDOW", project.DefaultOutageWindow, "... within this long, with no call of the project answered in between")
+	fs.check(func() []error {
+		if err := contract.CheckProjectName(f.defaultProject); err != nil {
+			return []error{fmt.Errorf("--default-project: %v", err)}
+		}
+		return nil
+	})
 	fs.check(func() []error {
 		if f.outage.Commands < 1 || f.outage.Window <= 0 {
 			return []error{fmt.Errorf("--outage-commands %d and --outage-window %s: want at least 1 command and a positive window", f.outage.Commands, f.outage.Window)}
@@ -238,7 +249,11 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		a.close()
 		return nil, usageError{fmt.Errorf("chat API client: %w", err)}
 	}
-	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Projects: f.projects, Keys: newKeys(creds, f.projects)}
+	keys := newKeys(creds, f.defaultProject, f.projects)
+	keys.onError = func(err error) {
+		log.Error("the projects file changed but cannot be read: the projects stay as they were", zap.Error(err))
+	}
+	exec := &execute.Executor{Client: client, SiteToken: creds.SiteToken, Default: f.defaultProject, Projects: f.projects, Keys: keys}
 	budgets.Store(exec)
 	if f.exportBucket != "" {
 		sink, err := export.OpenObjectStore(ctx, a.js, f.exportBucket, f.nats.replicas)

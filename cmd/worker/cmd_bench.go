@@ -31,6 +31,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		serveNATS         string
 		regress           bench.RegressOptions
 		against, current  string
+		projects          string
+		projectsOpts      bench.ProjectsOptions
 	)
 	fs := newFlagSet("bench", "bench [flags]", stderr)
 	fs.Int(&opts.Commands, "commands", "", 20000, "commands per zero-latency run; the other runs are sized from a quarter of it")
@@ -49,6 +51,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int(&regress.Commands, "against-commands", "", 30000, "with --against: waiting commands per run")
 	fs.Int(&regress.Chats, "against-chats", "", 50, "with --against: chats the commands are spread over")
 	fs.Int(&regress.Concurrency, "against-concurrency", "", consumer.DefaultConcurrency, "with --against: each worker's --concurrency and the minimal loop's")
+	fs.String(&projects, "projects", "", "", "instead of the suite, the many-projects scenario: one worker process configured with each of these numbers of projects in turn (comma separated, the first the baseline, such as 0,1000), round by round (--rounds, default 3): its start and its CPU with no traffic")
+	fs.Duration(&projectsOpts.Idle, "projects-idle", "", 20*time.Second, "with --projects: how long the idle CPU is measured")
 	// Internal: the NATS server of a soak, in a process of its own.
 	fs.String(&serveNATS, "serve-nats", "", "", "run only the bench's NATS server, storing in this directory, until stopped (used by --soak)")
 	if err := fs.parse(args); err != nil {
@@ -56,6 +60,33 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if serveNATS != "" {
 		return bench.ServeNATS(ctx, serveNATS, stdout)
+	}
+	if projects != "" {
+		if soak || against != "" {
+			return usageError{errors.New("--projects with --soak or --against: choose one")}
+		}
+		for _, f := range strings.Split(projects, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				return usageError{fmt.Errorf("--projects %q: want numbers of projects, comma separated", projects)}
+			}
+			projectsOpts.Projects = append(projectsOpts.Projects, n)
+		}
+		bin, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		projectsOpts.Worker, projectsOpts.Rounds = bin, opts.Rounds
+		runs, err := bench.RunProjects(ctx, projectsOpts, func(r bench.ProjectsRun) {
+			fmt.Fprintf(stderr, "round %d: %d projects: consuming every durable after %v; idle CPU worker %.4f, server %.4f cores\n",
+				r.Round, r.Projects, r.Start.Round(time.Millisecond), r.WorkerIdle, r.ServerIdle)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Machine: %s, %d cores (GOMAXPROCS %d), %s %s/%s\n\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		bench.WriteProjectsTable(stdout, runs)
+		return nil
 	}
 	if against != "" {
 		if soak {

@@ -35,8 +35,9 @@ set gives a project defaults for its send commands: quiet hours on the clock
 of a zone, and a frequency cap per chat. Every worker applies them within
 moments, without a restart; a send's own quiet_hours or frequency_cap
 replaces the project's. "none" removes one default, --clear all of them.
-ls lists them below the pauses. NAME is the project as ls shows it:
-"default" for the worker's own, else the site token.
+ls lists them below the pauses. NAME is the project's name, as ls shows it
+and the workers' configuration gives it (--default-project for the
+worker's own, NAME:SITE_TOKEN=API_KEY entries for the others).
 `
 
 // runProjects lists, pauses and resumes projects.

@@ -24,7 +24,7 @@ func runWorker(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// credentials'.
 	creds, err := apiCredentials()
 	if err == nil {
-		f.projects, err = apiProjects(creds)
+		f.projects, err = apiProjects(creds, f.defaultProject)
 	}
 	switch {
 	case perr != nil && err != nil:

@@ -141,7 +141,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			return err
 		}
 		defer resp.Body.Close()
-		if m, _ := io.ReadAll(resp.Body); !strings.Contains(string(m), `chatworker_project_paused{project="`+siteRejected+`"} 1`) {
+		if m, _ := io.ReadAll(resp.Body); !strings.Contains(string(m), `chatworker_project_paused{project="gsn-rejected-9"} 1`) {
 			return errors.New("the project whose key the API rejects is not shown paused")
 		}
 		return nil
