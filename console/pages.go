@@ -14,10 +14,12 @@ import (
 
 	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/audit"
+	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/dlq"
 	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/project"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pageTimeout bounds the reads behind one page, so a slow NATS shows as an
@@ -26,6 +28,7 @@ const pageTimeout = 10 * time.Second
 
 type overviewData struct {
 	Paused      []project.State
+	Projects    []projectLine
 	ProjectsErr string
 	Backlog     uint64
 	Oldest      time.Time
@@ -38,6 +41,73 @@ type overviewData struct {
 	WorkersErr  string
 	InFlight    int
 	Capacity    int
+}
+
+// projectLine is one project on the overview: its state, the commands
+// waiting on its subjects, and what the replicas spent of its budget.
+type projectLine struct {
+	project.State
+	Waiting    int
+	WaitingErr string
+	Budget     *chat.Budget
+}
+
+// BudgetText says the budget used in the last minute: "450/600 (75%)".
+func (l projectLine) BudgetText() string {
+	switch b := l.Budget; {
+	case b == nil:
+		return "-"
+	case !b.Known || b.Limit <= 0:
+		return fmt.Sprint(b.Used)
+	default:
+		return fmt.Sprintf("%d/%d (%d%%)", b.Used, b.Limit, b.Used*100/b.Limit)
+	}
+}
+
+// projectLines lists every project that is paused or that a live replica
+// serves, with the commands waiting on its v2 subjects (one stream read per
+// project, counting its subjects' messages).
+func (c *Console) projectLines(ctx context.Context, paused []project.State, workers []fleet.Member) []projectLine {
+	var lines []projectLine
+	seen := map[string]int{}
+	add := func(st project.State) *projectLine {
+		if i, ok := seen[st.Project]; ok {
+			return &lines[i]
+		}
+		seen[st.Project] = len(lines)
+		lines = append(lines, projectLine{State: st})
+		return &lines[len(lines)-1]
+	}
+	for _, st := range paused {
+		add(st)
+	}
+	for name, b := range fleet.BudgetUse(workers) {
+		add(project.State{Project: name}).Budget = &b
+	}
+	st, err := c.cfg.JS.Stream(ctx, c.cfg.CommandsStream)
+	for i := range lines {
+		if err == nil {
+			lines[i].Waiting, err = waiting(ctx, st, c.cfg.Subjects.For(lines[i].Project).ConsumeFilter())
+		}
+		if err != nil {
+			lines[i].WaitingErr = err.Error()
+		}
+	}
+	slices.SortFunc(lines, func(a, b projectLine) int { return strings.Compare(a.Project, b.Project) })
+	return lines
+}
+
+// waiting counts the messages on the subjects filter matches.
+func waiting(ctx context.Context, st jetstream.Stream, filter string) (int, error) {
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
 }
 
 type classCount struct {
@@ -92,6 +162,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		d.InFlight += m.InFlight
 		d.Capacity += m.Concurrency
 	}
+	d.Projects = c.projectLines(ctx, d.Paused, d.Workers)
 	c.render(w, r, "overview", "Overview", http.StatusOK, d, nil)
 }
 
