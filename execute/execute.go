@@ -30,7 +30,7 @@ type Executor struct {
 	// Exporter carries out export commands; nil when the worker has no
 	// export target.
 	Exporter interface {
-		ExportChat(ctx context.Context, chatID string, opts ...chat.CallOption) (json.RawMessage, error)
+		ExportChat(ctx context.Context, project, chatID string, opts ...chat.CallOption) (json.RawMessage, error)
 	}
 }
 
@@ -81,7 +81,7 @@ func (e *Executor) export(ctx context.Context, cmd contract.Command, opts []chat
 	if e.Exporter == nil {
 		return contract.Outcome{}, contract.Permanentf("this worker has no export target: start it with --export-bucket (WORKER_EXPORT_BUCKET)")
 	}
-	body, err := e.Exporter.ExportChat(ctx, cmd.ChatID, opts...)
+	body, err := e.Exporter.ExportChat(ctx, cmd.Project, cmd.ChatID, opts...)
 	if err != nil {
 		return contract.Outcome{}, err // API errors keep their class; a failing target is internal, so retried
 	}

@@ -500,7 +500,7 @@ func TestObjectStore(t *testing.T) {
 	e.checkComplete(t, all)
 
 	// On demand, for the queue: the whole conversation, wherever the runs are.
-	res, err := ex.ExportChat(ctx, chatID(42))
+	res, err := ex.ExportChat(ctx, "", chatID(42))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,6 +520,16 @@ func TestObjectStore(t *testing.T) {
 	if len(ls) != 1 || len(ls[0].ids()) != len(e.want(42)) {
 		t.Errorf("requested export %s: %+v", name, ls)
 	}
+	// A v2 project's export goes to its project's part of the requests
+	// area: the same chat ID in another project does not replace it.
+	res, err = ex.ExportChat(ctx, "acme", chatID(42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp export.ChatExport
+	if err := json.Unmarshal(res, &rp); err != nil || !strings.HasPrefix(rp.Location, "nats-object://CHAT_EXPORTS/requests/acme/seed-0042/") {
+		t.Fatalf("ExportChat for project acme: %s, %v", res, err)
+	}
 	var _ jetstream.ObjectStore = os
 }
 
@@ -533,7 +543,7 @@ func TestExportChatFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := &export.Exporter{Client: e.client, Sink: f}
-	res, err := ex.ExportChat(t.Context(), chatID(1))
+	res, err := ex.ExportChat(t.Context(), "", chatID(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +563,7 @@ func TestExportChatFile(t *testing.T) {
 	if ls := decodeLines(t, fh, p); len(ls) != 1 || len(ls[0].ids()) != 5 {
 		t.Errorf("%s: %+v", p, ls)
 	}
-	_, err = ex.ExportChat(t.Context(), "missing:someone")
+	_, err = ex.ExportChat(t.Context(), "", "missing:someone")
 	if !errors.Is(err, chat.ErrPermanent) || execute.ClassOf(err) != contract.ClassPermanent {
 		t.Errorf("unknown chat: %v, want a permanent error", err)
 	}

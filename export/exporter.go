@@ -392,8 +392,10 @@ type ChatExport struct {
 // Export exports one whole conversation, from its first item, to the sink's
 // requests area. It does not read or move checkpoints, so it neither
 // depends on nor disturbs the runs. Exporting an unchanged conversation again
-// replaces the same file or object.
-func (e *Exporter) Export(ctx context.Context, chatID string, opts ...chat.CallOption) (ChatExport, error) {
+// replaces the same file or object. project, when set, is the name of a v2
+// command's project: the export goes to that project's part of the requests
+// area, so one chat ID in two projects is two exports.
+func (e *Exporter) Export(ctx context.Context, project, chatID string, opts ...chat.CallOption) (ChatExport, error) {
 	if e.Sink == nil || e.Client == nil {
 		return ChatExport{}, errors.New("export: Exporter needs a Client and a Sink")
 	}
@@ -415,6 +417,7 @@ func (e *Exporter) Export(ctx context.Context, chatID string, opts ...chat.CallO
 	} else {
 		l = newLine(c, nil, items, e.now())
 	}
+	l.Project = project
 	data, err := json.Marshal(l)
 	if err != nil {
 		return ChatExport{}, err
@@ -434,8 +437,8 @@ func (e *Exporter) Export(ctx context.Context, chatID string, opts ...chat.CallO
 // ({"location": ..., "messages": n, ...}) is the command result's response.
 // API errors keep their chat package classification (errors.Is with
 // chat.ErrPermanent or chat.ErrRetryable); sink errors are unclassified.
-func (e *Exporter) ExportChat(ctx context.Context, chatID string, opts ...chat.CallOption) (json.RawMessage, error) {
-	r, err := e.Export(ctx, chatID, opts...)
+func (e *Exporter) ExportChat(ctx context.Context, project, chatID string, opts ...chat.CallOption) (json.RawMessage, error) {
+	r, err := e.Export(ctx, project, chatID, opts...)
 	if err != nil {
 		return nil, err
 	}

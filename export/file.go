@@ -413,10 +413,11 @@ func (f *File) Close() error {
 }
 
 // PutRequest writes a whole conversation to requests/<chat token>-<last
-// item's time>.jsonl beside the runs' output, atomically; writing the same
+// item's time>.jsonl (requests/<project>/... for a v2 project's) beside the
+// runs' output, atomically; writing the same
 // state of a conversation again replaces the file.
 func (f *File) PutRequest(_ context.Context, l *Line, data []byte) (string, error) {
-	dir := filepath.Join(f.dir, "requests")
+	dir := filepath.Join(f.dir, "requests", projectDir(l))
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", err
 	}

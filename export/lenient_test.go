@@ -106,7 +106,7 @@ func TestExportPageRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := &export.Exporter{Client: e.client, Sink: g}
-	if _, err := ex.ExportChat(t.Context(), chatID(0)); !errors.Is(err, chat.ErrConfig) || feedCalls.Load() != 1 {
+	if _, err := ex.ExportChat(t.Context(), "", chatID(0)); !errors.Is(err, chat.ErrConfig) || feedCalls.Load() != 1 {
 		t.Errorf("ExportChat with a key not authorised: %v after %d feed calls; want a configuration error after 1", err, feedCalls.Load())
 	}
 }

@@ -43,6 +43,9 @@ func (c *Cursor) after(o *Cursor) bool {
 // line: (chat id, After) names what it continues from, Through is the
 // conversation's checkpoint once the line is stored.
 type Line struct {
+	// Project is the v2 project of an export made on demand (an export
+	// command on chat.commands.<project>.export.<chat>); absent otherwise.
+	Project    string            `json:"project,omitempty"`
 	ChatID     string            `json:"chat_id"`
 	Chat       *chat.Chat        `json:"chat,omitempty"`
 	After      *Cursor           `json:"after"` // null: from the beginning

@@ -73,9 +73,19 @@ func (o *ObjectStore) Put(ctx context.Context, l *Line, data []byte) (string, er
 	return o.put(ctx, ObjectName(l.ChatID, l.After), l, data)
 }
 
-// PutRequest stores a whole conversation under requests/.
+// projectDir is "<project>/" for a v2 project's export, "" otherwise: a
+// project name is a valid object name and directory name as it stands.
+func projectDir(l *Line) string {
+	if l.Project == "" {
+		return ""
+	}
+	return l.Project + "/"
+}
+
+// PutRequest stores a whole conversation under requests/ (requests/<project>/
+// for a v2 project's).
 func (o *ObjectStore) PutRequest(ctx context.Context, l *Line, data []byte) (string, error) {
-	return o.put(ctx, "requests/"+token(l.ChatID)+"/"+fmt.Sprintf("%013d", l.Through.TS)+".jsonl", l, data)
+	return o.put(ctx, "requests/"+projectDir(l)+token(l.ChatID)+"/"+fmt.Sprintf("%013d", l.Through.TS)+".jsonl", l, data)
 }
 
 func (o *ObjectStore) put(ctx context.Context, name string, l *Line, data []byte) (string, error) {

@@ -229,7 +229,7 @@ func TestHelpListsTheFlagsUsed(t *testing.T) {
 		{[]string{"dlq", "show"}, with(subjects, project, []string{"json"})},
 		{[]string{"dlq", "replay"}, with(subjects, project, filters, []string{"dry-run", "include-invalid", "not-after", "rate"})},
 		{[]string{"dlq", "purge"}, with(subjects, project, filters, []string{"yes"})},
-		{[]string{"export"}, with(conn, []string{"bucket", "chat-api-url", "checkpoint-bucket", "concurrency", "json", "out", "replicas", "since", "until"})},
+		{[]string{"export"}, with(conn, []string{"bucket", "chat-api-url", "checkpoint-bucket", "concurrency", "default-project", "json", "out", "project", "replicas", "since", "until"})},
 		{[]string{"provision"}, with(subjects, retention, consumer, []string{"idempotency-bucket", "idempotency-ttl", "nats-connect-timeout", "projects-bucket", "replicas"})},
 		{[]string{"projects", "ls"}, with(subjects, []string{"json", "projects-bucket"})},
 		{[]string{"projects", "pause"}, with(subjects, []string{"by", "projects-bucket", "reason"})},

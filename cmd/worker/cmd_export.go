@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/export"
 	"go.uber.org/zap"
 )
@@ -25,6 +26,31 @@ type exportFlags struct {
 	until       string
 	asJSON      bool
 	concurrency int
+	project     string
+	// defaultProject is the default project's name, as `worker run` has it.
+	defaultProject string
+}
+
+// exportCredentials are the credentials of the project named name: the
+// default project's (GOSQUARED_API_KEY, GOSQUARED_SITE_TOKEN) when name is
+// empty or the default's name, else its entry in GOSQUARED_PROJECTS.
+func exportCredentials(name, defName string) (chat.Credentials, error) {
+	creds, err := apiCredentials()
+	if err != nil || name == "" || name == defName {
+		return creds, err
+	}
+	if err := contract.CheckProjectName(name); err != nil {
+		return chat.Credentials{}, usageError{fmt.Errorf("--project: %v", err)}
+	}
+	projects, err := apiProjects(creds, defName)
+	if err != nil {
+		return chat.Credentials{}, err
+	}
+	c, ok := projects[name]
+	if !ok {
+		return chat.Credentials{}, usageError{fmt.Errorf("--project %s: no such project in GOSQUARED_PROJECTS (entries NAME:SITE_TOKEN=API_KEY)", name)}
+	}
+	return c, nil
 }
 
 // runExport exports every conversation with something new since the last
@@ -42,6 +68,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.When(&f.until, "until", "only items up to: a time or how long ago")
 	fs.Bool(&f.asJSON, "json", "", false, "print the summary as JSON (progress goes to stderr)")
 	fs.Int(&f.concurrency, "concurrency", "WORKER_EXPORT_CONCURRENCY", export.DefaultConcurrency, "conversations fetched at once (the API's rate limit sets the pace)")
+	fs.String(&f.project, "project", "WORKER_PROJECT", "", "export this project's conversations, with its key from GOSQUARED_PROJECTS (NAME:SITE_TOKEN=API_KEY); without it, or with the default project's name (--default-project), the default project's (GOSQUARED_API_KEY); give each project its own --out or --bucket and --checkpoint-bucket")
+	fs.String(&f.defaultProject, "default-project", "WORKER_DEFAULT_PROJECT", contract.DefaultProject, "the name of the default project, as the workers are told it")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -70,7 +98,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(errs) > 0 {
 		return usageError{errors.Join(errs...)}
 	}
-	creds, err := apiCredentials()
+	creds, err := exportCredentials(f.project, f.defaultProject)
 	if err != nil {
 		return err
 	}

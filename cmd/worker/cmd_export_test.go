@@ -141,3 +141,29 @@ func TestExportCommandBucket(t *testing.T) {
 		t.Errorf("checkpoint bucket: %v", err)
 	}
 }
+
+// TestExportCommandProject: --project exports with the named project's key
+// from GOSQUARED_PROJECTS; an unknown project is a usage error, and the key
+// never appears in it.
+func TestExportCommandProject(t *testing.T) {
+	sim := chatsim.New(chatsim.Config{Credentials: map[string][]string{"k": {"GSN-1-S"}, "shop-secret-key": {"GSN-2-S"}}})
+	sim.Seed(3, 1)
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	t.Setenv("GOSQUARED_API_KEY", "wrong-default-key")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "GSN-1-S")
+	t.Setenv("GOSQUARED_PROJECTS", "shop:GSN-2-S=shop-secret-key")
+	t.Setenv("CHAT_API_URL", hs.URL+"/chat/v1")
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"export", "--out", t.TempDir(), "--project", "shop", "--json"}, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("export --project shop: %v\n%s", err, stderr.String())
+	}
+	var sum export.Summary
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil || sum.Exported != 3 {
+		t.Fatalf("export --project shop: %+v, %v; want 3 conversations exported with shop's key", sum, err)
+	}
+	err := run(t.Context(), []string{"export", "--out", t.TempDir(), "--project", "other"}, nil, &stdout, &stderr)
+	if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "no such project") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("export --project other: %v, want a usage error naming no key", err)
+	}
+}

@@ -75,7 +75,7 @@ func TestExportPermissions(t *testing.T) {
 	}
 
 	for range 2 {
-		if _, err := ex.ExportChat(ctx, "seed-0003"); err != nil {
+		if _, err := ex.ExportChat(ctx, "", "seed-0003"); err != nil {
 			failed("an export on demand", err)
 		}
 	}
