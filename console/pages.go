@@ -19,7 +19,6 @@ import (
 	"github.com/chatworker/worker/dlq"
 	"github.com/chatworker/worker/fleet"
 	"github.com/chatworker/worker/project"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pageTimeout bounds the reads behind one page, so a slow NATS shows as an
@@ -84,30 +83,15 @@ func (c *Console) projectLines(ctx context.Context, paused []project.State, work
 	for name, b := range fleet.BudgetUse(workers) {
 		add(project.State{Project: name}).Budget = &b
 	}
-	st, err := c.cfg.JS.Stream(ctx, c.cfg.CommandsStream)
 	for i := range lines {
-		if err == nil {
-			lines[i].Waiting, err = waiting(ctx, st, c.cfg.Subjects.For(lines[i].Project).ConsumeFilter())
-		}
+		n, err := actions.Waiting(ctx, c.cfg.JS, c.cfg.Subjects.For(lines[i].Project), actions.WithStreams(c.cfg.CommandsStream, "", ""))
+		lines[i].Waiting = n
 		if err != nil {
 			lines[i].WaitingErr = err.Error()
 		}
 	}
 	slices.SortFunc(lines, func(a, b projectLine) int { return strings.Compare(a.Project, b.Project) })
 	return lines
-}
-
-// waiting counts the messages on the subjects filter matches.
-func waiting(ctx context.Context, st jetstream.Stream, filter string) (int, error) {
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, c := range info.State.Subjects {
-		n += int(c)
-	}
-	return n, nil
 }
 
 type classCount struct {

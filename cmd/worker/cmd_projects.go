@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/audit"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
@@ -154,6 +155,11 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	rows := projectRows(list, settings, fleet.BudgetUse(members))
+	for i := range rows {
+		if rows[i].Waiting, err = actions.Waiting(ctx, js, n.subjects().For(rows[i].Project)); err != nil {
+			return err
+		}
+	}
 	if asJSON {
 		return printIndented(stdout, rows)
 	}
@@ -162,7 +168,7 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if len(list) > 0 || len(members) > 0 {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROJECT\tSTATE\tSINCE\tBY\tREASON\tBUDGET USED (LAST MINUTE)")
+		fmt.Fprintln(tw, "PROJECT\tSTATE\tSINCE\tBY\tREASON\tWAITING\tBUDGET USED (LAST MINUTE)")
 		for _, r := range rows {
 			if r.Active() && r.Budget == nil {
 				continue // settings only: the table below
@@ -171,7 +177,7 @@ func runProjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if p := r.Pause(); p != nil {
 				since, by, reason = p.Since.UTC().Format(time.RFC3339), printable(p.By), printable(p.Reason)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Project, r.Name(), since, by, reason, budgetUse(r.Budget))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Project, r.Name(), since, by, reason, r.Waiting, budgetUse(r.Budget))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -207,6 +213,8 @@ type projectRow struct {
 	// Budget is what the live replicas spent of the project's rate budget
 	// in the last minute, against the API's limit (fleet.BudgetUse).
 	Budget *chat.Budget `json:"budget,omitempty"`
+	// Waiting is the commands waiting on the project's v2 subjects.
+	Waiting int `json:"waiting"`
 }
 
 func projectRows(states []project.State, settings []project.Settings, budgets map[string]chat.Budget) []projectRow {

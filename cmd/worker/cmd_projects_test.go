@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chatworker/worker/actions"
 	"github.com/chatworker/worker/chat"
 	"github.com/chatworker/worker/contract"
 	"github.com/chatworker/worker/fleet"
@@ -159,13 +160,18 @@ func TestProjectsListShowsBudgetUse(t *testing.T) {
 		}
 		t.Cleanup(func() { f.Leave(context.Background()) })
 	}
+	for _, chatID := range []string{"c1", "c2"} {
+		if _, err := actions.Publish(t.Context(), js, actions.Note{ID: "n-" + chatID, ChatID: chatID, Content: "hi"}, actions.Subjects{}.For("shop")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, _, err := runCLI(t, "projects", "ls", "--nats-url", url)
-	if err != nil || !regexp.MustCompile(`(?m)^default +active .* 450/600 \(75%\)$`).MatchString(out) || !regexp.MustCompile(`(?m)^shop +active .* 3$`).MatchString(out) {
-		t.Fatalf("projects ls: %q, %v; want default at 450/600 (75%%) and shop at 3", out, err)
+	if err != nil || !regexp.MustCompile(`(?m)^default +active .* 0 +450/600 \(75%\)$`).MatchString(out) || !regexp.MustCompile(`(?m)^shop +active .* 2 +3$`).MatchString(out) {
+		t.Fatalf("projects ls: %q, %v; want default at 450/600 (75%%) with none waiting and shop at 3 with 2 waiting", out, err)
 	}
 	out, _, err = runCLI(t, "projects", "ls", "--nats-url", url, "--json")
 	var rows []projectRow
-	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 || rows[0].Budget == nil || rows[0].Budget.Used != 450 {
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 || rows[0].Budget == nil || rows[0].Budget.Used != 450 || rows[1].Waiting != 2 {
 		t.Fatalf("projects ls --json: %q, %v", out, err)
 	}
 }
