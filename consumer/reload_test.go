@@ -17,23 +17,7 @@ import (
 // commands wait in the stream, undelivered, until it is added again.
 func TestProjectAddedAndRemovedWhileRunning(t *testing.T) {
 	p := newBarePipeline(t, withCredentials(map[string][]string{"ka": {"sa"}, "kc": {"sc"}}))
-	client, err := chat.New(chat.WithBaseURL(p.SimURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := &keySet{def: chat.Credentials{APIKey: "ka", SiteToken: "sa"}, projects: map[string]chat.Credentials{}}
-	exec := &execute.Executor{Client: client, SiteToken: "sa", Keys: keys}
-	cfg := p.Config
-	cfg.Projects = exec
-	p.startWorker(exec, cfg)
-
-	publishTo := func(project, id string) {
-		body, err := json.Marshal(map[string]string{"id": id, "type": "note", "chat_id": id, "content": "x"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.PublishRaw(contract.Subjects{}.For(project).Command(contract.TypeNote, id), id, body)
-	}
+	keys, publishTo := startProjectsWorker(t, p)
 	publish := func(id string) { publishTo("sc", id) }
 	configure := func(on bool) {
 		keys.mu.Lock()
@@ -86,4 +70,28 @@ func TestProjectAddedAndRemovedWhileRunning(t *testing.T) {
 	}
 	configure(true)
 	done(4)
+}
+
+// startProjectsWorker starts p's worker with the default project's
+// credentials ka/sa and no other project yet (keys.projects is the
+// configuration, changed under keys.mu), and returns how to publish a v2
+// note of a project with an id that is also its chat.
+func startProjectsWorker(t *testing.T, p *pipeline) (keys *keySet, publish func(project, id string)) {
+	t.Helper()
+	client, err := chat.New(chat.WithBaseURL(p.SimURL+"/chat/v1"), chat.WithCredentials(chat.Credentials{APIKey: "ka", SiteToken: "sa"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys = &keySet{def: chat.Credentials{APIKey: "ka", SiteToken: "sa"}, projects: map[string]chat.Credentials{}}
+	exec := &execute.Executor{Client: client, SiteToken: "sa", Keys: keys}
+	cfg := p.Config
+	cfg.Projects = exec
+	p.startWorker(exec, cfg)
+	return keys, func(project, id string) {
+		body, err := json.Marshal(map[string]string{"id": id, "type": "note", "chat_id": id, "content": "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.PublishRaw(contract.Subjects{}.For(project).Command(contract.TypeNote, id), id, body)
+	}
 }
