@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,18 +28,29 @@ func TestStoppedWorkerPastAckWait(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := natstest.Connect(t, srv)
 	sim := chatsim.New(chatsim.Config{HonourIdempotencyKey: true, Faults: chatsim.Faults{Latency: 150 * time.Millisecond}, Seed: 7})
-	hs := httptest.NewServer(sim)
-	t.Cleanup(hs.Close)
+	// Each worker has its own address of the one simulator, so the test
+	// can stop the one worker while a call of its own is in flight.
+	var inFlight atomic.Int64
+	hsStopped := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hsStopped.Close)
+	hsOther := httptest.NewServer(sim)
+	t.Cleanup(hsOther.Close)
 	env := []string{"GOSQUARED_API_KEY=e2e-key", "GOSQUARED_SITE_TOKEN=GSN-E2E-S"}
-	args := []string{
-		"--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1", "--http-addr", "",
-		"--concurrency", "16", "--ack-wait", "2s", "--idempotency-lease", "3s", "--shutdown-grace", "5s",
-		"--log-level", "warn", "--log-format", "json",
+	args := func(api string) []string {
+		return []string{
+			"--nats-url", srv.ClientURL(), "--chat-api-url", api + "/chat/v1", "--http-addr", "",
+			"--concurrency", "16", "--ack-wait", "2s", "--idempotency-lease", "3s", "--shutdown-grace", "5s",
+			"--log-level", "warn", "--log-format", "json",
+		}
 	}
 	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{AckWait: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	stopped, other := startWorker(t, env, args...), startWorker(t, env, args...)
+	stopped, other := startWorker(t, env, args(hsStopped.URL)...), startWorker(t, env, args(hsOther.URL)...)
 
 	const commands, chats = 600, 20
 	perChat := map[string]int{}
@@ -53,11 +66,11 @@ func TestStoppedWorkerPastAckWait(t *testing.T) {
 	// the lease (3 s).
 	for _, calls := range []int64{30, 150} {
 		deadline := time.Now().Add(time.Minute)
-		for sim.Stats().Requests < calls {
+		for sim.Stats().Requests < calls || inFlight.Load() == 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("fewer than %d API calls after a minute", calls)
+				t.Fatalf("after a minute: %d API calls (want %d), %d of the worker to stop in flight", sim.Stats().Requests, calls, inFlight.Load())
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 		}
 		if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
