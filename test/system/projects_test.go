@@ -348,9 +348,15 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) []*jetstrea
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("%s: %v", stream, err)
+	// Right after three workers drained, a stream's leader may still be
+	// answering elsewhere ("no responders"): ask again until the deadline.
+	var s jetstream.Stream
+	var err error
+	for s, err = js.Stream(ctx, stream); err != nil; s, err = js.Stream(ctx, stream) {
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %v", stream, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	last := s.CachedInfo().State.LastSeq
 	var out []*jetstream.RawStreamMsg
