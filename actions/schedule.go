@@ -362,6 +362,26 @@ func ListSchedules(ctx context.Context, js jetstream.JetStream, s Subjects) ([]P
 	return findSchedules(ctx, js, s, s.SchedulesFilter())
 }
 
+// pendingOf finds the pending schedules of the command id, in the stream
+// that holds them; none is an error wrapping ErrNoSchedule.
+func pendingOf(ctx context.Context, js jetstream.JetStream, s Subjects, id string) (jetstream.Stream, []Pending, error) {
+	if id == "" || len(id) > contract.MaxIDBytes {
+		return nil, nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
+	}
+	stream, err := schedulesStream(ctx, js, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := schedulesOf(ctx, stream, s, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(found) == 0 {
+		return nil, nil, fmt.Errorf("%w has the id %q: it is unknown, already fired, or was cancelled", ErrNoSchedule, id)
+	}
+	return stream, found, nil
+}
+
 // CancelSchedule removes the pending schedules of the command id (one-shot,
 // recurring or debounced) before they fire, so the command never runs, or a
 // recurring one runs no more, and returns them. It returns an error
@@ -370,19 +390,9 @@ func ListSchedules(ctx context.Context, js jetstream.JetStream, s Subjects) ([]P
 // due within CancelMargin. A recurring one is removed however close its
 // next firing; that firing may still run.
 func CancelSchedule(ctx context.Context, js jetstream.JetStream, s Subjects, id string) ([]Pending, error) {
-	if id == "" || len(id) > contract.MaxIDBytes {
-		return nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
-	}
-	stream, err := schedulesStream(ctx, js, s)
+	stream, found, err := pendingOf(ctx, js, s, id)
 	if err != nil {
 		return nil, err
-	}
-	found, err := schedulesOf(ctx, stream, s, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(found) == 0 {
-		return nil, fmt.Errorf("%w has the id %q: it is unknown, already fired, or was cancelled", ErrNoSchedule, id)
 	}
 	now := time.Now()
 	for _, p := range found {
@@ -446,19 +456,9 @@ type Ran struct {
 // schedule, and refuses, running nothing, when a schedule's body cannot be
 // read (Pending.Problem): that command could only be dead-lettered.
 func RunNow(ctx context.Context, js jetstream.JetStream, s Subjects, id string) ([]Ran, error) {
-	if id == "" || len(id) > contract.MaxIDBytes {
-		return nil, contract.Invalidf("a command id has 1 to %d bytes", contract.MaxIDBytes)
-	}
-	stream, err := schedulesStream(ctx, js, s)
+	stream, found, err := pendingOf(ctx, js, s, id)
 	if err != nil {
 		return nil, err
-	}
-	found, err := schedulesOf(ctx, stream, s, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(found) == 0 {
-		return nil, fmt.Errorf("%w has the id %q: it is unknown, already fired, or was cancelled", ErrNoSchedule, id)
 	}
 	for _, p := range found {
 		if p.Problem != "" {
