@@ -29,6 +29,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		soak              bool
 		soakOpts          bench.SoakOptions
 		serveNATS         string
+		minimal           bool
+		minimalNATS       string
+		minimalAPI        string
+		minimalConc       int
 		regress           bench.RegressOptions
 		against, current  string
 		projects          string
@@ -55,11 +59,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Duration(&projectsOpts.Idle, "projects-idle", "", 20*time.Second, "with --projects: how long the idle CPU is measured")
 	// Internal: the NATS server of a soak, in a process of its own.
 	fs.String(&serveNATS, "serve-nats", "", "", "run only the bench's NATS server, storing in this directory, until stopped (used by --soak)")
+	// Internal: the minimal loop of --against, in a process of its own.
+	fs.Bool(&minimal, "minimal-loop", "", false, "run only the minimal consume-call-publish-ack loop on the bench's consumer until stopped (used by --against)")
+	fs.String(&minimalNATS, "minimal-nats-url", "", "", "with --minimal-loop: the bench's NATS server")
+	fs.String(&minimalAPI, "minimal-api-url", "", "", "with --minimal-loop: the bench's API simulator")
+	fs.Int(&minimalConc, "minimal-concurrency", "", consumer.DefaultConcurrency, "with --minimal-loop: goroutines")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if serveNATS != "" {
 		return bench.ServeNATS(ctx, serveNATS, stdout)
+	}
+	if minimal {
+		if minimalNATS == "" || minimalAPI == "" {
+			return usageError{errors.New("--minimal-loop needs --minimal-nats-url and --minimal-api-url")}
+		}
+		return bench.MinimalLoop(ctx, minimalNATS, minimalAPI, minimalConc)
 	}
 	if projects != "" {
 		if soak || against != "" {

@@ -16,11 +16,14 @@ import (
 // the current one, each as one `worker run` process, on the same waiting
 // workload, beside the minimal loop, round after round.
 type RegressOptions struct {
-	Old, New    string // worker binaries
-	Commands    int    // waiting commands per run (default 30,000)
-	Chats       int    // spread round-robin over this many chats (default 50)
-	Concurrency int    // each worker's --concurrency and the loop's goroutines (default consumer.DefaultConcurrency)
-	Rounds      int    // default 5
+	Old, New string // worker binaries
+	// Loop is the binary that runs the minimal loop in its own process
+	// (`worker bench --minimal-loop`); default New.
+	Loop        string
+	Commands    int // waiting commands per run (default 30,000)
+	Chats       int // spread round-robin over this many chats (default 50)
+	Concurrency int // each worker's --concurrency and the loop's goroutines (default consumer.DefaultConcurrency)
+	Rounds      int // default 5
 }
 
 func (o RegressOptions) withDefaults() RegressOptions {
@@ -36,18 +39,28 @@ func (o RegressOptions) withDefaults() RegressOptions {
 	if o.Rounds == 0 {
 		o.Rounds = 5
 	}
+	if o.Loop == "" {
+		o.Loop = o.New
+	}
 	return o
 }
 
 // RegressRound is one round's throughputs (commands/s, steady rate).
 type RegressRound struct {
-	Round int     `json:"round"`
-	Limit float64 `json:"limit"` // the minimal loop, in the bench process
-	Old   float64 `json:"old"`
-	New   float64 `json:"new"`
-	// OldCPU and NewCPU are each worker's CPU time per command.
-	OldCPU time.Duration `json:"old_cpu"`
-	NewCPU time.Duration `json:"new_cpu"`
+	Round int `json:"round"`
+	// Limit is the consume-call-ack loop in the bench process (ModeLimit),
+	// beside the NATS server: the bench suite's limit.
+	Limit float64 `json:"limit"`
+	// Minimal is the consume-call-publish-ack loop in a process of its own
+	// (ModeMinimal), as the workers run: the baseline of a worker's share.
+	Minimal float64 `json:"minimal"`
+	Old     float64 `json:"old"`
+	New     float64 `json:"new"`
+	// MinimalCPU, OldCPU and NewCPU are each process's CPU time per
+	// command.
+	MinimalCPU time.Duration `json:"minimal_cpu"`
+	OldCPU     time.Duration `json:"old_cpu"`
+	NewCPU     time.Duration `json:"new_cpu"`
 }
 
 // NewOverOld is the round's ratio, the figure a regression shows in.
@@ -63,9 +76,10 @@ type RegressResult struct {
 	Rounds      []RegressRound `json:"rounds"`
 }
 
-// Regress runs o.Rounds rounds of the minimal loop, the old binary and the
-// new one, in that order, each on a fresh NATS server with the commands all
-// published before it starts. The machine's load moves between rounds far
+// Regress runs o.Rounds rounds of the in-process limit loop, the minimal
+// loop in its own process, the old binary and the new one, in that order,
+// each on a fresh NATS server with the commands all published before it
+// starts. The machine's load moves between rounds far
 // more than a regression does, so only ratios within a round are compared.
 // The workers are timed by the results they publish, the loop by its acks.
 func Regress(ctx context.Context, o RegressOptions, progress func(RegressRound)) (RegressResult, error) {
@@ -80,7 +94,7 @@ func Regress(ctx context.Context, o RegressOptions, progress func(RegressRound))
 	run := func(bin string, mode Mode, procs int, round int) (float64, time.Duration, error) {
 		r := &Runner{WorkerBinary: bin}
 		out, err := r.Run(ctx, Scenario{Group: "regress", Mode: mode, Commands: o.Commands, Concurrency: o.Concurrency,
-			Chats: o.Chats, Processes: procs, SelfProvision: procs > 0, Round: round})
+			Chats: o.Chats, Processes: procs, SelfProvision: mode == ModeWorker, Round: round})
 		if err != nil {
 			return 0, 0, err
 		}
@@ -93,6 +107,9 @@ func Regress(ctx context.Context, o RegressOptions, progress func(RegressRound))
 		rr := RegressRound{Round: round}
 		var err error
 		if rr.Limit, _, err = run("", ModeLimit, 0, round); err != nil {
+			return res, fmt.Errorf("round %d, limit loop: %w", round, err)
+		}
+		if rr.Minimal, rr.MinimalCPU, err = run(o.Loop, ModeMinimal, 1, round); err != nil {
 			return res, fmt.Errorf("round %d, minimal loop: %w", round, err)
 		}
 		if rr.Old, rr.OldCPU, err = run(o.Old, ModeWorker, 1, round); err != nil {
@@ -128,18 +145,21 @@ func (res RegressResult) Median(f func(RegressRound) float64) float64 {
 // WriteRegressTable prints the rounds as a Markdown table, with the
 // medians of the ratios below it.
 func WriteRegressTable(w io.Writer, res RegressResult) {
-	fmt.Fprintf(w, "\n%d waiting `send` commands over %d chats, zero API latency, concurrency %d; one `worker run` process each; old: %s, new: %s\n\n",
+	fmt.Fprintf(w, "\n%d waiting `send` commands over %d chats, zero API latency, concurrency %d; the minimal loop and each worker one process of its own; old: %s, new: %s\n\n",
 		res.Commands, res.Chats, res.Concurrency, res.Old, res.New)
+	ratio := func(f func(RegressRound) float64) string { return fmt.Sprintf("%.2f", res.Median(f)) }
+	var (
+		oldMin = func(r RegressRound) float64 { return r.Old / r.Minimal }
+		newMin = func(r RegressRound) float64 { return r.New / r.Minimal }
+		newLim = func(r RegressRound) float64 { return r.New / r.Limit }
+	)
 	var b strings.Builder
-	b.WriteString("| round | minimal cmd/s | old cmd/s | new cmd/s | old / minimal | new / minimal | new / old | old CPU/cmd | new CPU/cmd |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| round | limit cmd/s (in-process) | minimal cmd/s | old cmd/s | new cmd/s | old / minimal | new / minimal | new / limit | new / old | CPU/cmd minimal | CPU/cmd old | CPU/cmd new |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range res.Rounds {
-		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %d µs | %d µs |\n", r.Round, r.Limit, r.Old, r.New,
-			r.Old/r.Limit, r.New/r.Limit, r.NewOverOld(), r.OldCPU.Microseconds(), r.NewCPU.Microseconds())
+		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %d µs | %d µs | %d µs |\n", r.Round, r.Limit, r.Minimal, r.Old, r.New,
+			oldMin(r), newMin(r), newLim(r), r.NewOverOld(), r.MinimalCPU.Microseconds(), r.OldCPU.Microseconds(), r.NewCPU.Microseconds())
 	}
-	fmt.Fprintf(&b, "| median | | | | %.2f | %.2f | %.2f | | |\n",
-		res.Median(func(r RegressRound) float64 { return r.Old / r.Limit }),
-		res.Median(func(r RegressRound) float64 { return r.New / r.Limit }),
-		res.Median(RegressRound.NewOverOld))
+	fmt.Fprintf(&b, "| median | | | | | %s | %s | %s | %s | | | |\n", ratio(oldMin), ratio(newMin), ratio(newLim), ratio(RegressRound.NewOverOld))
 	io.WriteString(w, b.String())
 }

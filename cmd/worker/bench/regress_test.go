@@ -28,7 +28,7 @@ func TestRegress(t *testing.T) {
 		t.Fatalf("%d rounds, %d reported; want 2", len(res.Rounds), len(reported))
 	}
 	for i, r := range res.Rounds {
-		if r.Round != i+1 || r.Limit <= 0 || r.Old <= 0 || r.New <= 0 || r.OldCPU <= 0 || r.NewCPU <= 0 {
+		if r.Round != i+1 || r.Limit <= 0 || r.Minimal <= 0 || r.MinimalCPU <= 0 || r.Old <= 0 || r.New <= 0 || r.OldCPU <= 0 || r.NewCPU <= 0 {
 			t.Errorf("round %d: a figure is missing: %+v", i+1, r)
 		}
 	}

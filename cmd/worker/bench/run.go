@@ -155,6 +155,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim) {
 		return Result{}, errors.New("bench: the limit and floor loops run in-process only")
 	}
+	if sc.Mode == ModeMinimal && (sc.Processes != 1 || sc.SelfProvision) {
+		return Result{}, errors.New("bench: the minimal loop runs as one process of its own, on the consumer this build provisions")
+	}
 	if sc.SelfProvision && sc.Processes == 0 {
 		return Result{}, errors.New("bench: only worker processes provision for themselves")
 	}
@@ -761,6 +764,9 @@ func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, e
 	ps := &procs{}
 	for i := range sc.Processes {
 		cmd := workerCmd(bin, e, sc)
+		if sc.Mode == ModeMinimal {
+			cmd = minimalCmd(bin, e, sc)
+		}
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 		if err := cmd.Start(); err != nil {

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/chatworker/worker/chat"
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/contract"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ModeMinimal is the minimal consume-call-publish-ack loop in a process of
+// its own, as a worker process runs: the baseline `worker bench --against`
+// sets the workers beside. It is ModeLimit plus a result published and
+// stored (its PubAck awaited) before the ack, and it crosses a process
+// boundary as the workers do, so a worker's share of it is what the
+// worker's own work costs, not where it runs.
+const ModeMinimal Mode = "minimal"
+
+// MinimalLoop runs the minimal loop until ctx ends: concurrency goroutines
+// take commands from the worker's durable consumer (provisioned beforehand),
+// decode only what the call needs, make the API call through the same
+// client the worker uses, publish a result to the command's result subject
+// (its id as Nats-Msg-Id) and wait for the PubAck, then ack. No per-chat
+// order, no idempotency store, no validation, no metrics.
+// `worker bench --minimal-loop` runs it.
+func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int) error {
+	if concurrency < 1 {
+		return fmt.Errorf("bench: minimal loop with concurrency %d", concurrency)
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("bench minimal loop"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	topo := consumer.Topology{}.WithDefaults()
+	cons, err := js.Consumer(ctx, topo.CommandsStream, topo.Durable)
+	if err != nil {
+		return fmt.Errorf("the commands' consumer: %w", err)
+	}
+	client, err := chat.New(chat.WithBaseURL(api), chat.WithCredentials(chat.Credentials{APIKey: apiKey, SiteToken: siteToken}),
+		chat.WithMaxConnsPerHost(concurrency), chat.WithRateLimit(false))
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
+	if err != nil {
+		return err
+	}
+	msgs := make(chan jetstream.Msg, concurrency)
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for msg := range msgs {
+				if minimalOne(ctx, js, client, topo.Subjects, msg) != nil {
+					_ = msg.Nak()
+				}
+			}
+		})
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // a missed heartbeat: the iterator recovers
+			continue
+		}
+		msgs <- msg
+	}
+	close(msgs)
+	wg.Wait()
+	return nil
+}
+
+// minimalOne is one command of the minimal loop.
+func minimalOne(ctx context.Context, js jetstream.JetStream, client *chat.Client, subjects contract.Subjects, msg jetstream.Msg) error {
+	var cmd struct {
+		ID      string `json:"id"`
+		ChatID  string `json:"chat_id"`
+		Content string `json:"content"`
+		From    string `json:"from"`
+	}
+	if err := json.Unmarshal(msg.Data(), &cmd); err != nil {
+		return msg.Term()
+	}
+	_, resp, err := client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From},
+		chat.WithIdempotencyKey(cmd.ID))
+	if err != nil {
+		return err
+	}
+	res, err := json.Marshal(contract.Result{ID: cmd.ID, Type: contract.TypeSend, ChatID: cmd.ChatID, Status: "succeeded",
+		Attempts: 1, APIStatus: resp.StatusCode, Response: resp.Body, CompletedAt: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	out := nats.NewMsg(subjects.Result(contract.TypeSend, cmd.ChatID))
+	out.Data = res
+	out.Header.Set(nats.MsgIdHdr, cmd.ID)
+	if _, err := js.PublishMsg(ctx, out); err != nil {
+		return err
+	}
+	return msg.Ack()
+}
+
+// minimalCmd is the minimal loop as a child process: bin is a worker
+// binary that has `worker bench --minimal-loop`.
+func minimalCmd(bin string, e *env, sc Scenario) *exec.Cmd {
+	cmd := exec.Command(bin, "bench", "--minimal-loop", "--minimal-nats-url", e.ns.ClientURL(),
+		"--minimal-api-url", e.api, "--minimal-concurrency", fmt.Sprint(sc.Concurrency))
+	cmd.Env = os.Environ()
+	return cmd
+}
