@@ -30,6 +30,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		soakOpts          bench.SoakOptions
 		serveNATS         string
 		minimal           bool
+		minimalStore      bool
+		minimalReplicas   int
 		minimalNATS       string
 		minimalAPI        string
 		minimalConc       int
@@ -55,6 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int(&regress.Commands, "against-commands", "", 30000, "with --against: waiting commands per run")
 	fs.Int(&regress.Chats, "against-chats", "", 50, "with --against: chats the commands are spread over")
 	fs.Int(&regress.Concurrency, "against-concurrency", "", consumer.DefaultConcurrency, "with --against: each worker's --concurrency and the minimal loop's")
+	fs.Int(&regress.Replicas, "against-replicas", "", 1, "with --against: 3 runs a cluster of three NATS servers with every stream and bucket replicated three times (each worker's --replicas), as in production")
 	fs.String(&projects, "projects", "", "", "instead of the suite, the many-projects scenario: one worker process configured with each of these numbers of projects in turn (comma separated, the first the baseline, such as 0,1000), round by round (--rounds, default 3): its start and its CPU with no traffic")
 	fs.Duration(&projectsOpts.Idle, "projects-idle", "", 20*time.Second, "with --projects: how long the idle CPU is measured")
 	// Internal: the NATS server of a soak, in a process of its own.
@@ -64,6 +67,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.String(&minimalNATS, "minimal-nats-url", "", "", "with --minimal-loop: the bench's NATS server")
 	fs.String(&minimalAPI, "minimal-api-url", "", "", "with --minimal-loop: the bench's API simulator")
 	fs.Int(&minimalConc, "minimal-concurrency", "", consumer.DefaultConcurrency, "with --minimal-loop: goroutines")
+	fs.Bool(&minimalStore, "minimal-store", "", false, "with --minimal-loop: also read a record before each call and create one after it")
+	fs.Int(&minimalReplicas, "minimal-replicas", "", 1, "with --minimal-store: the records' bucket's replicas")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -74,7 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if minimalNATS == "" || minimalAPI == "" {
 			return usageError{errors.New("--minimal-loop needs --minimal-nats-url and --minimal-api-url")}
 		}
-		return bench.MinimalLoop(ctx, minimalNATS, minimalAPI, minimalConc)
+		return bench.MinimalLoop(ctx, minimalNATS, minimalAPI, minimalConc, minimalStore, minimalReplicas)
 	}
 	if projects != "" {
 		if soak || against != "" {
@@ -114,6 +119,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if regress.Commands < 1 || regress.Chats < 1 || regress.Concurrency < 1 || regress.Rounds < 1 {
 			return usageError{fmt.Errorf("--against-commands %d, --against-chats %d, --against-concurrency %d, --rounds %d: want positive numbers",
 				regress.Commands, regress.Chats, regress.Concurrency, regress.Rounds)}
+		}
+		if regress.Replicas != 1 && regress.Replicas != 3 {
+			return usageError{fmt.Errorf("--against-replicas %d: want 1 (one NATS server) or 3 (a cluster of three)", regress.Replicas)}
 		}
 		return runRegress(ctx, regress, against, current, jsonPath, args, stdout, stderr)
 	}

@@ -46,8 +46,8 @@ func runRegress(ctx context.Context, o bench.RegressOptions, against, current, j
 	fmt.Fprintln(stdout, "NATS: embedded nats-server in this process, over TCP loopback; API: the simulator over HTTP on loopback; workers: `worker run` in their own process; the minimal loop: `worker bench --minimal-loop` in its own process; the limit loop: in this process.")
 	start := time.Now()
 	res, err := bench.Regress(ctx, o, func(r bench.RegressRound) {
-		fmt.Fprintf(stderr, "round %-3d limit %7.0f  minimal %7.0f  old %7.0f  new %7.0f cmd/s  new/minimal %.2f  new/old %.2f  CPU/cmd minimal %v old %v new %v  (%v)\n",
-			r.Round, r.Limit, r.Minimal, r.Old, r.New, r.New/r.Minimal, r.NewOverOld(), r.MinimalCPU, r.OldCPU, r.NewCPU, time.Since(start).Round(time.Second))
+		fmt.Fprintf(stderr, "round %-3d limit %7.0f  minimal %7.0f  floor %7.0f  old %7.0f  new %7.0f cmd/s  new/minimal %.2f  new/old %.2f  CPU/cmd minimal %v old %v new %v, server %v and %v  (%v)\n",
+			r.Round, r.Limit, r.Minimal, r.Floor, r.Old, r.New, r.New/r.Minimal, r.NewOverOld(), r.MinimalCPU, r.OldCPU, r.NewCPU, r.OldServerCPU, r.NewServerCPU, time.Since(start).Round(time.Second))
 	})
 	if len(res.Rounds) > 0 {
 		res.Old = against // the name the user gave, not a temporary path

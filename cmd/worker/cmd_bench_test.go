@@ -77,6 +77,7 @@ func TestBenchAgainstFlags(t *testing.T) {
 		{"no commands", []string{"--against", "HEAD", "--against-commands", "0"}, "--against-commands"},
 		{"no chats", []string{"--against", "HEAD", "--against-chats", "0"}, "--against-chats"},
 		{"no rounds", []string{"--against", "HEAD", "--rounds", "-1"}, "--rounds"},
+		{"replicas neither 1 nor 3", []string{"--against", "HEAD", "--against-replicas", "2"}, "--against-replicas"},
 		{"minimal loop without a server", []string{"--minimal-loop", "--minimal-api-url", "http://127.0.0.1:1"}, "--minimal-nats-url"},
 	}
 	for _, tt := range tests {

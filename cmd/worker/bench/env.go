@@ -1,9 +1,15 @@
 package bench
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +17,8 @@ import (
 
 	"github.com/chatworker/worker/chat/chatsim"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // env is one scenario's world: an embedded nats-server listening on TCP
@@ -18,7 +26,8 @@ import (
 // in this process or as a child) and the chat API simulator on loopback.
 type env struct {
 	dir  string
-	ns   *server.Server
+	ns   *server.Server   // the server every client connects to
+	more []*server.Server // the other servers of a cluster
 	sim  *httptest.Server
 	api  string // base URL of the simulator
 	n    int
@@ -26,22 +35,23 @@ type env struct {
 }
 
 func startEnv(n int, latency time.Duration) (*env, error) {
+	return startEnvOf(1, n, latency)
+}
+
+// startEnvOf is startEnv with servers NATS servers: 1, or a cluster of 3
+// (each its own JetStream store, routed over loopback) where streams and
+// buckets can have three replicas, as in production.
+func startEnvOf(servers, n int, latency time.Duration) (*env, error) {
 	dir, err := os.MkdirTemp("", "chatworker-bench-")
 	if err != nil {
 		return nil, err
 	}
-	ns, err := server.NewServer(natsOptions(dir))
+	all, err := startServers(dir, servers)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		os.RemoveAll(dir)
-		return nil, errNotReady
-	}
-	e := &env{dir: dir, ns: ns, n: n, simT: make([]atomic.Int64, n)}
+	e := &env{dir: dir, ns: all[0], more: all[1:], n: n, simT: make([]atomic.Int64, n)}
 	sim := chatsim.New(chatsim.Config{Seed: 1, Faults: chatsim.Faults{Latency: latency}})
 	// The wrapper times each request on the server side, so the latency the
 	// worker adds can be told apart from the API's own time.
@@ -65,11 +75,120 @@ func natsOptions(dir string) *server.Options {
 	}
 }
 
+// startServers starts one server, or a cluster of servers, and waits
+// until JetStream answers.
+func startServers(dir string, servers int) ([]*server.Server, error) {
+	if servers == 1 {
+		ns, err := server.NewServer(natsOptions(dir))
+		if err != nil {
+			return nil, err
+		}
+		go ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			ns.Shutdown()
+			return nil, errNotReady
+		}
+		return []*server.Server{ns}, nil
+	}
+	ports := make([]int, servers)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var all []*server.Server
+	stop := func() {
+		for _, ns := range all {
+			ns.Shutdown()
+		}
+	}
+	for i := range servers {
+		o := natsOptions(filepath.Join(dir, strconv.Itoa(i)))
+		o.ServerName = "bench-" + strconv.Itoa(i)
+		o.Cluster = server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: ports[i]}
+		for j, p := range ports {
+			if j != i {
+				o.Routes = append(o.Routes, &url.URL{Scheme: "nats-route", Host: "127.0.0.1:" + strconv.Itoa(p)})
+			}
+		}
+		ns, err := server.NewServer(o)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		go ns.Start()
+		all = append(all, ns)
+	}
+	for _, ns := range all {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			stop()
+			return nil, errNotReady
+		}
+	}
+	// JetStream places replicated streams once the cluster has elected its
+	// meta leader and that leader knows every server.
+	deadline := time.Now().Add(30 * time.Second)
+	for !jetStreamReady(all) {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, errors.New("bench: the NATS cluster elected no JetStream leader within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// And once every peer is seen online: place a replicated stream.
+	if err := placeReplicated(all[0].ClientURL(), len(all), deadline); err != nil {
+		stop()
+		return nil, err
+	}
+	return all, nil
+}
+
+// placeReplicated creates, then deletes, a stream with replicas replicas,
+// trying until deadline.
+func placeReplicated(url string, replicas int, deadline time.Time) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_READY", Subjects: []string{"bench.ready"}, Replicas: replicas, Storage: jetstream.MemoryStorage})
+		if err == nil {
+			return js.DeleteStream(ctx, "BENCH_READY")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: the NATS cluster placed no stream of %d replicas: %w", replicas, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func jetStreamReady(all []*server.Server) bool {
+	for _, ns := range all {
+		if ns.JetStreamIsLeader() {
+			return len(ns.JetStreamClusterPeers()) == len(all)
+		}
+	}
+	return false
+}
+
 func (e *env) close() {
 	e.sim.CloseClientConnections()
 	e.sim.Close()
-	e.ns.Shutdown()
-	e.ns.WaitForShutdown()
+	for _, ns := range append([]*server.Server{e.ns}, e.more...) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
 	os.RemoveAll(e.dir)
 }
 

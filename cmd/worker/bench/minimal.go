@@ -25,6 +25,11 @@ import (
 // worker's own work costs, not where it runs.
 const ModeMinimal Mode = "minimal"
 
+// ModeMinimalStore is the minimal loop plus the two store round trips a
+// worker's first delivery makes (see MinimalLoop), in its own process: what
+// a worker that keeps the guarantees and did nothing else would reach.
+const ModeMinimalStore Mode = "minimal-store"
+
 // MinimalLoop runs the minimal loop until ctx ends: concurrency goroutines
 // take commands from the worker's durable consumer (provisioned beforehand),
 // decode only what the call needs, make the API call through the same
@@ -32,7 +37,13 @@ const ModeMinimal Mode = "minimal"
 // (its id as Nats-Msg-Id) and wait for the PubAck, then ack. No per-chat
 // order, no idempotency store, no validation, no metrics.
 // `worker bench --minimal-loop` runs it.
-func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int) error {
+//
+// With store, each command also makes the two store round trips of a
+// worker's first delivery: a read of its key in a key-value bucket before
+// the call, and a create of a record about the size of the worker's after
+// it, awaited before the result is published; the bucket has replicas
+// replicas.
+func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, store bool, replicas int) error {
 	if concurrency < 1 {
 		return fmt.Errorf("bench: minimal loop with concurrency %d", concurrency)
 	}
@@ -55,6 +66,12 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int) erro
 	if err != nil {
 		return err
 	}
+	var kv jetstream.KeyValue
+	if store {
+		if kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_MINIMAL", History: 1, TTL: time.Hour, Replicas: max(replicas, 1)}); err != nil {
+			return err
+		}
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
 	if err != nil {
 		return err
@@ -64,7 +81,7 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int) erro
 	for range concurrency {
 		wg.Go(func() {
 			for msg := range msgs {
-				if minimalOne(ctx, js, client, topo.Subjects, msg) != nil {
+				if minimalOne(ctx, js, kv, client, topo.Subjects, msg) != nil {
 					_ = msg.Nak()
 				}
 			}
@@ -91,7 +108,7 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int) erro
 }
 
 // minimalOne is one command of the minimal loop.
-func minimalOne(ctx context.Context, js jetstream.JetStream, client *chat.Client, subjects contract.Subjects, msg jetstream.Msg) error {
+func minimalOne(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, client *chat.Client, subjects contract.Subjects, msg jetstream.Msg) error {
 	var cmd struct {
 		ID      string `json:"id"`
 		ChatID  string `json:"chat_id"`
@@ -100,6 +117,12 @@ func minimalOne(ctx context.Context, js jetstream.JetStream, client *chat.Client
 	}
 	if err := json.Unmarshal(msg.Data(), &cmd); err != nil {
 		return msg.Term()
+	}
+	key := floorKey(cmd.ID)
+	if kv != nil {
+		if _, err := kv.Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("read %s: want no record, got %v", key, err)
+		}
 	}
 	_, resp, err := client.SendMessage(ctx, cmd.ChatID, chat.SendMessageRequest{Content: cmd.Content, From: cmd.From},
 		chat.WithIdempotencyKey(cmd.ID))
@@ -111,6 +134,11 @@ func minimalOne(ctx context.Context, js jetstream.JetStream, client *chat.Client
 	if err != nil {
 		return err
 	}
+	if kv != nil {
+		if _, err := kv.Create(ctx, key, minimalRecord); err != nil {
+			return err
+		}
+	}
 	out := nats.NewMsg(subjects.Result(contract.TypeSend, cmd.ChatID))
 	out.Data = res
 	out.Header.Set(nats.MsgIdHdr, cmd.ID)
@@ -120,11 +148,14 @@ func minimalOne(ctx context.Context, js jetstream.JetStream, client *chat.Client
 	return msg.Ack()
 }
 
+// minimalRecord is about the size of the worker's succeeded record.
+var minimalRecord = []byte(`{"id":"bench-000000000","hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","state":"succeeded","attempts":1,"api_status":200,"digest":"0123456789abcdef","seq":1}`)
+
 // minimalCmd is the minimal loop as a child process: bin is a worker
 // binary that has `worker bench --minimal-loop`.
 func minimalCmd(bin string, e *env, sc Scenario) *exec.Cmd {
 	cmd := exec.Command(bin, "bench", "--minimal-loop", "--minimal-nats-url", e.ns.ClientURL(),
-		"--minimal-api-url", e.api, "--minimal-concurrency", fmt.Sprint(sc.Concurrency))
+		"--minimal-api-url", e.api, "--minimal-concurrency", fmt.Sprint(sc.Concurrency), fmt.Sprintf("--minimal-store=%t", sc.Mode == ModeMinimalStore), "--minimal-replicas", fmt.Sprint(max(sc.Replicas, 1)))
 	cmd.Env = os.Environ()
 	return cmd
 }

@@ -28,7 +28,7 @@ func TestRegress(t *testing.T) {
 		t.Fatalf("%d rounds, %d reported; want 2", len(res.Rounds), len(reported))
 	}
 	for i, r := range res.Rounds {
-		if r.Round != i+1 || r.Limit <= 0 || r.Minimal <= 0 || r.MinimalCPU <= 0 || r.Old <= 0 || r.New <= 0 || r.OldCPU <= 0 || r.NewCPU <= 0 {
+		if r.Round != i+1 || r.Limit <= 0 || r.Minimal <= 0 || r.Floor <= 0 || r.FloorCPU <= 0 || r.MinimalCPU <= 0 || r.Old <= 0 || r.New <= 0 || r.OldCPU <= 0 || r.NewCPU <= 0 || r.OldServerCPU <= 0 || r.NewServerCPU <= 0 {
 			t.Errorf("round %d: a figure is missing: %+v", i+1, r)
 		}
 	}
@@ -36,6 +36,30 @@ func TestRegress(t *testing.T) {
 	bench.WriteRegressTable(&b, res)
 	if !strings.Contains(b.String(), "| 2 | ") || !strings.Contains(b.String(), "| median |") {
 		t.Errorf("table lacks a round or the medians:\n%s", b.String())
+	}
+}
+
+// On a cluster of three servers every loop and worker runs on streams and
+// buckets replicated three times (each worker with --replicas 3).
+func TestRegressOnACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the worker binary")
+	}
+	bin := workerBinary(t)
+	if bin == "" {
+		t.Fatal("could not build the worker")
+	}
+	res, err := bench.Regress(t.Context(), bench.RegressOptions{Old: bin, New: bin, Commands: 200, Chats: 5, Concurrency: 8, Rounds: 1, Replicas: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Rounds[0]; r.Limit <= 0 || r.Minimal <= 0 || r.Floor <= 0 || r.Old <= 0 || r.New <= 0 {
+		t.Errorf("a figure is missing: %+v", r)
+	}
+	var b bytes.Buffer
+	bench.WriteRegressTable(&b, res)
+	if !strings.Contains(b.String(), "a cluster of 3 NATS servers") {
+		t.Errorf("the table does not say the servers were a cluster:\n%s", b.String())
 	}
 }
 

@@ -68,6 +68,10 @@ type Scenario struct {
 	// Rate paces publishing at this many commands/s while the worker runs;
 	// 0 publishes all commands before the worker starts.
 	Rate int `json:"rate,omitempty"`
+	// Replicas 3 runs a cluster of three NATS servers, and every stream and
+	// bucket with three replicas (`worker run --replicas 3`), as a
+	// production deployment does; 0 or 1, one server.
+	Replicas int `json:"replicas,omitempty"`
 	// Processes > 0 runs the worker as that many child processes of
 	// Runner.WorkerBinary (`worker run`); 0 runs it in this process.
 	Processes int `json:"processes,omitempty"`
@@ -120,6 +124,9 @@ type Result struct {
 	// Processes): unlike the throughput, it hardly moves with the load the
 	// rest of the machine carries.
 	WorkerCPU time.Duration `json:"worker_cpu,omitempty"`
+	// BenchCPU is the CPU time this process used meanwhile (runs with
+	// Processes): the NATS server and the API simulator, mostly.
+	BenchCPU time.Duration `json:"bench_cpu,omitempty"`
 	// Rounds is every round's throughput, set by Best.
 	Rounds []float64 `json:"rounds,omitempty"`
 	// OfLimitRounds is, for a zero-latency run, each round's throughput
@@ -155,7 +162,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if sc.Processes > 0 && (sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim) {
 		return Result{}, errors.New("bench: the limit and floor loops run in-process only")
 	}
-	if sc.Mode == ModeMinimal && (sc.Processes != 1 || sc.SelfProvision) {
+	if (sc.Mode == ModeMinimal || sc.Mode == ModeMinimalStore) && (sc.Processes != 1 || sc.SelfProvision) {
 		return Result{}, errors.New("bench: the minimal loop runs as one process of its own, on the consumer this build provisions")
 	}
 	if sc.SelfProvision && sc.Processes == 0 {
@@ -167,7 +174,10 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout)
 	defer cancel()
 
-	e, err := startEnv(sc.Commands, sc.Latency)
+	if sc.Replicas > 1 && sc.Processes == 0 && sc.Mode != ModeLimit {
+		return Result{}, errors.New("bench: replicated streams only for the limit loop and runs in processes of their own")
+	}
+	e, err := startEnvOf(max(sc.Replicas, 1), sc.Commands, sc.Latency)
 	if err != nil {
 		return Result{}, err
 	}
@@ -188,7 +198,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	topo := consumer.Topology{}
+	topo := consumer.Topology{Replicas: sc.Replicas}
 	if sc.Processes == 0 {
 		// The default (1000) would cap the commands in flight below a
 		// concurrency above 1000.
@@ -307,8 +317,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	runtime.ReadMemStats(&ms)
 	mallocs = ms.Mallocs - mallocs
 	cpu := selfCPU() - cpu0
-	var workerCPU time.Duration
+	var workerCPU, benchCPU time.Duration
 	if pids != nil {
+		benchCPU = cpu
 		for _, pid := range pids() {
 			workerCPU += procCPU(pid)
 		}
@@ -338,7 +349,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	}
 
 	res := Result{Scenario: sc, Done: int(tr.count.Load()), Dead: int(tr.dead.Load()), Elapsed: elapsed,
-		PeakRSS: rss, PeakHeap: heap, WorkerCPU: workerCPU}
+		PeakRSS: rss, PeakHeap: heap, WorkerCPU: workerCPU, BenchCPU: benchCPU}
 	res.Throughput = tr.steady(sc.Concurrency * max(sc.Processes, 1))
 	res.Bound = sc.bound()
 	if sc.Processes == 0 {
@@ -712,6 +723,9 @@ type procs struct {
 func workerCmd(bin string, e *env, sc Scenario) *exec.Cmd {
 	args := []string{"run", "--nats-url", e.ns.ClientURL(), "--chat-api-url", e.api, "--http-addr", "",
 		"--concurrency", fmt.Sprint(sc.Concurrency), "--log-level", "error", "--shutdown-grace", "5s"}
+	if sc.Replicas > 1 {
+		args = append(args, "--replicas", fmt.Sprint(sc.Replicas))
+	}
 	if sc.Mode == ModeUnordered {
 		args = append(args, "--per-chat-order=false")
 	}
@@ -764,7 +778,7 @@ func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, e
 	ps := &procs{}
 	for i := range sc.Processes {
 		cmd := workerCmd(bin, e, sc)
-		if sc.Mode == ModeMinimal {
+		if sc.Mode == ModeMinimal || sc.Mode == ModeMinimalStore {
 			cmd = minimalCmd(bin, e, sc)
 		}
 		var stderr bytes.Buffer
