@@ -41,3 +41,13 @@ func TestProvisionKeepsTheWorkersConsumerSettings(t *testing.T) {
 		t.Errorf("--max-deliver 1: %v, want a usage error", err)
 	}
 }
+
+// Every delivery claims its id unless --claimless-first-delivery says
+// otherwise: the first delivery without a claim measured slower on the
+// benchmark's workload, on one NATS server and on a cluster of three
+// (docs/performance.md, "First deliveries without a claim, measured again").
+func TestEveryDeliveryClaimsByDefault(t *testing.T) {
+	if f := defaultWorkerFlags(); f.claimless {
+		t.Error("worker run skips the claim of first deliveries by default")
+	}
+}

@@ -26,6 +26,9 @@ type scenario struct {
 	commands  int
 	chats     int
 	kills     int // SIGKILLs, each followed by a new worker
+	// claimless runs first deliveries without a claim
+	// (--claimless-first-delivery); otherwise every delivery claims.
+	claimless bool
 }
 
 type outcome struct {
@@ -49,14 +52,14 @@ func TestKilledWorkersLoseNothingAndDoubleNothing(t *testing.T) {
 
 // Kills landing mid-call: every call takes 10-30 ms, so a killed worker
 // is nearly always in the middle of first deliveries that run without a
-// claim (worker run's default), with more of their chats queued behind
-// them. Their redeliveries claim; the Idempotency-Key answers the calls a
+// claim (--claimless-first-delivery), with more of their chats queued
+// behind them. Their redeliveries claim; the Idempotency-Key answers the calls a
 // killed worker may have made; nothing is lost, doubled or reordered.
 func TestKilledWorkersMidClaimlessFirstDeliveries(t *testing.T) {
 	o := runScenario(t, scenario{
 		honourKey: true,
 		faults:    chatsim.Faults{Latency: 10 * time.Millisecond, LatencyJitter: 20 * time.Millisecond},
-		commands:  1000, chats: 40, kills: 6,
+		commands:  1000, chats: 40, kills: 6, claimless: true,
 	})
 	if o.duplicateEffects != 0 {
 		t.Errorf("%d duplicate effects with an API that honours Idempotency-Key, want 0", o.duplicateEffects)
@@ -92,6 +95,9 @@ func runScenario(t *testing.T, sc scenario) outcome {
 		"--retry-initial-interval", "5ms", "--retry-max-interval", "200ms", "--retry-in-process-max", "50ms",
 		"--retry-max-attempts", "1000", "--retry-max-elapsed", "10m",
 		"--log-level", "warn", "--log-format", "json",
+	}
+	if sc.claimless {
+		args = append(args, "--claimless-first-delivery")
 	}
 	// Provision before anyone publishes, as a deployment's Job would.
 	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{AckWait: 2 * time.Second}); err != nil {

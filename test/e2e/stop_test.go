@@ -44,7 +44,7 @@ func TestStoppedWorkerPastAckWait(t *testing.T) {
 		return []string{
 			"--nats-url", srv.ClientURL(), "--chat-api-url", api + "/chat/v1", "--http-addr", "",
 			"--concurrency", "16", "--ack-wait", "2s", "--idempotency-lease", "3s", "--shutdown-grace", "5s",
-			"--log-level", "warn", "--log-format", "json",
+			"--log-level", "warn", "--log-format", "json", "--claimless-first-delivery",
 		}
 	}
 	if _, err := consumer.Provision(t.Context(), js, consumer.Topology{AckWait: 2 * time.Second}); err != nil {

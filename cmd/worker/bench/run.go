@@ -614,7 +614,7 @@ func startWorker(ctx context.Context, e *env, sc Scenario, topo consumer.Topolog
 	metrics := consumer.NewMetrics(prometheus.NewRegistry())
 	w, err := consumer.New(js, cons, &execute.Executor{Client: client, SiteToken: siteToken}, store, consumer.Config{
 		Topology: topo, Concurrency: sc.Concurrency, Metrics: metrics, Unordered: sc.Mode == ModeUnordered,
-		Claimless: true, ShutdownGrace: 5 * time.Second, Tracer: tp, // as `worker run` wires it
+		Claimless: false, ShutdownGrace: 5 * time.Second, Tracer: tp, // as `worker run` wires it
 	})
 	if err != nil {
 		nc.Close()
