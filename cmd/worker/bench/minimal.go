@@ -72,7 +72,10 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, stor
 			return err
 		}
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
+	// The worker's pull timing (consumer.pullTiming): a pull request the
+	// server no longer holds is noticed within two seconds, not thirty.
+	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency), jetstream.PullExpiry(5*time.Second),
+		jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return err
 	}
