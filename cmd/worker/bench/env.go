@@ -149,15 +149,11 @@ func startServers(dir string, servers int) ([]*server.Server, error) {
 // placeReplicated creates, then deletes, a stream with replicas replicas,
 // trying until deadline.
 func placeReplicated(url string, replicas int, deadline time.Time) error {
-	nc, err := nats.Connect(url)
+	nc, js, err := dialJS(url, "bench cluster check")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for {
@@ -180,6 +176,37 @@ func jetStreamReady(all []*server.Server) bool {
 		}
 	}
 	return false
+}
+
+// dialJS connects to url under name, with a JetStream context.
+func dialJS(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// feed hands the iterator's messages to msgs until the iterator is
+// stopped, then closes msgs.
+func feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
+	defer close(msgs)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a missed heartbeat: the iterator recovers
+			continue
+		}
+		msgs <- msg
+	}
 }
 
 func (e *env) close() {

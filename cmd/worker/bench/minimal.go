@@ -47,15 +47,11 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, stor
 	if concurrency < 1 {
 		return fmt.Errorf("bench: minimal loop with concurrency %d", concurrency)
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("bench minimal loop"))
+	nc, js, err := dialJS(natsURL, "bench minimal loop")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	topo := consumer.Topology{}.WithDefaults()
 	cons, err := js.Consumer(ctx, topo.CommandsStream, topo.Durable)
 	if err != nil {
@@ -94,18 +90,7 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, stor
 		<-ctx.Done()
 		it.Stop()
 	}()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // a missed heartbeat: the iterator recovers
-			continue
-		}
-		msgs <- msg
-	}
-	close(msgs)
+	feed(it, msgs)
 	wg.Wait()
 	return nil
 }

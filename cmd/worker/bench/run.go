@@ -691,20 +691,7 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 			}
 		})
 	}
-	go func() {
-		defer close(msgs)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				time.Sleep(10 * time.Millisecond) // a missed heartbeat: the iterator recovers
-				continue
-			}
-			msgs <- msg
-		}
-	}()
+	go feed(it, msgs)
 	return func() error {
 		it.Stop()
 		wg.Wait()
