@@ -273,7 +273,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		r.OnStart()
 	}
 	start := time.Now()
-	tr.start = start
+	tr.begin(start)
 	switch {
 	case sc.Processes > 0:
 		var ps *procs
@@ -301,7 +301,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 			return Result{}, err
 		}
 		start = time.Now()
-		tr.start = start
+		tr.begin(start)
 		if err := pub.paced(ctx, sc.Rate, tr); err != nil {
 			_ = stopWorker()
 			smp.finish()
@@ -366,7 +366,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 
 // tracker records when each command completed.
 type tracker struct {
-	start  time.Time
+	// start is when the run began: set while result subscriptions may
+	// already read it, since results come from other processes too.
+	start  atomic.Pointer[time.Time]
 	at     []atomic.Int64 // completion time per command, ns since start; 0: not yet
 	count  atomic.Int64
 	dead   atomic.Int64
@@ -376,14 +378,22 @@ type tracker struct {
 }
 
 func newTracker(n int) *tracker {
-	return &tracker{at: make([]atomic.Int64, n), allIn: make(chan struct{})}
+	t := &tracker{at: make([]atomic.Int64, n), allIn: make(chan struct{})}
+	t.begin(time.Now())
+	return t
 }
+
+// begin sets when the run began.
+func (t *tracker) begin(at time.Time) { t.start.Store(&at) }
+
+// since is the time since the run began.
+func (t *tracker) since() time.Duration { return time.Since(*t.start.Load()) }
 
 func (t *tracker) done(i int) {
 	if i >= len(t.at) {
 		return
 	}
-	ns := max(int64(time.Since(t.start)), 1)
+	ns := max(int64(t.since()), 1)
 	if !t.at[i].CompareAndSwap(0, ns) {
 		return // a duplicate result
 	}
@@ -407,7 +417,7 @@ func (t *tracker) wait(ctx context.Context) error {
 	}
 }
 
-func (t *tracker) last() time.Time { return t.start.Add(time.Duration(t.lastNS.Load())) }
+func (t *tracker) last() time.Time { return t.start.Load().Add(time.Duration(t.lastNS.Load())) }
 
 // steady is the completion rate from the k-th completion to the last.
 func (t *tracker) steady(k int) float64 {
@@ -476,7 +486,7 @@ func (p *publisher) publish(ctx context.Context, from, to int, t *tracker) error
 		}
 		msg := &nats.Msg{Subject: p.s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
 		if t != nil {
-			p.at[i].Store(int64(time.Since(t.start)))
+			p.at[i].Store(int64(t.since()))
 		}
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(cmd.ID))
 		if err != nil {
@@ -529,7 +539,7 @@ func (p *publisher) paced(ctx context.Context, rate int, t *tracker) error {
 				return err
 			}
 			msg := &nats.Msg{Subject: p.s.Command(cmd.Type, cmd.ChatID), Data: data, Header: nats.Header{}}
-			p.at[sent].Store(int64(time.Since(t.start)))
+			p.at[sent].Store(int64(t.since()))
 			if _, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(cmd.ID)); err != nil {
 				return fmt.Errorf("publish command %d: %w", sent, err)
 			}
