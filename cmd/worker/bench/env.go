@@ -129,7 +129,7 @@ func startServers(dir string, servers int) ([]*server.Server, error) {
 		}
 	}
 	// JetStream places replicated streams once the cluster has elected its
-	// meta leader and that leader knows every server.
+	// meta leader, that leader knows every server, and sees each online.
 	deadline := time.Now().Add(30 * time.Second)
 	for !jetStreamReady(all) {
 		if time.Now().After(deadline) {
@@ -138,7 +138,6 @@ func startServers(dir string, servers int) ([]*server.Server, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// And once every peer is seen online: place a replicated stream.
 	if err := placeReplicated(all[0].ClientURL(), len(all), deadline); err != nil {
 		stop()
 		return nil, err
@@ -147,25 +146,29 @@ func startServers(dir string, servers int) ([]*server.Server, error) {
 }
 
 // placeReplicated creates, then deletes, a stream with replicas replicas,
-// trying until deadline.
+// trying until deadline: JetStream refuses one until the cluster is ready.
 func placeReplicated(url string, replicas int, deadline time.Time) error {
 	nc, js, err := dialJS(url, "bench cluster check")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	for {
+		// Each try gets an answer or gives up within a second: a request
+		// sent before the cluster has a leader may get none.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_READY", Subjects: []string{"bench.ready"}, Replicas: replicas, Storage: jetstream.MemoryStorage})
 		if err == nil {
-			return js.DeleteStream(ctx, "BENCH_READY")
+			err = js.DeleteStream(ctx, "BENCH_READY")
 		}
-		select {
-		case <-ctx.Done():
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
 			return fmt.Errorf("bench: the NATS cluster placed no stream of %d replicas: %w", replicas, err)
-		case <-time.After(100 * time.Millisecond):
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -753,13 +753,19 @@ func provisionBy(ctx context.Context, bin string, e *env, sc Scenario, js jetstr
 		}
 	}
 	for {
-		cons, err := js.Consumer(ctx, topo.CommandsStream, topo.Durable)
+		// Each look gets an answer or gives up within two seconds: on a
+		// cluster that has just formed, a JetStream request can go
+		// unanswered.
+		try, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cons, err := js.Consumer(try, topo.CommandsStream, topo.Durable)
 		if err == nil {
-			if info, err := cons.Info(ctx); err == nil && info.NumWaiting > 0 {
+			if info, err := cons.Info(try); err == nil && info.NumWaiting > 0 {
+				cancel()
 				stop()
 				return cons, nil
 			}
 		}
+		cancel()
 		select {
 		case err := <-exited:
 			return nil, fmt.Errorf("%s exited before it consumed: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
