@@ -113,10 +113,10 @@ func TestRunSendAndDrain(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	var logs bytes.Buffer
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	go func() {
 		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1", "--http-addr", "127.0.0.1:0"},
-			nil, &bytes.Buffer{}, &syncWriter{w: &logs})
+			nil, &bytes.Buffer{}, logs)
 	}()
 
 	var id bytes.Buffer

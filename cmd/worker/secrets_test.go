@@ -65,11 +65,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	var logs bytes.Buffer
+	// One writer for both streams, read through its lock: the worker's
+	// goroutines write while the test reads.
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	go func() {
 		done <- run(ctx, []string{"run", "--nats-url", srv.ClientURL(), "--chat-api-url", hs.URL + "/chat/v1", "--http-addr", "127.0.0.1:0",
 			"--log-level", "debug", "--log-format", "json", "--retry-max-attempts", "2", "--retry-initial-interval", "1ms", "--retry-max-interval", "2ms"},
-			nil, &syncWriter{w: &logs}, &syncWriter{w: &logs})
+			nil, logs, logs)
 	}()
 	stopped := false
 	t.Cleanup(func() {
