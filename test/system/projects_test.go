@@ -343,53 +343,62 @@ func (p projectRecords) byProject(b batch) map[string]record {
 
 func (p projectRecords) done(b batch) int { return len(p.byProject(b)) }
 
-// readStream reads every message a stream holds now.
+// readStream reads every message a stream holds now. Right after workers
+// drained, the cluster may answer a request with "no responders" while a
+// leader moves: the read starts again until the deadline.
 func readStream(t *testing.T, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	// Right after three workers drained, a stream's leader may still be
-	// answering elsewhere ("no responders"): ask again until the deadline.
-	var s jetstream.Stream
-	var err error
-	for s, err = js.Stream(ctx, stream); err != nil; s, err = js.Stream(ctx, stream) {
-		if ctx.Err() != nil {
+	for {
+		out, err := tryReadStream(ctx, js, stream)
+		if err == nil {
+			return out
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || ctx.Err() != nil {
 			t.Fatalf("%s: %v", stream, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func tryReadStream(ctx context.Context, js jetstream.JetStream, stream string) ([]*jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
 	last := s.CachedInfo().State.LastSeq
 	var out []*jetstream.RawStreamMsg
 	if s.CachedInfo().State.Msgs == 0 {
-		return out
+		return out, nil
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		t.Fatalf("%s: %v", stream, err)
+		return nil, err
 	}
 	for read := uint64(0); read < last; {
 		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			t.Fatalf("%s: %v", stream, err)
+			return nil, err
 		}
 		got := 0
 		for m := range batch.Messages() {
 			md, err := m.Metadata()
 			if err != nil {
-				t.Fatalf("%s: %v", stream, err)
+				return nil, err
 			}
 			read = md.Sequence.Stream
 			out = append(out, &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: read, Data: m.Data()})
 			got++
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			t.Fatalf("%s: %v", stream, err)
+			return nil, err
 		}
 		if got == 0 {
-			t.Fatalf("%s: read up to sequence %d of %d", stream, read, last)
+			return nil, fmt.Errorf("read up to sequence %d of %d", read, last)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // checkRecords: at most one result for each of b's commands, each on the project's result subject for its type and
