@@ -36,16 +36,9 @@ func WatchBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m 
 		log = zap.NewNop()
 	}
 	topo = topo.WithDefaults()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		readBacklog(ctx, js, topo, m, every, log)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	read := func() { readBacklog(ctx, js, topo, m, every, log) }
+	read()
+	tick(ctx, every, read)
 }
 
 func readBacklog(ctx context.Context, js jetstream.JetStream, topo Topology, m *OnCallMetrics, timeout time.Duration, log *zap.Logger) {

@@ -66,18 +66,7 @@ func (b *budgets) sweep() {
 	}
 }
 
-func (b *budgets) sweepEvery(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			b.sweep()
-		}
-	}
-}
+func (b *budgets) sweepEvery(ctx context.Context, every time.Duration) { tick(ctx, every, b.sweep) }
 
 // budget waits for the project's rate budget for the command at the stream
 // sequence seq, outside any API call slot. It returns the reservation to

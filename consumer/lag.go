@@ -27,16 +27,8 @@ func (lw lagWatcher) Run(ctx context.Context) {
 	if lw.m == nil {
 		return
 	}
-	t := time.NewTicker(lw.every)
-	defer t.Stop()
-	for {
-		lw.once(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	lw.once(ctx)
+	tick(ctx, lw.every, func() { lw.once(ctx) })
 }
 
 func (lw lagWatcher) once(ctx context.Context) {

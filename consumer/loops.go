@@ -130,18 +130,7 @@ func (defaultOnly) Names() []string { return []string{contract.DefaultProject} }
 func (w *Worker) startProjects(ctx, workCtx context.Context, pool *runners) *projectLoops {
 	pl := &projectLoops{w: w, js: w.js, names: w.served(), ctx: ctx, workCtx: workCtx, pool: pool, loops: map[string]*fetchLoop{}}
 	pl.sync()
-	pl.wg.Go(func() {
-		t := time.NewTicker(reloadEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				pl.sync()
-			}
-		}
-	})
+	pl.wg.Go(func() { tick(ctx, reloadEvery, pl.sync) })
 	return pl
 }
 

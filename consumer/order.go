@@ -470,18 +470,11 @@ func orderDelay(delivered uint64) time.Duration {
 // stall (awake).
 func (o *orderer) keepQueuedAlive(ctx context.Context) {
 	o.alive.round(time.Now(), o.topo.AckWait)
-	t := time.NewTicker(o.topo.AckWait / 3)
-	defer t.Stop()
 	var msgs []jetstream.Msg
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			o.alive.round(time.Now(), o.topo.AckWait)
-			msgs = o.keepQueuedAliveOnce(msgs[:0])
-		}
-	}
+	tick(ctx, o.topo.AckWait/3, func() {
+		o.alive.round(time.Now(), o.topo.AckWait)
+		msgs = o.keepQueuedAliveOnce(msgs[:0])
+	})
 }
 
 // awake reports whether the commands this worker holds can still be its

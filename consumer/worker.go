@@ -280,6 +280,20 @@ func (w *Worker) orderToken(subject string) (string, bool) {
 	return r.Subjects(s).ChatCommandsFilter(r.Chat), true
 }
 
+// tick calls f every d until ctx is done, the first time after d.
+func tick(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
 // sleepCtx waits for d, or until ctx is done: then it reports false.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
