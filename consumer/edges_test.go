@@ -367,18 +367,7 @@ func TestFloodedProjectDoesNotHoldUpAnother(t *testing.T) {
 			for i := range nB {
 				p.Publish(actions.Note{ChatID: fmt.Sprint("b-", i), Content: "x", SiteToken: "sb"})
 			}
-			var bDone, aDone int
-			workertest.Eventually(t, 2*time.Minute, func() bool {
-				bDone, aDone = 0, 0
-				for _, e := range p.Sim.Effects() {
-					if strings.HasPrefix(e.ChatID, "b-") {
-						bDone++
-					} else {
-						aDone++
-					}
-				}
-				return bDone == nB
-			}, "project B's commands were not all done (%d of %d)", &bDone, nB)
+			aDone := waitProjectB(t, p, nB)
 			t.Logf("MaxAckPending %d: project B's %d commands done %v after their publish; project A had %d of %d done then",
 				tt.maxAckPending, nB, time.Since(start).Round(time.Millisecond), aDone, nA)
 			if !tt.ok(aDone) {
