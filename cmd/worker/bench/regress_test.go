@@ -2,8 +2,13 @@ package bench_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatworker/worker/cmd/worker/bench"
 )
@@ -73,5 +78,29 @@ func TestRegressMedian(t *testing.T) {
 	res := bench.RegressResult{Rounds: []bench.RegressRound{{Old: 100, New: 90}, {Old: 100, New: 120}, {Old: 100, New: 100}, {Old: 100, New: 50}}}
 	if got := res.Median(bench.RegressRound.NewOverOld); got != 0.95 {
 		t.Errorf("median of 0.9, 1.2, 1.0, 0.5 = %v, want 0.95", got)
+	}
+}
+
+// A process that exits while the run waits for its commands ends the run at
+// once, with what the process wrote to its standard error, rather than after
+// the run's timeout with "context deadline exceeded" and nothing else.
+func TestRunEndsWhenAProcessExits(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "worker")
+	script := "#!/bin/sh\necho 'the bucket could not be created' >&2\nexit 3\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := bench.Runner{WorkerBinary: bin}
+	_, err := r.Run(t.Context(), bench.Scenario{Mode: bench.ModeMinimal, Processes: 1, Commands: 10, Concurrency: 1, Timeout: time.Minute})
+	if err == nil {
+		t.Fatal("a run whose only process exited: no error")
+	}
+	for _, want := range []string{"exited while the run went on", "the bucket could not be created"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the run waited out its timeout: %v", err)
 	}
 }

@@ -268,6 +268,7 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	var (
 		stopWorker func() error
 		pids       func() []int
+		said       = func() string { return "" } // what the processes wrote to standard error
 	)
 	if r.OnStart != nil {
 		r.OnStart()
@@ -276,10 +277,15 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	tr.begin(start)
 	switch {
 	case sc.Processes > 0:
-		var ps *procs
-		ps, err = startProcs(ctx, r.WorkerBinary, e, sc)
+		var (
+			ps     *procs
+			cancel context.CancelCauseFunc
+		)
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		ps, err = startProcs(r.WorkerBinary, e, sc, cancel)
 		if ps != nil {
-			stopWorker, pids = ps.stop, ps.pids
+			stopWorker, pids, said = ps.stop, ps.pids, ps.said
 		}
 	case sc.Mode == ModeLimit || sc.Mode == ModeFloor || sc.Mode == ModeFloorNoClaim:
 		stopWorker, err = startLimit(ctx, e, js, cons, sc, tr)
@@ -336,7 +342,12 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 	}
 	stopErr := stopWorker()
 	if waitErr != nil {
-		return Result{}, fmt.Errorf("%s: %d of %d commands done: %w", sc.Mode, tr.count.Load(), sc.Commands, waitErr)
+		// What the processes said, even those that stopped cleanly, is why.
+		err := fmt.Errorf("%s: %d of %d commands done: %w", sc.Mode, tr.count.Load(), sc.Commands, waitErr)
+		if s := said(); s != "" && stopErr == nil {
+			err = fmt.Errorf("%w; the processes said: %s", err, s)
+		}
+		return Result{}, errors.Join(err, stopErr)
 	}
 	if stopErr != nil {
 		return Result{}, stopErr
@@ -413,7 +424,7 @@ func (t *tracker) wait(ctx context.Context) error {
 	case <-t.allIn:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 }
 
@@ -709,10 +720,30 @@ func startLimit(ctx context.Context, e *env, js jetstream.JetStream, cons jetstr
 	}, nil
 }
 
-// procs are worker child processes.
+// procs are worker child processes, each watched from the moment it
+// starts: one that exits before stop is called calls onExit, so that a run
+// fails at once with what the process said instead of waiting out its
+// timeout for commands nobody consumes.
 type procs struct {
-	cmds []*exec.Cmd
-	errs []*bytes.Buffer
+	cmds     []*exec.Cmd
+	errs     []*bytes.Buffer
+	exits    []chan error // each process's exit status, sent once
+	onExit   func(error)  // may be nil
+	stopping atomic.Bool
+}
+
+// add watches cmd, started, with its standard error in stderr.
+func (ps *procs) add(cmd *exec.Cmd, stderr *bytes.Buffer) {
+	i := len(ps.cmds)
+	exit := make(chan error, 1)
+	ps.cmds, ps.errs, ps.exits = append(ps.cmds, cmd), append(ps.errs, stderr), append(ps.exits, exit)
+	go func() {
+		err := cmd.Wait()
+		if !ps.stopping.Load() && ps.onExit != nil {
+			ps.onExit(fmt.Errorf("worker process %d exited while the run went on: %v: %s", i, err, strings.TrimSpace(stderr.String())))
+		}
+		exit <- err
+	}()
 }
 
 // workerCmd is `worker run` as the bench runs it: the first release takes
@@ -777,8 +808,10 @@ func provisionBy(ctx context.Context, bin string, e *env, sc Scenario, js jetstr
 	}
 }
 
-func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, error) {
-	ps := &procs{}
+// startProcs starts the scenario's processes; onExit is called if one exits
+// before the run stops it.
+func startProcs(bin string, e *env, sc Scenario, onExit func(error)) (*procs, error) {
+	ps := &procs{onExit: onExit}
 	for i := range sc.Processes {
 		cmd := workerCmd(bin, e, sc)
 		if sc.Mode == ModeMinimal || sc.Mode == ModeMinimalStore {
@@ -790,10 +823,20 @@ func startProcs(ctx context.Context, bin string, e *env, sc Scenario) (*procs, e
 			_ = ps.stop()
 			return nil, fmt.Errorf("start worker %d: %w", i, err)
 		}
-		ps.cmds = append(ps.cmds, cmd)
-		ps.errs = append(ps.errs, &stderr)
+		ps.add(cmd, &stderr)
 	}
 	return ps, nil
+}
+
+// said is what the processes wrote to standard error, once they exited.
+func (ps *procs) said() string {
+	var b strings.Builder
+	for i, e := range ps.errs {
+		if t := strings.TrimSpace(e.String()); t != "" {
+			fmt.Fprintf(&b, "[process %d] %s ", i, t)
+		}
+	}
+	return strings.TrimSpace(b.String())
 }
 
 func (ps *procs) pids() []int {
@@ -806,21 +849,20 @@ func (ps *procs) pids() []int {
 
 // stop sends SIGTERM to every worker and waits for them to exit.
 func (ps *procs) stop() error {
+	ps.stopping.Store(true)
 	for _, c := range ps.cmds {
 		_ = c.Process.Signal(syscall.SIGTERM)
 	}
 	var errs []error
 	for i, c := range ps.cmds {
-		done := make(chan error, 1)
-		go func() { done <- c.Wait() }()
 		select {
-		case err := <-done:
+		case err := <-ps.exits[i]:
 			if err != nil {
 				errs = append(errs, fmt.Errorf("worker process %d: %w: %s", i, err, ps.errs[i].String()))
 			}
 		case <-time.After(30 * time.Second):
 			_ = c.Process.Kill()
-			<-done
+			<-ps.exits[i]
 			errs = append(errs, fmt.Errorf("worker process %d did not stop within 30s of SIGTERM", i))
 		}
 	}

@@ -491,7 +491,8 @@ func startNATSProc(bin, dir string) (*procs, string, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start the NATS server process: %w", err)
 	}
-	p := &procs{cmds: []*exec.Cmd{cmd}, errs: []*bytes.Buffer{&stderr}}
+	p := &procs{}
+	p.add(cmd, &stderr)
 	urls := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -526,7 +527,9 @@ func startSoakWorker(bin, natsURL, api, addr string, concurrency int) (*procs, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the worker: %w", err)
 	}
-	return &procs{cmds: []*exec.Cmd{cmd}, errs: []*bytes.Buffer{&stderr}}, nil
+	p := &procs{}
+	p.add(cmd, &stderr)
+	return p, nil
 }
 
 // freeAddr is a loopback address with a port free a moment ago.
