@@ -30,11 +30,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		soakOpts          bench.SoakOptions
 		serveNATS         string
 		minimal           bool
-		minimalStore      bool
-		minimalReplicas   int
-		minimalNATS       string
-		minimalAPI        string
-		minimalConc       int
+		minimalOpts       bench.MinimalOptions
 		regress           bench.RegressOptions
 		against, current  string
 		projects          string
@@ -64,11 +60,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.String(&serveNATS, "serve-nats", "", "", "run only the bench's NATS server, storing in this directory, until stopped (used by --soak)")
 	// Internal: the minimal loop of --against, in a process of its own.
 	fs.Bool(&minimal, "minimal-loop", "", false, "run only the minimal consume-call-publish-ack loop on the bench's consumer until stopped (used by --against)")
-	fs.String(&minimalNATS, "minimal-nats-url", "", "", "with --minimal-loop: the bench's NATS server")
-	fs.String(&minimalAPI, "minimal-api-url", "", "", "with --minimal-loop: the bench's API simulator")
-	fs.Int(&minimalConc, "minimal-concurrency", "", consumer.DefaultConcurrency, "with --minimal-loop: goroutines")
-	fs.Bool(&minimalStore, "minimal-store", "", false, "with --minimal-loop: also read a record before each call and create one after it")
-	fs.Int(&minimalReplicas, "minimal-replicas", "", 1, "with --minimal-store: the records' bucket's replicas")
+	fs.String(&minimalOpts.NATSURL, "minimal-nats-url", "", "", "with --minimal-loop: the bench's NATS server")
+	fs.String(&minimalOpts.APIURL, "minimal-api-url", "", "", "with --minimal-loop: the bench's API simulator")
+	fs.Int(&minimalOpts.Concurrency, "minimal-concurrency", "", consumer.DefaultConcurrency, "with --minimal-loop: goroutines")
+	fs.Bool(&minimalOpts.Store, "minimal-store", "", false, "with --minimal-loop: also read a record before each call and create one after it")
+	fs.Int(&minimalOpts.Replicas, "minimal-replicas", "", 1, "with --minimal-store: the records' bucket's replicas")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -76,10 +72,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bench.ServeNATS(ctx, serveNATS, stdout)
 	}
 	if minimal {
-		if minimalNATS == "" || minimalAPI == "" {
+		if minimalOpts.NATSURL == "" || minimalOpts.APIURL == "" {
 			return usageError{errors.New("--minimal-loop needs --minimal-nats-url and --minimal-api-url")}
 		}
-		return bench.MinimalLoop(ctx, minimalNATS, minimalAPI, minimalConc, minimalStore, minimalReplicas)
+		minimalOpts.Errors = stderr
+		return bench.MinimalLoop(ctx, minimalOpts)
 	}
 	if projects != "" {
 		if soak || against != "" {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatworker/worker/chat"
@@ -30,58 +32,90 @@ const ModeMinimal Mode = "minimal"
 // a worker that keeps the guarantees and did nothing else would reach.
 const ModeMinimalStore Mode = "minimal-store"
 
-// MinimalLoop runs the minimal loop until ctx ends: concurrency goroutines
+// MinimalOptions configure the minimal loop.
+type MinimalOptions struct {
+	NATSURL     string // the bench's NATS server
+	APIURL      string // the bench's API simulator
+	Concurrency int    // goroutines taking commands
+	// Store adds the two store round trips of a worker's first delivery: a
+	// read of the command's key in a key-value bucket before the call, and
+	// a create of a record about the size of the worker's after it, awaited
+	// before the result is published.
+	Store    bool
+	Replicas int       // the bucket's replicas
+	Errors   io.Writer // where failed commands are told; nil for nowhere
+}
+
+// MinimalLoop runs the minimal loop until ctx ends: o.Concurrency goroutines
 // take commands from the worker's durable consumer (provisioned beforehand),
 // decode only what the call needs, make the API call through the same
 // client the worker uses, publish a result to the command's result subject
 // (its id as Nats-Msg-Id) and wait for the PubAck, then ack. No per-chat
-// order, no idempotency store, no validation, no metrics.
+// order, no idempotency store, no validation, no metrics. A command that
+// fails is nacked, so it comes again, and told to o.Errors (the first few
+// of them): a run that never ends says why.
 // `worker bench --minimal-loop` runs it.
-//
-// With store, each command also makes the two store round trips of a
-// worker's first delivery: a read of its key in a key-value bucket before
-// the call, and a create of a record about the size of the worker's after
-// it, awaited before the result is published; the bucket has replicas
-// replicas.
-func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, store bool, replicas int) error {
-	if concurrency < 1 {
-		return fmt.Errorf("bench: minimal loop with concurrency %d", concurrency)
+func MinimalLoop(ctx context.Context, o MinimalOptions) error {
+	if o.Concurrency < 1 {
+		return fmt.Errorf("bench: minimal loop with concurrency %d", o.Concurrency)
 	}
-	nc, js, err := dialJS(natsURL, "bench minimal loop")
+	if o.Errors == nil {
+		o.Errors = io.Discard
+	}
+	nc, js, err := dialJS(o.NATSURL, "bench minimal loop")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	topo := consumer.Topology{}.WithDefaults()
-	cons, err := js.Consumer(ctx, topo.CommandsStream, topo.Durable)
+	var (
+		cons jetstream.Consumer
+		kv   jetstream.KeyValue
+	)
+	// On a loaded cluster a JetStream request can go unanswered, and a
+	// bucket of three replicas can take longer to place than a request
+	// waits: each step is tried again for up to a minute.
+	err = retry(ctx, time.Minute, func(ctx context.Context) (err error) {
+		cons, err = js.Consumer(ctx, topo.CommandsStream, topo.Durable)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("the commands' consumer: %w", err)
 	}
-	client, err := chat.New(chat.WithBaseURL(api), chat.WithCredentials(chat.Credentials{APIKey: apiKey, SiteToken: siteToken}),
-		chat.WithMaxConnsPerHost(concurrency), chat.WithRateLimit(false))
+	if o.Store {
+		err = retry(ctx, time.Minute, func(ctx context.Context) (err error) {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_MINIMAL", History: 1, TTL: time.Hour, Replicas: max(o.Replicas, 1)})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("the records' bucket: %w", err)
+		}
+	}
+	client, err := chat.New(chat.WithBaseURL(o.APIURL), chat.WithCredentials(chat.Credentials{APIKey: apiKey, SiteToken: siteToken}),
+		chat.WithMaxConnsPerHost(o.Concurrency), chat.WithRateLimit(false))
 	if err != nil {
 		return err
 	}
-	var kv jetstream.KeyValue
-	if store {
-		if kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_MINIMAL", History: 1, TTL: time.Hour, Replicas: max(replicas, 1)}); err != nil {
-			return err
-		}
-	}
 	// The worker's pull timing (consumer.pullTiming): a pull request the
 	// server no longer holds is noticed within two seconds, not thirty.
-	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency), jetstream.PullExpiry(5*time.Second),
+	it, err := cons.Messages(jetstream.PullMaxMessages(o.Concurrency), jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return err
 	}
-	msgs := make(chan jetstream.Msg, concurrency)
-	var wg sync.WaitGroup
-	for range concurrency {
+	msgs := make(chan jetstream.Msg, o.Concurrency)
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+	)
+	for range o.Concurrency {
 		wg.Go(func() {
 			for msg := range msgs {
-				if minimalOne(ctx, js, kv, client, topo.Subjects, msg) != nil {
+				if err := minimalOne(ctx, js, kv, client, topo.Subjects, msg); err != nil {
 					_ = msg.Nak()
+					if n := failed.Add(1); n <= 10 {
+						fmt.Fprintf(o.Errors, "minimal loop: a command failed and comes again: %v\n", err)
+					}
 				}
 			}
 		})
@@ -92,7 +126,29 @@ func MinimalLoop(ctx context.Context, natsURL, api string, concurrency int, stor
 	}()
 	feed(it, msgs)
 	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(o.Errors, "minimal loop: %d failed deliveries in all\n", n)
+	}
 	return nil
+}
+
+// retry calls try, each call with ten seconds, until it succeeds, ctx
+// ends or the time is up; it returns try's last error.
+func retry(ctx context.Context, d time.Duration, try func(context.Context) error) error {
+	deadline := time.Now().Add(d)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := try(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // minimalOne is one command of the minimal loop.

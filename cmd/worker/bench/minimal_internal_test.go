@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatworker/worker/consumer"
+	"github.com/chatworker/worker/internal/natstest"
+)
+
+// syncBuffer is a bytes.Buffer the loop's goroutines and the test can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A command the minimal loop cannot complete (here the API is unreachable)
+// comes again, and the loop says why on its error writer: a bench run that
+// never ends must be able to tell what went wrong in the loop's process.
+func TestMinimalLoopTellsFailures(t *testing.T) {
+	s := natstest.RunServer(t)
+	_, js := natstest.Connect(t, s)
+	topo := consumer.Topology{}.WithDefaults()
+	if _, err := consumer.Provision(t.Context(), js, topo); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := "http://" + l.Addr().String() + "/chat/v1"
+	l.Close() // nothing listens there now
+
+	pub := newPublisher(js, topo.Subjects, Scenario{Commands: 1, Chats: 1})
+	if err := pub.publish(t.Context(), 0, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	var errs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- MinimalLoop(ctx, MinimalOptions{NATSURL: s.ClientURL(), APIURL: api, Concurrency: 1, Store: true, Errors: &errs})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errs.String(), "a command failed and comes again") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("the loop: %v", err)
+	}
+	if got := errs.String(); !strings.Contains(got, "a command failed and comes again") || !strings.Contains(got, "failed deliveries in all") {
+		t.Errorf("the loop did not tell its failures; it wrote %q", got)
+	}
+}
+
+// The minimal loop's setup tries again while a loaded cluster does not
+// answer, and gives up with the last error when its time is up.
+func TestRetry(t *testing.T) {
+	var calls int
+	err := retry(t.Context(), time.Minute, func(context.Context) error {
+		if calls++; calls < 3 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("after two failures: %v, %d calls; want success on the third", err, calls)
+	}
+	err = retry(t.Context(), 0, func(context.Context) error { return net.ErrClosed })
+	if err != net.ErrClosed {
+		t.Errorf("with no time left: %v, want the try's own error", err)
+	}
+}
