@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatworker/worker/consumer"
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // syncBuffer is a bytes.Buffer the loop's goroutines and the test can share.
@@ -31,13 +32,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// A command the minimal loop cannot complete (here the API is unreachable)
-// comes again, and the loop says why on its error writer: a bench run that
-// never ends must be able to tell what went wrong in the loop's process.
-func TestMinimalLoopTellsFailures(t *testing.T) {
+// minimalWorld is a server with the worker's streams and consumer, one
+// command waiting, and an API address nothing listens on.
+func minimalWorld(t *testing.T) (natsURL, api string, js jetstream.JetStream, topo consumer.Topology) {
+	t.Helper()
 	s := natstest.RunServer(t)
-	_, js := natstest.Connect(t, s)
-	topo := consumer.Topology{}.WithDefaults()
+	_, js = natstest.Connect(t, s)
+	topo = consumer.Topology{}.WithDefaults()
 	if _, err := consumer.Provision(t.Context(), js, topo); err != nil {
 		t.Fatal(err)
 	}
@@ -45,29 +46,68 @@ func TestMinimalLoopTellsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := "http://" + l.Addr().String() + "/chat/v1"
-	l.Close() // nothing listens there now
-
+	api = "http://" + l.Addr().String() + "/chat/v1"
+	l.Close()
 	pub := newPublisher(js, topo.Subjects, Scenario{Commands: 1, Chats: 1})
 	if err := pub.publish(t.Context(), 0, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	var errs syncBuffer
+	return s.ClientURL(), api, js, topo
+}
+
+// runMinimal runs the loop until until is true or 30 seconds pass.
+func runMinimal(t *testing.T, o MinimalOptions, until func() bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() {
-		done <- MinimalLoop(ctx, MinimalOptions{NATSURL: s.ClientURL(), APIURL: api, Concurrency: 1, Store: true, Errors: &errs})
-	}()
+	go func() { done <- MinimalLoop(ctx, o) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(errs.String(), "a command failed and comes again") && time.Now().Before(deadline) {
+	for !until() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("the loop: %v", err)
 	}
+}
+
+// A command the minimal loop cannot complete (here the API is unreachable)
+// comes again, and the loop says why on its error writer: a bench run that
+// never ends must be able to tell what went wrong in the loop's process.
+func TestMinimalLoopTellsFailures(t *testing.T) {
+	natsURL, api, _, _ := minimalWorld(t)
+	var errs syncBuffer
+	runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true, Errors: &errs},
+		func() bool { return strings.Contains(errs.String(), "a command failed and comes again") })
 	if got := errs.String(); !strings.Contains(got, "a command failed and comes again") || !strings.Contains(got, "failed deliveries in all") {
 		t.Errorf("the loop did not tell its failures; it wrote %q", got)
+	}
+}
+
+// A command whose record is stored already (an earlier delivery made the
+// call, then its publish failed) gets its result without a second call:
+// the loop does not fail it forever because the record is there.
+func TestMinimalLoopRedeliveryAfterTheCall(t *testing.T) {
+	natsURL, api, js, topo := minimalWorld(t)
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "BENCH_MINIMAL", History: 1, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(t.Context(), floorKey(commandID(0)), minimalRecord); err != nil {
+		t.Fatal(err)
+	}
+	results := func() uint64 {
+		info, err := js.Stream(t.Context(), topo.ResultsStream)
+		if err != nil {
+			return 0
+		}
+		return info.CachedInfo().State.Msgs
+	}
+	var errs syncBuffer
+	runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true, Errors: &errs},
+		func() bool { return results() == 1 })
+	if n := results(); n != 1 {
+		t.Errorf("%d results, want 1; the loop said %q", n, errs.String())
 	}
 }
 
