@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +13,6 @@ import (
 	"github.com/chatworker/worker/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// syncBuffer is a bytes.Buffer the loop's goroutines and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // minimalWorld is a server with the worker's streams and consumer, one
 // command waiting, and an API address nothing listens on.
@@ -55,20 +37,33 @@ func minimalWorld(t *testing.T) (natsURL, api string, js jetstream.JetStream, to
 	return s.ClientURL(), api, js, topo
 }
 
-// runMinimal runs the loop until until is true or 30 seconds pass.
-func runMinimal(t *testing.T, o MinimalOptions, until func() bool) {
+// runMinimal runs the loop until until is true or 30 seconds pass, and
+// returns what the loop wrote to o.Errors (a file, which the loop's
+// goroutines and the test can share).
+func runMinimal(t *testing.T, o MinimalOptions, until func(said string) bool) string {
 	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "errors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o.Errors = f
+	said := func() string {
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- MinimalLoop(ctx, o) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for !until() && time.Now().Before(deadline) {
+	for !until(said()) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("the loop: %v", err)
 	}
+	return said()
 }
 
 // A command the minimal loop cannot complete (here the API is unreachable)
@@ -76,10 +71,9 @@ func runMinimal(t *testing.T, o MinimalOptions, until func() bool) {
 // never ends must be able to tell what went wrong in the loop's process.
 func TestMinimalLoopTellsFailures(t *testing.T) {
 	natsURL, api, _, _ := minimalWorld(t)
-	var errs syncBuffer
-	runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true, Errors: &errs},
-		func() bool { return strings.Contains(errs.String(), "a command failed and comes again") })
-	if got := errs.String(); !strings.Contains(got, "a command failed and comes again") || !strings.Contains(got, "failed deliveries in all") {
+	got := runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true},
+		func(said string) bool { return strings.Contains(said, "a command failed and comes again") })
+	if !strings.Contains(got, "a command failed and comes again") || !strings.Contains(got, "failed deliveries in all") {
 		t.Errorf("the loop did not tell its failures; it wrote %q", got)
 	}
 }
@@ -103,11 +97,10 @@ func TestMinimalLoopRedeliveryAfterTheCall(t *testing.T) {
 		}
 		return info.CachedInfo().State.Msgs
 	}
-	var errs syncBuffer
-	runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true, Errors: &errs},
-		func() bool { return results() == 1 })
+	said := runMinimal(t, MinimalOptions{NATSURL: natsURL, APIURL: api, Concurrency: 1, Store: true},
+		func(string) bool { return results() == 1 })
 	if n := results(); n != 1 {
-		t.Errorf("%d results, want 1; the loop said %q", n, errs.String())
+		t.Errorf("%d results, want 1; the loop said %q", n, said)
 	}
 }
 
