@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -27,11 +28,24 @@ const (
 	duringCall               // the API applied the effect; its answer is lost
 	beforeRecord             // the call answered; the outcome not yet created
 	beforeAck                // the outcome created; the result and the ack not yet
+	// duringLongCall is duringCall in a call that outlasted a third of
+	// AckWait: the keep-alive has created the claim, with its lease.
+	duringLongCall
 )
 
 func (s step) String() string {
-	return [...]string{"before the call", "during the call", "after the call, before the record", "after the record, before the ack"}[s]
+	return [...]string{"before the call", "during the call", "after the call, before the record", "after the record, before the ack",
+		"during a call long enough to take the lease"}[s]
 }
+
+// longCall is how long the first worker's call at duringLongCall lasts:
+// more than a third of startClaimless's AckWait, when the keep-alive takes
+// the lease.
+const longCall = 800 * time.Millisecond
+
+// firstLease is the lease of the first worker's claims: a takeover waits it
+// out when the first worker died holding one.
+const firstLease = 3 * time.Second
 
 // stepHook stops the first worker at one step of its first command: it
 // calls at (which kills or freezes the worker), then waits for resume.
@@ -42,6 +56,7 @@ type stepHook struct {
 	resume chan struct{}
 	once   sync.Once
 	woken  sync.Once
+	slow   sync.Once    // the long call of duringLongCall
 	claims atomic.Int32 // Claim calls of the first worker
 }
 
@@ -73,7 +88,10 @@ func (e *hookedExec) Execute(ctx context.Context, cmd actions.Command) (contract
 		return contract.Outcome{}, chat.ErrInvalidRequest // dead: no call after its crash
 	}
 	out, err := e.next.Execute(ctx, cmd)
-	if err == nil && e.hook.reached(duringCall) {
+	if err == nil && e.hook.at == duringLongCall {
+		e.hook.slow.Do(func() { time.Sleep(longCall) })
+	}
+	if err == nil && (e.hook.reached(duringCall) || e.hook.reached(duringLongCall)) {
 		return contract.Outcome{}, chat.ErrInvalidRequest
 	}
 	return out, err
@@ -104,8 +122,39 @@ type claimlessRun struct {
 	p       *pipeline
 	hook    *stepHook
 	cmds    []actions.Command
-	results atomic.Int32  // result publishes seen on the results subjects, stored or not
-	done    chan struct{} // closed when the first worker's Run returned
+	results *nats.Subscription // result publishes on the results subjects, stored or not, kept unread
+	marks   *nats.Subscription // see published
+	nc      *nats.Conn         // the first worker's connection
+	done    chan struct{}      // closed when the first worker's Run returned
+}
+
+// published is the results published, stored or not. A result's
+// PubAck does not mean the test's connection has it: the stream can
+// acknowledge a message before the server has passed it to the other
+// subscribers. But the server passes on one connection's messages in
+// order, so a marker published after them on each publishing connection,
+// once received, means they are all in the subscription's queue.
+func (r *claimlessRun) published(t *testing.T) []*nats.Msg {
+	t.Helper()
+	for _, nc := range []*nats.Conn{r.nc, r.p.NC} { // the first worker's, the second's
+		if nc.IsClosed() {
+			continue // it was closed at its step, before any publish
+		}
+		if err := nc.Publish(r.marks.Subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.marks.NextMsg(30 * time.Second); err != nil {
+			t.Fatalf("the marker published after the results: %v", err)
+		}
+	}
+	var msgs []*nats.Msg
+	for {
+		m, err := r.results.NextMsg(0)
+		if err != nil {
+			return msgs // nats.ErrTimeout: none left
+		}
+		msgs = append(msgs, m)
+	}
 }
 
 // startClaimless starts the first worker on its own NATS connection, with
@@ -117,17 +166,25 @@ func startClaimless(t *testing.T, at step, n int, on func(nc *nats.Conn, stop fu
 	p.Config.Topology.AckWait = time.Second
 	p.Config.ShutdownGrace = time.Minute // a frozen command is not handed back meanwhile
 	r := &claimlessRun{p: p}
-	sub, err := p.NC.Subscribe(p.Config.Topology.WithDefaults().Subjects.Result("*", "*")[:len("chat.results.")]+">", func(*nats.Msg) { r.results.Add(1) })
+	sub, err := p.NC.SubscribeSync(p.Config.Topology.WithDefaults().Subjects.Result("*", "*")[:len("chat.results.")] + ">")
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.results = sub
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if r.marks, err = p.NC.SubscribeSync("test.claimless.marker"); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
 
 	nc, js := natstest.Connect(t, p.Server)
-	store, err := idempotency.Open(t.Context(), js, idempotency.Config{Owner: "first"})
+	r.nc = nc
+	// A first worker that dies holding a lease (duringLongCall, or any call
+	// slowed past a third of AckWait on a loaded machine) keeps the
+	// command from the takeover until the lease runs out: a short one.
+	store, err := idempotency.Open(t.Context(), js, idempotency.Config{Owner: "first", Lease: firstLease})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,13 +293,38 @@ func TestClaimlessFirstDeliveryWorkerDies(t *testing.T) {
 		{duringCall, 4},
 		{beforeRecord, 4},
 		{beforeAck, 3},
+		// The takeover waits out the lease, then calls again, as at
+		// duringCall.
+		{duringLongCall, 4},
 	} {
 		t.Run(tc.at.String(), func(t *testing.T) {
 			r := startClaimless(t, tc.at, 3, func(nc *nats.Conn, _ func()) { nc.Close() })
+			if tc.at == duringLongCall {
+				rec, err := r.p.Store.Lookup(t.Context(), r.cmds[0].ID)
+				if err != nil || rec.State != idempotency.StatePending || rec.Owner != "first" {
+					t.Fatalf("the first worker died without holding the lease: record %+v, %v", rec, err)
+				}
+			}
 			results := r.takeOver(t)
 			r.check(t, results, tc.wantCalls)
-			if got := r.results.Load(); got != 3 {
-				t.Errorf("%d results published, want 3", got)
+			// Each command's result is published as one message. A
+			// command behind the first can come again while the takeover
+			// waits (out the lease, say) and have it published again: the
+			// same message, which the stream drops.
+			msgIDs := map[string]string{} // command id: its result's Nats-Msg-Id
+			for _, m := range r.published(t) {
+				var res actions.Result
+				if err := json.Unmarshal(m.Data, &res); err != nil {
+					t.Fatal(err)
+				}
+				id := m.Header.Get(nats.MsgIdHdr)
+				if prev, ok := msgIDs[res.ID]; ok && prev != id {
+					t.Errorf("command %s: two different results published, %s and %s", res.ID, prev, id)
+				}
+				msgIDs[res.ID] = id
+			}
+			if len(msgIDs) != len(r.cmds) {
+				t.Errorf("results published for %d commands, want %d", len(msgIDs), len(r.cmds))
 			}
 		})
 	}
@@ -258,7 +340,7 @@ func TestClaimlessFirstDeliveryWorkerStallsPastAckWait(t *testing.T) {
 	for _, tc := range []struct {
 		at          step
 		wantCalls   int64
-		wantResults int32 // publishes of results (a copy of the same message's result is dropped by the stream)
+		wantResults int // publishes of results (a copy of the same message's result is dropped by the stream)
 	}{
 		{beforeRecord, 2, 1},
 		// Its record was created: the redelivery repeats its result, and
@@ -276,11 +358,8 @@ func TestClaimlessFirstDeliveryWorkerStallsPastAckWait(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the woken worker did not stop")
 			}
-			if err := r.p.NC.Flush(); err != nil {
-				t.Fatal(err)
-			}
 			r.check(t, results, tc.wantCalls)
-			if got := r.results.Load(); got != tc.wantResults {
+			if got := len(r.published(t)); got != tc.wantResults {
 				t.Errorf("%d results published, want %d", got, tc.wantResults)
 			}
 			if n := r.p.Count("CHAT_RESULTS"); n != 1 {
