@@ -195,6 +195,25 @@ func dialJS(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
+// retry calls try, each call given each, until it succeeds, ctx ends or
+// d has passed; it returns try's last error.
+func retry(ctx context.Context, d, each time.Duration, try func(context.Context) error) error {
+	deadline := time.Now().Add(d)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, each)
+		err := try(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // feed hands the iterator's messages to msgs until the iterator is
 // stopped, then closes msgs.
 func feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {

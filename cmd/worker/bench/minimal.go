@@ -75,7 +75,7 @@ func MinimalLoop(ctx context.Context, o MinimalOptions) error {
 	// On a loaded cluster a JetStream request can go unanswered, and a
 	// bucket of three replicas can take longer to place than a request
 	// waits: each step is tried again for up to a minute.
-	err = retry(ctx, time.Minute, func(ctx context.Context) (err error) {
+	err = retry(ctx, time.Minute, 10*time.Second, func(ctx context.Context) (err error) {
 		cons, err = js.Consumer(ctx, topo.CommandsStream, topo.Durable)
 		return err
 	})
@@ -83,7 +83,7 @@ func MinimalLoop(ctx context.Context, o MinimalOptions) error {
 		return fmt.Errorf("the commands' consumer: %w", err)
 	}
 	if o.Store {
-		err = retry(ctx, time.Minute, func(ctx context.Context) (err error) {
+		err = retry(ctx, time.Minute, 10*time.Second, func(ctx context.Context) (err error) {
 			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "BENCH_MINIMAL", History: 1, TTL: time.Hour, Replicas: max(o.Replicas, 1)})
 			return err
 		})
@@ -130,25 +130,6 @@ func MinimalLoop(ctx context.Context, o MinimalOptions) error {
 		fmt.Fprintf(o.Errors, "minimal loop: %d failed deliveries in all\n", n)
 	}
 	return nil
-}
-
-// retry calls try, each call with ten seconds, until it succeeds, ctx
-// ends or the time is up; it returns try's last error.
-func retry(ctx context.Context, d time.Duration, try func(context.Context) error) error {
-	deadline := time.Now().Add(d)
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := try(tctx)
-		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // minimalOne is one command of the minimal loop.

@@ -209,7 +209,12 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		topo = topo.WithDefaults()
 		cons, err = provisionBy(ctx, r.WorkerBinary, e, sc, js, topo)
 	} else {
-		cons, err = consumer.Provision(ctx, js, topo)
+		// On a loaded cluster a request can go unanswered; with the run's
+		// deadline on ctx, one lost request would wait out the whole run.
+		err = retry(ctx, time.Minute, 10*time.Second, func(ctx context.Context) (err error) {
+			cons, err = consumer.Provision(ctx, js, topo)
+			return err
+		})
 		topo = topo.WithDefaults()
 	}
 	if err != nil {
