@@ -124,3 +124,37 @@ func TestRetry(t *testing.T) {
 		t.Errorf("with no time left: %v, want the try's own error", err)
 	}
 }
+
+// A command whose PubAck did not come (here: no stream yet, as when a
+// loaded cluster drops the answer) is published again until it is stored,
+// once, rather than failing the run.
+func TestPublishSendsAgainWhatWasNotAcknowledged(t *testing.T) {
+	s := natstest.RunServer(t)
+	nc, _ := natstest.Connect(t, s)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := consumer.Topology{}.WithDefaults()
+	provisioned := make(chan error, 1)
+	go func() {
+		// After the client's own tries (two, 250 ms apart) have failed.
+		time.Sleep(1500 * time.Millisecond)
+		_, err := consumer.Provision(t.Context(), js, topo)
+		provisioned <- err
+	}()
+	pub := newPublisher(js, topo.Subjects, Scenario{Commands: 5, Chats: 1})
+	if err := pub.publish(t.Context(), 0, 5, nil); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if err := <-provisioned; err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), topo.CommandsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 5 {
+		t.Errorf("%d commands stored, want 5", n)
+	}
+}

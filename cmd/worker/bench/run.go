@@ -194,7 +194,9 @@ func (r *Runner) Run(ctx context.Context, sc Scenario) (Result, error) {
 		return Result{}, err
 	}
 	defer rc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A PubAck that never comes (a loaded cluster can drop one) ends its
+	// publish with an error after 30 s, and publish sends it again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return Result{}, err
 	}
@@ -526,7 +528,15 @@ func (p *publisher) publish(ctx context.Context, from, to int, t *tracker) error
 	for _, f := range futures {
 		select {
 		case err := <-f.Err():
-			return fmt.Errorf("publish: %w", err)
+			// A PubAck lost on a loaded cluster: the same message again,
+			// which the stream keeps once (its Nats-Msg-Id).
+			msg := f.Msg()
+			if rerr := retry(ctx, time.Minute, 10*time.Second, func(ctx context.Context) error {
+				_, err := p.js.PublishMsg(ctx, msg)
+				return err
+			}); rerr != nil {
+				return fmt.Errorf("publish %s: %w, then %w", msg.Header.Get(nats.MsgIdHdr), err, rerr)
+			}
 		default:
 		}
 	}
