@@ -173,61 +173,19 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	if err != nil {
 		return nil, err
 	}
-	// The streams are shared: a worker started with other retention flags
-	// keeps the streams' retention and says so; `worker provision` changes
-	// it for everyone.
-	topo, kept, err := consumer.KeepRetention(ctx, a.js, a.topo)
-	if err != nil {
-		a.close()
-		return nil, err
-	}
-	for _, c := range kept {
-		log.Warn("a retention flag differs from the stream's setting, which is kept: run `worker provision` with the flag to change it for every replica",
-			zap.String("stream", c.Stream), zap.String("setting", c.Setting), zap.String("flag", c.Flag), zap.String("stream_value", c.From), zap.String("flag_value", c.To))
-	}
-	a.topo = topo
-	cons, err := consumer.Provision(ctx, a.js, a.topo)
-	if err != nil {
-		a.close()
-		return nil, err
-	}
-	if kv, err := a.js.KeyValue(ctx, f.idemBucket); err == nil {
-		if st, err := kv.Status(ctx); err == nil && st.TTL() != a.topo.IdempotencyTTL {
-			log.Warn("a retention flag differs from the bucket's setting, which is kept: run `worker provision` with the flag to change it for every replica",
-				zap.String("bucket", f.idemBucket), zap.String("flag", "--idempotency-ttl"), zap.String("bucket_value", st.TTL().String()), zap.String("flag_value", a.topo.IdempotencyTTL.String()))
-			a.topo.IdempotencyTTL = st.TTL()
-		}
-	}
-	logRetention(a.topo, log)
-	store, err := idempotency.Open(ctx, a.js, idempotency.Config{
-		Bucket: f.idemBucket, TTL: a.topo.IdempotencyTTL, Lease: f.idemLease, Replicas: f.nats.replicas, Owner: name,
-	})
-	if err != nil {
-		a.close()
-		return nil, fmt.Errorf("idempotency store: %w", err)
-	}
-	if a.states, err = project.Open(ctx, a.js, project.Config{Bucket: f.statesBucket, Replicas: f.nats.replicas}); err != nil {
-		a.close()
-		return nil, err
-	}
-	caps, err := consumer.OpenChatCaps(ctx, a.js, consumer.CapsConfig{Replicas: f.nats.replicas})
-	if err != nil {
-		a.close()
-		return nil, err
-	}
 	// The fleet record carries the budgets the executor, made below, knows.
-	var budgets atomic.Pointer[execute.Executor]
-	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas, Budgets: func() map[string]chat.Budget {
-		if e := budgets.Load(); e != nil {
-			return e.Budgets()
-		}
-		return nil
-	}},
-		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, metrics.InFlight, log)
-	if err != nil {
+	var (
+		budgets atomic.Pointer[execute.Executor]
+		js      jetStreamParts
+	)
+	if err := f.nats.untilJetStream(ctx, log, func() (err error) {
+		js, err = a.setUpJetStream(ctx, f, name, metrics, &budgets)
+		return err
+	}); err != nil {
 		a.close()
 		return nil, err
 	}
+	cons, store, caps := js.cons, js.store, js.caps
 	tp, stopTracing, err := startTracing(ctx, log)
 	if err != nil {
 		a.close()
@@ -279,6 +237,63 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 		}
 	}
 	return a, nil
+}
+
+// jetStreamParts are what setUpJetStream makes besides the app's own fields.
+type jetStreamParts struct {
+	cons  jetstream.Consumer
+	store *idempotency.KV
+	caps  *consumer.ChatCaps
+}
+
+// setUpJetStream provisions the streams and the consumer, opens the
+// buckets and joins the fleet: every step is idempotent, so
+// untilJetStream can run it again while JetStream does not answer yet.
+func (a *app) setUpJetStream(ctx context.Context, f *workerFlags, name string, metrics *consumer.Metrics, budgets *atomic.Pointer[execute.Executor]) (jetStreamParts, error) {
+	var p jetStreamParts
+	// The streams are shared: a worker started with other retention flags
+	// keeps the streams' retention and says so; `worker provision` changes
+	// it for everyone.
+	topo, kept, err := consumer.KeepRetention(ctx, a.js, a.topo)
+	if err != nil {
+		return p, err
+	}
+	for _, c := range kept {
+		a.log.Warn("a retention flag differs from the stream's setting, which is kept: run `worker provision` with the flag to change it for every replica",
+			zap.String("stream", c.Stream), zap.String("setting", c.Setting), zap.String("flag", c.Flag), zap.String("stream_value", c.From), zap.String("flag_value", c.To))
+	}
+	a.topo = topo
+	if p.cons, err = consumer.Provision(ctx, a.js, a.topo); err != nil {
+		return p, err
+	}
+	if kv, err := a.js.KeyValue(ctx, f.idemBucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil && st.TTL() != a.topo.IdempotencyTTL {
+			a.log.Warn("a retention flag differs from the bucket's setting, which is kept: run `worker provision` with the flag to change it for every replica",
+				zap.String("bucket", f.idemBucket), zap.String("flag", "--idempotency-ttl"), zap.String("bucket_value", st.TTL().String()), zap.String("flag_value", a.topo.IdempotencyTTL.String()))
+			a.topo.IdempotencyTTL = st.TTL()
+		}
+	}
+	logRetention(a.topo, a.log)
+	p.store, err = idempotency.Open(ctx, a.js, idempotency.Config{
+		Bucket: f.idemBucket, TTL: a.topo.IdempotencyTTL, Lease: f.idemLease, Replicas: f.nats.replicas, Owner: name,
+	})
+	if err != nil {
+		return p, fmt.Errorf("idempotency store: %w", err)
+	}
+	if a.states, err = project.Open(ctx, a.js, project.Config{Bucket: f.statesBucket, Replicas: f.nats.replicas}); err != nil {
+		return p, err
+	}
+	if p.caps, err = consumer.OpenChatCaps(ctx, a.js, consumer.CapsConfig{Replicas: f.nats.replicas}); err != nil {
+		return p, err
+	}
+	a.fleet, err = fleet.Join(ctx, a.js, fleet.Config{Replicas: f.nats.replicas, Budgets: func() map[string]chat.Budget {
+		if e := budgets.Load(); e != nil {
+			return e.Budgets()
+		}
+		return nil
+	}},
+		fleet.Member{Name: name, Version: version.Get().Version, Concurrency: f.concurrency}, metrics.InFlight, a.log)
+	return p, err
 }
 
 // run consumes until ctx is cancelled, then drains and closes everything.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatworker/worker/internal/natstest"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // runCLI runs the command line and returns what the user sees: stdout, and
@@ -318,6 +319,50 @@ func TestRunWaitsForNATS(t *testing.T) {
 	})
 	cancel()
 	// Stopped as it starts, the worker may report the cancellation.
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("run: %v\n%s", err, logs.String())
+	}
+}
+
+// TestRunWaitsForJetStream: worker run whose server answers but whose
+// JetStream does not yet (a cluster still electing its leader answers
+// nothing, as a server without JetStream does) waits, saying so, and starts
+// once JetStream answers, instead of exiting for Kubernetes to restart it
+// with a growing delay; after --nats-connect-timeout it gives up, naming it.
+func TestRunWaitsForJetStream(t *testing.T) {
+	srv := natstest.RunServer(t, func(o *server.Options) { o.JetStream = false })
+	url := srv.ClientURL()
+	t.Setenv("GOSQUARED_API_KEY", "k")
+	t.Setenv("GOSQUARED_SITE_TOKEN", "s")
+
+	_, stderr, code := userSees(t, "run", "--nats-url", url, "--http-addr", "", "--log-format", "json", "--nats-connect-timeout", "300ms")
+	if code != 1 || !strings.Contains(stderr, "--nats-connect-timeout") || !strings.Contains(stderr, "nats-server -js") {
+		t.Errorf("run without JetStream: exit %d, %q; want exit 1 naming --nats-connect-timeout and how to enable JetStream", code, stderr)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"run", "--nats-url", url, "--http-addr", "", "--log-format", "json", "--chat-api-url", "http://127.0.0.1:9/chat/v1"},
+			nil, &bytes.Buffer{}, logs)
+	}()
+	eventuallyOK(t, func() error {
+		if !strings.Contains(logs.String(), "JetStream is not answering yet; retrying") {
+			return errors.New("no retry logged yet")
+		}
+		return nil
+	})
+	if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyOK(t, func() error {
+		if !strings.Contains(logs.String(), `"msg":"worker started"`) {
+			return errors.New("worker not started yet")
+		}
+		return nil
+	})
+	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("run: %v\n%s", err, logs.String())
 	}

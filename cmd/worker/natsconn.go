@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ type natsFlags struct {
 // streams: the connection, replicas and retention.
 func (n *natsFlags) register(fs *flagSet) {
 	n.registerConn(fs)
-	fs.Duration(&n.connectTimeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", time.Minute, "how long to wait, retrying, for a NATS server that is not up yet (0: try once)")
+	fs.Duration(&n.connectTimeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", time.Minute, "how long to wait, retrying, for a NATS server that is not up yet, or whose JetStream does not answer yet (0: try once)")
 	n.waitOut = fs.out
 	n.registerReplicas(fs)
 	fs.Duration(&n.commandsMaxAge, "commands-max-age", "WORKER_COMMANDS_MAX_AGE", consumer.DefaultCommandsMaxAge, "how long CHAT_COMMANDS keeps a command not yet acknowledged (a scheduled one waits for its time regardless)")
@@ -263,6 +264,66 @@ func (n *natsFlags) dial(ctx context.Context, url string, wait bool, log *zap.Lo
 		pause = min(2*pause, 5*time.Second)
 	}
 }
+
+// untilJetStream runs setup, and again while JetStream does not answer yet,
+// for up to --nats-connect-timeout, as dial waits for the server: a NATS
+// cluster whose pods start with the workers' answers nothing, or
+// "temporarily unavailable", until it has elected its JetStream leader.
+// Any other error ends it at once.
+func (n *natsFlags) untilJetStream(ctx context.Context, log *zap.Logger, setup func() error) error {
+	start := time.Now()
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := setup()
+		if err == nil || n.connectTimeout <= 0 || !jetStreamNotReady(err) {
+			return err
+		}
+		left := n.connectTimeout - time.Since(start)
+		if left <= 0 {
+			hint := ""
+			if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+				hint = "; a server without JetStream answers so too: enable it (`nats-server -js`)"
+			}
+			return fmt.Errorf("JetStream did not answer within %v (--nats-connect-timeout): %w%s", n.connectTimeout, err, hint)
+		}
+		pause = min(pause, left)
+		log.Warn("JetStream is not answering yet; retrying", zap.Int("attempt", attempt),
+			zap.Duration("retry_in", pause), zap.Duration("gives_up_in", left.Round(time.Second)), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up waiting for JetStream: %v)", err, ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+// jetStreamNotReady reports whether err says JetStream has not answered
+// yet, rather than refused: no answer in time, no responder for its API
+// (which is also how a server without JetStream answers: that one is
+// waited for too, and the error then says to enable it), or a cluster
+// without its leader or its peers.
+func jetStreamNotReady(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return false // an account without JetStream does not get it by waiting
+		case jetstream.JSErrCodeJetStreamNotEnabled, jsErrCodeNoSuitablePeers, jsErrCodeClusterUnavailable:
+			return true
+		}
+		return api.Code == http.StatusServiceUnavailable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// JetStream's answers while a cluster forms (nats-server's
+// JSClusterNoPeersErrF and JSClusterNotAvailErr), which the client does not
+// name.
+const (
+	jsErrCodeNoSuitablePeers    jetstream.ErrorCode = 10005
+	jsErrCodeClusterUnavailable jetstream.ErrorCode = 10008
+)
 
 // redactURL hides user information (passwords, tokens) in NATS URLs.
 func redactURL(urls string) string {
