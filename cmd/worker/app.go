@@ -176,16 +176,16 @@ func newApp(ctx context.Context, f *workerFlags, log *zap.Logger, creds chat.Cre
 	// The fleet record carries the budgets the executor, made below, knows.
 	var (
 		budgets atomic.Pointer[execute.Executor]
-		js      jetStreamParts
+		parts   jetStreamParts
 	)
 	if err := f.nats.untilJetStream(ctx, log, func() (err error) {
-		js, err = a.setUpJetStream(ctx, f, name, metrics, &budgets)
+		parts, err = a.setUpJetStream(ctx, f, name, metrics, &budgets)
 		return err
 	}); err != nil {
 		a.close()
 		return nil, err
 	}
-	cons, store, caps := js.cons, js.store, js.caps
+	cons, store, caps := parts.cons, parts.store, parts.caps
 	tp, stopTracing, err := startTracing(ctx, log)
 	if err != nil {
 		a.close()
