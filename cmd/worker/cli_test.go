@@ -367,3 +367,30 @@ func TestRunWaitsForJetStream(t *testing.T) {
 		t.Errorf("run: %v\n%s", err, logs.String())
 	}
 }
+
+// TestProvisionWaitsForJetStream: worker provision, run as a Kubernetes Job
+// beside a NATS cluster that is starting, waits for JetStream as worker run
+// does, saying so on standard error.
+func TestProvisionWaitsForJetStream(t *testing.T) {
+	srv := natstest.RunServer(t, func(o *server.Options) { o.JetStream = false })
+	stdout, stderr := &syncWriter{w: &bytes.Buffer{}}, &syncWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), []string{"provision", "--nats-url", srv.ClientURL()}, nil, stdout, stderr)
+	}()
+	eventuallyOK(t, func() error {
+		if !strings.Contains(stderr.String(), "JetStream is not answering yet") {
+			return errors.New("no retry said yet")
+		}
+		return nil
+	})
+	if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("provision: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "are in place") {
+		t.Errorf("provision said %q", stdout.String())
+	}
+}

@@ -279,27 +279,39 @@ func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c.apply(&topo)
 	topo.IdempotencyTTL = ttl
 	topo = topo.WithDefaults()
-	changes, err := consumer.RetentionChanges(ctx, js, topo)
-	if err != nil {
+	// As worker run, provision waits for JetStream to answer (a cluster
+	// that has just started); every step is idempotent.
+	var (
+		changes  []consumer.RetentionChange
+		compared bool // a try after one that provisioned would find nothing to change
+	)
+	err = n.untilJetStream(ctx, zap.NewNop(), func() (err error) {
+		if !compared {
+			if changes, err = consumer.RetentionChanges(ctx, js, topo); err != nil {
+				return err
+			}
+			compared = true
+		}
+		if _, err := consumer.Provision(ctx, js, topo); err != nil {
+			return err
+		}
+		if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
+			return fmt.Errorf("idempotency bucket: %w", err)
+		}
+		if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
+			return err
+		}
+		if _, err := consumer.OpenChatCaps(ctx, js, consumer.CapsConfig{Replicas: n.replicas}); err != nil {
+			return err
+		}
+		_, err = audit.Open(ctx, js, audit.Config{Subjects: n.subjects(), Replicas: n.replicas})
 		return err
-	}
-	if _, err := consumer.Provision(ctx, js, topo); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	for _, c := range changes {
 		fmt.Fprintf(stdout, "changed %s\n", c)
-	}
-	if _, err := idempotency.Open(ctx, js, idempotency.Config{Bucket: bucket, TTL: topo.IdempotencyTTL, Replicas: n.replicas}); err != nil {
-		return fmt.Errorf("idempotency bucket: %w", err)
-	}
-	if _, err := project.Open(ctx, js, project.Config{Bucket: states, Replicas: n.replicas}); err != nil {
-		return err
-	}
-	if _, err := consumer.OpenChatCaps(ctx, js, consumer.CapsConfig{Replicas: n.replicas}); err != nil {
-		return err
-	}
-	if _, err := audit.Open(ctx, js, audit.Config{Subjects: n.subjects(), Replicas: n.replicas}); err != nil {
-		return err
 	}
 	warnings, _ := topo.RetentionPolicy()
 	for _, w := range warnings {

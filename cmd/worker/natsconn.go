@@ -287,8 +287,12 @@ func (n *natsFlags) untilJetStream(ctx context.Context, log *zap.Logger, setup f
 			return fmt.Errorf("JetStream did not answer within %v (--nats-connect-timeout): %w%s", n.connectTimeout, err, hint)
 		}
 		pause = min(pause, left)
-		log.Warn("JetStream is not answering yet; retrying", zap.Int("attempt", attempt),
-			zap.Duration("retry_in", pause), zap.Duration("gives_up_in", left.Round(time.Second)), zap.Error(err))
+		if log.Core().Enabled(zap.WarnLevel) {
+			log.Warn("JetStream is not answering yet; retrying", zap.Int("attempt", attempt),
+				zap.Duration("retry_in", pause), zap.Duration("gives_up_in", left.Round(time.Second)), zap.Error(err))
+		} else if n.waitOut != nil {
+			fmt.Fprintf(n.waitOut, "JetStream is not answering yet (%v); retrying in %v, giving up in %v\n", err, pause, left.Round(time.Second))
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up waiting for JetStream: %v)", err, ctx.Err())
