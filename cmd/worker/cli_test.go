@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -297,6 +298,13 @@ func TestRunWaitsForNATS(t *testing.T) {
 		t.Errorf("run with no server: exit %d, %q; want exit 1 naming --nats-connect-timeout", code, stderr)
 	}
 
+	waitsThenStarts(t, url, "NATS is not reachable yet; retrying", func() { start() })
+}
+
+// waitsThenStarts runs worker run against url until it logs waiting, calls
+// ready, which brings up what it waits for, and checks that it starts.
+func waitsThenStarts(t *testing.T, url, waiting string, ready func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	logs := &syncWriter{w: &bytes.Buffer{}}
 	done := make(chan error, 1)
@@ -305,12 +313,12 @@ func TestRunWaitsForNATS(t *testing.T) {
 			nil, &bytes.Buffer{}, logs)
 	}()
 	eventuallyOK(t, func() error {
-		if !strings.Contains(logs.String(), "NATS is not reachable yet; retrying") {
-			return errors.New("no retry logged yet")
+		if !strings.Contains(logs.String(), waiting) {
+			return fmt.Errorf("%q not logged yet", waiting)
 		}
 		return nil
 	})
-	start()
+	ready()
 	eventuallyOK(t, func() error {
 		if !strings.Contains(logs.String(), `"msg":"worker started"`) {
 			return errors.New("worker not started yet")
@@ -340,32 +348,11 @@ func TestRunWaitsForJetStream(t *testing.T) {
 		t.Errorf("run without JetStream: exit %d, %q; want exit 1 naming --nats-connect-timeout and how to enable JetStream", code, stderr)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--nats-url", url, "--http-addr", "", "--log-format", "json", "--chat-api-url", "http://127.0.0.1:9/chat/v1"},
-			nil, &bytes.Buffer{}, logs)
-	}()
-	eventuallyOK(t, func() error {
-		if !strings.Contains(logs.String(), "JetStream is not answering yet; retrying") {
-			return errors.New("no retry logged yet")
+	waitsThenStarts(t, url, "JetStream is not answering yet; retrying", func() {
+		if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
 		}
-		return nil
 	})
-	if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
-	eventuallyOK(t, func() error {
-		if !strings.Contains(logs.String(), `"msg":"worker started"`) {
-			return errors.New("worker not started yet")
-		}
-		return nil
-	})
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Errorf("run: %v\n%s", err, logs.String())
-	}
 }
 
 // TestProvisionWaitsForJetStream: worker provision, run as a Kubernetes Job
