@@ -16,13 +16,7 @@ import (
 // A regression run measures each round's minimal loop, old and new worker,
 // and reports every round as it ends; the table shows the ratios.
 func TestRegress(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the worker binary")
-	}
-	bin := workerBinary(t)
-	if bin == "" {
-		t.Fatal("could not build the worker")
-	}
+	bin := regressBinary(t)
 	var reported []bench.RegressRound
 	res, err := bench.Regress(t.Context(), bench.RegressOptions{Old: bin, New: bin, Commands: 300, Chats: 5, Concurrency: 8, Rounds: 2},
 		func(r bench.RegressRound) { reported = append(reported, r) })
@@ -47,13 +41,7 @@ func TestRegress(t *testing.T) {
 // On a cluster of three servers every loop and worker runs on streams and
 // buckets replicated three times (each worker with --replicas 3).
 func TestRegressOnACluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the worker binary")
-	}
-	bin := workerBinary(t)
-	if bin == "" {
-		t.Fatal("could not build the worker")
-	}
+	bin := regressBinary(t)
 	res, err := bench.Regress(t.Context(), bench.RegressOptions{Old: bin, New: bin, Commands: 200, Chats: 5, Concurrency: 8, Rounds: 1, Replicas: 3}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +54,20 @@ func TestRegressOnACluster(t *testing.T) {
 	if !strings.Contains(b.String(), "a cluster of 3 NATS servers") {
 		t.Errorf("the table does not say the servers were a cluster:\n%s", b.String())
 	}
+}
+
+// regressBinary is the worker binary a regression run compares with
+// itself; it skips the test in -short runs, which build nothing.
+func regressBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the worker binary")
+	}
+	bin := workerBinary(t)
+	if bin == "" {
+		t.Fatal("could not build the worker")
+	}
+	return bin
 }
 
 func TestRegressNeedsBinaries(t *testing.T) {
